@@ -1,0 +1,1 @@
+"""kassa: an open-source payment gateway service."""

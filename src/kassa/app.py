@@ -1,0 +1,76 @@
+"""create_app(): middleware order, routers, lifespan — nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from kassa.auth.router import router as auth_router
+from kassa.container import Container, build_container
+from kassa.errors import install_error_handlers
+from kassa.observability.bodylimit import BodySizeLimitMiddleware
+from kassa.observability.logging import configure_logging
+from kassa.observability.middleware import RequestContextMiddleware
+from kassa.payments.router import router as payments_router
+from kassa.ratelimit.middleware import RateLimitMiddleware, parse_trusted_proxies
+from kassa.refunds.router import router as refunds_router
+from kassa.service_routes import docs_static
+from kassa.service_routes import router as service_router
+from kassa.settings import Settings, load_settings
+from kassa.transactions.router import router as transactions_router
+
+DESCRIPTION = """
+kassa is a payment gateway: register, log in, create payments by card or wallet, process
+them, refund them in whole or in part, and list transactions.
+
+Amounts are integers in the currency's minor unit (1050 = 10.50 USD). Errors are RFC 9457
+problem documents with a stable `code`. Log in at `/api/auth/login`, then press
+**Authorize** and paste the `access_token`.
+"""
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
+    settings = settings or (container.settings if container else load_settings())
+    configure_logging(settings.log_level, settings.log_format)
+    container = container or build_container(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await container.aclose()
+
+    app = FastAPI(
+        title="kassa",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    install_error_handlers(app)
+    app.include_router(service_router)
+    app.mount("/docs-static", docs_static(), name="docs-static")
+    app.include_router(auth_router)
+    app.include_router(payments_router)
+    app.include_router(refunds_router)
+    app.include_router(transactions_router)
+    # Added last = runs first: request id and access log wrap everything, then the body
+    # limit, then the rate limit.
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=container.limiter,
+        trusted=parse_trusted_proxies(settings.trusted_proxies),
+    )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The factory `kassa serve` hands to uvicorn (each worker process builds its own app)."""
+    return create_app()

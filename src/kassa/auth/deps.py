@@ -1,0 +1,34 @@
+"""Authentication dependency: `Authorization: Bearer <access token>` → `Principal`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from kassa.auth.service import AuthService, Principal
+from kassa.errors import Unauthorized
+
+bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /api/auth/login")
+
+
+def get_auth_service(request: Request) -> AuthService:
+    service: AuthService = request.app.state.container.auth
+    return service
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    auth: Annotated[AuthService, Depends(get_auth_service)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized()
+    principal = await auth.authenticate(credentials.credentials)
+    request.scope.setdefault("state", {})["user_id"] = str(principal.user_id)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+
+from kassa.auth.deps import AuthServiceDep, CurrentPrincipal
+from kassa.auth.schemas import (
+    LoginRequest,
+    PasswordChangeRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenOut,
+    UserOut,
+)
+from kassa.web import problem_responses, reject_unknown_query
+
+router = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[reject_unknown_query])
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    responses=problem_responses(409, 422),
+)
+async def register(body: RegisterRequest, auth: AuthServiceDep) -> Any:
+    """Create an account. Emails compare case-insensitively."""
+    user = await auth.register(body.name, str(body.email), body.password)
+    return UserOut.model_validate(user, from_attributes=True)
+
+
+@router.post("/login", response_model=TokenOut, responses=problem_responses(401, 422, 429))
+async def login(body: LoginRequest, auth: AuthServiceDep) -> Any:
+    """Exchange an email and password for an access token and a refresh token."""
+    issued = await auth.login(body.email, body.password)
+    return TokenOut(
+        access_token=issued.access_token,
+        expires_in=issued.expires_in,
+        refresh_token=issued.refresh_token,
+    )
+
+
+@router.get("/profile", response_model=UserOut, responses=problem_responses(401))
+async def profile(principal: CurrentPrincipal) -> Any:
+    """The authenticated user."""
+    return UserOut(
+        id=principal.user_id,
+        name=principal.name,
+        email=principal.email,
+        created_at=principal.created_at,
+    )
+
+
+@router.post("/refresh", response_model=TokenOut, responses=problem_responses(401, 422))
+async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> Any:
+    """Rotate a refresh token. Presenting a spent refresh token again ends the session."""
+    issued = await auth.refresh(body.refresh_token)
+    return TokenOut(
+        access_token=issued.access_token,
+        expires_in=issued.expires_in,
+        refresh_token=issued.refresh_token,
+    )
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401))
+async def logout(principal: CurrentPrincipal, auth: AuthServiceDep) -> Response:
+    """End this session: its access and refresh tokens stop working."""
+    await auth.logout(principal)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/password", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 422)
+)
+async def change_password(
+    body: PasswordChangeRequest, principal: CurrentPrincipal, auth: AuthServiceDep
+) -> Response:
+    """Change the password; every other session ends."""
+    await auth.change_password(principal, body.current_password, body.new_password)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,199 @@
+"""Registration, login, sessions and password changes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kassa.auth import repository
+from kassa.auth.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    TooManyAttempts,
+    WrongPassword,
+)
+from kassa.auth.models import AuthSession, User
+from kassa.auth.passwords import hash_password, needs_rehash, verify_password
+from kassa.auth.tokens import InvalidToken, TokenCodec
+from kassa.db import new_id
+from kassa.errors import Unauthorized
+from kassa.observability.metrics import LOGIN_FAILURES
+from kassa.ratelimit.limiter import LoginThrottle
+
+log = structlog.get_logger("kassa.auth")
+
+
+def email_key(email: str) -> str:
+    """Emails compare case-insensitively; this is the form the unique index holds."""
+    return email.strip().casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller of a request."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    name: str
+    email: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+class AuthService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        tokens: TokenCodec,
+        throttle: LoginThrottle,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._sessions = sessions
+        self._tokens = tokens
+        self._throttle = throttle
+        self._clock = clock
+
+    async def register(self, name: str, email: str, password: str) -> User:
+        now = self._clock()
+        password_hash = await hash_password(password)
+        user = User(
+            id=new_id(),
+            name=name,
+            email=email,
+            email_key=email_key(email),
+            password_hash=password_hash,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(user)
+        except IntegrityError:
+            raise EmailTaken from None
+        log.info("user_registered", user_id=str(user.id))
+        return user
+
+    async def login(self, email: str, password: str) -> IssuedTokens:
+        key = email_key(email)
+        lockout = await self._throttle.check(key)
+        if lockout.locked:
+            raise TooManyAttempts(lockout.retry_after)
+        async with self._sessions() as session:
+            user = await repository.get_user_by_email_key(session, key)
+        ok = await verify_password(user.password_hash if user else None, password)
+        if user is None or not ok:
+            LOGIN_FAILURES.inc()
+            lockout = await self._throttle.record_failure(key)
+            log.info("login_failed", locked=lockout.locked)
+            if lockout.locked:
+                raise TooManyAttempts(lockout.retry_after)
+            raise InvalidCredentials
+        await self._throttle.record_success(key)
+        now = self._clock()
+        auth_session = AuthSession(
+            id=new_id(),
+            user_id=user.id,
+            refresh_generation=0,
+            created_at=now,
+            expires_at=now + self._tokens.refresh_ttl,
+        )
+        async with self._sessions.begin() as session:
+            session.add(auth_session)
+            if needs_rehash(user.password_hash):
+                stored = await session.get(User, user.id)
+                if stored is not None:
+                    stored.password_hash = await hash_password(password)
+        log.info("login_succeeded", user_id=str(user.id))
+        return self._issue(user.id, auth_session.id, generation=0, now=now)
+
+    def _issue(
+        self, user_id: uuid.UUID, session_id: uuid.UUID, *, generation: int, now: datetime
+    ) -> IssuedTokens:
+        return IssuedTokens(
+            access_token=self._tokens.issue(
+                "access", user_id=user_id, session_id=session_id, now=now
+            ),
+            refresh_token=self._tokens.issue(
+                "refresh", user_id=user_id, session_id=session_id, now=now, generation=generation
+            ),
+            expires_in=int(self._tokens.access_ttl.total_seconds()),
+        )
+
+    async def authenticate(self, access_token: str) -> Principal:
+        try:
+            claims = self._tokens.decode(access_token, "access")
+        except InvalidToken:
+            raise Unauthorized("The bearer token is invalid or expired.") from None
+        async with self._sessions() as session:
+            found = await repository.get_active_session(
+                session, claims.session_id, claims.user_id, self._clock()
+            )
+        if found is None:
+            raise Unauthorized("The session has ended; log in again.")
+        _, user = found
+        return Principal(
+            user_id=user.id,
+            session_id=claims.session_id,
+            name=user.name,
+            email=user.email,
+            created_at=user.created_at,
+        )
+
+    async def refresh(self, refresh_token: str) -> IssuedTokens:
+        try:
+            claims = self._tokens.decode(refresh_token, "refresh")
+        except InvalidToken:
+            raise InvalidRefreshToken from None
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            spent = await repository.advance_refresh_generation(
+                session, claims.session_id, claims.generation, now
+            )
+        if not spent:
+            # A valid signature on a generation that is not current is a replayed token:
+            # whoever holds the session's tokens may be an attacker, so end it for everyone.
+            async with self._sessions.begin() as session:
+                await repository.revoke_session(session, claims.session_id, now)
+            log.warning("refresh_token_reuse", session_id=str(claims.session_id))
+            raise InvalidRefreshToken
+        return self._issue(
+            claims.user_id, claims.session_id, generation=claims.generation + 1, now=now
+        )
+
+    async def logout(self, principal: Principal) -> None:
+        async with self._sessions.begin() as session:
+            await repository.revoke_session(session, principal.session_id, self._clock())
+        log.info("logout", user_id=str(principal.user_id))
+
+    async def change_password(
+        self, principal: Principal, current_password: str, new_password: str
+    ) -> None:
+        async with self._sessions() as session:
+            user = await repository.get_user(session, principal.user_id)
+        if user is None or not await verify_password(user.password_hash, current_password):
+            raise WrongPassword
+        new_hash = await hash_password(new_password)
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            stored = await repository.get_user(session, principal.user_id)
+            if stored is None:
+                raise WrongPassword
+            stored.password_hash = new_hash
+            stored.updated_at = now
+            await repository.revoke_other_sessions(
+                session, principal.user_id, principal.session_id, now
+            )
+        log.info("password_changed", user_id=str(principal.user_id))

@@ -1,0 +1,216 @@
+"""Every error leaves kassa as one RFC 9457 problem document.
+
+`KassaError` carries a stable `code`, an HTTP status and a message that is safe to show:
+never a stack trace, SQL, a secret or card data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://kassa.dev/problems/"
+
+log = structlog.get_logger("kassa.errors")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str
+    message: str
+
+
+@dataclass
+class KassaError(Exception):
+    """A failure with a safe, client-facing message."""
+
+    code: str
+    status: int
+    detail: str
+    title: str | None = None
+    errors: Sequence[FieldError] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+class NotFound(KassaError):
+    def __init__(self, what: str = "resource") -> None:
+        super().__init__("not_found", 404, f"No such {what}.", title="Not Found")
+
+
+class InvalidState(KassaError):
+    def __init__(self, detail: str) -> None:
+        super().__init__("invalid_state", 409, detail, title="Invalid State")
+
+
+class ValidationFailed(KassaError):
+    def __init__(self, errors: Sequence[FieldError], detail: str | None = None) -> None:
+        super().__init__(
+            "validation_error",
+            422,
+            detail or "The request is not valid; see errors.",
+            title="Validation Error",
+            errors=errors,
+        )
+
+
+class Unauthorized(KassaError):
+    def __init__(self, detail: str = "Authentication is required.") -> None:
+        super().__init__(
+            "unauthorized",
+            401,
+            detail,
+            title="Unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def problem_response(
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    title: str | None = None,
+    errors: Sequence[FieldError] = (),
+    headers: Mapping[str, str] | None = None,
+    instance: str | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    return Response(
+        content=orjson.dumps(body),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=dict(headers or {}),
+    )
+
+
+def _field_name(loc: Sequence[int | str]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        parts = parts[1:]
+    # Tagged unions add the tag to the location; the client did not write it.
+    parts = [p for p in parts if p not in {"credit_card", "debit_card", "digital_wallet"}]
+    name = ".".join(parts)
+    return name or "body"
+
+
+def _validation_message(error: Mapping[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "field required"
+    if kind == "json_invalid":
+        return "body is not valid JSON"
+    message = str(error.get("msg", "invalid value"))
+    return message.removeprefix("Value error, ")
+
+
+def validation_errors(raw: Sequence[Mapping[str, Any]]) -> list[FieldError]:
+    """Pydantic's errors as client-facing fields, never echoing the input (it may be a card)."""
+    seen: set[tuple[str, str]] = set()
+    out: list[FieldError] = []
+    for error in raw:
+        item = (_field_name(error.get("loc", ())), _validation_message(error))
+        if item not in seen:
+            seen.add(item)
+            out.append(FieldError(*item))
+    return out
+
+
+async def _kassa_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KassaError)
+    return problem_response(
+        status=exc.status,
+        code=exc.code,
+        detail=exc.detail,
+        title=exc.title,
+        errors=exc.errors,
+        headers=exc.headers,
+    )
+
+
+async def _request_validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc.errors())
+    if any(e.message == "body is not valid JSON" for e in errors):
+        return problem_response(
+            status=400,
+            code="malformed_json",
+            detail="The request body is not valid JSON.",
+            title="Malformed JSON",
+        )
+    return problem_response(
+        status=422,
+        code="validation_error",
+        detail="The request is not valid; see errors.",
+        title="Validation Error",
+        errors=errors,
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    code = _HTTP_CODES.get(status, "http_error")
+    detail = {
+        404: "No such resource.",
+        405: f"{request.method} is not allowed here.",
+    }.get(status, HTTPStatus(status).description or HTTPStatus(status).phrase)
+    return problem_response(
+        status=status,
+        code=code,
+        detail=detail,
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the log (redacted), never to the client.
+    log.error("unhandled_error", exc_info=exc, error_type=type(exc).__name__)
+    return problem_response(
+        status=500,
+        code="internal_error",
+        detail="An internal error occurred. It has been logged.",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(KassaError, _kassa_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(Exception, _unhandled)

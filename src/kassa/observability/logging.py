@@ -1,0 +1,140 @@
+"""Structured logs: one JSON object a line on stdout, redacted before it is written.
+
+The redaction step is the last processor before rendering, so no code path can bypass it:
+card numbers (any 12–19 digit Luhn-valid run), CVCs, passwords, tokens and secrets are
+replaced whatever key or message they hide in.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import orjson
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+from kassa.vault.cards import luhn_valid
+
+REDACTED = "[REDACTED]"
+SENSITIVE_KEYS = frozenset(
+    {
+        "password",
+        "current_password",
+        "new_password",
+        "cvc",
+        "cvv",
+        "number",
+        "card_number",
+        "token",
+        "access_token",
+        "refresh_token",
+        "authorization",
+        "secret",
+        "jwt_secret",
+        "vault_keys",
+        "api_key",
+        "stripe_api_key",
+        "cookie",
+    }
+)
+_DIGIT_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_SECRET_WORDS = re.compile(r"\b(?:whsec|sk_live|sk_test|rk_live|rk_test)_[A-Za-z0-9]+")
+
+
+def _mask_card_numbers(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        digits = re.sub(r"[ -]", "", match.group(0))
+        return REDACTED if luhn_valid(digits) else match.group(0)
+
+    return _DIGIT_RUN.sub(replace, text)
+
+
+def redact_text(text: str) -> str:
+    text = _BEARER.sub(r"\1 " + REDACTED, text)
+    text = _JWT.sub(REDACTED, text)
+    text = _SECRET_WORDS.sub(REDACTED, text)
+    return _mask_card_numbers(text)
+
+
+def redact_value(key: str | None, value: Any) -> Any:
+    if key is not None and key.lower() in SENSITIVE_KEYS:
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {k: redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [redact_value(None, v) for v in value]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return redact_text(str(value))
+
+
+def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    return {k: redact_value(k, v) for k, v in event_dict.items()}
+
+
+def _drop_color_message(_l: WrappedLogger, _n: str, event_dict: EventDict) -> EventDict:
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
+def _orjson_dumps(obj: MutableMapping[str, Any], **_kw: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    """Send structlog and the standard library (uvicorn, alembic) through one redacting
+    pipeline."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_color_message,
+        structlog.processors.format_exc_info,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            *shared[:1],
+            structlog.stdlib.filter_by_level,
+            *shared[1:],
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            redact,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "alembic", "sqlalchemy"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # The request middleware writes its own access line with the request id.
+    logging.getLogger("uvicorn.access").handlers[:] = []
+    logging.getLogger("uvicorn.access").propagate = False
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -1,0 +1,90 @@
+"""The outermost middleware: request id, access log line, HTTP metrics, response headers."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kassa.observability.metrics import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS
+
+REQUEST_ID_HEADER = b"x-request-id"
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+access_log = structlog.get_logger("kassa.access")
+
+_SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+_API_CACHE = (b"cache-control", b"no-store")
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if isinstance(path, str) else "unmatched"
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.fullmatch(value):
+            return value.decode("ascii")
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Binds `request_id` to every log line of the request and writes one access line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        is_api = scope["path"].startswith("/api")
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
+                headers.extend(_SECURITY_HEADERS)
+                if is_api:
+                    headers.append(_API_CACHE)
+                message["headers"] = headers
+            await send(message)
+
+        HTTP_IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            HTTP_IN_FLIGHT.dec()
+            elapsed = time.perf_counter() - started
+            route = _route_template(scope)
+            method = scope["method"]
+            HTTP_REQUESTS.labels(route, method, str(status)).inc()
+            HTTP_DURATION.labels(route, method, str(status)).observe(elapsed)
+            state = scope.get("state", {})
+            access_log.info(
+                "request",
+                method=method,
+                route=route,
+                path=scope["path"],
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                user_id=state.get("user_id"),
+                client_ip=state.get("client_ip"),
+            )
+            structlog.contextvars.clear_contextvars()

@@ -1,0 +1,1 @@
+"""Payments: creation, processing, cancellation, status."""

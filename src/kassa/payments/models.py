@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CHAR,
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kassa.db import Base, UTCDateTime
+from kassa.payments.states import PaymentStatus
+
+_STATUSES = ", ".join(f"'{s.value}'" for s in PaymentStatus)
+
+
+class Payment(Base):
+    """A payment. `amount`, `amount_refunded` and `amount_refund_pending` are minor units of
+    `currency`; the database enforces 0 <= refunded + pending <= amount."""
+
+    __tablename__ = "payment"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_STATUSES})", name="status_valid"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refund_pending >= 0 "
+            "AND amount_refunded + amount_refund_pending <= amount",
+            name="refunds_within_amount",
+        ),
+        Index("ix_payment_user_id_created_at", "user_id", "created_at"),
+        Index("ix_payment_status_updated_at", "status", "updated_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("user_account.id", ondelete="RESTRICT")
+    )
+    status: Mapped[str] = mapped_column(String(24))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_refund_pending: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(CHAR(3))
+    payment_method: Mapped[str] = mapped_column(String(24))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON)
+    failure_code: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    failure_message: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    processor: Mapped[str] = mapped_column(String(24))
+    processor_reference: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PaymentSecret(Base):
+    """The vaulted card number (or wallet token) and CVC, sealed with AES-GCM.
+
+    Kept only while a charge may need it: the CVC goes when processing starts, the whole row
+    when the payment is settled or canceled. Each ciphertext is bound to its payment id."""
+
+    __tablename__ = "payment_secret"
+
+    payment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("payment.id", ondelete="CASCADE"), primary_key=True
+    )
+    key_id: Mapped[str] = mapped_column(String(32))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    cvc_key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    cvc_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request, Response, status
+
+from kassa.auth.deps import CurrentPrincipal
+from kassa.payments.models import Payment
+from kassa.payments.schemas import (
+    CreatePaymentRequest,
+    PaymentOut,
+    PaymentStatusOut,
+    ProcessPaymentRequest,
+)
+from kassa.payments.service import PaymentService
+from kassa.web import problem_responses, reject_unknown_query
+
+router = APIRouter(prefix="/api/payments", tags=["payments"], dependencies=[reject_unknown_query])
+
+
+def get_payment_service(request: Request) -> PaymentService:
+    service: PaymentService = request.app.state.container.payments
+    return service
+
+
+PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
+
+
+def payment_out(payment: Payment) -> PaymentOut:
+    return PaymentOut(
+        id=payment.id,
+        user_id=payment.user_id,
+        status=payment.status,
+        amount=payment.amount,
+        amount_refunded=payment.amount_refunded,
+        currency=payment.currency,
+        payment_method=payment.payment_method,
+        details=payment.details,
+        description=payment.description,
+        metadata=payment.metadata_,
+        failure_code=payment.failure_code,
+        failure_message=payment.failure_message,
+        created_at=payment.created_at,
+        updated_at=payment.updated_at,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PaymentOut,
+    responses=problem_responses(401, 422),
+)
+async def create_payment(
+    body: Annotated[CreatePaymentRequest, Body()],
+    principal: CurrentPrincipal,
+    payments: PaymentServiceDep,
+) -> Any:
+    """Create a `pending` payment. Card numbers are checked (Luhn, expiry, CVC) and vaulted;
+    only brand, last4 and expiry are ever returned."""
+    return payment_out(await payments.create(principal.user_id, body))
+
+
+@router.post(
+    "/process",
+    response_model=PaymentOut,
+    responses={
+        202: {"description": "The processor's answer is unknown; the payment stays processing"},
+        **problem_responses(401, 404, 409, 422),
+    },
+)
+async def process_payment(
+    body: ProcessPaymentRequest,
+    principal: CurrentPrincipal,
+    payments: PaymentServiceDep,
+    response: Response,
+) -> Any:
+    """Ask the processor to charge a pending payment: 200 with `completed` or `failed`, or 202
+    with `processing` when the outcome is not known yet (reconciliation settles it)."""
+    outcome = await payments.process(principal.user_id, body.target)
+    if not outcome.settled:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return payment_out(outcome.payment)
+
+
+@router.get("/{payment_id}", response_model=PaymentOut, responses=problem_responses(401, 404))
+async def get_payment(
+    payment_id: str, principal: CurrentPrincipal, payments: PaymentServiceDep
+) -> Any:
+    """One of the caller's payments."""
+    return payment_out(await payments.get(principal.user_id, payment_id))
+
+
+@router.get(
+    "/{payment_id}/status", response_model=PaymentStatusOut, responses=problem_responses(401, 404)
+)
+async def get_payment_status(
+    payment_id: str, principal: CurrentPrincipal, payments: PaymentServiceDep
+) -> Any:
+    """The status and amounts of one of the caller's payments."""
+    payment = await payments.get(principal.user_id, payment_id)
+    return PaymentStatusOut.model_validate(payment, from_attributes=True)
+
+
+@router.post(
+    "/{payment_id}/cancel",
+    response_model=PaymentOut,
+    responses=problem_responses(401, 404, 409),
+)
+async def cancel_payment(
+    payment_id: str, principal: CurrentPrincipal, payments: PaymentServiceDep
+) -> Any:
+    """Cancel a pending payment; its vaulted card data is destroyed."""
+    return payment_out(await payments.cancel(principal.user_id, payment_id))

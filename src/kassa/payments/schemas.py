@@ -1,0 +1,138 @@
+"""Payment requests and responses.
+
+Requests are strict: amounts are JSON integers (no floats, strings or booleans), unknown
+fields are refused, and card data is checked (Luhn, expiry, CVC) before anything is stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from kassa.money import normalize_currency
+from kassa.vault.cards import card_expired, detect_brand, normalize_card_number, validate_cvc
+
+PaymentMethod = Literal["credit_card", "debit_card", "digital_wallet"]
+WalletName = Literal["apple_pay", "google_pay", "paypal"]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+MetadataValue = Annotated[str, StringConstraints(max_length=500)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)]
+Description = Annotated[str, StringConstraints(max_length=500)]
+Amount = Annotated[int, Field(gt=0, description="Minor units of the currency (1050 = 10.50 USD)")]
+
+
+class StrictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CardDetailsIn(StrictBody):
+    number: Annotated[str, Field(max_length=64, description="12–19 digits; spaces/dashes allowed")]
+    exp_month: Annotated[int, Field(ge=1, le=12)]
+    exp_year: Annotated[int, Field(ge=1000, le=9999, description="Four digits")]
+    cvc: Annotated[str, Field(max_length=8, description="3 or 4 digits")]
+    holder_name: Annotated[str, StringConstraints(max_length=100)] | None = None
+
+    @field_validator("number")
+    @classmethod
+    def _number(cls, value: str) -> str:
+        return normalize_card_number(value)
+
+    @model_validator(mode="after")
+    def _expiry_and_cvc(self) -> CardDetailsIn:
+        if card_expired(self.exp_month, self.exp_year, datetime.now(UTC)):
+            raise ValueError("card has expired")
+        validate_cvc(self.cvc, detect_brand(self.number))
+        return self
+
+    def __repr__(self) -> str:
+        return "CardDetailsIn(<redacted>)"
+
+
+class WalletDetailsIn(StrictBody):
+    wallet: WalletName
+    token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+    def __repr__(self) -> str:
+        return f"WalletDetailsIn(wallet={self.wallet!r}, token=<redacted>)"
+
+
+class _PaymentFields(StrictBody):
+    amount: Amount
+    currency: Annotated[str, Field(min_length=3, max_length=3, examples=["USD"])]
+    description: Description | None = None
+    metadata: Metadata | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return normalize_currency(value)
+
+
+class CardPaymentRequest(_PaymentFields):
+    payment_method: Literal["credit_card", "debit_card"]
+    details: CardDetailsIn
+
+
+class WalletPaymentRequest(_PaymentFields):
+    payment_method: Literal["digital_wallet"]
+    details: WalletDetailsIn
+
+
+CreatePaymentRequest = Annotated[
+    CardPaymentRequest | WalletPaymentRequest, Field(discriminator="payment_method")
+]
+
+
+class ProcessPaymentRequest(StrictBody):
+    payment_id: str | None = None
+    paymentId: str | None = None  # noqa: N815  (the seed's clients send camelCase)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ProcessPaymentRequest:
+        if (self.payment_id is None) == (self.paymentId is None):
+            raise ValueError("give exactly one of payment_id and paymentId")
+        return self
+
+    @property
+    def target(self) -> str:
+        value = self.payment_id if self.payment_id is not None else self.paymentId
+        assert value is not None
+        return value
+
+
+class PaymentOut(BaseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    amount: int
+    amount_refunded: int
+    currency: str
+    payment_method: PaymentMethod
+    details: dict[str, Any] = Field(
+        description="Cards: {brand, last4, exp_month, exp_year, holder_name}; wallets: {wallet}"
+    )
+    description: str | None
+    metadata: dict[str, str]
+    failure_code: str | None
+    failure_message: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PaymentStatusOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    amount: int
+    amount_refunded: int
+    currency: str
+    updated_at: datetime

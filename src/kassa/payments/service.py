@@ -1,0 +1,348 @@
+"""Payment business rules. The only place that knows where a database transaction starts
+and ends.
+
+A processor is never called while a transaction is open: `process` commits the move to
+`processing` first, calls the processor, then records the outcome in a second short
+transaction. A crash in between leaves `processing`, which reconciliation settles by
+looking the charge up under the same deterministic reference — so nothing is charged twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kassa.db import new_id, parse_id
+from kassa.observability.metrics import PAYMENT_AMOUNT, PAYMENTS, PROCESSOR_CALLS
+from kassa.payments import repository
+from kassa.payments.errors import AmountTooLarge, PaymentNotFound, PaymentNotPending
+from kassa.payments.models import Payment, PaymentSecret
+from kassa.payments.schemas import CardPaymentRequest, WalletPaymentRequest
+from kassa.payments.states import REFUNDABLE, PaymentStatus, sources_of, status_after_refund
+from kassa.processors.base import (
+    CardData,
+    ChargeRequest,
+    ChargeResult,
+    Outcome,
+    Processor,
+    ProcessorUnavailable,
+    WalletData,
+)
+from kassa.transactions.service import TransactionService
+from kassa.vault.cards import detect_brand, last4
+from kassa.vault.crypto import Sealed, Vault
+
+log = structlog.get_logger("kassa.payments")
+PROCESSOR_TIMEOUT_SECONDS = 15.0
+
+
+def charge_reference(payment_id: uuid.UUID) -> str:
+    """The processor idempotency key of a payment's charge: the same on every attempt."""
+    return f"kassa_charge_{payment_id.hex}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOutcome:
+    payment: Payment
+    settled: bool  # False: the processor's answer is unknown; the payment stays processing
+
+
+def _secret_context(payment_id: uuid.UUID, part: str) -> bytes:
+    return f"payment:{payment_id}:{part}".encode()
+
+
+class PaymentService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        vault: Vault,
+        processor: Processor,
+        clock: Callable[[], datetime],
+        max_amount: int,
+        processor_timeout: float = PROCESSOR_TIMEOUT_SECONDS,
+    ) -> None:
+        self._sessions = sessions
+        self._vault = vault
+        self._processor = processor
+        self._clock = clock
+        self._max_amount = max_amount
+        self._processor_timeout = processor_timeout
+
+    async def create(
+        self, user_id: uuid.UUID, request: CardPaymentRequest | WalletPaymentRequest
+    ) -> Payment:
+        """A `pending` payment; the card number and CVC are sealed, never stored in clear."""
+        if request.amount > self._max_amount:
+            raise AmountTooLarge(self._max_amount)
+        now = self._clock()
+        payment_id = new_id()
+        details: dict[str, Any]
+        if isinstance(request, CardPaymentRequest):
+            card = request.details
+            details = {
+                "brand": detect_brand(card.number).value,
+                "last4": last4(card.number),
+                "exp_month": card.exp_month,
+                "exp_year": card.exp_year,
+                "holder_name": card.holder_name,
+            }
+            secret_payload = {
+                "number": card.number,
+                "exp_month": card.exp_month,
+                "exp_year": card.exp_year,
+                "holder_name": card.holder_name,
+            }
+            cvc: str | None = card.cvc
+        else:
+            details = {"wallet": request.details.wallet}
+            secret_payload = {"wallet": request.details.wallet, "token": request.details.token}
+            cvc = None
+        sealed = self._vault.encrypt(
+            orjson.dumps(secret_payload).decode(), context=_secret_context(payment_id, "source")
+        )
+        sealed_cvc = (
+            self._vault.encrypt(cvc, context=_secret_context(payment_id, "cvc")) if cvc else None
+        )
+        payment = Payment(
+            id=payment_id,
+            user_id=user_id,
+            status=PaymentStatus.PENDING.value,
+            amount=request.amount,
+            amount_refunded=0,
+            amount_refund_pending=0,
+            currency=request.currency,
+            payment_method=request.payment_method,
+            details=details,
+            description=request.description,
+            metadata_=request.metadata or {},
+            processor=self._processor.name,
+            created_at=now,
+            updated_at=now,
+        )
+        secret = PaymentSecret(
+            payment_id=payment_id,
+            key_id=sealed.kid,
+            sealed=sealed.blob,
+            cvc_key_id=sealed_cvc.kid if sealed_cvc else None,
+            cvc_sealed=sealed_cvc.blob if sealed_cvc else None,
+            created_at=now,
+        )
+        async with self._sessions.begin() as session:
+            session.add(payment)
+            await session.flush()
+            session.add(secret)
+        PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
+        log.info(
+            "payment_created",
+            payment_id=str(payment.id),
+            user_id=str(user_id),
+            amount=payment.amount,
+            currency=payment.currency,
+            payment_method=payment.payment_method,
+        )
+        return payment
+
+    async def get(self, user_id: uuid.UUID, raw_id: str) -> Payment:
+        payment_id = parse_id(raw_id)
+        if payment_id is None:
+            raise PaymentNotFound
+        async with self._sessions() as session:
+            payment = await repository.get_payment(session, user_id, payment_id)
+        if payment is None:
+            raise PaymentNotFound
+        return payment
+
+    async def _explain_refusal(
+        self, session: AsyncSession, user_id: uuid.UUID, payment_id: uuid.UUID, action: str
+    ) -> Exception:
+        current = await repository.get_payment(session, user_id, payment_id)
+        if current is None:
+            return PaymentNotFound()
+        return PaymentNotPending(action, current.status)
+
+    async def cancel(self, user_id: uuid.UUID, raw_id: str) -> Payment:
+        """pending → canceled; the vaulted card data is destroyed in the same transaction."""
+        payment_id = parse_id(raw_id)
+        if payment_id is None:
+            raise PaymentNotFound
+        async with self._sessions.begin() as session:
+            payment = await repository.transition(
+                session,
+                user_id,
+                payment_id,
+                sources_of(PaymentStatus.CANCELED),
+                PaymentStatus.CANCELED,
+                updated_at=self._clock(),
+            )
+            if payment is None:
+                raise await self._explain_refusal(session, user_id, payment_id, "canceled")
+            await repository.delete_secret(session, payment_id)
+        PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
+        log.info("payment_canceled", payment_id=str(payment_id))
+        return payment
+
+    async def process(self, user_id: uuid.UUID, raw_id: str) -> ProcessOutcome:
+        payment_id = parse_id(raw_id)
+        if payment_id is None:
+            raise PaymentNotFound
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            payment = await repository.transition(
+                session,
+                user_id,
+                payment_id,
+                sources_of(PaymentStatus.PROCESSING),
+                PaymentStatus.PROCESSING,
+                updated_at=now,
+            )
+            if payment is None:
+                raise await self._explain_refusal(session, user_id, payment_id, "processed")
+            secret = await repository.get_secret(session, payment_id)
+            source = self._open_source(payment, secret)
+            # The CVC is destroyed as processing starts: it lives on only in this request.
+            await repository.forget_cvc(session, payment_id)
+            TransactionService.record_charge(
+                session,
+                user_id=user_id,
+                payment_id=payment_id,
+                amount=payment.amount,
+                currency=payment.currency,
+                payment_method=payment.payment_method,
+                now=now,
+            )
+        PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
+        request = ChargeRequest(
+            reference=charge_reference(payment_id),
+            amount=payment.amount,
+            currency=payment.currency,
+            customer_id=str(user_id),
+            card=source if isinstance(source, CardData) else None,
+            wallet=source if isinstance(source, WalletData) else None,
+        )
+        result = await self._charge(request)
+        if result is None:
+            log.warning("payment_outcome_unknown", payment_id=str(payment_id))
+            return ProcessOutcome(payment=payment, settled=False)
+        settled = await self.settle(user_id, payment_id, result)
+        return ProcessOutcome(payment=settled or payment, settled=settled is not None)
+
+    async def _charge(self, request: ChargeRequest) -> ChargeResult | None:
+        started = asyncio.get_running_loop().time()
+        outcome = "unknown"
+        try:
+            result = await asyncio.wait_for(
+                self._processor.charge(request), timeout=self._processor_timeout
+            )
+            outcome = result.outcome.value
+            return result
+        except (ProcessorUnavailable, TimeoutError):
+            return None
+        finally:
+            PROCESSOR_CALLS.labels(self._processor.name, "charge", outcome).observe(
+                asyncio.get_running_loop().time() - started
+            )
+
+    async def settle(
+        self, user_id: uuid.UUID, payment_id: uuid.UUID, result: ChargeResult
+    ) -> Payment | None:
+        """Record a definite charge outcome on a `processing` payment; None if another
+        request (or reconciliation) settled it first."""
+        now = self._clock()
+        succeeded = result.outcome is Outcome.SUCCEEDED
+        target = PaymentStatus.COMPLETED if succeeded else PaymentStatus.FAILED
+        async with self._sessions.begin() as session:
+            payment = await repository.transition(
+                session,
+                user_id,
+                payment_id,
+                sources_of(target),
+                target,
+                updated_at=now,
+                processor_reference=result.processor_reference,
+                failure_code=None if succeeded else (result.failure_code or "processing_error"),
+                failure_message=None if succeeded else result.failure_message,
+            )
+            if payment is None:
+                return None
+            await TransactionService.settle_charge(session, payment_id, succeeded, now)
+            await repository.delete_secret(session, payment_id)
+        PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
+        if succeeded:
+            PAYMENT_AMOUNT.labels(payment.currency).inc(payment.amount)
+        log.info(
+            "payment_processed",
+            payment_id=str(payment_id),
+            status=payment.status,
+            amount=payment.amount,
+            currency=payment.currency,
+            failure_code=payment.failure_code,
+        )
+        return payment
+
+    def _open_source(self, payment: Payment, secret: PaymentSecret | None) -> CardData | WalletData:
+        if secret is None:
+            raise RuntimeError("vaulted card data missing for a pending payment")
+        payload = orjson.loads(
+            self._vault.decrypt(
+                Sealed(secret.key_id, secret.sealed),
+                context=_secret_context(payment.id, "source"),
+            )
+        )
+        if "token" in payload:
+            return WalletData(wallet=payload["wallet"], token=payload["token"])
+        cvc = None
+        if secret.cvc_key_id is not None and secret.cvc_sealed is not None:
+            cvc = self._vault.decrypt(
+                Sealed(secret.cvc_key_id, secret.cvc_sealed),
+                context=_secret_context(payment.id, "cvc"),
+            )
+        return CardData(
+            number=payload["number"],
+            exp_month=payload["exp_month"],
+            exp_year=payload["exp_year"],
+            cvc=cvc,
+            holder_name=payload.get("holder_name"),
+        )
+
+    # Refund support: called by the refunds service inside its own transaction.
+
+    @staticmethod
+    async def lock_refundable(
+        session: AsyncSession, user_id: uuid.UUID, payment_id: uuid.UUID
+    ) -> Payment | None:
+        return await repository.lock_payment(session, user_id, payment_id)
+
+    @staticmethod
+    def is_refundable(payment: Payment) -> bool:
+        return PaymentStatus(payment.status) in REFUNDABLE
+
+    @staticmethod
+    def reserve_refund(payment: Payment, amount: int, now: datetime) -> None:
+        """Hold `amount` against the payment while the processor refunds it. The caller
+        holds the payment's row lock."""
+        if amount <= 0 or amount > refundable_amount(payment):
+            raise ValueError("refund amount outside what is refundable")
+        payment.amount_refund_pending += amount
+        payment.updated_at = now
+
+    @staticmethod
+    def release_refund(payment: Payment, amount: int, succeeded: bool, now: datetime) -> None:
+        """Turn a held refund into a succeeded one (or drop it when it failed)."""
+        payment.amount_refund_pending -= amount
+        if succeeded:
+            payment.amount_refunded += amount
+            payment.status = status_after_refund(payment.amount, payment.amount_refunded).value
+        payment.updated_at = now
+
+
+def refundable_amount(payment: Payment) -> int:
+    """What a refund may still take: the amount less succeeded and pending refunds."""
+    return payment.amount - payment.amount_refunded - payment.amount_refund_pending

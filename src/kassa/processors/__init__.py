@@ -1,0 +1,1 @@
+"""Payment processors behind one Protocol; vendor types never leave this package."""

@@ -1,0 +1,1 @@
+"""Rate limits: per client IP over /api, and the per-email login lockout."""

@@ -1,0 +1,155 @@
+"""Refunds: never more than what is left, even when many are asked for at once.
+
+The payment row is locked while the refund is reserved (`amount_refund_pending`), the
+processor is called with no transaction open, and the outcome is recorded under the lock
+again. The database's CHECK (refunded + pending <= amount) backs the rule up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kassa.db import new_id, parse_id
+from kassa.observability.metrics import PROCESSOR_CALLS, REFUND_AMOUNT, REFUNDS
+from kassa.payments.errors import PaymentNotFound
+from kassa.payments.service import PaymentService, refundable_amount
+from kassa.processors.base import Outcome, Processor, ProcessorUnavailable, RefundRequest
+from kassa.refunds import repository
+from kassa.refunds.errors import PaymentNotRefundable, RefundExceedsRefundable
+from kassa.refunds.models import Refund
+from kassa.transactions.service import TransactionService
+
+log = structlog.get_logger("kassa.refunds")
+
+
+def refund_reference(refund_id: uuid.UUID) -> str:
+    return f"kassa_refund_{refund_id.hex}"
+
+
+class RefundService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        processor: Processor,
+        clock: Callable[[], datetime],
+        processor_timeout: float = 15.0,
+    ) -> None:
+        self._sessions = sessions
+        self._processor = processor
+        self._clock = clock
+        self._processor_timeout = processor_timeout
+
+    async def refund(
+        self, user_id: uuid.UUID, raw_payment_id: str, amount: int | None, reason: str | None
+    ) -> Refund:
+        payment_id = parse_id(raw_payment_id)
+        if payment_id is None:
+            raise PaymentNotFound
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            payment = await PaymentService.lock_refundable(session, user_id, payment_id)
+            if payment is None:
+                raise PaymentNotFound
+            if not PaymentService.is_refundable(payment):
+                raise PaymentNotRefundable(payment.status)
+            left = refundable_amount(payment)
+            wanted = left if amount is None else amount
+            if wanted <= 0 or wanted > left:
+                raise RefundExceedsRefundable(left, payment.currency)
+            PaymentService.reserve_refund(payment, wanted, now)
+            refund = Refund(
+                id=new_id(),
+                payment_id=payment_id,
+                user_id=user_id,
+                amount=wanted,
+                currency=payment.currency,
+                status="pending",
+                reason=reason,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(refund)
+            await session.flush()
+            TransactionService.record_refund(
+                session,
+                user_id=user_id,
+                payment_id=payment_id,
+                refund_id=refund.id,
+                amount=wanted,
+                currency=payment.currency,
+                payment_method=payment.payment_method,
+                status="pending",
+                now=now,
+            )
+            charge_reference = payment.processor_reference or ""
+        REFUNDS.labels("pending", refund.currency).inc()
+        outcome = await self._call_processor(
+            RefundRequest(
+                reference=refund_reference(refund.id),
+                charge_reference=charge_reference,
+                amount=wanted,
+                currency=refund.currency,
+            )
+        )
+        if outcome is None:
+            log.warning("refund_outcome_unknown", refund_id=str(refund.id))
+            return refund
+        settled = await self.settle(user_id, refund.id, outcome[0] is Outcome.SUCCEEDED, outcome[1])
+        return settled or refund
+
+    async def _call_processor(self, request: RefundRequest) -> tuple[Outcome, str] | None:
+        started = asyncio.get_running_loop().time()
+        label = "unknown"
+        try:
+            result = await asyncio.wait_for(
+                self._processor.refund(request), timeout=self._processor_timeout
+            )
+            label = result.outcome.value
+            return result.outcome, result.processor_reference
+        except (ProcessorUnavailable, TimeoutError):
+            return None
+        finally:
+            PROCESSOR_CALLS.labels(self._processor.name, "refund", label).observe(
+                asyncio.get_running_loop().time() - started
+            )
+
+    async def settle(
+        self, user_id: uuid.UUID, refund_id: uuid.UUID, succeeded: bool, reference: str
+    ) -> Refund | None:
+        """Record a definite processor answer for a pending refund; None if already settled."""
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            refund = await repository.get_refund(session, refund_id)
+            if refund is None or refund.status != "pending":
+                return None
+            payment = await PaymentService.lock_refundable(session, user_id, refund.payment_id)
+            if payment is None:
+                return None
+            # Re-read under the payment's lock so two settlers cannot both apply it.
+            refund = await repository.get_refund(session, refund_id)
+            if refund is None or refund.status != "pending":
+                return None
+            PaymentService.release_refund(payment, refund.amount, succeeded, now)
+            refund.status = "succeeded" if succeeded else "failed"
+            refund.processor_reference = reference
+            refund.updated_at = now
+            await TransactionService.settle_refund(session, refund_id, refund.status, now)
+        REFUNDS.labels(refund.status, refund.currency).inc()
+        if succeeded:
+            REFUND_AMOUNT.labels(refund.currency).inc(refund.amount)
+        log.info(
+            "payment_refunded",
+            refund_id=str(refund_id),
+            payment_id=str(refund.payment_id),
+            status=refund.status,
+            amount=refund.amount,
+            currency=refund.currency,
+            payment_status=payment.status,
+        )
+        return refund

@@ -1,0 +1,195 @@
+"""Settings: one `Settings` built once from `KASSA_*` variables and `.env`.
+
+Development defaults keep everything beside the database (generated secrets in files
+next to the SQLite file); `KASSA_ENV=production` refuses those defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from dotenv import dotenv_values
+from limits import parse_many
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from kassa.vault.crypto import VaultKey, generate_vault_key_entry, parse_vault_keys
+
+ENV_PREFIX = "KASSA_"
+DEFAULT_DATABASE_FILE = "kassa.db"
+JWT_SECRET_FILE = "kassa.jwt.key"  # noqa: S105  (a file name)
+VAULT_KEYS_FILE = "kassa.vault.keys"
+MIN_JWT_SECRET_BYTES = 32
+
+
+class SettingsError(Exception):
+    """A setting is missing, unknown or invalid; the message is one human-readable line."""
+
+
+class Settings(BaseSettings):
+    """Every setting the contract lists, with its development default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    database_url: str = ""
+    redis_url: str | None = None
+    env: Literal["development", "production", "test"] = "development"
+    jwt_secret: SecretStr | None = None
+    vault_keys: SecretStr | None = None
+    rate_limit: str = "100/15minutes"
+    max_amount: Annotated[int, Field(gt=0, le=2**62)] = 99_999_999
+    trusted_proxies: str = ""
+    processor: Literal["simulator", "stripe"] = "simulator"
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    webhook_allow_private: bool = False
+    access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
+    refresh_token_ttl_seconds: Annotated[int, Field(ge=300, le=90 * 86_400)] = 30 * 86_400
+    max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _valid_rate_limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("expected a rate such as 100/15minutes") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _valid_database_url(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL") from None
+        if url.drivername not in {"sqlite+aiosqlite", "postgresql+asyncpg"}:
+            raise ValueError("use sqlite+aiosqlite:///FILE or postgresql+asyncpg://...")
+        return value
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> Settings:
+        if self.env != "production":
+            return self
+        if self.jwt_secret is None:
+            raise ValueError("production needs KASSA_JWT_SECRET (a generated secret is refused)")
+        if self.vault_keys is None:
+            raise ValueError("production needs KASSA_VAULT_KEYS (generated keys are refused)")
+        if not self.database_url or self.database_url.startswith("sqlite"):
+            raise ValueError("production needs PostgreSQL in KASSA_DATABASE_URL, not SQLite")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{DEFAULT_DATABASE_FILE}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def state_dir(self) -> Path:
+        """Where generated development secrets live: beside the SQLite file, else here."""
+        url = make_url(self.resolved_database_url)
+        if self.is_sqlite and url.database and url.database != ":memory:":
+            return Path(url.database).resolve().parent
+        return Path.cwd()
+
+    @cached_property
+    def secrets(self) -> Secrets:
+        return _load_secrets(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    jwt_secret: bytes
+    vault_keys: tuple[VaultKey, ...]
+
+
+def _read_or_create(path: Path, make: str) -> str:
+    """Return the file's content, creating it (mode 0600) with `make` on first use."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(make + "\n")
+    return make
+
+
+def _load_secrets(settings: Settings) -> Secrets:
+    if settings.jwt_secret is not None:
+        jwt_secret = settings.jwt_secret.get_secret_value()
+    else:
+        jwt_secret = _read_or_create(
+            settings.state_dir / JWT_SECRET_FILE, secrets.token_urlsafe(48)
+        )
+    if len(jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise SettingsError(f"KASSA_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes long")
+    if settings.vault_keys is not None:
+        raw_keys = settings.vault_keys.get_secret_value()
+        source = "KASSA_VAULT_KEYS"
+    else:
+        raw_keys = _read_or_create(settings.state_dir / VAULT_KEYS_FILE, generate_vault_key_entry())
+        source = str(settings.state_dir / VAULT_KEYS_FILE)
+    try:
+        keys = parse_vault_keys(raw_keys)
+    except ValueError as exc:
+        raise SettingsError(f"{source}: {exc}") from None
+    return Secrets(jwt_secret=jwt_secret.encode(), vault_keys=keys)
+
+
+def _unknown_variables(environ: dict[str, str]) -> list[str]:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    return sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build the settings, turning every problem into a one-line `SettingsError`."""
+    env = dict(os.environ if environ is None else environ)
+    dotenv = Path(".env")
+    file_values = dotenv_values(dotenv) if environ is None and dotenv.is_file() else {}
+    unknown = _unknown_variables({**{k: v or "" for k, v in file_values.items()}, **env})
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]} (settings are listed in the README)")
+    try:
+        overrides: dict[str, Any] = {} if environ is None else _kwargs_from(env)
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        name = ENV_PREFIX + field.upper() if field != "settings" else field
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting {name}: {message}") from None
+    _ = settings.secrets  # fail at start-up, not on the first request
+    return settings
+
+
+def _kwargs_from(environ: dict[str, str]) -> dict[str, str]:
+    return {
+        key[len(ENV_PREFIX) :].lower(): value
+        for key, value in environ.items()
+        if key.upper().startswith(ENV_PREFIX)
+    }

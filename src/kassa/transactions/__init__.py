@@ -1,0 +1,1 @@
+"""The charge and refund history users list."""

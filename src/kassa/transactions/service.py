@@ -1,0 +1,116 @@
+"""The user's charge and refund history, written beside every money movement."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kassa.db import new_id
+from kassa.pagination import Cursor
+from kassa.transactions import repository
+from kassa.transactions.models import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionPage:
+    data: Sequence[Transaction]
+    has_more: bool
+    next_cursor: str | None
+
+
+class TransactionService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @staticmethod
+    def record_charge(
+        session: AsyncSession,
+        *,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        now: datetime,
+    ) -> None:
+        """Add the pending `charge` of a payment whose processing starts; call inside the
+        transaction that moves the payment to `processing`."""
+        session.add(
+            Transaction(
+                id=new_id(),
+                user_id=user_id,
+                type="charge",
+                payment_id=payment_id,
+                amount=amount,
+                currency=currency,
+                status="pending",
+                payment_method=payment_method,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    @staticmethod
+    def record_refund(
+        session: AsyncSession,
+        *,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        refund_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        status: str,
+        now: datetime,
+    ) -> None:
+        session.add(
+            Transaction(
+                id=new_id(),
+                user_id=user_id,
+                type="refund",
+                payment_id=payment_id,
+                refund_id=refund_id,
+                amount=amount,
+                currency=currency,
+                status=status,
+                payment_method=payment_method,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    @staticmethod
+    async def settle_charge(
+        session: AsyncSession, payment_id: uuid.UUID, succeeded: bool, now: datetime
+    ) -> None:
+        status = "succeeded" if succeeded else "failed"
+        await repository.set_charge_status(session, payment_id, status, now)
+
+    @staticmethod
+    async def settle_refund(
+        session: AsyncSession, refund_id: uuid.UUID, status: str, now: datetime
+    ) -> None:
+        await repository.set_refund_status(session, refund_id, status, now)
+
+    async def list(
+        self,
+        user_id: uuid.UUID,
+        *,
+        limit: int,
+        cursor: str | None,
+        type_: str | None,
+        status: str | None,
+    ) -> TransactionPage:
+        after = Cursor.decode(cursor) if cursor else None
+        async with self._sessions() as session:
+            rows = await repository.list_transactions(
+                session, user_id, limit=limit + 1, cursor=after, type_=type_, status=status
+            )
+        page = rows[:limit]
+        has_more = len(rows) > limit
+        next_cursor = Cursor(page[-1].created_at, page[-1].id).encode() if has_more else None
+        return TransactionPage(data=page, has_more=has_more, next_cursor=next_cursor)

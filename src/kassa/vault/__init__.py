@@ -1,0 +1,1 @@
+"""Card data: validation rules and encryption at rest."""

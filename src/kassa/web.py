@@ -1,0 +1,66 @@
+"""Pieces every router uses: documented problem responses and strict query strings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
+
+from kassa.errors import PROBLEM_JSON, FieldError, ValidationFailed
+
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "Missing, invalid or expired bearer token",
+    404: "No such object (or not yours)",
+    409: "Conflict with the object's current state",
+    413: "Request body too large",
+    422: "Validation error",
+    429: "Too many requests",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        s: {
+            "description": _DESCRIPTIONS.get(s, "Error"),
+            "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+        }
+        for s in statuses
+    }
+
+
+async def _reject_unknown_query(request: Request) -> None:
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    allowed: set[str] = set()
+    if dependant is not None:
+        stack = [dependant]
+        while stack:
+            current = stack.pop()
+            allowed.update(p.alias for p in current.query_params)
+            stack.extend(current.dependencies)
+    unknown = sorted({key for key in request.query_params if key not in allowed})
+    if unknown:
+        raise ValidationFailed([FieldError(key, "unknown query parameter") for key in unknown])
+
+
+reject_unknown_query: DependsParam = Depends(_reject_unknown_query)
