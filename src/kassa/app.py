@@ -9,7 +9,8 @@ from fastapi import FastAPI
 
 from kassa.auth.router import router as auth_router
 from kassa.container import Container, build_container
-from kassa.errors import install_error_handlers
+from kassa.errors import UnhandledErrorMiddleware, install_error_handlers
+from kassa.idempotency.middleware import IdempotencyMiddleware
 from kassa.observability.bodylimit import BodySizeLimitMiddleware
 from kassa.observability.logging import configure_logging
 from kassa.observability.middleware import RequestContextMiddleware
@@ -59,14 +60,20 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(payments_router)
     app.include_router(refunds_router)
     app.include_router(transactions_router)
-    # Added last = runs first: request id and access log wrap everything, then the body
-    # limit, then the rate limit.
+    # Added last = runs first: request id and access log wrap everything, then the rate
+    # limit (so every /api answer, 413 and 500 included, counts and carries RateLimit-*),
+    # the body limit, and idempotency just outside the routes. A crash in a route becomes a
+    # 500 problem document innermost, so idempotency and the outer layers see an ordinary
+    # response; a crash in a middleware is caught just inside the request context.
+    app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(IdempotencyMiddleware, service=container.idempotency, auth=container.auth)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         RateLimitMiddleware,
         limiter=container.limiter,
         trusted=parse_trusted_proxies(settings.trusted_proxies),
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -4,6 +4,7 @@ Tests build their own with another clock, processor or database."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
 from kassa.db import create_engine, create_session_factory, utcnow
+from kassa.idempotency.service import IdempotencyService
 from kassa.payments.service import PaymentService
 from kassa.processors.base import Processor
 from kassa.processors.simulator import SimulatorProcessor
@@ -36,6 +38,7 @@ class Container:
     payments: PaymentService
     refunds: RefundService
     transactions: TransactionService
+    idempotency: IdempotencyService
 
     async def aclose(self) -> None:
         await self.engine.dispose()
@@ -76,4 +79,9 @@ def build_container(
         payments=PaymentService(sessions, vault, processor, clock, settings.max_amount),
         refunds=RefundService(sessions, processor, clock),
         transactions=TransactionService(sessions),
+        idempotency=IdempotencyService(
+            sessions,
+            hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
+            clock,
+        ),
     )

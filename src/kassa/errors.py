@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://kassa.dev/problems/"
@@ -199,14 +200,49 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _unhandled(request: Request, exc: Exception) -> Response:
-    # The traceback goes to the log (redacted), never to the client.
-    log.error("unhandled_error", exc_info=exc, error_type=type(exc).__name__)
+def _internal_error() -> Response:
     return problem_response(
         status=500,
         code="internal_error",
         detail="An internal error occurred. It has been logged.",
     )
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    # Only reached when a middleware outside UnhandledErrorMiddleware fails. The traceback
+    # goes to the log (redacted), never to the client.
+    log.error("unhandled_error", exc_info=exc, error_type=type(exc).__name__)
+    return _internal_error()
+
+
+class UnhandledErrorMiddleware:
+    """The innermost middleware: an unexpected exception becomes a 500 problem document here,
+    inside the request's context, so its log line keeps the `request_id` and the response
+    still passes the outer middlewares (X-Request-ID, RateLimit-* headers, access log, metrics).
+    Starlette's own catch-all sits outside every middleware and would lose all of that."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:  # too late for a problem document; let the server drop the connection
+                raise
+            log.error("unhandled_error", exc_info=exc, error_type=type(exc).__name__)
+            await _internal_error()(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -6,8 +6,10 @@ next to the SQLite file); `KASSA_ENV=production` refuses those defaults.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Annotated, Any, Literal
 from dotenv import dotenv_values
 from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -36,13 +38,21 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     """Every setting the contract lists, with its development default."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        frozen=True,
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `load_settings` is the one reader of the environment and `.env`, so that what it
+        # checks (unknown names) is exactly what is used, and an explicit environment is not
+        # mixed with the process's own.
+        return (init_settings,)
 
     database_url: str = ""
     redis_url: str | None = None
@@ -89,6 +99,17 @@ class Settings(BaseSettings):
             raise ValueError("use sqlite+aiosqlite:///FILE or postgresql+asyncpg://...")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "redis+unix://")):
+            raise ValueError("use redis://HOST:PORT/DB or rediss://...")
+        if importlib.util.find_spec("coredis") is None:
+            raise ValueError("Redis rate limits need the coredis package, which is not installed")
+        return value
+
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
         if self.env != "production":
@@ -131,11 +152,15 @@ class Secrets:
 def _read_or_create(path: Path, make: str) -> str:
     """Return the file's content, creating it (mode 0600) with `make` on first use."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(make + "\n")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text(encoding="utf-8").strip()
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(make + "\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise SettingsError(f"cannot use the generated secret file {path}: {reason}") from None
     return make
 
 
@@ -166,28 +191,35 @@ def _unknown_variables(environ: dict[str, str]) -> list[str]:
     return sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Build the settings, turning every problem into a one-line `SettingsError`."""
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from `environ` (the process environment by default) over the
+    `.env` file in the working directory, turning every problem into a one-line
+    `SettingsError`."""
     env = dict(os.environ if environ is None else environ)
     dotenv = Path(".env")
-    file_values = dotenv_values(dotenv) if environ is None and dotenv.is_file() else {}
-    unknown = _unknown_variables({**{k: v or "" for k, v in file_values.items()}, **env})
+    try:
+        file_values = dotenv_values(dotenv, encoding="utf-8") if dotenv.is_file() else {}
+    except (OSError, UnicodeDecodeError):
+        raise SettingsError("cannot read the .env file in the working directory") from None
+    merged = {k: v for k, v in file_values.items() if v is not None}
+    merged.update(env)  # the environment wins over .env
+    unknown = _unknown_variables(merged)
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]} (settings are listed in the README)")
     try:
-        overrides: dict[str, Any] = {} if environ is None else _kwargs_from(env)
-        settings = Settings(**overrides)
+        settings = Settings(**_kwargs_from(merged))
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"]) or "settings"
-        name = ENV_PREFIX + field.upper() if field != "settings" else field
+        field = ".".join(str(part) for part in error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
-        raise SettingsError(f"invalid setting {name}: {message}") from None
+        if not field:
+            raise SettingsError(f"invalid settings: {message}") from None
+        raise SettingsError(f"invalid setting {ENV_PREFIX}{field.upper()}: {message}") from None
     _ = settings.secrets  # fail at start-up, not on the first request
     return settings
 
 
-def _kwargs_from(environ: dict[str, str]) -> dict[str, str]:
+def _kwargs_from(environ: Mapping[str, str]) -> dict[str, Any]:
     return {
         key[len(ENV_PREFIX) :].lower(): value
         for key, value in environ.items()

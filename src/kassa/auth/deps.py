@@ -23,9 +23,13 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     auth: Annotated[AuthService, Depends(get_auth_service)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    known = request.scope.get("state", {}).get("principal")
+    if isinstance(known, Principal):
+        principal = known  # already authenticated by the idempotency middleware
+    elif credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized()
-    principal = await auth.authenticate(credentials.credentials)
+    else:
+        principal = await auth.authenticate(credentials.credentials)
     request.scope.setdefault("state", {})["user_id"] = str(principal.user_id)
     return principal
 

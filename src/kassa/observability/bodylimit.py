@@ -44,7 +44,21 @@ class BodySizeLimitMiddleware:
                     raise _TooLarge
             return message
 
-        await self.app(scope, counting_receive, send)
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            # Raised while a middleware (not the app) was reading the body.
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(

@@ -64,6 +64,9 @@ RATE_LIMITED = Counter(
     "Requests refused by a rate limit, by limit name.",
     ["limit"],
 )
+IDEMPOTENT_REPLAYS = Counter(
+    "kassa_idempotent_replays_total", "Responses replayed for a repeated Idempotency-Key."
+)
 LOGIN_FAILURES = Counter("kassa_login_failures_total", "Failed logins.")
 
 

@@ -32,7 +32,7 @@ def _route_template(scope: Scope) -> str:
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.fullmatch(value):
-            return value.decode("ascii")
+            return str(value.decode("ascii"))
     return uuid.uuid4().hex
 
 

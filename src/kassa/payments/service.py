@@ -245,6 +245,11 @@ class PaymentService:
             return result
         except (ProcessorUnavailable, TimeoutError):
             return None
+        except Exception:
+            # A bug or an unexpected answer in a connector: whether money moved is unknown,
+            # so the payment stays processing for reconciliation rather than failing.
+            log.exception("processor_error", operation="charge", reference=request.reference)
+            return None
         finally:
             PROCESSOR_CALLS.labels(self._processor.name, "charge", outcome).observe(
                 asyncio.get_running_loop().time() - started

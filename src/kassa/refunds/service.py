@@ -114,6 +114,9 @@ class RefundService:
             return result.outcome, result.processor_reference
         except (ProcessorUnavailable, TimeoutError):
             return None
+        except Exception:
+            log.exception("processor_error", operation="refund", reference=request.reference)
+            return None
         finally:
             PROCESSOR_CALLS.labels(self._processor.name, "refund", label).observe(
                 asyncio.get_running_loop().time() - started

@@ -1,0 +1,183 @@
+"""`Idempotency-Key` on every POST under /api/payments.
+
+The middleware authenticates the caller (keys are per user), claims the key, runs the
+request with the buffered body, and stores or releases the response. Requests that fail
+before the business rules (401, 429, malformed or invalid bodies, 5xx) are not kept, so
+the client may retry them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kassa.auth.service import AuthService
+from kassa.errors import KassaError, problem_response
+from kassa.idempotency.service import ClaimKind, IdempotencyService, NotJson
+from kassa.observability.metrics import IDEMPOTENT_REPLAYS
+
+HEADER = b"idempotency-key"
+_VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+_NOT_KEPT_CODES = frozenset({"validation_error", "malformed_json", "payload_too_large"})
+_NOT_KEPT_STATUSES = frozenset({401, 403, 413, 429})
+
+
+def should_keep(status: int, body: bytes) -> bool:
+    if 200 <= status < 300:
+        return True
+    if not 400 <= status < 500 or status in _NOT_KEPT_STATUSES:
+        return False
+    try:
+        code = orjson.loads(body).get("code")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    return code not in _NOT_KEPT_CODES
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def _bearer(scope: Scope) -> str | None:
+    raw = _header(scope, b"authorization")
+    if raw is None:
+        return None
+    scheme, _, token = raw.decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, service: IdempotencyService, auth: AuthService) -> None:
+        self.app = app
+        self.service = service
+        self.auth = auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not scope["path"].startswith("/api/payments")
+        ):
+            await self.app(scope, receive, send)
+            return
+        raw_key = _header(scope, HEADER)
+        if raw_key is None:
+            await self.app(scope, receive, send)
+            return
+        key = raw_key.decode("latin-1")
+        if not _VALID_KEY.fullmatch(key):
+            await problem_response(
+                status=422,
+                code="invalid_idempotency_key",
+                detail="Idempotency-Key must be 1 to 255 printable ASCII characters.",
+            )(scope, receive, send)
+            return
+        token = _bearer(scope)
+        if token is None:
+            await self.app(scope, receive, send)  # the route answers 401; nothing is kept
+            return
+        try:
+            principal = await self.auth.authenticate(token)
+        except KassaError:
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        body, replay_receive = await _buffer(receive)
+        if body is None:
+            await self.app(scope, replay_receive, send)  # too large: the body limit answers
+            return
+        try:
+            fingerprint = self.service.fingerprint(scope["method"], scope["path"], body)
+        except NotJson:
+            await self.app(scope, replay_receive, send)
+            return
+        claim = await self.service.claim(principal.user_id, key, fingerprint)
+        if claim.kind is ClaimKind.REUSED:
+            await problem_response(
+                status=422,
+                code="idempotency_key_reused",
+                detail="This Idempotency-Key was used with a different request.",
+            )(scope, receive, send)
+            return
+        if claim.kind is ClaimKind.IN_USE:
+            await problem_response(
+                status=409,
+                code="idempotency_key_in_use",
+                detail="A request with this Idempotency-Key is still in progress; retry later.",
+            )(scope, receive, send)
+            return
+        if claim.kind is ClaimKind.REPLAY:
+            IDEMPOTENT_REPLAYS.inc()
+            await _replay(claim.status or 500, claim.body or b"", claim.content_type, send)
+            return
+        assert claim.record_id is not None
+        await self._run_and_record(scope, replay_receive, send, claim.record_id)
+
+    async def _run_and_record(
+        self, scope: Scope, receive: Receive, send: Send, record_id: uuid.UUID
+    ) -> None:
+        status = 500
+        content_type = "application/json"
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status, content_type
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", []):
+                    if name == b"content-type":
+                        content_type = value.decode("latin-1")
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        except BaseException:
+            await self.service.release(record_id)
+            raise
+        body = b"".join(chunks)
+        if should_keep(status, body):
+            await self.service.complete(record_id, status, body, content_type)
+        else:
+            await self.service.release(record_id)
+
+
+async def _buffer(receive: Receive) -> tuple[bytes | None, Receive]:
+    """Read the whole body once and hand the app a receive that plays it back."""
+    parts: list[bytes] = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        parts.append(message.get("body", b""))
+        more = bool(message.get("more_body", False))
+    body = b"".join(parts)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
+
+
+async def _replay(status: int, body: bytes, content_type: str | None, send: Send) -> None:
+    headers: list[Any] = [
+        (b"content-type", (content_type or "application/json").encode("latin-1")),
+        (b"content-length", str(len(body)).encode()),
+        (b"idempotent-replayed", b"true"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,97 @@
+"""Every idempotency query. Gets its session; never commits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kassa.idempotency.models import IdempotencyRecord
+
+
+async def insert_claim(session: AsyncSession, record: IdempotencyRecord) -> bool:
+    """Insert the claim unless the user already holds the key; True when inserted."""
+    values = {
+        "id": record.id,
+        "user_id": record.user_id,
+        "key": record.key,
+        "fingerprint": record.fingerprint,
+        "state": record.state,
+        "created_at": record.created_at,
+        "lease_until": record.lease_until,
+        "expires_at": record.expires_at,
+    }
+    dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
+    insert = sqlite_insert if dialect == "sqlite" else pg_insert
+    result = await session.execute(
+        insert(IdempotencyRecord)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["user_id", "key"])
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def get_record(
+    session: AsyncSession, user_id: uuid.UUID, key: str
+) -> IdempotencyRecord | None:
+    result = await session.execute(
+        select(IdempotencyRecord)
+        .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+async def take_over(
+    session: AsyncSession,
+    record_id: uuid.UUID,
+    *,
+    seen_lease: datetime,
+    lease_until: datetime,
+) -> bool:
+    """Re-claim an in-flight record whose lease ran out (its server died mid-request)."""
+    result = await session.execute(
+        update(IdempotencyRecord)
+        .where(
+            IdempotencyRecord.id == record_id,
+            IdempotencyRecord.state == "in_flight",
+            IdempotencyRecord.lease_until == seen_lease,
+        )
+        .values(lease_until=lease_until)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def complete(
+    session: AsyncSession,
+    record_id: uuid.UUID,
+    *,
+    status: int,
+    body: bytes,
+    content_type: str,
+) -> None:
+    await session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.id == record_id)
+        .values(
+            state="completed",
+            response_status=status,
+            response_body=body,
+            response_type=content_type,
+        )
+    )
+
+
+async def delete_record(session: AsyncSession, record_id: uuid.UUID) -> None:
+    await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
+
+
+async def delete_expired(session: AsyncSession, now: datetime) -> int:
+    result = await session.execute(
+        delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
