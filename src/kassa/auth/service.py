@@ -98,8 +98,7 @@ class AuthService:
             LOGIN_FAILURES.inc()
             lockout = await self._throttle.record_failure(key)
             log.info("login_failed", locked=lockout.locked)
-            if lockout.locked:
-                raise TooManyAttempts(lockout.retry_after)
+            # This attempt failed like any other; the lock it may have set answers the next.
             raise InvalidCredentials
         await self._throttle.record_success(key)
         now = self._clock()
@@ -134,7 +133,7 @@ class AuthService:
 
     async def authenticate(self, access_token: str) -> Principal:
         try:
-            claims = self._tokens.decode(access_token, "access")
+            claims = self._tokens.decode(access_token, "access", now=self._clock())
         except InvalidToken:
             raise Unauthorized("The bearer token is invalid or expired.") from None
         async with self._sessions() as session:
@@ -153,11 +152,11 @@ class AuthService:
         )
 
     async def refresh(self, refresh_token: str) -> IssuedTokens:
+        now = self._clock()
         try:
-            claims = self._tokens.decode(refresh_token, "refresh")
+            claims = self._tokens.decode(refresh_token, "refresh", now=now)
         except InvalidToken:
             raise InvalidRefreshToken from None
-        now = self._clock()
         async with self._sessions.begin() as session:
             spent = await repository.advance_refresh_generation(
                 session, claims.session_id, claims.generation, now

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse, parse_many
 from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import FixedWindowRateLimiter
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 LOGIN_FAILURE_LIMIT = parse("10/15minutes")
@@ -88,6 +88,9 @@ class LoginThrottle:
 
     def __init__(self, storage: Storage) -> None:
         self._strategy = FixedWindowRateLimiter(storage)
+        # "10 failures within 15 minutes" is a moving window: a fixed one would let 9 failures
+        # at the end of one window and 9 at the start of the next pass unlocked.
+        self._failures = MovingWindowRateLimiter(storage)
 
     async def check(self, email: str) -> Lockout:
         stats = await self._strategy.get_window_stats(LOGIN_LOCKOUT, "login-lock", email)
@@ -96,13 +99,13 @@ class LoginThrottle:
         return Lockout(locked=False)
 
     async def record_failure(self, email: str) -> Lockout:
-        await self._strategy.hit(LOGIN_FAILURE_LIMIT, "login-fail", email)
-        stats = await self._strategy.get_window_stats(LOGIN_FAILURE_LIMIT, "login-fail", email)
+        await self._failures.hit(LOGIN_FAILURE_LIMIT, "login-fail", email)
+        stats = await self._failures.get_window_stats(LOGIN_FAILURE_LIMIT, "login-fail", email)
         if stats.remaining > 0:
             return Lockout(locked=False)
         await self._strategy.hit(LOGIN_LOCKOUT, "login-lock", email)
-        await self._strategy.clear(LOGIN_FAILURE_LIMIT, "login-fail", email)
+        await self._failures.clear(LOGIN_FAILURE_LIMIT, "login-fail", email)
         return await self.check(email)
 
     async def record_success(self, email: str) -> None:
-        await self._strategy.clear(LOGIN_FAILURE_LIMIT, "login-fail", email)
+        await self._failures.clear(LOGIN_FAILURE_LIMIT, "login-fail", email)
