@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test install install-dev lint fmt typecheck migrate bench clean
+.PHONY: run test install install-dev lint fmt typecheck migrate bench clean screenshots
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -46,3 +46,6 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
+
+screenshots: install
+	scripts/screenshots.sh

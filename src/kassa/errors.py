@@ -129,12 +129,22 @@ def _validation_message(error: Mapping[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _location(error: Mapping[str, Any]) -> Sequence[int | str]:
+    loc: Sequence[int | str] = error.get("loc", ())
+    # A tagged union's tag error is located at the object; the field at fault is the tag.
+    ctx = error.get("ctx") or {}
+    discriminator = ctx.get("discriminator") if isinstance(ctx, Mapping) else None
+    if isinstance(discriminator, str) and discriminator.strip("'").isidentifier():
+        return (*loc, discriminator.strip("'"))
+    return loc
+
+
 def validation_errors(raw: Sequence[Mapping[str, Any]]) -> list[FieldError]:
     """Pydantic's errors as client-facing fields, never echoing the input (it may be a card)."""
     seen: set[tuple[str, str]] = set()
     out: list[FieldError] = []
     for error in raw:
-        item = (_field_name(error.get("loc", ())), _validation_message(error))
+        item = (_field_name(_location(error)), _validation_message(error))
         if item not in seen:
             seen.add(item)
             out.append(FieldError(*item))
@@ -191,6 +201,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     detail = {
         404: "No such resource.",
         405: f"{request.method} is not allowed here.",
+        413: "The request body is too large.",
     }.get(status, HTTPStatus(status).description or HTTPStatus(status).phrase)
     return problem_response(
         status=status,

@@ -41,18 +41,46 @@ SENSITIVE_KEYS = frozenset(
         "cookie",
     }
 )
-_DIGIT_RUN = re.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)")
+# Digit groups joined by single spaces or dashes: "4111 1111 1111 1111", "4111111111111111 12".
+_DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
+_SEPARATOR = re.compile(r"([ -])")
+_CARD_DIGITS = range(12, 20)
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _SECRET_WORDS = re.compile(r"\b(?:whsec|sk_live|sk_test|rk_live|rk_test)_[A-Za-z0-9]+")
 
 
-def _mask_card_numbers(text: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        digits = re.sub(r"[ -]", "", match.group(0))
-        return REDACTED if luhn_valid(digits) else match.group(0)
+def _mask_run(run: str) -> str:
+    """Mask every span of whole digit groups that reads as a card number, so a card next to
+    other digits ("4111111111111111 12/2030") is caught, not only a run that is exactly one."""
+    parts = _SEPARATOR.split(run)
+    groups = parts[::2]
+    masked = [False] * len(groups)
+    for start in range(len(groups)):
+        length = 0
+        for end in range(start, len(groups)):
+            length += len(groups[end])
+            if length > _CARD_DIGITS[-1]:
+                break
+            if length in _CARD_DIGITS and luhn_valid("".join(groups[start : end + 1])):
+                masked[start : end + 1] = [True] * (end + 1 - start)
+    if not any(masked):
+        return run
+    out: list[str] = []
+    for index, group in enumerate(groups):
+        if index:
+            separator = parts[2 * index - 1]
+            if not (masked[index] and masked[index - 1]):
+                out.append(separator)
+        if not masked[index]:
+            out.append(group)
+        elif index == 0 or not masked[index - 1]:
+            out.append(REDACTED)
+    return "".join(out)
 
-    return _DIGIT_RUN.sub(replace, text)
+
+def _mask_card_numbers(text: str) -> str:
+    return _DIGIT_RUN.sub(lambda match: _mask_run(match.group(0)), text)
 
 
 def redact_text(text: str) -> str:
@@ -71,7 +99,10 @@ def redact_value(key: str | None, value: Any) -> Any:
         return {k: redact_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
         return [redact_value(None, v) for v in value]
-    if isinstance(value, int | float | bool) or value is None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # A card number logged as a number is still a card number.
+        return value if _mask_card_numbers(str(value)) == str(value) else REDACTED
+    if isinstance(value, float | bool) or value is None:
         return value
     return redact_text(str(value))
 
