@@ -19,7 +19,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 install: $(UV)
-	$(UV) sync --frozen --no-dev --quiet
+	$(UV) sync --frozen --no-dev --inexact --quiet
 
 install-dev: $(UV)
 	$(UV) sync --frozen --quiet

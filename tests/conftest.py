@@ -129,7 +129,10 @@ async def api_factory(
     made: list[Api] = []
 
     async def make(
-        *, processor: Processor | None = None, clock: Callable[[], Any] | None = None, **settings: Any
+        *,
+        processor: Processor | None = None,
+        clock: Callable[[], Any] | None = None,
+        **settings: Any,
     ) -> Api:
         config = make_settings(database_url, **settings)
         processor = processor or SimulatorProcessor()
@@ -227,9 +230,7 @@ async def create_payment(client: httpx.AsyncClient, user: User, **kwargs: Any) -
     return body
 
 
-async def completed_payment(
-    client: httpx.AsyncClient, user: User, **kwargs: Any
-) -> dict[str, Any]:
+async def completed_payment(client: httpx.AsyncClient, user: User, **kwargs: Any) -> dict[str, Any]:
     payment = await create_payment(client, user, **kwargs)
     response = await client.post(
         "/api/payments/process", json={"payment_id": payment["id"]}, headers=user.headers

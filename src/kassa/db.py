@@ -68,11 +68,15 @@ def new_id() -> uuid.UUID:
 
 
 def parse_id(raw: str) -> uuid.UUID | None:
-    """A path id as a UUID, or None when malformed (callers answer 404, never 422/500)."""
-    try:
-        return uuid.UUID(raw)
-    except (ValueError, AttributeError, TypeError):
+    """An id in the canonical form kassa returns, or None when malformed (callers answer 404,
+    never 422/500). Other spellings of a UUID (no dashes, braces, urn:) are malformed too."""
+    if not isinstance(raw, str) or len(raw) != 36:
         return None
+    try:
+        parsed = uuid.UUID(raw)
+    except ValueError:
+        return None
+    return parsed if str(parsed) == raw.lower() else None
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

@@ -6,7 +6,7 @@ import base64
 import binascii
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from kassa.errors import FieldError, ValidationFailed
 
@@ -28,6 +28,9 @@ class Cursor:
             created_at = datetime.fromisoformat(created)
             if created_at.tzinfo is None:
                 raise ValueError
+            # Normalised here, so an offset that pushes the instant past year 1 or 9999 is
+            # refused as a bad cursor instead of failing later in the query (a 500).
+            created_at = created_at.astimezone(UTC)
             return cls(created_at=created_at, id=uuid.UUID(hex=ident))
-        except (ValueError, binascii.Error, UnicodeDecodeError):
+        except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
             raise ValidationFailed([FieldError("cursor", "not a cursor from this list")]) from None

@@ -130,13 +130,15 @@ _NOISE = re.compile(
 )
 
 
+def without_ids(text_: str) -> str:
+    """`text_` with ids and timestamps blanked out, so a short secret cannot match them."""
+    return _NOISE.sub("#", text_)
+
+
 def rows_about(dump: dict[str, list[str]], payment_id: str) -> list[str]:
     """The rows that mention a payment, with ids and timestamps blanked out (so a short
     secret such as a CVC cannot match them by chance)."""
     ids = {payment_id, uuid.UUID(payment_id).hex}
     return [
-        _NOISE.sub("#", row)
-        for rows in dump.values()
-        for row in rows
-        if any(i in row for i in ids)
+        without_ids(row) for rows in dump.values() for row in rows if any(i in row for i in ids)
     ]

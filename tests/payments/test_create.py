@@ -173,6 +173,13 @@ async def test_unknown_payment_method_is_refused(api: Api, method: Any) -> None:
     await _refused(api, payment_body(details=card_details(), method=method), "payment_method")
 
 
+async def test_unknown_payment_method_is_not_echoed_back(api: Api) -> None:
+    number = random_visa()
+    response, _ = await _post(api, payment_body(details=card_details(number), method=number))
+    assert response.status_code == 422
+    assert number not in response.text
+
+
 @pytest.mark.parametrize("body", [[], "x", 1, None])
 async def test_body_that_is_not_an_object_is_refused(api: Api, body: Any) -> None:
     response, user = await _post(api, body)
@@ -221,7 +228,9 @@ async def test_card_that_expired_last_month_is_refused(api: Api) -> None:
 
 async def test_card_expiring_this_month_is_accepted(api: Api) -> None:
     month, year = _this_month()
-    response, _ = await _post(api, payment_body(details=card_details(exp_month=month, exp_year=year)))
+    response, _ = await _post(
+        api, payment_body(details=card_details(exp_month=month, exp_year=year))
+    )
     assert response.status_code == 201, response.text
 
 
@@ -232,7 +241,9 @@ async def test_exp_year_that_is_not_four_digits_is_refused(api: Api, exp_year: A
 
 @pytest.mark.parametrize("exp_month", [0, 13, -1, "12", 12.0])
 async def test_exp_month_outside_1_to_12_is_refused(api: Api, exp_month: Any) -> None:
-    await _refused(api, payment_body(details=card_details(exp_month=exp_month)), "details.exp_month")
+    await _refused(
+        api, payment_body(details=card_details(exp_month=exp_month)), "details.exp_month"
+    )
 
 
 @pytest.mark.parametrize("cvc", ["12", "12345", "12a", "abc", "", " 123", 123])

@@ -83,7 +83,7 @@ async def process_payment(
     return payment_out(outcome.payment)
 
 
-@router.get("/{payment_id}", response_model=PaymentOut, responses=problem_responses(401, 404))
+@router.get("/{payment_id}", response_model=PaymentOut, responses=problem_responses(401, 404, 422))
 async def get_payment(
     payment_id: str, principal: CurrentPrincipal, payments: PaymentServiceDep
 ) -> Any:
@@ -92,7 +92,9 @@ async def get_payment(
 
 
 @router.get(
-    "/{payment_id}/status", response_model=PaymentStatusOut, responses=problem_responses(401, 404)
+    "/{payment_id}/status",
+    response_model=PaymentStatusOut,
+    responses=problem_responses(401, 404, 422),
 )
 async def get_payment_status(
     payment_id: str, principal: CurrentPrincipal, payments: PaymentServiceDep
@@ -105,7 +107,7 @@ async def get_payment_status(
 @router.post(
     "/{payment_id}/cancel",
     response_model=PaymentOut,
-    responses=problem_responses(401, 404, 409),
+    responses=problem_responses(401, 404, 409, 422),
 )
 async def cancel_payment(
     payment_id: str, principal: CurrentPrincipal, payments: PaymentServiceDep

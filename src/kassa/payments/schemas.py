@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -88,8 +90,31 @@ class WalletPaymentRequest(_PaymentFields):
     details: WalletDetailsIn
 
 
+def _payment_method_tag(value: Any) -> str | None:
+    """Which model validates the body. Both card methods share one model; the tags are the
+    names `kassa.errors` leaves out of field paths."""
+    if isinstance(value, dict):
+        method = value.get("payment_method")
+    else:
+        method = getattr(value, "payment_method", None)
+    if method in ("credit_card", "debit_card"):
+        return "credit_card"
+    if method == "digital_wallet":
+        return "digital_wallet"
+    return None
+
+
+# A callable discriminator, so that an unknown method is refused with a fixed message:
+# pydantic's own echoes the client's value, which may be anything (even a card number).
 CreatePaymentRequest = Annotated[
-    CardPaymentRequest | WalletPaymentRequest, Field(discriminator="payment_method")
+    Annotated[CardPaymentRequest, Tag("credit_card")]
+    | Annotated[WalletPaymentRequest, Tag("digital_wallet")],
+    Discriminator(
+        _payment_method_tag,
+        custom_error_type="payment_method_invalid",
+        custom_error_message="payment_method must be credit_card, debit_card or digital_wallet",
+        custom_error_context={"discriminator": "'payment_method'"},
+    ),
 ]
 
 

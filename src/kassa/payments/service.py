@@ -26,7 +26,13 @@ from kassa.payments import repository
 from kassa.payments.errors import AmountTooLarge, PaymentNotFound, PaymentNotPending
 from kassa.payments.models import Payment, PaymentSecret
 from kassa.payments.schemas import CardPaymentRequest, WalletPaymentRequest
-from kassa.payments.states import REFUNDABLE, PaymentStatus, sources_of, status_after_refund
+from kassa.payments.states import (
+    REFUNDABLE,
+    PaymentStatus,
+    can_transition,
+    sources_of,
+    status_after_refund,
+)
 from kassa.processors.base import (
     CardData,
     ChargeRequest,
@@ -344,7 +350,11 @@ class PaymentService:
         payment.amount_refund_pending -= amount
         if succeeded:
             payment.amount_refunded += amount
-            payment.status = status_after_refund(payment.amount, payment.amount_refunded).value
+            current = PaymentStatus(payment.status)
+            target = status_after_refund(payment.amount, payment.amount_refunded)
+            if target is not current and not can_transition(current, target):
+                raise ValueError(f"a refund cannot move a {current} payment to {target}")
+            payment.status = target.value
         payment.updated_at = now
 
 

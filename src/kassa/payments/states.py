@@ -28,9 +28,8 @@ TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     PaymentStatus.PENDING: frozenset({PaymentStatus.PROCESSING, PaymentStatus.CANCELED}),
     PaymentStatus.PROCESSING: frozenset({PaymentStatus.COMPLETED, PaymentStatus.FAILED}),
     PaymentStatus.COMPLETED: frozenset({PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}),
-    PaymentStatus.PARTIALLY_REFUNDED: frozenset(
-        {PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}
-    ),
+    # A further partial refund leaves a payment partially refunded: no transition.
+    PaymentStatus.PARTIALLY_REFUNDED: frozenset({PaymentStatus.REFUNDED}),
     PaymentStatus.FAILED: frozenset(),
     PaymentStatus.CANCELED: frozenset(),
     PaymentStatus.REFUNDED: frozenset(),
