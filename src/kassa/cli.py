@@ -6,15 +6,20 @@ line on stderr and exit status 2 — never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 if TYPE_CHECKING:
+    from kassa.container import Container
     from kassa.settings import Settings
 
 app = typer.Typer(
@@ -84,6 +89,7 @@ def serve(
     if (tls_certfile is None) != (tls_keyfile is None):
         _fail("--tls-certfile and --tls-keyfile go together")
     settings = _settings()
+    _refuse_unbuilt_processor(settings)
     from kassa.observability.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
@@ -107,6 +113,136 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=10,
     )
+
+
+def _refuse_unbuilt_processor(settings: Settings) -> None:
+    if settings.processor == "stripe":
+        _fail("KASSA_PROCESSOR=stripe: the Stripe connector is not available yet; use simulator")
+
+
+def _progress(label: str) -> Callable[[int, int], None]:
+    """Progress on stderr, at most once a second and at the end: stdout stays for results."""
+    last = 0.0
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done == total or now - last >= 1.0:
+            last = now
+            width = 30
+            filled = width * done // total if total else width
+            bar = "#" * filled + "-" * (width - filled)
+            print(f"{label} [{bar}] {done}/{total}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _with_container(settings: Settings, work: Callable[[Container], Awaitable[int]]) -> int:
+    from kassa.container import build_container
+
+    async def run() -> int:
+        container = build_container(settings)
+        try:
+            return await work(container)
+        finally:
+            await container.aclose()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def reconcile(
+    older_than: Annotated[
+        float, typer.Option(min=0, help="Only payments and refunds unsettled this many seconds.")
+    ] = 60.0,
+) -> None:
+    """Settle payments left `processing` and refunds left `pending` (a crash, a lost answer),
+    asking the processor under the same references, so nothing is charged twice."""
+    settings = _settings()
+    _refuse_unbuilt_processor(settings)
+    from kassa.observability.logging import configure_logging
+
+    configure_logging("WARNING", settings.log_format)
+    _migrate(settings.resolved_database_url)
+
+    async def work(container: Container) -> int:
+        window = timedelta(seconds=older_than)
+        payments = await container.payments.reconcile(
+            older_than=window, progress=_progress("reconcile payments")
+        )
+        refunds = await container.refunds.reconcile(older_than=window)
+        print(
+            f"payments: {payments.examined} examined, {payments.settled} settled, "
+            f"{payments.unresolved} unresolved; refunds: {refunds.examined} examined, "
+            f"{refunds.settled} settled, {refunds.unresolved} unresolved"
+        )
+        return 1 if payments.unresolved or refunds.unresolved else 0
+
+    raise typer.Exit(code=_with_container(settings, work))
+
+
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Check that every posting sums to zero per currency and that the ledger agrees with
+    payment and refund totals; exit 1 with the first mismatches."""
+    settings = _settings()
+    from kassa.observability.logging import configure_logging
+
+    configure_logging("WARNING", settings.log_format)
+    _migrate(settings.resolved_database_url)
+
+    async def work(container: Container) -> int:
+        from kassa.ledger.service import LedgerVerifier
+
+        verifier = LedgerVerifier(container.sessions, _count_progress("ledger verify"))
+        report = await verifier.verify()
+        for mismatch in report.mismatches:
+            print(f"MISMATCH {mismatch}")
+        verdict = "OK" if report.ok else "FAILED"
+        print(f"ledger {verdict}: {report.postings} postings, {report.payments} payments checked")
+        return 0 if report.ok else 1
+
+    raise typer.Exit(code=_with_container(settings, work))
+
+
+def _count_progress(label: str) -> Callable[[int], None]:
+    def report(done: int) -> None:
+        print(f"{label}: {done} payments checked", file=sys.stderr, flush=True)
+
+    return report
+
+
+@app.command()
+def worker(
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between two rounds of jobs.")
+    ] = 10.0,
+    older_than: Annotated[
+        float, typer.Option(min=0, help="Reconcile what has been unsettled this long.")
+    ] = 60.0,
+    once: Annotated[bool, typer.Option(help="Run one round, then exit.")] = False,
+) -> None:
+    """The background worker: reconciliation and expired idempotency keys, every interval.
+    Any number may run at once, on any hosts."""
+    settings = _settings()
+    _refuse_unbuilt_processor(settings)
+    from kassa.observability.logging import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    _migrate(settings.resolved_database_url)
+
+    async def work(container: Container) -> int:
+        from kassa.worker import Worker
+
+        runner = Worker(container, interval=interval, older_than=timedelta(seconds=older_than))
+        await runner.run(once=once)
+        return 0
+
+    raise typer.Exit(code=_with_container(settings, work))
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from kassa.idempotency.service import IdempotencyService
 from kassa.payments.service import PaymentService
 from kassa.processors.base import Processor
 from kassa.processors.simulator import SimulatorProcessor
+from kassa.processors.simulator_store import DatabaseSimulatorStore
 from kassa.ratelimit.limiter import LoginThrottle, RateLimiter, create_storage
 from kassa.refunds.service import RefundService
 from kassa.settings import Settings
@@ -44,10 +45,13 @@ class Container:
         await self.engine.dispose()
 
 
-def build_processor(settings: Settings) -> Processor:
+def build_processor(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Processor:
     if settings.processor == "stripe":
         raise NotImplementedError("the Stripe connector is not available in this version")
-    return SimulatorProcessor()
+    # The simulator keeps its records in the database, so every process agrees on them.
+    return SimulatorProcessor(
+        DatabaseSimulatorStore(sessions), delay_seconds=settings.simulator_delay_ms / 1000
+    )
 
 
 def build_container(
@@ -60,7 +64,7 @@ def build_container(
     engine = create_engine(settings.resolved_database_url)
     sessions = create_session_factory(engine)
     storage = storage or create_storage(settings.redis_url)
-    processor = processor or build_processor(settings)
+    processor = processor or build_processor(settings, sessions)
     secrets = settings.secrets
     vault = Vault(secrets.vault_keys)
     tokens = TokenCodec(

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    simulator_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
     webhook_allow_private: bool = False
     access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
     refresh_token_ttl_seconds: Annotated[int, Field(ge=300, le=90 * 86_400)] = 30 * 86_400

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kassa.payments.models import Payment, PaymentSecret
@@ -74,3 +75,26 @@ async def forget_cvc(session: AsyncSession, payment_id: uuid.UUID) -> None:
 
 async def delete_secret(session: AsyncSession, payment_id: uuid.UUID) -> None:
     await session.execute(delete(PaymentSecret).where(PaymentSecret.payment_id == payment_id))
+
+
+async def list_stale_processing(
+    session: AsyncSession, before: datetime, after_id: uuid.UUID | None, limit: int
+) -> Sequence[Payment]:
+    """Payments left `processing` since before `before` (a crash or an unknown answer),
+    in id order so a batch loop can resume after the last one it saw."""
+    query = select(Payment).where(
+        Payment.status == PaymentStatus.PROCESSING.value, Payment.updated_at < before
+    )
+    if after_id is not None:
+        query = query.where(Payment.id > after_id)
+    result = await session.execute(query.order_by(Payment.id).limit(limit))
+    return result.scalars().all()
+
+
+async def count_stale_processing(session: AsyncSession, before: datetime) -> int:
+    result = await session.scalar(
+        select(func.count())
+        .select_from(Payment)
+        .where(Payment.status == PaymentStatus.PROCESSING.value, Payment.updated_at < before)
+    )
+    return int(result or 0)

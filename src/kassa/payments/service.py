@@ -13,7 +13,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kassa.db import new_id, parse_id
+from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import PAYMENT_AMOUNT, PAYMENTS, PROCESSOR_CALLS
 from kassa.payments import repository
 from kassa.payments.errors import AmountTooLarge, PaymentNotFound, PaymentNotPending
@@ -37,6 +38,7 @@ from kassa.processors.base import (
     CardData,
     ChargeRequest,
     ChargeResult,
+    FailureCode,
     Outcome,
     Processor,
     ProcessorUnavailable,
@@ -53,6 +55,16 @@ PROCESSOR_TIMEOUT_SECONDS = 15.0
 def charge_reference(payment_id: uuid.UUID) -> str:
     """The processor idempotency key of a payment's charge: the same on every attempt."""
     return f"kassa_charge_{payment_id.hex}"
+
+
+@dataclass
+class ReconcileReport:
+    examined: int = 0
+    settled: int = 0
+    unresolved: int = 0
+
+
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +296,15 @@ class PaymentService:
             if payment is None:
                 return None
             await TransactionService.settle_charge(session, payment_id, succeeded, now)
+            if succeeded:
+                LedgerService.post_charge(
+                    session,
+                    user_id=user_id,
+                    payment_id=payment_id,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    now=now,
+                )
             await repository.delete_secret(session, payment_id)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         if succeeded:
@@ -323,6 +344,82 @@ class PaymentService:
             holder_name=payload.get("holder_name"),
         )
 
+    async def reconcile(
+        self,
+        *,
+        older_than: timedelta,
+        batch_size: int = 100,
+        progress: ProgressCallback | None = None,
+    ) -> ReconcileReport:
+        """Settle every payment left `processing` for longer than `older_than`.
+
+        The processor is asked for the charge under the payment's deterministic reference:
+        a charge it made is recorded; a charge it never saw is made now under that same
+        reference (so a racing original request cannot make a second one). Safe to run from
+        any number of workers at once: settling is a conditional update."""
+        cutoff = self._clock() - older_than
+        report = ReconcileReport()
+        async with self._sessions() as session:
+            total = await repository.count_stale_processing(session, cutoff)
+        after: uuid.UUID | None = None
+        while True:
+            async with self._sessions() as session:
+                stale = await repository.list_stale_processing(session, cutoff, after, batch_size)
+            if not stale:
+                break
+            for payment in stale:
+                after = payment.id
+                report.examined += 1
+                if await self._reconcile_one(payment):
+                    report.settled += 1
+                else:
+                    report.unresolved += 1
+                if progress is not None:
+                    progress(report.examined, max(total, report.examined))
+        if report.examined:
+            log.info(
+                "reconciled_payments",
+                examined=report.examined,
+                settled=report.settled,
+                unresolved=report.unresolved,
+            )
+        return report
+
+    async def _reconcile_one(self, payment: Payment) -> bool:
+        reference = charge_reference(payment.id)
+        try:
+            result = await asyncio.wait_for(
+                self._processor.lookup_charge(reference), timeout=self._processor_timeout
+            )
+        except (ProcessorUnavailable, TimeoutError):
+            return False
+        if result is None:
+            async with self._sessions() as session:
+                secret = await repository.get_secret(session, payment.id)
+            if secret is None:
+                result = ChargeResult(
+                    outcome=Outcome.FAILED,
+                    processor_reference=reference,
+                    failure_code=FailureCode.PROCESSING_ERROR,
+                    failure_message="The payment could not be completed; it was not charged.",
+                )
+            else:
+                source = self._open_source(payment, secret)
+                result = await self._charge(
+                    ChargeRequest(
+                        reference=reference,
+                        amount=payment.amount,
+                        currency=payment.currency,
+                        customer_id=str(payment.user_id),
+                        card=source if isinstance(source, CardData) else None,
+                        wallet=source if isinstance(source, WalletData) else None,
+                    )
+                )
+                if result is None:
+                    return False
+        await self.settle(payment.user_id, payment.id, result)
+        return True
+
     # Refund support: called by the refunds service inside its own transaction.
 
     @staticmethod
@@ -330,6 +427,13 @@ class PaymentService:
         session: AsyncSession, user_id: uuid.UUID, payment_id: uuid.UUID
     ) -> Payment | None:
         return await repository.lock_payment(session, user_id, payment_id)
+
+    @staticmethod
+    async def processor_reference(
+        session: AsyncSession, user_id: uuid.UUID, payment_id: uuid.UUID
+    ) -> str | None:
+        payment = await repository.get_payment(session, user_id, payment_id)
+        return None if payment is None else payment.processor_reference
 
     @staticmethod
     def is_refundable(payment: Payment) -> bool:

@@ -18,6 +18,7 @@ from kassa.processors.base import (
     RefundRequest,
     RefundResult,
 )
+from kassa.processors.simulator_store import MemorySimulatorStore, SimulatorStore
 
 DECLINING_CARDS: dict[str, FailureCode] = {
     "4000000000000002": FailureCode.CARD_DECLINED,
@@ -30,18 +31,27 @@ DECLINING_WALLET_PREFIX = "declined"
 
 
 class SimulatorProcessor:
+    """The contract's test-mode processor. With a `DatabaseSimulatorStore` every server
+    process and host agrees on what was charged, as a real processor would."""
+
     name = "simulator"
 
-    def __init__(self) -> None:
-        self._charges: dict[str, ChargeResult] = {}
-        self._refunds: dict[str, RefundResult] = {}
+    def __init__(self, store: SimulatorStore | None = None, *, delay_seconds: float = 0.0) -> None:
+        self._store = store or MemorySimulatorStore()
+        self._delay = delay_seconds  # a network's latency, for load and crash tests
         self._lock = asyncio.Lock()
         self.charge_attempts = 0
 
     @property
     def charges_made(self) -> int:
-        """How many distinct charges moved money (for tests that count double charges)."""
-        return sum(1 for r in self._charges.values() if r.outcome is Outcome.SUCCEEDED)
+        """Distinct charges that moved money, for in-memory simulators in tests."""
+        if not isinstance(self._store, MemorySimulatorStore):
+            raise TypeError("use count_charges() with a database store")
+        return self._store.succeeded_charges
+
+    async def count_charges(self) -> int:
+        """Distinct charges that moved money, wherever the simulator keeps them."""
+        return await self._store.count_succeeded_charges()
 
     def _decide(self, request: ChargeRequest) -> FailureCode | None:
         if request.card is not None:
@@ -51,9 +61,11 @@ class SimulatorProcessor:
         return None
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
+        if self._delay:
+            await asyncio.sleep(self._delay)
         async with self._lock:
             self.charge_attempts += 1
-            known = self._charges.get(request.reference)
+            known = await self._store.get_charge(request.reference)
             if known is not None:
                 return known
             failure = self._decide(request)
@@ -63,20 +75,23 @@ class SimulatorProcessor:
                 failure_code=failure,
                 failure_message=FAILURE_MESSAGES[failure] if failure else None,
             )
-            self._charges[request.reference] = result
-            return result
+            # The store keeps the first answer for a reference, even across processes.
+            return await self._store.put_charge(
+                request.reference, result, request.amount, request.currency
+            )
 
     async def refund(self, request: RefundRequest) -> RefundResult:
         async with self._lock:
-            known = self._refunds.get(request.reference)
-            if known is not None:
-                return known
             result = RefundResult(
                 outcome=Outcome.SUCCEEDED, processor_reference=f"sim_re_{uuid.uuid4().hex}"
             )
-            self._refunds[request.reference] = result
-            return result
+            return await self._store.put_refund(
+                request.reference,
+                result,
+                request.charge_reference,
+                request.amount,
+                request.currency,
+            )
 
     async def lookup_charge(self, reference: str) -> ChargeResult | None:
-        async with self._lock:
-            return self._charges.get(reference)
+        return await self._store.get_charge(reference)

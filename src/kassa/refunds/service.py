@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kassa.db import new_id, parse_id
+from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import PROCESSOR_CALLS, REFUND_AMOUNT, REFUNDS
 from kassa.payments.errors import PaymentNotFound
-from kassa.payments.service import PaymentService, refundable_amount
+from kassa.payments.service import PaymentService, ReconcileReport, refundable_amount
 from kassa.processors.base import Outcome, Processor, ProcessorUnavailable, RefundRequest
 from kassa.refunds import repository
 from kassa.refunds.errors import PaymentNotRefundable, RefundExceedsRefundable
@@ -122,6 +123,42 @@ class RefundService:
                 asyncio.get_running_loop().time() - started
             )
 
+    async def reconcile(self, *, older_than: timedelta, batch_size: int = 100) -> ReconcileReport:
+        """Ask the processor again, under the same reference, about every refund left
+        `pending` for longer than `older_than`; the processor refunds at most once per
+        reference, so asking again is safe."""
+        cutoff = self._clock() - older_than
+        report = ReconcileReport()
+        after: uuid.UUID | None = None
+        while True:
+            async with self._sessions() as session:
+                stale = await repository.list_stale_pending(session, cutoff, after, batch_size)
+                references = {
+                    r.id: await PaymentService.processor_reference(session, r.user_id, r.payment_id)
+                    for r in stale
+                }
+            if not stale:
+                break
+            for refund in stale:
+                after = refund.id
+                report.examined += 1
+                outcome = await self._call_processor(
+                    RefundRequest(
+                        reference=refund_reference(refund.id),
+                        charge_reference=references[refund.id] or "",
+                        amount=refund.amount,
+                        currency=refund.currency,
+                    )
+                )
+                if outcome is None:
+                    report.unresolved += 1
+                    continue
+                await self.settle(
+                    refund.user_id, refund.id, outcome[0] is Outcome.SUCCEEDED, outcome[1]
+                )
+                report.settled += 1
+        return report
+
     async def settle(
         self, user_id: uuid.UUID, refund_id: uuid.UUID, succeeded: bool, reference: str
     ) -> Refund | None:
@@ -143,6 +180,16 @@ class RefundService:
             refund.processor_reference = reference
             refund.updated_at = now
             await TransactionService.settle_refund(session, refund_id, refund.status, now)
+            if succeeded:
+                LedgerService.post_refund(
+                    session,
+                    user_id=user_id,
+                    payment_id=refund.payment_id,
+                    refund_id=refund_id,
+                    amount=refund.amount,
+                    currency=refund.currency,
+                    now=now,
+                )
         REFUNDS.labels(refund.status, refund.currency).inc()
         if succeeded:
             REFUND_AMOUNT.labels(refund.currency).inc(refund.amount)

@@ -1,0 +1,210 @@
+"""Postings for money that moved, written in the same transaction as the state change.
+
+Accounts:
+- `processor_clearing` — what the processor collected for us and owes us (a debit balance);
+- `merchant_payable:<user id>` — what kassa owes the merchant (a credit balance).
+
+A completed charge of X posts clearing +X / payable −X; a succeeded refund of R posts
+payable +R / clearing −R. So for every payment, the payable balance is −(amount −
+amount_refunded), and every posting sums to zero per currency.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kassa.db import new_id
+from kassa.ledger.models import LedgerEntry
+
+CLEARING = "processor_clearing"
+
+
+def payable_account(user_id: uuid.UUID) -> str:
+    return f"merchant_payable:{user_id}"
+
+
+class LedgerService:
+    @staticmethod
+    def post_charge(
+        session: AsyncSession,
+        *,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        now: datetime,
+    ) -> None:
+        _post(
+            session,
+            "charge",
+            [(CLEARING, amount), (payable_account(user_id), -amount)],
+            currency=currency,
+            payment_id=payment_id,
+            refund_id=None,
+            now=now,
+        )
+
+    @staticmethod
+    def post_refund(
+        session: AsyncSession,
+        *,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        refund_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        now: datetime,
+    ) -> None:
+        _post(
+            session,
+            "refund",
+            [(payable_account(user_id), amount), (CLEARING, -amount)],
+            currency=currency,
+            payment_id=payment_id,
+            refund_id=refund_id,
+            now=now,
+        )
+
+
+def _post(
+    session: AsyncSession,
+    kind: str,
+    lines: list[tuple[str, int]],
+    *,
+    currency: str,
+    payment_id: uuid.UUID,
+    refund_id: uuid.UUID | None,
+    now: datetime,
+) -> None:
+    if sum(amount for _, amount in lines) != 0:
+        raise ValueError("a posting must sum to zero")
+    posting_id = new_id()
+    for index, (account, amount) in enumerate(lines):
+        session.add(
+            LedgerEntry(
+                id=new_id(),
+                posting_id=posting_id,
+                kind=kind,
+                account=account,
+                amount=amount,
+                currency=currency,
+                payment_id=payment_id,
+                # The refund id is unique: one posting per refund, recorded on its first line.
+                refund_id=refund_id if index == 0 else None,
+                created_at=now,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    what: str
+
+    def __str__(self) -> str:
+        return self.what
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    postings: int
+    payments: int
+    mismatches: list[Mismatch]
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+class LedgerVerifier:
+    """Checks the ledger against itself and against payments and refunds."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], progress: Callable[[int], None]
+    ) -> None:
+        self._sessions = sessions
+        self._progress = progress
+
+    async def verify(self, *, limit_mismatches: int = 20) -> VerifyReport:
+        from kassa.payments.models import Payment
+        from kassa.refunds.models import Refund
+
+        mismatches: list[Mismatch] = []
+        async with self._sessions() as session:
+            unbalanced = await session.execute(
+                select(LedgerEntry.posting_id, LedgerEntry.currency, func.sum(LedgerEntry.amount))
+                .group_by(LedgerEntry.posting_id, LedgerEntry.currency)
+                .having(func.sum(LedgerEntry.amount) != 0)
+                .limit(limit_mismatches)
+            )
+            for posting_id, currency, total in unbalanced:
+                mismatches.append(
+                    Mismatch(f"posting {posting_id} sums to {total} {currency}, not 0")
+                )
+            postings = int(
+                await session.scalar(select(func.count(func.distinct(LedgerEntry.posting_id)))) or 0
+            )
+            charged = {
+                pid: int(total)
+                for pid, total in await session.execute(
+                    select(LedgerEntry.payment_id, func.sum(LedgerEntry.amount))
+                    .where(LedgerEntry.account == CLEARING, LedgerEntry.kind == "charge")
+                    .group_by(LedgerEntry.payment_id)
+                )
+            }
+            refunded = {
+                pid: -int(total)
+                for pid, total in await session.execute(
+                    select(LedgerEntry.payment_id, func.sum(LedgerEntry.amount))
+                    .where(LedgerEntry.account == CLEARING, LedgerEntry.kind == "refund")
+                    .group_by(LedgerEntry.payment_id)
+                )
+            }
+            refund_totals = {
+                pid: int(total)
+                for pid, total in await session.execute(
+                    select(Refund.payment_id, func.sum(Refund.amount))
+                    .where(Refund.status == "succeeded")
+                    .group_by(Refund.payment_id)
+                )
+            }
+            seen = 0
+            result = await session.stream(
+                select(
+                    Payment.id,
+                    Payment.status,
+                    Payment.amount,
+                    Payment.amount_refunded,
+                )
+            )
+            async for payment_id, status, amount, amount_refunded in result:
+                seen += 1
+                if seen % 1000 == 0:
+                    self._progress(seen)
+                settled = status in {"completed", "partially_refunded", "refunded"}
+                expected_charge = amount if settled else 0
+                problems = []
+                if charged.pop(payment_id, 0) != expected_charge:
+                    problems.append(f"charged in ledger != {expected_charge}")
+                ledger_refunded = refunded.pop(payment_id, 0)
+                if ledger_refunded != amount_refunded:
+                    problems.append(
+                        f"refunded in ledger {ledger_refunded} != amount_refunded {amount_refunded}"
+                    )
+                if refund_totals.get(payment_id, 0) != amount_refunded:
+                    problems.append("succeeded refunds do not add up to amount_refunded")
+                if amount_refunded > amount:
+                    problems.append("refunded more than the amount")
+                for problem in problems:
+                    if len(mismatches) < limit_mismatches:
+                        mismatches.append(Mismatch(f"payment {payment_id}: {problem}"))
+            self._progress(seen)
+            for orphan in list(charged) + list(refunded):
+                if len(mismatches) < limit_mismatches:
+                    mismatches.append(Mismatch(f"ledger lines for unknown payment {orphan}"))
+        return VerifyReport(postings=postings, payments=seen, mismatches=mismatches)

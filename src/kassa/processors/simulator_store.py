@@ -1,0 +1,180 @@
+"""Where the simulator remembers what it charged, like a real processor's own records.
+
+The in-memory store serves a single process; the database store (its own tables, reached
+through its own sessions, as if it were the processor's system) makes the simulator answer
+consistently across server processes, hosts and restarts: one reference, one charge.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import CHAR, BigInteger, String, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kassa.db import Base, UTCDateTime
+from kassa.processors.base import ChargeResult, FailureCode, Outcome, RefundResult
+
+
+class SimulatorCharge(Base):
+    __tablename__ = "simulator_charge"
+
+    reference: Mapped[str] = mapped_column(String(255), primary_key=True)
+    processor_reference: Mapped[str] = mapped_column(String(64), unique=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    failure_code: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    failure_message: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(CHAR(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SimulatorRefund(Base):
+    __tablename__ = "simulator_refund"
+
+    reference: Mapped[str] = mapped_column(String(255), primary_key=True)
+    processor_reference: Mapped[str] = mapped_column(String(64), unique=True)
+    charge_reference: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(CHAR(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SimulatorStore(Protocol):
+    async def put_charge(
+        self, reference: str, result: ChargeResult, amount: int, currency: str
+    ) -> ChargeResult:
+        """Keep `result` unless `reference` is known; return what is kept."""
+        ...
+
+    async def get_charge(self, reference: str) -> ChargeResult | None: ...
+
+    async def put_refund(
+        self,
+        reference: str,
+        result: RefundResult,
+        charge_reference: str,
+        amount: int,
+        currency: str,
+    ) -> RefundResult: ...
+
+    async def count_succeeded_charges(self) -> int: ...
+
+
+class MemorySimulatorStore:
+    def __init__(self) -> None:
+        self._charges: dict[str, ChargeResult] = {}
+        self._refunds: dict[str, RefundResult] = {}
+
+    async def put_charge(
+        self, reference: str, result: ChargeResult, amount: int, currency: str
+    ) -> ChargeResult:
+        return self._charges.setdefault(reference, result)
+
+    async def get_charge(self, reference: str) -> ChargeResult | None:
+        return self._charges.get(reference)
+
+    async def put_refund(
+        self,
+        reference: str,
+        result: RefundResult,
+        charge_reference: str,
+        amount: int,
+        currency: str,
+    ) -> RefundResult:
+        return self._refunds.setdefault(reference, result)
+
+    @property
+    def succeeded_charges(self) -> int:
+        return sum(1 for r in self._charges.values() if r.outcome is Outcome.SUCCEEDED)
+
+    async def count_succeeded_charges(self) -> int:
+        return self.succeeded_charges
+
+
+def _charge_result(row: SimulatorCharge) -> ChargeResult:
+    return ChargeResult(
+        outcome=Outcome(row.outcome),
+        processor_reference=row.processor_reference,
+        failure_code=FailureCode(row.failure_code) if row.failure_code else None,
+        failure_message=row.failure_message,
+    )
+
+
+class DatabaseSimulatorStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @staticmethod
+    def _insert(session: AsyncSession) -> Any:
+        dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
+        return sqlite_insert if dialect == "sqlite" else pg_insert
+
+    async def put_charge(
+        self, reference: str, result: ChargeResult, amount: int, currency: str
+    ) -> ChargeResult:
+        async with self._sessions.begin() as session:
+            insert = self._insert(session)
+            await session.execute(
+                insert(SimulatorCharge)
+                .values(
+                    reference=reference,
+                    processor_reference=result.processor_reference,
+                    outcome=result.outcome.value,
+                    failure_code=result.failure_code.value if result.failure_code else None,
+                    failure_message=result.failure_message,
+                    amount=amount,
+                    currency=currency,
+                    created_at=datetime.now(UTC),
+                )
+                .on_conflict_do_nothing(index_elements=["reference"])
+            )
+            row = await session.get(SimulatorCharge, reference)
+            assert row is not None
+            return _charge_result(row)
+
+    async def get_charge(self, reference: str) -> ChargeResult | None:
+        async with self._sessions() as session:
+            row = await session.get(SimulatorCharge, reference)
+            return None if row is None else _charge_result(row)
+
+    async def put_refund(
+        self,
+        reference: str,
+        result: RefundResult,
+        charge_reference: str,
+        amount: int,
+        currency: str,
+    ) -> RefundResult:
+        async with self._sessions.begin() as session:
+            insert = self._insert(session)
+            await session.execute(
+                insert(SimulatorRefund)
+                .values(
+                    reference=reference,
+                    processor_reference=result.processor_reference,
+                    charge_reference=charge_reference,
+                    outcome=result.outcome.value,
+                    amount=amount,
+                    currency=currency,
+                    created_at=datetime.now(UTC),
+                )
+                .on_conflict_do_nothing(index_elements=["reference"])
+            )
+            row = await session.get(SimulatorRefund, reference)
+            assert row is not None
+            return RefundResult(Outcome(row.outcome), row.processor_reference)
+
+    async def count_succeeded_charges(self) -> int:
+        async with self._sessions() as session:
+            total = await session.scalar(
+                select(func.count())
+                .select_from(SimulatorCharge)
+                .where(SimulatorCharge.outcome == Outcome.SUCCEEDED.value)
+            )
+            return int(total or 0)

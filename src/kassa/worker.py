@@ -1,0 +1,61 @@
+"""`kassa worker`: the jobs that keep money consistent after crashes and lost answers.
+
+Every round reconciles stale `processing` payments and `pending` refunds and purges expired
+idempotency keys. Rounds of several workers may overlap: every settlement is a conditional
+update and the processor dedups by reference, so nothing is done twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from datetime import timedelta
+
+import structlog
+
+from kassa.container import Container
+
+log = structlog.get_logger("kassa.worker")
+
+
+class Worker:
+    def __init__(self, container: Container, *, interval: float, older_than: timedelta) -> None:
+        self._container = container
+        self._interval = interval
+        self._older_than = older_than
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run_round(self) -> None:
+        payments = await self._container.payments.reconcile(older_than=self._older_than)
+        refunds = await self._container.refunds.reconcile(older_than=self._older_than)
+        purged = await self._container.idempotency.purge_expired()
+        if payments.examined or refunds.examined or purged:
+            log.info(
+                "worker_round",
+                payments_settled=payments.settled,
+                payments_unresolved=payments.unresolved,
+                refunds_settled=refunds.settled,
+                refunds_unresolved=refunds.unresolved,
+                idempotency_keys_purged=purged,
+            )
+
+    async def run(self, *, once: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        log.info("worker_started", interval_seconds=self._interval)
+        while not self._stopping.is_set():
+            try:
+                await self.run_round()
+            except Exception:
+                # A database or processor outage must not end the worker; retry next round.
+                log.exception("worker_round_failed")
+            if once:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
+        log.info("worker_stopped")
