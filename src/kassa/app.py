@@ -66,7 +66,12 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     # 500 problem document innermost, so idempotency and the outer layers see an ordinary
     # response; a crash in a middleware is caught just inside the request context.
     app.add_middleware(UnhandledErrorMiddleware)
-    app.add_middleware(IdempotencyMiddleware, service=container.idempotency, auth=container.auth)
+    app.add_middleware(
+        IdempotencyMiddleware,
+        service=container.idempotency,
+        auth=container.auth,
+        route_templates=list(app.openapi()["paths"]),
+    )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         RateLimitMiddleware,

@@ -287,3 +287,13 @@ def test_canonical_request_ignores_order_and_whitespace() -> None:
 )
 def test_which_responses_are_kept(status: int, body: bytes, kept: bool) -> None:
     assert should_keep(status, body) is kept
+
+
+async def test_a_replay_is_counted_under_its_route_template(api: Api) -> None:
+    user = await register_user(api.client)
+    headers = {**user.headers, "Idempotency-Key": key()}
+    for _ in range(2):
+        await api.client.post("/api/payments", json=payment_body(), headers=headers)
+    metrics = (await api.client.get("/metrics")).text
+    assert 'route="unmatched",status="201"' not in metrics
+    assert 'method="POST",route="/api/payments",status="201"' in metrics

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -54,10 +55,28 @@ def _bearer(scope: Scope) -> str | None:
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, service: IdempotencyService, auth: AuthService) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        service: IdempotencyService,
+        auth: AuthService,
+        route_templates: Sequence[str] = (),
+    ) -> None:
         self.app = app
         self.service = service
         self.auth = auth
+        self.templates = [
+            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(t)) + "$"), t)
+            for t in route_templates
+        ]
+
+    def _match_route(self, scope: Scope) -> None:
+        """Name the route of a replayed answer (it never reaches the router), so metrics and
+        the access log see its template, not `unmatched`."""
+        for pattern, template in self.templates:
+            if pattern.match(scope["path"]):
+                scope.setdefault("state", {})["route_template"] = template
+                return
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -115,6 +134,7 @@ class IdempotencyMiddleware:
             return
         if claim.kind is ClaimKind.REPLAY:
             IDEMPOTENT_REPLAYS.inc()
+            self._match_route(scope)
             await _replay(claim.status or 500, claim.body or b"", claim.content_type, send)
             return
         assert claim.record_id is not None

@@ -25,7 +25,7 @@ _API_CACHE = (b"cache-control", b"no-store")
 
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path", None) or scope.get("state", {}).get("route_template")
     return str(path) if isinstance(path, str) else "unmatched"
 
 
