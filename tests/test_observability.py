@@ -454,3 +454,16 @@ async def completed_payment_id(client: httpx.AsyncClient, headers: dict[str, str
     )
     assert processed.status_code == 200, processed.text
     return payment_id
+
+
+async def test_db_pool_metrics_count_connections_in_use(api: Api) -> None:
+    from prometheus_client import REGISTRY
+
+    def in_use() -> float:
+        return REGISTRY.get_sample_value("kassa_db_connections_in_use") or 0.0
+
+    before = in_use()
+    async with api.container.engine.connect():
+        assert in_use() == before + 1
+    assert in_use() == before
+    assert (REGISTRY.get_sample_value("kassa_db_connections_opened_total") or 0) >= 1

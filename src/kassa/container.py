@@ -16,6 +16,7 @@ from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
 from kassa.db import create_engine, create_session_factory, utcnow
 from kassa.idempotency.service import IdempotencyService
+from kassa.observability.dbmetrics import instrument_pool
 from kassa.payments.service import PaymentService
 from kassa.processors.base import Processor
 from kassa.processors.simulator import SimulatorProcessor
@@ -62,6 +63,7 @@ def build_container(
     storage: Storage | None = None,
 ) -> Container:
     engine = create_engine(settings.resolved_database_url)
+    instrument_pool(engine)
     sessions = create_session_factory(engine)
     storage = storage or create_storage(settings.redis_url)
     processor = processor or build_processor(settings, sessions)
