@@ -41,7 +41,30 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-test: lint typecheck
+# The delivery files, checked statically (no Docker engine needed): the Dockerfiles with
+# hadolint, the GitHub workflows and compose files against their JSON schemas (vendored in
+# check-jsonschema, so offline), and the Prometheus config and alert rules with promtool
+# (Debian's `prometheus` package; .ci/run installs it, and CI=true makes it required).
+.PHONY: check-deploy
+check-deploy: install-dev
+	$(BIN)/hadolint Dockerfile deploy/localstripe/Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml compose.sandbox.yaml
+	@for script in deploy/docker/entrypoint.sh deploy/make-env.sh; do sh -n "$$script" || exit 1; done
+	@rules="$(wildcard deploy/observability/*rules*.yml)"; [ -n "$$rules" ] || exit 0; \
+	if ! command -v promtool >/dev/null 2>&1; then \
+	  case "$${CI:-}" in 1|true|TRUE|True|yes) \
+	    echo "check-deploy: promtool is missing (apt-get install prometheus)" >&2; exit 1;; esac; \
+	  echo "check-deploy: promtool is not installed; alert rules not checked (apt-get install prometheus)"; \
+	  exit 0; \
+	fi; \
+	set -e; echo "promtool check rules $$rules"; promtool check rules $$rules; \
+	for config in $(wildcard deploy/observability/prometheus*.yml); do \
+	  echo "promtool check config $$config"; promtool check config "$$config"; done; \
+	for tests in $(wildcard deploy/observability/*test*.yml); do \
+	  echo "promtool test rules $$tests"; promtool test rules "$$tests"; done
+
+test: lint typecheck check-deploy
 	$(BIN)/pytest -n auto $(PYTEST_ARGS)
 
 clean:

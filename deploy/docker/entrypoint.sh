@@ -1,0 +1,23 @@
+#!/bin/sh
+# The image's entry point: `serve` (the default) runs the API on 0.0.0.0:8000 with
+# KASSA_WORKERS processes; any other argument list is handed to `kassa` as it is
+# (`worker`, `migrate`, `reconcile`, `ledger verify`, `--help`).
+set -eu
+
+# KASSA_WORKERS is read here, not by kassa: kassa refuses KASSA_* variables it does not
+# know, so it is taken out of the environment before kassa starts.
+workers="${KASSA_WORKERS:-2}"
+unset KASSA_WORKERS
+
+case "$workers" in
+  '' | *[!0-9]*)
+    echo "kassa-entrypoint: KASSA_WORKERS must be a whole number, not '$workers'" >&2
+    exit 2
+    ;;
+esac
+
+if [ "$#" -eq 0 ] || [ "$1" = "serve" ]; then
+  [ "$#" -gt 0 ] && shift
+  exec kassa serve --host 0.0.0.0 --port 8000 --workers "$workers" "$@"
+fi
+exec kassa "$@"
