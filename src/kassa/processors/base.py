@@ -1,8 +1,14 @@
 """What kassa asks of a processor. Outcomes are decided here, never by the client.
 
-A call either returns a definite answer or raises `ProcessorUnavailable` when the outcome is
-unknown (timeout, lost response, 5xx); the caller then leaves the payment in `processing`
-and reconciliation settles it later by looking the charge up by its reference.
+A charge takes two steps. `prepare_charge` registers the charge with the processor without
+moving money and returns the processor's own reference for it (a Stripe PaymentIntent id),
+which kassa stores before calling `charge`; a processor that needs no such step returns None
+and is looked up under kassa's reference instead. A call either returns a definite answer or
+raises `ProcessorUnavailable` when the outcome is unknown (timeout, lost response, 5xx); the
+caller then leaves the payment in `processing` and reconciliation settles it later by looking
+the charge up by its reference — never by charging again under a new one.
+
+Vendor types and vendor exceptions never cross this interface.
 """
 
 from __future__ import annotations
@@ -38,6 +44,15 @@ class ProcessorUnavailable(Exception):
     """The processor's answer is unknown; the operation may or may not have happened."""
 
 
+class ChargeDeclined(Exception):
+    """`prepare_charge` already has the definite answer: the charge failed before anything
+    could move money (for example a card refused when attached to the customer)."""
+
+    def __init__(self, result: ChargeResult) -> None:
+        super().__init__(result.failure_code.value if result.failure_code else "declined")
+        self.result = result
+
+
 @dataclass(frozen=True, slots=True)
 class CardData:
     number: str
@@ -67,6 +82,10 @@ class ChargeRequest:
     customer_id: str
     card: CardData | None = None
     wallet: WalletData | None = field(default=None)
+    # What `prepare_charge` returned and kassa stored, when the processor prepares charges.
+    processor_reference: str | None = None
+    # 1 for the first call to `charge`, then one more for each retry by reconciliation.
+    attempt: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +113,19 @@ class RefundResult:
 class Processor(Protocol):
     name: str
 
-    async def charge(self, request: ChargeRequest) -> ChargeResult: ...
+    async def prepare_charge(self, request: ChargeRequest) -> str | None:
+        """Register the charge without moving money; the processor's reference for it, which
+        kassa stores before `charge`, or None when the processor has no such step. Raises
+        `ChargeDeclined` when the answer is already a definite failure."""
+        ...
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Charge once per `reference`: asked again, answer what the first call did."""
+        ...
 
     async def refund(self, request: RefundRequest) -> RefundResult: ...
 
     async def lookup_charge(self, reference: str) -> ChargeResult | None:
-        """The charge made under kassa's `reference`, or None when none was made."""
+        """The charge made under `reference` — the prepared reference when there is one,
+        else kassa's — or None when no money moved under it."""
         ...

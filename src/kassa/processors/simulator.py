@@ -60,6 +60,10 @@ class SimulatorProcessor:
             return FailureCode.CARD_DECLINED
         return None
 
+    async def prepare_charge(self, request: ChargeRequest) -> str | None:
+        """The simulator charges under kassa's own reference: nothing to prepare."""
+        return None
+
     async def charge(self, request: ChargeRequest) -> ChargeResult:
         if self._delay:
             await asyncio.sleep(self._delay)
