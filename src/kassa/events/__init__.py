@@ -1,0 +1,1 @@
+"""Events: the outbox of every payment and refund state change."""

@@ -1,0 +1,133 @@
+"""Events: the transactional outbox.
+
+`EventService.record` is called inside the business transaction that makes a state change;
+the event row and one webhook delivery per subscribed, enabled endpoint commit or roll back
+with it, so no event is ever announced for a change that did not happen, and none is lost
+for one that did. Delivery itself happens later, in `kassa worker`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kassa.db import new_id, parse_id
+from kassa.events import repository
+from kassa.events.errors import EventNotFound
+from kassa.events.models import Event
+from kassa.events.schemas import EVENT_TYPES, EventData, EventOut
+from kassa.pagination import Cursor
+from kassa.webhooks.service import WebhookService
+
+__all__ = ["EVENT_TYPES", "EventPage", "EventService", "event_body"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    data: Sequence[Event]
+    has_more: bool
+    next_cursor: str | None
+
+
+def event_out(event: Event) -> EventOut:
+    return EventOut(
+        id=event.id,
+        type=event.type,
+        created_at=event.created_at,
+        data=EventData(object=event.data["object"]),
+    )
+
+
+def event_body(event: Event) -> str:
+    """The JSON a webhook delivery POSTs: the Event as GET /api/events shows it."""
+    return event_out(event).model_dump_json()
+
+
+class EventService:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], datetime]
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    @staticmethod
+    async def record(
+        session: AsyncSession,
+        user_id: uuid.UUID,
+        type_: str,
+        obj: dict[str, Any],
+        now: datetime,
+    ) -> Event:
+        """Write the event of a state change and queue it for the user's webhooks.
+
+        Call inside the transaction that makes the change; `obj` is the Payment or Refund
+        exactly as the API returns it (JSON-ready: ids and times as strings)."""
+        if type_ not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type_!r}")
+        event = Event(
+            id=new_id(),
+            user_id=user_id,
+            type=type_,
+            object_id=uuid.UUID(str(obj["id"])),
+            data={"object": obj},
+            created_at=now.astimezone(UTC),
+        )
+        session.add(event)
+        await session.flush()
+        await WebhookService.enqueue(
+            session,
+            user_id=user_id,
+            event_id=event.id,
+            event_type=type_,
+            body=event_body(event),
+            now=now,
+        )
+        return event
+
+    async def get(self, user_id: uuid.UUID, raw_id: str) -> Event:
+        event_id = parse_id(raw_id)
+        if event_id is None:
+            raise EventNotFound
+        async with self._sessions() as session:
+            event = await repository.get_event(session, user_id, event_id)
+        if event is None:
+            raise EventNotFound
+        return event
+
+    async def list(
+        self, user_id: uuid.UUID, *, limit: int, cursor: str | None, type_: str | None
+    ) -> EventPage:
+        after = Cursor.decode(cursor) if cursor else None
+        async with self._sessions() as session:
+            rows = await repository.list_events(
+                session, user_id, limit=limit + 1, cursor=after, type_=type_
+            )
+        page = rows[:limit]
+        has_more = len(rows) > limit
+        next_cursor = Cursor(page[-1].created_at, page[-1].id).encode() if has_more else None
+        return EventPage(data=page, has_more=has_more, next_cursor=next_cursor)
+
+    async def redeliver(self, user_id: uuid.UUID, raw_id: str) -> tuple[Event, int]:
+        """Queue the event again, due now, for every enabled endpoint subscribed to it; the
+        number of endpoints it was queued for."""
+        event_id = parse_id(raw_id)
+        if event_id is None:
+            raise EventNotFound
+        async with self._sessions.begin() as session:
+            event = await repository.get_event(session, user_id, event_id)
+            if event is None:
+                raise EventNotFound
+            queued = await WebhookService.redeliver(
+                session,
+                user_id=user_id,
+                event_id=event.id,
+                event_type=event.type,
+                body=event_body(event),
+                now=self._clock(),
+            )
+        return event, queued

@@ -1,0 +1,1 @@
+"""Webhooks: endpoints users register, and signed delivery of their events with retries."""

@@ -1,0 +1,161 @@
+"""Every webhook query. Gets its session; never commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kassa.pagination import Cursor
+from kassa.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+
+async def get_endpoint(
+    session: AsyncSession, user_id: uuid.UUID, endpoint_id: uuid.UUID
+) -> WebhookEndpoint | None:
+    result = await session.execute(
+        select(WebhookEndpoint).where(
+            WebhookEndpoint.id == endpoint_id, WebhookEndpoint.user_id == user_id
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def lock_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> WebhookEndpoint | None:
+    result = await session.execute(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+async def count_endpoints(session: AsyncSession, user_id: uuid.UUID) -> int:
+    result = await session.execute(
+        select(func.count()).select_from(WebhookEndpoint).where(WebhookEndpoint.user_id == user_id)
+    )
+    return int(result.scalar_one())
+
+
+async def list_endpoints(session: AsyncSession, user_id: uuid.UUID) -> Sequence[WebhookEndpoint]:
+    result = await session.execute(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.user_id == user_id)
+        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+    )
+    return result.scalars().all()
+
+
+async def list_enabled_endpoints(
+    session: AsyncSession, user_id: uuid.UUID
+) -> Sequence[WebhookEndpoint]:
+    result = await session.execute(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.user_id == user_id, WebhookEndpoint.enabled.is_(True))
+        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+    )
+    return result.scalars().all()
+
+
+async def delete_endpoint(
+    session: AsyncSession, user_id: uuid.UUID, endpoint_id: uuid.UUID
+) -> bool:
+    """Deletes the endpoint; its deliveries and attempts go with it (ON DELETE CASCADE)."""
+    result = await session.execute(
+        delete(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.user_id == user_id)
+        .returning(WebhookEndpoint.id)
+    )
+    return result.first() is not None
+
+
+async def lock_deliveries_of_event(
+    session: AsyncSession, event_id: uuid.UUID
+) -> Sequence[WebhookDelivery]:
+    result = await session.execute(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.event_id == event_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return result.scalars().all()
+
+
+async def claim_due(
+    session: AsyncSession, now: datetime, limit: int
+) -> Sequence[tuple[WebhookDelivery, WebhookEndpoint]]:
+    """Due deliveries of enabled endpoints, oldest due first, row-locked with SKIP LOCKED
+    (PostgreSQL) so that concurrent claimers take disjoint rows; SQLite serializes writers."""
+    query = (
+        select(WebhookDelivery, WebhookEndpoint)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until <= now),
+            WebhookEndpoint.enabled.is_(True),
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=WebhookDelivery)
+        .execution_options(populate_existing=True)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+
+
+async def lease(
+    session: AsyncSession,
+    delivery_ids: Iterable[uuid.UUID],
+    until: datetime,
+    token: uuid.UUID,
+    now: datetime,
+) -> None:
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(list(delivery_ids)))
+        .values(lease_until=until, lease_token=token, updated_at=now)
+    )
+
+
+async def lock_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> WebhookDelivery | None:
+    result = await session.execute(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+async def fail_pending_deliveries(
+    session: AsyncSession, endpoint_id: uuid.UUID, error: str, now: datetime
+) -> None:
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "pending")
+        .values(
+            status="failed", lease_until=None, lease_token=None, last_error=error, updated_at=now
+        )
+    )
+
+
+async def list_attempts(
+    session: AsyncSession, endpoint_id: uuid.UUID, *, limit: int, cursor: Cursor | None
+) -> Sequence[WebhookAttempt]:
+    query = select(WebhookAttempt).where(WebhookAttempt.endpoint_id == endpoint_id)
+    if cursor is not None:
+        query = query.where(
+            or_(
+                WebhookAttempt.created_at < cursor.created_at,
+                and_(
+                    WebhookAttempt.created_at == cursor.created_at,
+                    WebhookAttempt.id < cursor.id,
+                ),
+            )
+        )
+    query = query.order_by(WebhookAttempt.created_at.desc(), WebhookAttempt.id.desc()).limit(limit)
+    return (await session.execute(query)).scalars().all()

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+
+from kassa.auth.deps import CurrentPrincipal
+from kassa.web import problem_responses, reject_unknown_query
+from kassa.webhooks.models import WebhookAttempt, WebhookEndpoint
+from kassa.webhooks.schemas import (
+    AttemptList,
+    AttemptOut,
+    CreatedWebhookOut,
+    CreateWebhookRequest,
+    WebhookList,
+    WebhookOut,
+)
+from kassa.webhooks.service import WebhookService
+
+router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], dependencies=[reject_unknown_query])
+
+
+def get_webhook_service(request: Request) -> WebhookService:
+    service: WebhookService = request.app.state.container.webhooks
+    return service
+
+
+WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]
+
+
+def webhook_out(endpoint: WebhookEndpoint) -> WebhookOut:
+    return WebhookOut(
+        id=endpoint.id,
+        url=endpoint.url,
+        events=endpoint.events,
+        status="enabled" if endpoint.enabled else "disabled",
+        disabled_at=endpoint.disabled_at,
+        created_at=endpoint.created_at,
+    )
+
+
+def attempt_out(attempt: WebhookAttempt) -> AttemptOut:
+    return AttemptOut.model_validate(attempt, from_attributes=True)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CreatedWebhookOut,
+    responses=problem_responses(401, 422),
+)
+async def create_webhook(
+    body: Annotated[CreateWebhookRequest, Body()],
+    principal: CurrentPrincipal,
+    webhooks: WebhookServiceDep,
+) -> Any:
+    """Register a URL for the caller's events. The answer holds the signing secret — the only
+    time it is shown. Deliveries are signed per Standard Webhooks with it."""
+    created = await webhooks.create(principal.user_id, body.url, body.events)
+    return CreatedWebhookOut(**webhook_out(created.endpoint).model_dump(), secret=created.secret)
+
+
+@router.get("", response_model=WebhookList, responses=problem_responses(401, 422))
+async def list_webhooks(principal: CurrentPrincipal, webhooks: WebhookServiceDep) -> Any:
+    """The caller's webhook endpoints (never their secrets)."""
+    return WebhookList(data=[webhook_out(e) for e in await webhooks.list(principal.user_id)])
+
+
+@router.get("/{webhook_id}", response_model=WebhookOut, responses=problem_responses(401, 404, 422))
+async def get_webhook(
+    webhook_id: str, principal: CurrentPrincipal, webhooks: WebhookServiceDep
+) -> Any:
+    """One of the caller's webhook endpoints (never its secret)."""
+    return webhook_out(await webhooks.get(principal.user_id, webhook_id))
+
+
+@router.delete(
+    "/{webhook_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(401, 404, 422),
+)
+async def delete_webhook(
+    webhook_id: str, principal: CurrentPrincipal, webhooks: WebhookServiceDep
+) -> Response:
+    """Delete an endpoint: nothing more is sent to it."""
+    await webhooks.delete(principal.user_id, webhook_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{webhook_id}/deliveries",
+    response_model=AttemptList,
+    responses=problem_responses(401, 404, 422),
+)
+async def list_deliveries(
+    webhook_id: str,
+    principal: CurrentPrincipal,
+    webhooks: WebhookServiceDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Any:
+    """Every delivery attempt made to the endpoint, newest first, with cursor pagination."""
+    page = await webhooks.list_attempts(principal.user_id, webhook_id, limit=limit, cursor=cursor)
+    return AttemptList(
+        data=[attempt_out(a) for a in page.data],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
+    )

@@ -1,0 +1,256 @@
+"""Webhook endpoints and the delivery queue (the outbox side).
+
+`enqueue` and `redeliver` run inside the caller's transaction (the events service's), so a
+delivery exists exactly when its event does. Sending is `kassa.webhooks.delivery`'s job.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kassa.db import new_id, parse_id
+from kassa.errors import FieldError, ValidationFailed
+from kassa.pagination import Cursor
+from kassa.vault.crypto import Sealed, Vault
+from kassa.webhooks import repository
+from kassa.webhooks.errors import TooManyWebhooks, WebhookNotFound, WebhookUrlRefused
+from kassa.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from kassa.webhooks.urls import (
+    AddressRefused,
+    Resolver,
+    UrlRejected,
+    parse_url,
+    resolve_and_check,
+)
+
+MAX_ENDPOINTS_PER_USER = 20
+SECRET_BYTES = 32
+SECRET_PREFIX = "whsec_"  # noqa: S105  (the Standard Webhooks prefix)
+ALL_EVENTS = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedEndpoint:
+    endpoint: WebhookEndpoint
+    secret: str  # in clear only here, for the one response that shows it
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptPage:
+    data: Sequence[WebhookAttempt]
+    has_more: bool
+    next_cursor: str | None
+
+
+def secret_context(endpoint_id: uuid.UUID) -> bytes:
+    return f"webhook:{endpoint_id}:secret".encode()
+
+
+def open_secret(vault: Vault, endpoint: WebhookEndpoint) -> str:
+    return vault.decrypt(
+        Sealed(endpoint.secret_key_id, endpoint.secret_sealed), context=secret_context(endpoint.id)
+    )
+
+
+def subscribed(events: Sequence[str], event_type: str) -> bool:
+    return ALL_EVENTS in events or event_type in events
+
+
+def new_delivery(
+    endpoint: WebhookEndpoint,
+    *,
+    event_id: uuid.UUID,
+    event_type: str,
+    body: str,
+    now: datetime,
+) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=new_id(),
+        endpoint_id=endpoint.id,
+        user_id=endpoint.user_id,
+        event_id=event_id,
+        event_type=event_type,
+        body=body,
+        status="pending",
+        attempt_count=0,
+        window_started_at=now,
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+class WebhookService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        vault: Vault,
+        clock: Callable[[], datetime],
+        *,
+        event_types: Sequence[str],
+        require_https: bool,
+        allow_private: bool,
+        resolver: Resolver,
+    ) -> None:
+        self._sessions = sessions
+        self._vault = vault
+        self._clock = clock
+        self._event_types = tuple(event_types)
+        self._require_https = require_https
+        self._allow_private = allow_private
+        self._resolver = resolver
+
+    def _check_events(self, events: Sequence[str]) -> list[str]:
+        if list(events) == [ALL_EVENTS]:
+            return [ALL_EVENTS]
+        if ALL_EVENTS in events:
+            raise ValidationFailed([FieldError("events", '"*" must be the only entry')])
+        unknown = [e for e in events if e not in self._event_types]
+        if unknown:
+            # The client's value is not echoed: the list of valid types says it all.
+            raise ValidationFailed(
+                [FieldError("events", "unknown event type; use " + ", ".join(self._event_types))]
+            )
+        return list(dict.fromkeys(events))
+
+    async def create(self, user_id: uuid.UUID, url: str, events: Sequence[str]) -> CreatedEndpoint:
+        """A new enabled endpoint. Its URL must be allowed now (after DNS resolution) and is
+        checked again before every delivery."""
+        subscriptions = self._check_events(events)
+        try:
+            target = parse_url(url, require_https=self._require_https)
+        except UrlRejected as exc:
+            raise ValidationFailed([FieldError("url", str(exc))]) from None
+        try:
+            await resolve_and_check(target, self._resolver, allow_private=self._allow_private)
+        except AddressRefused as exc:
+            raise WebhookUrlRefused(str(exc)) from None
+        endpoint_id = new_id()
+        secret = SECRET_PREFIX + base64.b64encode(os.urandom(SECRET_BYTES)).decode("ascii")
+        sealed = self._vault.encrypt(secret, context=secret_context(endpoint_id))
+        now = self._clock()
+        endpoint = WebhookEndpoint(
+            id=endpoint_id,
+            user_id=user_id,
+            url=url,
+            events=subscriptions,
+            secret_key_id=sealed.kid,
+            secret_sealed=sealed.blob,
+            enabled=True,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._sessions.begin() as session:
+            if await repository.count_endpoints(session, user_id) >= MAX_ENDPOINTS_PER_USER:
+                raise TooManyWebhooks(MAX_ENDPOINTS_PER_USER)
+            session.add(endpoint)
+        return CreatedEndpoint(endpoint=endpoint, secret=secret)
+
+    async def list(self, user_id: uuid.UUID) -> Sequence[WebhookEndpoint]:
+        async with self._sessions() as session:
+            return await repository.list_endpoints(session, user_id)
+
+    async def get(self, user_id: uuid.UUID, raw_id: str) -> WebhookEndpoint:
+        endpoint_id = parse_id(raw_id)
+        if endpoint_id is None:
+            raise WebhookNotFound
+        async with self._sessions() as session:
+            endpoint = await repository.get_endpoint(session, user_id, endpoint_id)
+        if endpoint is None:
+            raise WebhookNotFound
+        return endpoint
+
+    async def delete(self, user_id: uuid.UUID, raw_id: str) -> None:
+        """The endpoint, its queued deliveries and its attempts are gone; a delivery in flight
+        finishes but is not recorded."""
+        endpoint_id = parse_id(raw_id)
+        if endpoint_id is None:
+            raise WebhookNotFound
+        async with self._sessions.begin() as session:
+            if not await repository.delete_endpoint(session, user_id, endpoint_id):
+                raise WebhookNotFound
+
+    async def list_attempts(
+        self, user_id: uuid.UUID, raw_id: str, *, limit: int, cursor: str | None
+    ) -> AttemptPage:
+        """Every delivery attempt to one of the caller's endpoints, newest first."""
+        after = Cursor.decode(cursor) if cursor else None
+        endpoint = await self.get(user_id, raw_id)
+        async with self._sessions() as session:
+            rows = await repository.list_attempts(
+                session, endpoint.id, limit=limit + 1, cursor=after
+            )
+        page = rows[:limit]
+        has_more = len(rows) > limit
+        next_cursor = Cursor(page[-1].created_at, page[-1].id).encode() if has_more else None
+        return AttemptPage(data=page, has_more=has_more, next_cursor=next_cursor)
+
+    # The outbox: called by the events service inside the business transaction.
+
+    @staticmethod
+    async def enqueue(
+        session: AsyncSession,
+        *,
+        user_id: uuid.UUID,
+        event_id: uuid.UUID,
+        event_type: str,
+        body: str,
+        now: datetime,
+    ) -> int:
+        """Queue `body` (the event's JSON), due now, for every enabled endpoint of the user
+        subscribed to `event_type`; the number queued."""
+        queued = 0
+        for endpoint in await repository.list_enabled_endpoints(session, user_id):
+            if subscribed(endpoint.events, event_type):
+                session.add(
+                    new_delivery(
+                        endpoint, event_id=event_id, event_type=event_type, body=body, now=now
+                    )
+                )
+                queued += 1
+        return queued
+
+    @staticmethod
+    async def redeliver(
+        session: AsyncSession,
+        *,
+        user_id: uuid.UUID,
+        event_id: uuid.UUID,
+        event_type: str,
+        body: str,
+        now: datetime,
+    ) -> int:
+        """Make the event due now, with a fresh retry window, for every enabled endpoint
+        subscribed to it — whatever became of earlier deliveries. A delivery in flight loses
+        its lease, so its outcome no longer decides; the number queued."""
+        existing = {
+            d.endpoint_id: d for d in await repository.lock_deliveries_of_event(session, event_id)
+        }
+        queued = 0
+        for endpoint in await repository.list_enabled_endpoints(session, user_id):
+            if not subscribed(endpoint.events, event_type):
+                continue
+            delivery = existing.get(endpoint.id)
+            if delivery is None:
+                session.add(
+                    new_delivery(
+                        endpoint, event_id=event_id, event_type=event_type, body=body, now=now
+                    )
+                )
+            else:
+                delivery.status = "pending"
+                delivery.attempt_count = 0
+                delivery.window_started_at = now
+                delivery.next_attempt_at = now
+                delivery.lease_until = None
+                delivery.lease_token = None
+                delivery.updated_at = now
+            queued += 1
+        return queued
