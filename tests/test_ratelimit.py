@@ -1,20 +1,37 @@
-"""The per-client-IP rate limit over /api: headers, 429 problems, exempt service endpoints and
-which address counts when X-Forwarded-For is present."""
+"""The rate limits over /api: the per-client-IP limit (headers, 429 problems, exempt service
+endpoints, which address counts when X-Forwarded-For is present), the per-user limit, counts
+shared through Redis, and failing open when the storage is down."""
 
 from __future__ import annotations
 
+import socket
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from limits.aio.storage import MemoryStorage
+from prometheus_client import REGISTRY
 
+import kassa.ratelimit.limiter
 from kassa.app import create_app
-from tests.conftest import Api, unique_email
+from kassa.container import build_container
+from kassa.ratelimit.limiter import FailOpen, LoginThrottle, RateLimiter, Verdict
+from tests.conftest import Api, make_settings, register_user, unique_email
 
 RATE_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 SERVICE_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
 LIMITED_PATH = "/api/auth/profile"  # cheap: answers 401 without a token, still rate limited
+
+
+def redis_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def client_from(api: Api, peer: str) -> httpx.AsyncClient:
@@ -263,3 +280,219 @@ async def test_trusted_proxy_without_x_forwarded_for_is_limited_as_itself(
         await proxy.get(LIMITED_PATH)
         response = await proxy.get(LIMITED_PATH)
     assert response.status_code == 429
+
+
+# The per-user limit ----------------------------------------------------------------------
+
+
+async def test_per_user_limit_follows_the_user_across_client_ips(
+    api_factory: Callable[..., Any],
+) -> None:
+    api: Api = await api_factory(rate_limit="100/minute", user_rate_limit="3/minute")
+    user = await register_user(api.client)
+    other = await register_user(api.client)
+    async with (
+        client_from(api, "198.51.100.21") as first,
+        client_from(api, "198.51.100.22") as second,
+    ):
+        allowed = [
+            await first.get(LIMITED_PATH, headers=user.headers),
+            await first.get(LIMITED_PATH, headers=user.headers),
+            await second.get(LIMITED_PATH, headers=user.headers),
+        ]
+        refused = await second.get(LIMITED_PATH, headers=user.headers)
+        others = await second.get(LIMITED_PATH, headers=other.headers)
+    assert [r.status_code for r in allowed] == [200, 200, 200]
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["ratelimit-limit"] == "3"
+    assert refused.headers["ratelimit-remaining"] == "0"
+    assert others.status_code == 200
+
+
+async def test_headers_show_the_user_limit_when_it_is_the_tighter(
+    api_factory: Callable[..., Any],
+) -> None:
+    api: Api = await api_factory(rate_limit="100/minute", user_rate_limit="5/minute")
+    user = await register_user(api.client)
+    response = await api.client.get(LIMITED_PATH, headers=user.headers)
+    assert response.status_code == 200
+    assert response.headers["ratelimit-limit"] == "5"
+    assert response.headers["ratelimit-remaining"] == "4"
+
+
+async def test_headers_show_the_ip_limit_when_it_is_the_tighter(
+    api_factory: Callable[..., Any],
+) -> None:
+    api: Api = await api_factory(rate_limit="10/minute", user_rate_limit="100/minute")
+    user = await register_user(api.client)  # register and login: two of the ten
+    response = await api.client.get(LIMITED_PATH, headers=user.headers)
+    assert response.headers["ratelimit-limit"] == "10"
+    assert response.headers["ratelimit-remaining"] == "7"
+
+
+async def test_requests_without_a_token_are_not_counted_per_user(
+    api_factory: Callable[..., Any],
+) -> None:
+    api: Api = await api_factory(rate_limit="100/minute", user_rate_limit="2/minute")
+    user = await register_user(api.client)
+    for _ in range(4):
+        await api.client.get(LIMITED_PATH)
+    assert (await api.client.get(LIMITED_PATH, headers=user.headers)).status_code == 200
+
+
+async def test_per_user_refusals_are_counted_by_limit_name(
+    api_factory: Callable[..., Any],
+) -> None:
+    api: Api = await api_factory(rate_limit="100/minute", user_rate_limit="1/minute")
+    user = await register_user(api.client)
+    before = REGISTRY.get_sample_value("kassa_rate_limited_total", {"limit": "user"}) or 0.0
+    await api.client.get(LIMITED_PATH, headers=user.headers)
+    assert (await api.client.get(LIMITED_PATH, headers=user.headers)).status_code == 429
+    after = REGISTRY.get_sample_value("kassa_rate_limited_total", {"limit": "user"}) or 0.0
+    assert after == before + 1
+
+
+# Redis: shared counts, and failing open ----------------------------------------------------
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+async def test_two_apps_on_one_redis_share_the_count(database_url: str) -> None:
+    if not redis_reachable():
+        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    prefix = f"kassa-test-{uuid.uuid4().hex[:12]}"
+    settings = make_settings(
+        database_url,
+        redis_url="redis://127.0.0.1:6379/0",
+        redis_key_prefix=prefix,
+        rate_limit="3/minute",
+    )
+    containers = [build_container(settings), build_container(settings)]
+    clients = [
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(container=c)), base_url="http://kassa.test"
+        )
+        for c in containers
+    ]
+    try:
+        statuses = [(await clients[i % 2].get(LIMITED_PATH)).status_code for i in range(5)]
+    finally:
+        for client in clients:
+            await client.aclose()
+        await containers[0].storage.reset()
+        for container in containers:
+            await container.aclose()
+    assert statuses == [401, 401, 401, 429, 429]
+
+
+async def test_requests_are_served_while_the_limit_storage_is_down(
+    api_factory: Callable[..., Any],
+) -> None:
+    api: Api = await api_factory(redis_url=DEAD_REDIS, rate_limit="2/minute")
+    before = REGISTRY.get_sample_value("kassa_rate_limit_errors_total", {"limit": "ip"}) or 0.0
+    responses = [await api.client.get(LIMITED_PATH) for _ in range(5)]
+    assert [r.status_code for r in responses] == [401] * 5
+    for response in responses:
+        assert response.headers["ratelimit-limit"] == "2"
+        assert response.headers["ratelimit-remaining"] == "2"
+    after = REGISTRY.get_sample_value("kassa_rate_limit_errors_total", {"limit": "ip"}) or 0.0
+    assert after >= before + 1
+
+
+async def test_login_works_while_the_limit_storage_is_down(
+    api_factory: Callable[..., Any],
+) -> None:
+    api: Api = await api_factory(redis_url=DEAD_REDIS, user_rate_limit="1/minute")
+    user = await register_user(api.client)  # register and log in
+    for _ in range(3):
+        assert (await api.client.get(LIMITED_PATH, headers=user.headers)).status_code == 200
+    ready = await api.client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"] == {"database": "ok", "redis": "unavailable"}
+
+
+class FlakyStorage(MemoryStorage):
+    """In-process storage that fails while `down` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.calls = 0
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("storage is down")
+        return await super().incr(key, expiry, amount)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.events.append((event, fields))
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.events.append((event, fields))
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    recorded = Recorder()
+    monkeypatch.setattr(kassa.ratelimit.limiter, "log", recorded)
+    return recorded
+
+
+async def test_fail_open_logs_once_per_outage_and_resumes(recorder: Recorder) -> None:
+    storage, clock = FlakyStorage(), Clock()
+    guard = FailOpen("ip", storage, retry_after=1.0, clock=clock)
+
+    async def count() -> int:
+        return await storage.incr("k", 60)
+
+    assert await guard.run(count, -1) == 1
+    storage.down = True
+    assert await guard.run(count, -1) == -1
+    assert await guard.run(count, -1) == -1  # within retry_after: the storage is not asked
+    assert storage.calls == 2
+    clock.now += 1.5
+    assert await guard.run(count, -1) == -1  # asked again, still down
+    assert storage.calls == 3
+    assert [e for e, _ in recorder.events] == ["rate_limit_storage_unavailable"]
+    assert recorder.events[0][1]["limit"] == "ip"
+    storage.down = False
+    clock.now += 1.5
+    assert await guard.run(count, -1) == 2
+    assert [e for e, _ in recorder.events][-1] == "rate_limit_storage_recovered"
+    assert not guard.storage_down
+
+
+async def test_rate_limiter_over_a_failing_storage_allows_with_full_headers(
+    recorder: Recorder,
+) -> None:
+    storage = FlakyStorage()
+    storage.down = True
+    limiter = RateLimiter(storage, "5/minute", name="user")
+    verdict = await limiter.hit("someone")
+    assert verdict == Verdict(True, 5, 5, 60, "user")
+
+
+async def test_login_throttle_over_a_failing_storage_never_locks(recorder: Recorder) -> None:
+    storage = FlakyStorage()
+    throttle = LoginThrottle(storage)
+    storage.down = True
+    for _ in range(12):
+        assert not (await throttle.record_failure("a@example.com")).locked
+    assert not (await throttle.check("a@example.com")).locked
+    await throttle.record_success("a@example.com")

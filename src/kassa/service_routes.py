@@ -13,11 +13,13 @@ from sqlalchemy import text
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
+from kassa.edge.csp import html_page_policy
 from kassa.observability.metrics import render_metrics
 
 router = APIRouter(include_in_schema=False)
 SWAGGER_STATIC = Path(fastapi_offline.__file__).parent / "static"
 READY_TIMEOUT_SECONDS = 2.0
+REDIS_READY_TIMEOUT_SECONDS = 1.0
 
 
 def docs_static() -> StaticFiles:
@@ -45,7 +47,7 @@ async def readyz(request: Request) -> JSONResponse:
         checks["database"] = "unavailable"
     if container.settings.redis_url:
         try:
-            ok = await asyncio.wait_for(container.storage.check(), READY_TIMEOUT_SECONDS)
+            ok = await asyncio.wait_for(container.storage.check(), REDIS_READY_TIMEOUT_SECONDS)
             checks["redis"] = "ok" if ok else "unavailable"
         except Exception:
             checks["redis"] = "unavailable"
@@ -64,7 +66,7 @@ async def metrics() -> Response:
 
 @router.get("/docs")
 async def docs(request: Request) -> HTMLResponse:
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url="/openapi.json",
         title="kassa — API docs",
         swagger_js_url="/docs-static/swagger-ui-bundle.js",
@@ -72,3 +74,5 @@ async def docs(request: Request) -> HTMLResponse:
         swagger_favicon_url="/docs-static/favicon.png",
         swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True},
     )
+    page.headers["Content-Security-Policy"] = html_page_policy(bytes(page.body).decode())
+    return page

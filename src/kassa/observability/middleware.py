@@ -1,14 +1,23 @@
-"""The outermost middleware: request id, access log line, HTTP metrics, response headers."""
+"""The outermost middleware: request id, access log line, HTTP metrics, response headers.
+
+Every response carries the security headers: nosniff, no framing, no referrer, a
+Content-Security-Policy (a route may set its own, as /docs does), `no-store` under /api, and
+Strict-Transport-Security when the request came over HTTPS (to kassa itself, or to a trusted
+proxy that says so).
+"""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kassa.edge.csp import DEFAULT_POLICY
+from kassa.edge.proxy import Network, is_https
 from kassa.observability.metrics import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -19,8 +28,13 @@ _SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
 ]
+_CSP = b"content-security-policy"
+_DEFAULT_CSP = (_CSP, DEFAULT_POLICY.encode())
 _API_CACHE = (b"cache-control", b"no-store")
+# Two years: browsers keep to HTTPS for this host; subdomains are the operator's to add.
+_HSTS = (b"strict-transport-security", b"max-age=63072000")
 
 
 def _route_template(scope: Scope) -> str:
@@ -39,8 +53,9 @@ def _request_id(scope: Scope) -> str:
 class RequestContextMiddleware:
     """Binds `request_id` to every log line of the request and writes one access line."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, trusted: Sequence[Network] = ()) -> None:
         self.app = app
+        self.trusted = tuple(trusted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,6 +68,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         is_api = scope["path"].startswith("/api")
+        https = is_https(scope, self.trusted)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -61,8 +77,13 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
                 headers.extend(_SECURITY_HEADERS)
+                if not any(name == _CSP for name, _ in headers):
+                    headers.append(_DEFAULT_CSP)
                 if is_api:
+                    headers = [h for h in headers if h[0] != b"cache-control"]
                     headers.append(_API_CACHE)
+                if https:
+                    headers.append(_HSTS)
                 message["headers"] = headers
             await send(message)
 

@@ -1,30 +1,111 @@
 """Rate limiting built on the `limits` library.
 
 Counts live in-process, or in Redis when `KASSA_REDIS_URL` is set so that every worker
-and host shares one count.
+and host shares one count. A limit whose storage fails is not enforced (it fails open): the
+API keeps answering, a warning is logged and `kassa_rate_limit_errors_total` counts it, and
+limiting resumes by itself once the storage answers again.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from time import monotonic
+from typing import TypeVar
 
+import structlog
 from limits import RateLimitItem, parse, parse_many
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
+from prometheus_client import Counter
 
 LOGIN_FAILURE_LIMIT = parse("10/15minutes")
 LOGIN_LOCKOUT = parse("1/30minutes")
+# A rate limit must never make a request slow: Redis gets this long to connect or answer.
+REDIS_TIMEOUT_SECONDS = 0.5
+# After a storage failure, the next this-many seconds skip the storage (no request waits for
+# a dead Redis); then one request tries it again.
+RETRY_STORAGE_AFTER_SECONDS = 1.0
+
+log = structlog.get_logger("kassa.ratelimit")
+RATE_LIMIT_ERRORS = Counter(
+    "kassa_rate_limit_errors_total",
+    "Rate-limit storage failures (e.g. Redis unreachable), by limit name.",
+    ["limit"],
+)
+RATE_LIMIT_FAIL_OPEN = Counter(
+    "kassa_rate_limit_fail_open_total",
+    "Requests let through unchecked because the rate-limit storage failed, by limit name.",
+    ["limit"],
+)
+T = TypeVar("T")
 
 
 def create_storage(redis_url: str | None, *, prefix: str = "kassa") -> Storage:
     if not redis_url:
         return MemoryStorage()
-    storage = storage_from_string(f"async+{redis_url}", key_prefix=prefix)
+    storage = storage_from_string(
+        f"async+{redis_url}",
+        key_prefix=prefix,
+        wrap_exceptions=True,
+        connect_timeout=REDIS_TIMEOUT_SECONDS,
+        stream_timeout=REDIS_TIMEOUT_SECONDS,
+    )
     assert isinstance(storage, Storage)
     return storage
+
+
+class FailOpen:
+    """Runs storage calls for one limit; when the storage fails, answers `fallback` instead,
+    logs one warning per outage, counts every failure, and keeps off the storage for
+    `retry_after` seconds before trying it again."""
+
+    def __init__(
+        self,
+        name: str,
+        storage: Storage,
+        *,
+        retry_after: float = RETRY_STORAGE_AFTER_SECONDS,
+        clock: Callable[[], float] = monotonic,
+    ) -> None:
+        self.name = name
+        self._errors: tuple[type[BaseException], ...] = (StorageError, OSError, TimeoutError)
+        base = storage.base_exceptions
+        self._errors += base if isinstance(base, tuple) else (base,)
+        self._retry_after = retry_after
+        self._clock = clock
+        self._down_until: float | None = None
+
+    @property
+    def storage_down(self) -> bool:
+        return self._down_until is not None
+
+    async def run(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
+        if self._down_until is not None and self._clock() < self._down_until:
+            RATE_LIMIT_FAIL_OPEN.labels(self.name).inc()
+            return fallback
+        try:
+            result = await call()
+        except self._errors as exc:
+            RATE_LIMIT_ERRORS.labels(self.name).inc()
+            RATE_LIMIT_FAIL_OPEN.labels(self.name).inc()
+            if self._down_until is None:
+                log.warning(
+                    "rate_limit_storage_unavailable",
+                    limit=self.name,
+                    error=type(getattr(exc, "storage_error", exc)).__name__,
+                    action="requests are served without this limit until the storage answers",
+                )
+            self._down_until = self._clock() + self._retry_after
+            return fallback
+        if self._down_until is not None:
+            self._down_until = None
+            log.info("rate_limit_storage_recovered", limit=self.name)
+        return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +114,7 @@ class Verdict:
     limit: int
     remaining: int
     reset_after: int  # whole seconds until the window resets
+    name: str = "ip"  # which limit: `ip`, `user`
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [
@@ -47,22 +129,33 @@ def _seconds_until(reset_time: float) -> int:
 
 
 class RateLimiter:
-    """The per-IP limit of the contract; several limits (`100/15minutes;10/second`) all apply."""
+    """One named limit (`ip`, `user`); several rates (`100/15minutes;10/second`) all apply.
 
-    def __init__(self, storage: Storage, rate: str) -> None:
+    When the storage fails the request is allowed, and its headers show the full limit: the
+    count is unknown, and the contract wants the headers on every answer."""
+
+    def __init__(self, storage: Storage, rate: str, *, name: str = "ip") -> None:
+        self.name = name
         self._strategy = FixedWindowRateLimiter(storage)
         self._items: list[RateLimitItem] = parse_many(rate)
+        self._guard = FailOpen(name, storage)
 
-    async def hit(self, scope: str, key: str) -> Verdict:
+    async def hit(self, key: str) -> Verdict:
+        first = self._items[0]
+        unchecked = Verdict(True, first.amount, first.amount, first.get_expiry(), self.name)
+        return await self._guard.run(lambda: self._hit(key), unchecked)
+
+    async def _hit(self, key: str) -> Verdict:
         tightest: Verdict | None = None
         for item in self._items:
-            allowed = await self._strategy.hit(item, scope, key)
-            stats = await self._strategy.get_window_stats(item, scope, key)
+            allowed = await self._strategy.hit(item, self.name, key)
+            stats = await self._strategy.get_window_stats(item, self.name, key)
             verdict = Verdict(
                 allowed=allowed,
                 limit=item.amount,
                 remaining=max(0, stats.remaining),
                 reset_after=_seconds_until(stats.reset_time),
+                name=self.name,
             )
             if not allowed:
                 return verdict
@@ -78,12 +171,16 @@ class Lockout:
     retry_after: int = 0
 
 
+_UNLOCKED = Lockout(locked=False)
+
+
 class LoginThrottle:
     """After 10 failed logins for one email within 15 minutes, refuse it for 30 minutes.
 
     Keyed by the normalised email whether or not the account exists (so the lockout does not
     reveal which emails are registered); attempts made while locked neither count nor extend
-    the lock; a successful login clears the failures.
+    the lock; a successful login clears the failures. Like the other limits it fails open:
+    while its storage is down, no email is locked (Argon2 still makes guessing slow).
     """
 
     def __init__(self, storage: Storage) -> None:
@@ -91,21 +188,31 @@ class LoginThrottle:
         # "10 failures within 15 minutes" is a moving window: a fixed one would let 9 failures
         # at the end of one window and 9 at the start of the next pass unlocked.
         self._failures = MovingWindowRateLimiter(storage)
+        self._guard = FailOpen("login", storage)
 
     async def check(self, email: str) -> Lockout:
+        return await self._guard.run(lambda: self._check(email), _UNLOCKED)
+
+    async def record_failure(self, email: str) -> Lockout:
+        return await self._guard.run(lambda: self._record_failure(email), _UNLOCKED)
+
+    async def record_success(self, email: str) -> None:
+        await self._guard.run(lambda: self._record_success(email), None)
+
+    async def _check(self, email: str) -> Lockout:
         stats = await self._strategy.get_window_stats(LOGIN_LOCKOUT, "login-lock", email)
         if stats.remaining <= 0:
             return Lockout(locked=True, retry_after=_seconds_until(stats.reset_time))
-        return Lockout(locked=False)
+        return _UNLOCKED
 
-    async def record_failure(self, email: str) -> Lockout:
+    async def _record_failure(self, email: str) -> Lockout:
         await self._failures.hit(LOGIN_FAILURE_LIMIT, "login-fail", email)
         stats = await self._failures.get_window_stats(LOGIN_FAILURE_LIMIT, "login-fail", email)
         if stats.remaining > 0:
-            return Lockout(locked=False)
+            return _UNLOCKED
         await self._strategy.hit(LOGIN_LOCKOUT, "login-lock", email)
         await self._failures.clear(LOGIN_FAILURE_LIMIT, "login-fail", email)
-        return await self.check(email)
+        return await self._check(email)
 
-    async def record_success(self, email: str) -> None:
+    async def _record_success(self, email: str) -> None:
         await self._failures.clear(LOGIN_FAILURE_LIMIT, "login-fail", email)

@@ -1,75 +1,68 @@
-"""Per-client-IP limit over every `/api` route, with the contract's RateLimit-* headers."""
+"""The per-client-IP limit over every `/api` route, then the per-user limit for requests with a
+valid bearer token, with the contract's RateLimit-* headers (those of the tighter limit)."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kassa.errors import problem_response
+from kassa.auth.service import AuthService
+from kassa.edge.proxy import Network, client_ip, parse_trusted_proxies
+from kassa.errors import KassaError, problem_response
 from kassa.observability.metrics import RATE_LIMITED
-from kassa.ratelimit.limiter import RateLimiter
+from kassa.ratelimit.limiter import RateLimiter, Verdict
+
+__all__ = ["RateLimitMiddleware", "client_ip", "parse_trusted_proxies"]
 
 log = structlog.get_logger("kassa.ratelimit")
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def parse_trusted_proxies(raw: str) -> tuple[Network, ...]:
-    """Comma-separated IPs or CIDR networks."""
-    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(",") if p.strip())
-
-
-def client_ip(scope: Scope, trusted: Sequence[Network]) -> str:
-    """The peer, or — when the peer is a trusted proxy — the right-most untrusted hop of
-    X-Forwarded-For; a client cannot choose its own key by forging the header."""
-    peer = (scope.get("client") or ("unknown", 0))[0]
-    if not trusted or not _is_trusted(peer, trusted):
-        return str(peer)
-    hops: list[str] = []
+def _bearer(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
-        if name == b"x-forwarded-for":
-            hops.extend(h.strip() for h in value.decode("latin-1").split(","))
-    for hop in reversed(hops):
-        if not _is_trusted(hop, trusted):
-            return hop
-    return str(peer)
-
-
-def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, limiter: RateLimiter, trusted: Sequence[Network]) -> None:
+    """The user limit counts only requests whose token authenticates (signature, expiry and
+    a live session), so a forged or revoked token cannot spend a real user's budget; the
+    principal it finds is handed on, and the route does not authenticate the request again."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: RateLimiter,
+        trusted: Sequence[Network],
+        user_limiter: RateLimiter | None = None,
+        auth: AuthService | None = None,
+    ) -> None:
         self.app = app
         self.limiter = limiter
         self.trusted = tuple(trusted)
+        self.user_limiter = user_limiter
+        self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/api"):
             await self.app(scope, receive, send)
             return
+        state = scope.setdefault("state", {})
         ip = client_ip(scope, self.trusted)
-        scope.setdefault("state", {})["client_ip"] = ip
-        verdict = await self.limiter.hit("ip", ip)
+        state["client_ip"] = ip
+        verdict = await self.limiter.hit(ip)
+        if verdict.allowed:
+            user_verdict = await self._hit_user(scope)
+            if user_verdict is not None and (
+                not user_verdict.allowed or user_verdict.remaining < verdict.remaining
+            ):
+                verdict = user_verdict
         extra = verdict.headers()
         if not verdict.allowed:
-            RATE_LIMITED.labels("ip").inc()
-            log.warning("rate_limited", limit="ip", client_ip=ip)
-            response = problem_response(
-                status=429,
-                code="rate_limited",
-                detail="Too many requests; retry after the number of seconds in Retry-After.",
-                headers={"Retry-After": str(verdict.reset_after)},
-            )
-            response.raw_headers.extend(extra)
-            await response(scope, receive, send)
+            await self._refuse(verdict, extra, scope, receive, send)
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -78,3 +71,40 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _hit_user(self, scope: Scope) -> Verdict | None:
+        if self.user_limiter is None or self.auth is None:
+            return None
+        token = _bearer(scope)
+        if token is None:
+            return None
+        try:
+            principal = await self.auth.authenticate(token)
+        except KassaError:
+            return None  # the route answers 401
+        except Exception:
+            # The database failed: the route authenticates again and answers (and logs) the
+            # failure inside the error handling, with these headers on it.
+            return None
+        scope["state"]["principal"] = principal
+        scope["state"]["user_id"] = str(principal.user_id)
+        return await self.user_limiter.hit(str(principal.user_id))
+
+    async def _refuse(
+        self,
+        verdict: Verdict,
+        extra: list[tuple[bytes, bytes]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        RATE_LIMITED.labels(verdict.name).inc()
+        log.warning("rate_limited", limit=verdict.name, client_ip=scope["state"].get("client_ip"))
+        response = problem_response(
+            status=429,
+            code="rate_limited",
+            detail="Too many requests; retry after the number of seconds in Retry-After.",
+            headers={"Retry-After": str(verdict.reset_after)},
+        )
+        response.raw_headers.extend(extra)
+        await response(scope, receive, send)
