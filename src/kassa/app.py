@@ -9,18 +9,24 @@ from fastapi import FastAPI
 
 from kassa.auth.router import router as auth_router
 from kassa.container import Container, build_container
+from kassa.edge.cors import ProblemCORSMiddleware, cors_options
+from kassa.edge.headers import HeaderLimitMiddleware
+from kassa.edge.jsondepth import JsonDepthMiddleware
 from kassa.errors import UnhandledErrorMiddleware, install_error_handlers
+from kassa.events.router import router as events_router
 from kassa.idempotency.middleware import IdempotencyMiddleware
 from kassa.observability.bodylimit import BodySizeLimitMiddleware
 from kassa.observability.logging import configure_logging
 from kassa.observability.middleware import RequestContextMiddleware
 from kassa.payments.router import router as payments_router
-from kassa.ratelimit.middleware import RateLimitMiddleware, parse_trusted_proxies
+from kassa.ratelimit.limiter import RateLimiter
+from kassa.ratelimit.middleware import RateLimitMiddleware
 from kassa.refunds.router import router as refunds_router
 from kassa.service_routes import docs_static
 from kassa.service_routes import router as service_router
 from kassa.settings import Settings, load_settings
 from kassa.transactions.router import router as transactions_router
+from kassa.webhooks.router import router as webhooks_router
 
 DESCRIPTION = """
 kassa is a payment gateway: register, log in, create payments by card or wallet, process
@@ -60,11 +66,14 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(payments_router)
     app.include_router(refunds_router)
     app.include_router(transactions_router)
-    # Added last = runs first: request id and access log wrap everything, then the rate
-    # limit (so every /api answer, 413 and 500 included, counts and carries RateLimit-*),
-    # the body limit, and idempotency just outside the routes. A crash in a route becomes a
-    # 500 problem document innermost, so idempotency and the outer layers see an ordinary
-    # response; a crash in a middleware is caught just inside the request context.
+    app.include_router(events_router)
+    app.include_router(webhooks_router)
+    # Added last = runs first: request id, access log and security headers wrap everything,
+    # then CORS (a preflight is answered before it spends any limit), the rate limits (so every
+    # /api answer, 413, 431 and 500 included, counts and carries RateLimit-*), the header,
+    # body-size and JSON-nesting caps, and idempotency just outside the routes. A crash in a
+    # route becomes a 500 problem document innermost, so idempotency and the outer layers see
+    # an ordinary response; a crash in a middleware is caught just inside the request context.
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(
         IdempotencyMiddleware,
@@ -72,14 +81,20 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         auth=container.auth,
         route_templates=list(app.openapi()["paths"]),
     )
+    app.add_middleware(JsonDepthMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HeaderLimitMiddleware)
     app.add_middleware(
         RateLimitMiddleware,
         limiter=container.limiter,
-        trusted=parse_trusted_proxies(settings.trusted_proxies),
+        trusted=settings.trusted_proxy_networks,
+        user_limiter=RateLimiter(container.storage, settings.user_rate_limit, name="user"),
+        auth=container.auth,
     )
+    if settings.cors_origin_list:
+        app.add_middleware(ProblemCORSMiddleware, **cors_options(settings.cors_origin_list))
     app.add_middleware(UnhandledErrorMiddleware)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, trusted=settings.trusted_proxy_networks)
     return app
 
 

@@ -89,7 +89,18 @@ def serve(
     if (tls_certfile is None) != (tls_keyfile is None):
         _fail("--tls-certfile and --tls-keyfile go together")
     settings = _settings()
-    _refuse_unbuilt_processor(settings)
+    from kassa.edge import server
+
+    tls = tls_certfile is not None and tls_keyfile is not None
+    if settings.env == "production" and not tls and not settings.trusted_proxy_networks:
+        _fail(
+            "production needs TLS: pass --tls-certfile and --tls-keyfile, or set "
+            "KASSA_TRUSTED_PROXIES to the proxy that terminates TLS"
+        )
+    if tls_certfile is not None and tls_keyfile is not None:
+        problem = server.check_tls_files(tls_certfile, tls_keyfile)
+        if problem:
+            _fail(problem)
     from kassa.observability.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
@@ -107,17 +118,19 @@ def serve(
         workers=workers,
         ssl_certfile=str(tls_certfile) if tls_certfile else None,
         ssl_keyfile=str(tls_keyfile) if tls_keyfile else None,
-        proxy_headers=False,  # X-Forwarded-For is judged by KASSA_TRUSTED_PROXIES only
+        ssl_context_factory=server.tls_context if tls else None,  # TLS 1.2+ only
+        # h11 with a capped request head: a header flood is refused, never buffered whole.
+        http=server.HTTP_PROTOCOL,
+        h11_max_incomplete_event_size=server.MAX_REQUEST_HEAD_BYTES,
+        # X-Forwarded-* are judged by KASSA_TRUSTED_PROXIES only; uvicorn would otherwise
+        # trust them from loopback.
+        proxy_headers=False,
+        forwarded_allow_ips="",
         server_header=False,
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=10,
     )
-
-
-def _refuse_unbuilt_processor(settings: Settings) -> None:
-    if settings.processor == "stripe":
-        _fail("KASSA_PROCESSOR=stripe: the Stripe connector is not available yet; use simulator")
 
 
 def _progress(label: str) -> Callable[[int, int], None]:
@@ -159,7 +172,6 @@ def reconcile(
     """Settle payments left `processing` and refunds left `pending` (a crash, a lost answer),
     asking the processor under the same references, so nothing is charged twice."""
     settings = _settings()
-    _refuse_unbuilt_processor(settings)
     from kassa.observability.logging import configure_logging
 
     configure_logging("WARNING", settings.log_format)
@@ -177,6 +189,41 @@ def reconcile(
             f"{refunds.settled} settled, {refunds.unresolved} unresolved"
         )
         return 1 if payments.unresolved or refunds.unresolved else 0
+
+    raise typer.Exit(code=_with_container(settings, work))
+
+
+vault_app = typer.Typer(help="The card vault.", no_args_is_help=True)
+app.add_typer(vault_app, name="vault")
+
+
+@vault_app.command("rotate")
+def vault_rotate(
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Rows re-sealed per transaction.")
+    ] = 500,
+) -> None:
+    """Re-seal every vaulted card number and CVC under the first key of KASSA_VAULT_KEYS.
+
+    Put the new key first and keep the old ones after it; run this (safe to interrupt and
+    run again: it resumes with what is left); drop the old keys once it reports none left.
+    Progress goes to stderr; exit 1 when some entry could not be opened."""
+    settings = _settings()
+    from kassa.observability.logging import configure_logging
+
+    configure_logging("WARNING", settings.log_format)
+    _migrate(settings.resolved_database_url)
+
+    async def work(container: Container) -> int:
+        report = await container.vault_rotator.rotate(
+            batch_size=batch_size, progress=_progress("vault rotate")
+        )
+        kid = container.payments.vault_primary_kid
+        print(
+            f"vault rotate: {report.resealed} re-sealed with key {kid!r}, "
+            f"{report.unreadable} could not be opened"
+        )
+        return 1 if report.unreadable else 0
 
     raise typer.Exit(code=_with_container(settings, work))
 
@@ -226,10 +273,9 @@ def worker(
     ] = 60.0,
     once: Annotated[bool, typer.Option(help="Run one round, then exit.")] = False,
 ) -> None:
-    """The background worker: reconciliation and expired idempotency keys, every interval.
-    Any number may run at once, on any hosts."""
+    """The background worker: webhook delivery (polled continuously), and reconciliation and
+    expired idempotency keys every interval. Any number may run at once, on any hosts."""
     settings = _settings()
-    _refuse_unbuilt_processor(settings)
     from kassa.observability.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)

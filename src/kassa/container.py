@@ -15,17 +15,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
 from kassa.db import create_engine, create_session_factory, utcnow
+from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
 from kassa.payments.service import PaymentService
 from kassa.processors.base import Processor
+from kassa.processors.customers import DatabaseCustomerStore
 from kassa.processors.simulator import SimulatorProcessor
 from kassa.processors.simulator_store import DatabaseSimulatorStore
+from kassa.processors.stripe import StripeProcessor
 from kassa.ratelimit.limiter import LoginThrottle, RateLimiter, create_storage
 from kassa.refunds.service import RefundService
 from kassa.settings import Settings
 from kassa.transactions.service import TransactionService
 from kassa.vault.crypto import Vault
+from kassa.vault.fingerprint import CardFingerprinter
+from kassa.vault.rotation import VaultRotator
+from kassa.webhooks.delivery import WebhookDeliverer
+from kassa.webhooks.service import WebhookService
+from kassa.webhooks.urls import Resolver, system_resolver
 
 
 @dataclass
@@ -41,14 +49,29 @@ class Container:
     refunds: RefundService
     transactions: TransactionService
     idempotency: IdempotencyService
+    events: EventService
+    webhooks: WebhookService
+    deliveries: WebhookDeliverer
+    vault_rotator: VaultRotator
+    owns_processor: bool = False  # built from the settings here, so closed here
 
     async def aclose(self) -> None:
+        close = getattr(self.processor, "aclose", None)  # connectors with HTTP clients
+        if self.owns_processor and close is not None:
+            await close()
+        await self.deliveries.aclose()
         await self.engine.dispose()
 
 
 def build_processor(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Processor:
     if settings.processor == "stripe":
-        raise NotImplementedError("the Stripe connector is not available in this version")
+        if settings.stripe_api_key is None:  # the settings refuse this; kept for callers
+            raise ValueError("KASSA_PROCESSOR=stripe needs KASSA_STRIPE_API_KEY")
+        return StripeProcessor.connect(
+            settings.stripe_api_key.get_secret_value(),
+            DatabaseCustomerStore(sessions, StripeProcessor.name),
+            api_base=settings.stripe_api_base,
+        )
     # The simulator keeps its records in the database, so every process agrees on them.
     return SimulatorProcessor(
         DatabaseSimulatorStore(sessions), delay_seconds=settings.simulator_delay_ms / 1000
@@ -61,14 +84,20 @@ def build_container(
     processor: Processor | None = None,
     clock: Callable[[], datetime] = utcnow,
     storage: Storage | None = None,
+    resolver: Resolver = system_resolver,
 ) -> Container:
     engine = create_engine(settings.resolved_database_url)
     instrument_pool(engine)
     sessions = create_session_factory(engine)
-    storage = storage or create_storage(settings.redis_url)
+    storage = storage or create_storage(settings.redis_url, prefix=settings.redis_key_prefix)
+    owns_processor = processor is None
     processor = processor or build_processor(settings, sessions)
     secrets = settings.secrets
     vault = Vault(secrets.vault_keys)
+    fingerprints = CardFingerprinter(sessions, vault)
+    payments = PaymentService(
+        sessions, vault, processor, clock, settings.max_amount, fingerprints=fingerprints
+    )
     tokens = TokenCodec(
         secrets.jwt_secret,
         access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
@@ -82,12 +111,32 @@ def build_container(
         limiter=RateLimiter(storage, settings.rate_limit),
         processor=processor,
         auth=AuthService(sessions, tokens, LoginThrottle(storage), clock),
-        payments=PaymentService(sessions, vault, processor, clock, settings.max_amount),
+        payments=payments,
         refunds=RefundService(sessions, processor, clock),
         transactions=TransactionService(sessions),
         idempotency=IdempotencyService(
             sessions,
             hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
             clock,
+        ),
+        vault_rotator=VaultRotator(fingerprints, payments),
+        owns_processor=owns_processor,
+        events=EventService(sessions, clock),
+        webhooks=WebhookService(
+            sessions,
+            vault,
+            clock,
+            event_types=EVENT_TYPES,
+            require_https=settings.env == "production",
+            allow_private=settings.webhook_allow_private,
+            resolver=resolver,
+        ),
+        deliveries=WebhookDeliverer(
+            sessions,
+            vault,
+            clock,
+            require_https=settings.env == "production",
+            allow_private=settings.webhook_allow_private,
+            resolver=resolver,
         ),
     )

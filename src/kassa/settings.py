@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from kassa.edge.proxy import Network, parse_trusted_proxies
 from kassa.vault.crypto import VaultKey, generate_vault_key_entry, parse_vault_keys
 
 ENV_PREFIX = "KASSA_"
@@ -29,6 +31,7 @@ DEFAULT_DATABASE_FILE = "kassa.db"
 JWT_SECRET_FILE = "kassa.jwt.key"  # noqa: S105  (a file name)
 VAULT_KEYS_FILE = "kassa.vault.keys"
 MIN_JWT_SECRET_BYTES = 32
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class SettingsError(Exception):
@@ -60,6 +63,9 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     vault_keys: SecretStr | None = None
     rate_limit: str = "100/15minutes"
+    user_rate_limit: str = "1000/15minutes"
+    redis_key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")] = "kassa"
+    cors_origins: str = ""
     max_amount: Annotated[int, Field(gt=0, le=2**62)] = 99_999_999
     trusted_proxies: str = ""
     processor: Literal["simulator", "stripe"] = "simulator"
@@ -78,13 +84,27 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "user_rate_limit")
     @classmethod
     def _valid_rate_limit(cls, value: str) -> str:
         try:
             parse_many(value)
         except ValueError:
             raise ValueError("expected a rate such as 100/15minutes") from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_trusted_proxies(cls, value: str) -> str:
+        parse_trusted_proxies(value)  # ValueError names the bad entry
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_cors_origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",")):
+            if origin and origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin such as https://shop.example.com")
         return value
 
     @field_validator("database_url")
@@ -111,6 +131,29 @@ class Settings(BaseSettings):
             raise ValueError("Redis rate limits need the coredis package, which is not installed")
         return value
 
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _valid_stripe_api_base(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if _ORIGIN.fullmatch(value.rstrip("/")) is None:
+            raise ValueError(
+                "expected an http(s)://host[:port] base such as https://api.stripe.com"
+            )
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _stripe_rules(self) -> Settings:
+        if self.processor == "stripe" and self.stripe_api_key is None:
+            raise ValueError("KASSA_PROCESSOR=stripe needs KASSA_STRIPE_API_KEY")
+        if (
+            self.env == "production"
+            and self.stripe_api_base
+            and not self.stripe_api_base.startswith("https://")
+        ):
+            raise ValueError("production sends card data to Stripe only over https")
+        return self
+
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
         if self.env != "production":
@@ -121,7 +164,20 @@ class Settings(BaseSettings):
             raise ValueError("production needs KASSA_VAULT_KEYS (generated keys are refused)")
         if not self.database_url or self.database_url.startswith("sqlite"):
             raise ValueError("production needs PostgreSQL in KASSA_DATABASE_URL, not SQLite")
+        if any(network.prefixlen == 0 for network in self.trusted_proxy_networks):
+            raise ValueError(
+                "production refuses KASSA_TRUSTED_PROXIES that trust every address "
+                "(anyone could forge X-Forwarded-For); list your proxies"
+            )
         return self
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return parse_trusted_proxies(self.trusted_proxies)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,8 +1,13 @@
-"""`kassa worker`: the jobs that keep money consistent after crashes and lost answers.
+"""`kassa worker`: the jobs that keep money consistent after crashes and lost answers, and
+webhook delivery.
 
 Every round reconciles stale `processing` payments and `pending` refunds and purges expired
 idempotency keys. Rounds of several workers may overlap: every settlement is a conditional
 update and the processor dedups by reference, so nothing is done twice.
+
+Beside the rounds, webhook deliveries are polled for every `delivery_poll` seconds and sent
+(`kassa.webhooks.delivery`); workers claim disjoint deliveries, and a killed worker's claims
+go to another once their lease runs out.
 """
 
 from __future__ import annotations
@@ -20,10 +25,20 @@ log = structlog.get_logger("kassa.worker")
 
 
 class Worker:
-    def __init__(self, container: Container, *, interval: float, older_than: timedelta) -> None:
+    def __init__(
+        self,
+        container: Container,
+        *,
+        interval: float,
+        older_than: timedelta,
+        delivery_poll: float = 0.5,
+        delivery_batch: int = 20,
+    ) -> None:
         self._container = container
         self._interval = interval
         self._older_than = older_than
+        self._delivery_poll = delivery_poll
+        self._delivery_batch = delivery_batch
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -43,11 +58,17 @@ class Worker:
                 idempotency_keys_purged=purged,
             )
 
-    async def run(self, *, once: bool = False) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
-        log.info("worker_started", interval_seconds=self._interval)
+    async def run_deliveries(self) -> int:
+        """Send every webhook delivery due now, batch after batch; the number attempted."""
+        attempted = 0
+        while not self._stopping.is_set():
+            claimed = await self._container.deliveries.deliver_due(self._delivery_batch)
+            attempted += claimed
+            if claimed < self._delivery_batch:
+                break
+        return attempted
+
+    async def _rounds(self, once: bool) -> None:
         while not self._stopping.is_set():
             try:
                 await self.run_round()
@@ -56,6 +77,26 @@ class Worker:
                 log.exception("worker_round_failed")
             if once:
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
+            await self._pause(self._interval)
+
+    async def _deliveries(self, once: bool) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.run_deliveries()
+            except Exception:
+                log.exception("webhook_delivery_round_failed")
+            if once:
+                break
+            await self._pause(self._delivery_poll)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def run(self, *, once: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        log.info("worker_started", interval_seconds=self._interval)
+        await asyncio.gather(self._rounds(once), self._deliveries(once))
         log.info("worker_stopped")

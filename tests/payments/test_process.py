@@ -26,6 +26,9 @@ class UnavailableProcessor:
     def __init__(self) -> None:
         self.charges: list[ChargeRequest] = []
 
+    async def prepare_charge(self, request: ChargeRequest) -> str | None:
+        return None  # charges under kassa's reference, like the simulator
+
     async def charge(self, request: ChargeRequest) -> ChargeResult:
         self.charges.append(request)
         raise ProcessorUnavailable("connection reset")

@@ -131,10 +131,16 @@ class LedgerVerifier:
         self._progress = progress
 
     async def verify(self, *, limit_mismatches: int = 20) -> VerifyReport:
-        from kassa.payments.models import Payment
-        from kassa.refunds.models import Refund
+        # Imported here: those services post to the ledger, so they import this module.
+        from kassa.payments.service import PaymentService
+        from kassa.refunds.service import RefundService
 
         mismatches: list[Mismatch] = []
+
+        def note(what: str) -> None:
+            if len(mismatches) < limit_mismatches:
+                mismatches.append(Mismatch(what))
+
         async with self._sessions() as session:
             unbalanced = await session.execute(
                 select(LedgerEntry.posting_id, LedgerEntry.currency, func.sum(LedgerEntry.amount))
@@ -143,68 +149,44 @@ class LedgerVerifier:
                 .limit(limit_mismatches)
             )
             for posting_id, currency, total in unbalanced:
-                mismatches.append(
-                    Mismatch(f"posting {posting_id} sums to {total} {currency}, not 0")
-                )
+                note(f"posting {posting_id} sums to {total} {currency}, not 0")
             postings = int(
                 await session.scalar(select(func.count(func.distinct(LedgerEntry.posting_id)))) or 0
             )
-            charged = {
-                pid: int(total)
-                for pid, total in await session.execute(
-                    select(LedgerEntry.payment_id, func.sum(LedgerEntry.amount))
-                    .where(LedgerEntry.account == CLEARING, LedgerEntry.kind == "charge")
-                    .group_by(LedgerEntry.payment_id)
-                )
-            }
+            charged = await _clearing_totals(session, "charge")
             refunded = {
-                pid: -int(total)
-                for pid, total in await session.execute(
-                    select(LedgerEntry.payment_id, func.sum(LedgerEntry.amount))
-                    .where(LedgerEntry.account == CLEARING, LedgerEntry.kind == "refund")
-                    .group_by(LedgerEntry.payment_id)
-                )
+                pid: -total for pid, total in (await _clearing_totals(session, "refund")).items()
             }
-            refund_totals = {
-                pid: int(total)
-                for pid, total in await session.execute(
-                    select(Refund.payment_id, func.sum(Refund.amount))
-                    .where(Refund.status == "succeeded")
-                    .group_by(Refund.payment_id)
-                )
-            }
+            refund_totals = await RefundService.succeeded_totals(session)
             seen = 0
-            result = await session.stream(
-                select(
-                    Payment.id,
-                    Payment.status,
-                    Payment.amount,
-                    Payment.amount_refunded,
-                )
-            )
-            async for payment_id, status, amount, amount_refunded in result:
+            async for row in PaymentService.iter_totals(session):
                 seen += 1
                 if seen % 1000 == 0:
                     self._progress(seen)
-                settled = status in {"completed", "partially_refunded", "refunded"}
-                expected_charge = amount if settled else 0
-                problems = []
-                if charged.pop(payment_id, 0) != expected_charge:
-                    problems.append(f"charged in ledger != {expected_charge}")
-                ledger_refunded = refunded.pop(payment_id, 0)
-                if ledger_refunded != amount_refunded:
-                    problems.append(
-                        f"refunded in ledger {ledger_refunded} != amount_refunded {amount_refunded}"
+                expected_charge = row.amount if row.settled else 0
+                if charged.pop(row.id, 0) != expected_charge:
+                    note(f"payment {row.id}: charged in ledger != {expected_charge}")
+                ledger_refunded = refunded.pop(row.id, 0)
+                if ledger_refunded != row.amount_refunded:
+                    note(
+                        f"payment {row.id}: refunded in ledger {ledger_refunded} != "
+                        f"amount_refunded {row.amount_refunded}"
                     )
-                if refund_totals.get(payment_id, 0) != amount_refunded:
-                    problems.append("succeeded refunds do not add up to amount_refunded")
-                if amount_refunded > amount:
-                    problems.append("refunded more than the amount")
-                for problem in problems:
-                    if len(mismatches) < limit_mismatches:
-                        mismatches.append(Mismatch(f"payment {payment_id}: {problem}"))
+                if refund_totals.get(row.id, 0) != row.amount_refunded:
+                    note(f"payment {row.id}: succeeded refunds do not add up to amount_refunded")
+                if row.amount_refunded > row.amount:
+                    note(f"payment {row.id}: refunded more than the amount")
             self._progress(seen)
             for orphan in list(charged) + list(refunded):
-                if len(mismatches) < limit_mismatches:
-                    mismatches.append(Mismatch(f"ledger lines for unknown payment {orphan}"))
+                note(f"ledger lines for unknown payment {orphan}")
         return VerifyReport(postings=postings, payments=seen, mismatches=mismatches)
+
+
+async def _clearing_totals(session: AsyncSession, kind: str) -> dict[uuid.UUID, int]:
+    """Per payment, the sum of the clearing account's lines of one kind."""
+    result = await session.execute(
+        select(LedgerEntry.payment_id, func.sum(LedgerEntry.amount))
+        .where(LedgerEntry.account == CLEARING, LedgerEntry.kind == kind)
+        .group_by(LedgerEntry.payment_id)
+    )
+    return {pid: int(total) for pid, total in result}

@@ -11,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     String,
     Text,
@@ -57,7 +58,12 @@ class Payment(Base):
     failure_code: Mapped[str | None] = mapped_column(String(48), nullable=True)
     failure_message: Mapped[str | None] = mapped_column(String(255), nullable=True)
     processor: Mapped[str] = mapped_column(String(24))
+    # Set when the processor prepares the charge (before any money moves), else at settling.
     processor_reference: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Calls to the processor's `charge` so far: part of its idempotency keys.
+    charge_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Keyed HMAC of the card number (kassa.vault.fingerprint): the same card, recognised.
+    card_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kassa.payments.models import Payment, PaymentSecret
@@ -98,3 +98,84 @@ async def count_stale_processing(session: AsyncSession, before: datetime) -> int
         .where(Payment.status == PaymentStatus.PROCESSING.value, Payment.updated_at < before)
     )
     return int(result or 0)
+
+
+async def stream_totals(
+    session: AsyncSession,
+) -> AsyncIterator[Row[uuid.UUID, str, int, int]]:
+    result = await session.stream(
+        select(Payment.id, Payment.status, Payment.amount, Payment.amount_refunded)
+    )
+    async for row in result:
+        yield row
+
+
+async def keep_processor_reference(
+    session: AsyncSession, payment_id: uuid.UUID, reference: str
+) -> str | None:
+    """Store the processor's reference for a `processing` payment's charge unless one is
+    stored already; the reference now stored, or None when the payment is no longer
+    processing."""
+    result = await session.execute(
+        update(Payment)
+        .where(
+            Payment.id == payment_id,
+            Payment.status == PaymentStatus.PROCESSING.value,
+            Payment.processor_reference.is_(None),
+        )
+        .values(processor_reference=reference)
+        .returning(Payment.processor_reference)
+        .execution_options(synchronize_session=False)
+    )
+    kept = result.scalar_one_or_none()
+    if kept is not None:
+        return kept
+    current = (
+        await session.execute(
+            select(Payment.status, Payment.processor_reference).where(Payment.id == payment_id)
+        )
+    ).one_or_none()
+    if current is None or current.status != PaymentStatus.PROCESSING.value:
+        return None
+    stored: str | None = current.processor_reference
+    return stored
+
+
+async def next_charge_attempt(session: AsyncSession, payment_id: uuid.UUID) -> int | None:
+    """Count one more call to the processor's `charge`; None unless still processing."""
+    result = await session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.status == PaymentStatus.PROCESSING.value)
+        .values(charge_attempts=Payment.charge_attempts + 1)
+        .returning(Payment.charge_attempts)
+        .execution_options(synchronize_session=False)
+    )
+    return result.scalar_one_or_none()
+
+
+def _sealed_with_other_keys(primary_kid: str) -> Any:
+    return (PaymentSecret.key_id != primary_kid) | (PaymentSecret.cvc_key_id != primary_kid)
+
+
+async def count_secrets_to_reseal(session: AsyncSession, primary_kid: str) -> int:
+    result = await session.scalar(
+        select(func.count()).select_from(PaymentSecret).where(_sealed_with_other_keys(primary_kid))
+    )
+    return int(result or 0)
+
+
+async def lock_secrets_to_reseal(
+    session: AsyncSession, primary_kid: str, after_id: uuid.UUID | None, limit: int
+) -> Sequence[PaymentSecret]:
+    """Secrets sealed (in part) under another key than `primary_kid`, locked, in id order
+    after `after_id` so a batch loop moves past rows it cannot open."""
+    query = select(PaymentSecret).where(_sealed_with_other_keys(primary_kid))
+    if after_id is not None:
+        query = query.where(PaymentSecret.payment_id > after_id)
+    result = await session.execute(
+        query.order_by(PaymentSecret.payment_id)
+        .limit(limit)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return result.scalars().all()

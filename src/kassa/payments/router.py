@@ -5,12 +5,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 
 from kassa.auth.deps import CurrentPrincipal
-from kassa.payments.models import Payment
 from kassa.payments.schemas import (
     CreatePaymentRequest,
     PaymentOut,
     PaymentStatusOut,
     ProcessPaymentRequest,
+    payment_out,
 )
 from kassa.payments.service import PaymentService
 from kassa.web import problem_responses, reject_unknown_query
@@ -24,25 +24,6 @@ def get_payment_service(request: Request) -> PaymentService:
 
 
 PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
-
-
-def payment_out(payment: Payment) -> PaymentOut:
-    return PaymentOut(
-        id=payment.id,
-        user_id=payment.user_id,
-        status=payment.status,
-        amount=payment.amount,
-        amount_refunded=payment.amount_refunded,
-        currency=payment.currency,
-        payment_method=payment.payment_method,
-        details=payment.details,
-        description=payment.description,
-        metadata=payment.metadata_,
-        failure_code=payment.failure_code,
-        failure_message=payment.failure_message,
-        created_at=payment.created_at,
-        updated_at=payment.updated_at,
-    )
 
 
 @router.post(

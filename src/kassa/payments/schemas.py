@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -23,6 +23,9 @@ from pydantic import (
 
 from kassa.money import normalize_currency
 from kassa.vault.cards import card_expired, detect_brand, normalize_card_number, validate_cvc
+
+if TYPE_CHECKING:
+    from kassa.payments.models import Payment
 
 PaymentMethod = Literal["credit_card", "debit_card", "digital_wallet"]
 WalletName = Literal["apple_pay", "google_pay", "paypal"]
@@ -161,3 +164,28 @@ class PaymentStatusOut(BaseModel):
     amount_refunded: int
     currency: str
     updated_at: datetime
+
+
+def payment_out(payment: Payment) -> PaymentOut:
+    """A payment as the API shows it (card data reduced to brand, last4 and expiry)."""
+    return PaymentOut(
+        id=payment.id,
+        user_id=payment.user_id,
+        status=payment.status,
+        amount=payment.amount,
+        amount_refunded=payment.amount_refunded,
+        currency=payment.currency,
+        payment_method=payment.payment_method,
+        details=payment.details,
+        description=payment.description,
+        metadata=payment.metadata_,
+        failure_code=payment.failure_code,
+        failure_message=payment.failure_message,
+        created_at=payment.created_at,
+        updated_at=payment.updated_at,
+    )
+
+
+def payment_object(payment: Payment) -> dict[str, Any]:
+    """The payment exactly as the API returns it, as JSON-ready data (event payloads)."""
+    return payment_out(payment).model_dump(mode="json")

@@ -10,8 +10,9 @@ looking the charge up under the same deterministic reference — so nothing is c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,13 +22,15 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kassa.db import new_id, parse_id
+from kassa.events.service import EventService
 from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import PAYMENT_AMOUNT, PAYMENTS, PROCESSOR_CALLS
 from kassa.payments import repository
 from kassa.payments.errors import AmountTooLarge, PaymentNotFound, PaymentNotPending
 from kassa.payments.models import Payment, PaymentSecret
-from kassa.payments.schemas import CardPaymentRequest, WalletPaymentRequest
+from kassa.payments.schemas import CardPaymentRequest, WalletPaymentRequest, payment_object
 from kassa.payments.states import (
+    CHARGED,
     REFUNDABLE,
     PaymentStatus,
     can_transition,
@@ -36,6 +39,7 @@ from kassa.payments.states import (
 )
 from kassa.processors.base import (
     CardData,
+    ChargeDeclined,
     ChargeRequest,
     ChargeResult,
     FailureCode,
@@ -46,7 +50,9 @@ from kassa.processors.base import (
 )
 from kassa.transactions.service import TransactionService
 from kassa.vault.cards import detect_brand, last4
-from kassa.vault.crypto import Sealed, Vault
+from kassa.vault.crypto import Sealed, Vault, VaultError
+from kassa.vault.fingerprint import CardFingerprinter
+from kassa.vault.rotation import ResealBatch
 
 log = structlog.get_logger("kassa.payments")
 PROCESSOR_TIMEOUT_SECONDS = 15.0
@@ -68,6 +74,14 @@ ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentTotals:
+    id: uuid.UUID
+    amount: int
+    amount_refunded: int
+    settled: bool  # the charge succeeded (completed, partially refunded or refunded)
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessOutcome:
     payment: Payment
     settled: bool  # False: the processor's answer is unknown; the payment stays processing
@@ -86,6 +100,7 @@ class PaymentService:
         clock: Callable[[], datetime],
         max_amount: int,
         processor_timeout: float = PROCESSOR_TIMEOUT_SECONDS,
+        fingerprints: CardFingerprinter | None = None,
     ) -> None:
         self._sessions = sessions
         self._vault = vault
@@ -93,6 +108,7 @@ class PaymentService:
         self._clock = clock
         self._max_amount = max_amount
         self._processor_timeout = processor_timeout
+        self._fingerprints = fingerprints
 
     async def create(
         self, user_id: uuid.UUID, request: CardPaymentRequest | WalletPaymentRequest
@@ -103,8 +119,11 @@ class PaymentService:
         now = self._clock()
         payment_id = new_id()
         details: dict[str, Any]
+        fingerprint: str | None = None
         if isinstance(request, CardPaymentRequest):
             card = request.details
+            if self._fingerprints is not None:
+                fingerprint = await self._fingerprints.fingerprint(card.number)
             details = {
                 "brand": detect_brand(card.number).value,
                 "last4": last4(card.number),
@@ -142,6 +161,7 @@ class PaymentService:
             description=request.description,
             metadata_=request.metadata or {},
             processor=self._processor.name,
+            card_fingerprint=fingerprint,
             created_at=now,
             updated_at=now,
         )
@@ -157,6 +177,7 @@ class PaymentService:
             session.add(payment)
             await session.flush()
             session.add(secret)
+            await self.record_event(session, payment, now)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         log.info(
             "payment_created",
@@ -202,6 +223,7 @@ class PaymentService:
             )
             if payment is None:
                 raise await self._explain_refusal(session, user_id, payment_id, "canceled")
+            await self.record_event(session, payment, payment.updated_at)
             await repository.delete_secret(session, payment_id)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         log.info("payment_canceled", payment_id=str(payment_id))
@@ -220,9 +242,11 @@ class PaymentService:
                 sources_of(PaymentStatus.PROCESSING),
                 PaymentStatus.PROCESSING,
                 updated_at=now,
+                charge_attempts=Payment.charge_attempts + 1,
             )
             if payment is None:
                 raise await self._explain_refusal(session, user_id, payment_id, "processed")
+            await self.record_event(session, payment, now)
             secret = await repository.get_secret(session, payment_id)
             source = self._open_source(payment, secret)
             # The CVC is destroyed as processing starts: it lives on only in this request.
@@ -244,13 +268,21 @@ class PaymentService:
             customer_id=str(user_id),
             card=source if isinstance(source, CardData) else None,
             wallet=source if isinstance(source, WalletData) else None,
+            attempt=payment.charge_attempts,
         )
-        result = await self._charge(request)
+        result = await self._prepare_and_charge(payment_id, request)
         if result is None:
             log.warning("payment_outcome_unknown", payment_id=str(payment_id))
             return ProcessOutcome(payment=payment, settled=False)
         settled = await self.settle(user_id, payment_id, result)
-        return ProcessOutcome(payment=settled or payment, settled=settled is not None)
+        if settled is None:
+            # Reconciliation recorded this same charge (one reference, one charge) while we
+            # waited for the processor: answer with what it recorded, not a stale `processing`.
+            async with self._sessions() as session:
+                settled = await repository.get_payment(session, user_id, payment_id)
+            if settled is None or settled.status == PaymentStatus.PROCESSING.value:
+                return ProcessOutcome(payment=settled or payment, settled=False)
+        return ProcessOutcome(payment=settled, settled=True)
 
     async def _charge(self, request: ChargeRequest) -> ChargeResult | None:
         started = asyncio.get_running_loop().time()
@@ -272,6 +304,53 @@ class PaymentService:
             PROCESSOR_CALLS.labels(self._processor.name, "charge", outcome).observe(
                 asyncio.get_running_loop().time() - started
             )
+
+    async def _prepare_and_charge(
+        self, payment_id: uuid.UUID, request: ChargeRequest
+    ) -> ChargeResult | None:
+        """Charge, preparing first unless the processor's reference is already stored; the
+        definite outcome, or None when it is unknown."""
+        if request.processor_reference is None:
+            prepared = await self._prepare(payment_id, request)
+            if not isinstance(prepared, ChargeRequest):
+                return prepared  # declined before anything could move, or unknown
+            request = prepared
+        return await self._charge(request)
+
+    async def _prepare(
+        self, payment_id: uuid.UUID, request: ChargeRequest
+    ) -> ChargeRequest | ChargeResult | None:
+        """Let the processor register the charge, and store its reference on the payment in
+        a short transaction of its own — before anything can move money — so that
+        reconciliation can always find what a charge did. The request to charge with; the
+        result when the processor already declined; None when the outcome is unknown (no
+        answer, or the payment was settled by another worker meanwhile)."""
+        started = asyncio.get_running_loop().time()
+        outcome = "unknown"
+        try:
+            reference = await asyncio.wait_for(
+                self._processor.prepare_charge(request), timeout=self._processor_timeout
+            )
+            outcome = "prepared"
+        except ChargeDeclined as declined:
+            outcome = declined.result.outcome.value
+            return declined.result
+        except (ProcessorUnavailable, TimeoutError):
+            return None
+        except Exception:
+            log.exception("processor_error", operation="prepare", reference=request.reference)
+            return None
+        finally:
+            PROCESSOR_CALLS.labels(self._processor.name, "prepare", outcome).observe(
+                asyncio.get_running_loop().time() - started
+            )
+        if reference is None:
+            return request
+        async with self._sessions.begin() as session:
+            kept = await repository.keep_processor_reference(session, payment_id, reference)
+        if kept is None:
+            return None
+        return dataclasses.replace(request, processor_reference=kept)
 
     async def settle(
         self, user_id: uuid.UUID, payment_id: uuid.UUID, result: ChargeResult
@@ -295,6 +374,7 @@ class PaymentService:
             )
             if payment is None:
                 return None
+            await self.record_event(session, payment, now)
             await TransactionService.settle_charge(session, payment_id, succeeded, now)
             if succeeded:
                 LedgerService.post_charge(
@@ -370,7 +450,15 @@ class PaymentService:
             for payment in stale:
                 after = payment.id
                 report.examined += 1
-                if await self._reconcile_one(payment):
+                try:
+                    resolved = await self._reconcile_one(payment)
+                except Exception:
+                    # One payment that cannot be settled now (a connector bug, an unreadable
+                    # vault entry) must not keep every other one, and the worker's later
+                    # jobs, from being settled: it stays processing for the next round.
+                    log.exception("reconcile_failed", payment_id=str(payment.id))
+                    resolved = False
+                if resolved:
                     report.settled += 1
                 else:
                     report.unresolved += 1
@@ -388,8 +476,10 @@ class PaymentService:
     async def _reconcile_one(self, payment: Payment) -> bool:
         reference = charge_reference(payment.id)
         try:
+            # The processor's own reference when it prepared the charge, else kassa's.
             result = await asyncio.wait_for(
-                self._processor.lookup_charge(reference), timeout=self._processor_timeout
+                self._processor.lookup_charge(payment.processor_reference or reference),
+                timeout=self._processor_timeout,
             )
         except (ProcessorUnavailable, TimeoutError):
             return False
@@ -405,20 +495,84 @@ class PaymentService:
                 )
             else:
                 source = self._open_source(payment, secret)
-                result = await self._charge(
-                    ChargeRequest(
-                        reference=reference,
-                        amount=payment.amount,
-                        currency=payment.currency,
-                        customer_id=str(payment.user_id),
-                        card=source if isinstance(source, CardData) else None,
-                        wallet=source if isinstance(source, WalletData) else None,
-                    )
+                async with self._sessions.begin() as session:
+                    attempt = await repository.next_charge_attempt(session, payment.id)
+                if attempt is None:
+                    return True  # settled by another worker meanwhile
+                request = ChargeRequest(
+                    reference=reference,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    customer_id=str(payment.user_id),
+                    card=source if isinstance(source, CardData) else None,
+                    wallet=source if isinstance(source, WalletData) else None,
+                    processor_reference=payment.processor_reference,
+                    attempt=attempt,
                 )
+                result = await self._prepare_and_charge(payment.id, request)
                 if result is None:
                     return False
         await self.settle(payment.user_id, payment.id, result)
         return True
+
+    # Vault rotation: re-seal vaulted card data under the vault's current key.
+
+    @property
+    def vault_primary_kid(self) -> str:
+        return self._vault.primary_kid
+
+    async def count_to_reseal(self) -> int:
+        async with self._sessions() as session:
+            return await repository.count_secrets_to_reseal(session, self._vault.primary_kid)
+
+    async def reseal_batch(self, after: uuid.UUID | None, batch_size: int) -> ResealBatch:
+        """Re-seal up to `batch_size` secrets (those after `after`) under the current key,
+        in one transaction holding their row locks; a secret no key opens is skipped."""
+        primary = self._vault.primary_kid
+        resealed = unreadable = 0
+        async with self._sessions.begin() as session:
+            secrets = await repository.lock_secrets_to_reseal(session, primary, after, batch_size)
+            for secret in secrets:
+                try:
+                    source = self._reseal(secret.payment_id, "source", secret.key_id, secret.sealed)
+                    cvc = (
+                        self._reseal(secret.payment_id, "cvc", secret.cvc_key_id, secret.cvc_sealed)
+                        if secret.cvc_key_id is not None and secret.cvc_sealed is not None
+                        else None
+                    )
+                except VaultError:
+                    unreadable += 1
+                    log.error("vault_entry_unreadable", payment_id=str(secret.payment_id))
+                    continue
+                secret.key_id, secret.sealed = source.kid, source.blob
+                if cvc is not None:
+                    secret.cvc_key_id, secret.cvc_sealed = cvc.kid, cvc.blob
+                resealed += 1
+        return ResealBatch(
+            examined=len(secrets),
+            resealed=resealed,
+            unreadable=unreadable,
+            last_id=secrets[-1].payment_id if secrets else None,
+        )
+
+    def _reseal(self, payment_id: uuid.UUID, part: str, kid: str, blob: bytes) -> Sealed:
+        sealed = Sealed(kid, blob)
+        if not self._vault.needs_rotation(sealed):
+            return sealed
+        context = _secret_context(payment_id, part)
+        return self._vault.encrypt(self._vault.decrypt(sealed, context=context), context=context)
+
+    # Events: the outbox row of a state change, written in the transaction that makes it.
+
+    @staticmethod
+    async def record_event(session: AsyncSession, payment: Payment, now: datetime) -> None:
+        """Record `payment.<status>` (`payment.created` for pending) with the payment as the
+        API shows it now; call in the transaction that set that status."""
+        status = PaymentStatus(payment.status)
+        kind = "created" if status is PaymentStatus.PENDING else status.value
+        await EventService.record(
+            session, payment.user_id, f"payment.{kind}", payment_object(payment), now
+        )
 
     # Refund support: called by the refunds service inside its own transaction.
 
@@ -427,6 +581,17 @@ class PaymentService:
         session: AsyncSession, user_id: uuid.UUID, payment_id: uuid.UUID
     ) -> Payment | None:
         return await repository.lock_payment(session, user_id, payment_id)
+
+    @staticmethod
+    async def iter_totals(session: AsyncSession) -> AsyncIterator[PaymentTotals]:
+        """Every payment's amounts, streamed (for ledger verification)."""
+        async for row in repository.stream_totals(session):
+            yield PaymentTotals(
+                id=row.id,
+                amount=row.amount,
+                amount_refunded=row.amount_refunded,
+                settled=PaymentStatus(row.status) in CHARGED,
+            )
 
     @staticmethod
     async def processor_reference(

@@ -37,6 +37,8 @@ TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
 
 TERMINAL = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
 REFUNDABLE = frozenset({PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED})
+# Statuses whose charge succeeded: money moved, and the ledger holds the charge.
+CHARGED = REFUNDABLE | {PaymentStatus.REFUNDED}
 
 
 def can_transition(source: PaymentStatus, target: PaymentStatus) -> bool:

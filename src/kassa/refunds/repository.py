@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kassa.refunds.models import Refund
@@ -24,3 +24,12 @@ async def list_stale_pending(
         query = query.where(Refund.id > after_id)
     result = await session.execute(query.order_by(Refund.id).limit(limit))
     return result.scalars().all()
+
+
+async def succeeded_totals(session: AsyncSession) -> dict[uuid.UUID, int]:
+    result = await session.execute(
+        select(Refund.payment_id, func.sum(Refund.amount))
+        .where(Refund.status == "succeeded")
+        .group_by(Refund.payment_id)
+    )
+    return {pid: int(total) for pid, total in result}

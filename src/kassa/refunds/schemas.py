@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+if TYPE_CHECKING:
+    from kassa.refunds.models import Refund
 
 
 class RefundRequest(BaseModel):
@@ -24,3 +27,8 @@ class RefundOut(BaseModel):
     status: Literal["pending", "succeeded", "failed"]
     reason: str | None
     created_at: datetime
+
+
+def refund_object(refund: Refund) -> dict[str, Any]:
+    """The refund exactly as the API returns it, as JSON-ready data (event payloads)."""
+    return RefundOut.model_validate(refund, from_attributes=True).model_dump(mode="json")

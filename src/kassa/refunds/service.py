@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kassa.db import new_id, parse_id
+from kassa.events.service import EventService
 from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import PROCESSOR_CALLS, REFUND_AMOUNT, REFUNDS
 from kassa.payments.errors import PaymentNotFound
@@ -24,6 +25,7 @@ from kassa.processors.base import Outcome, Processor, ProcessorUnavailable, Refu
 from kassa.refunds import repository
 from kassa.refunds.errors import PaymentNotRefundable, RefundExceedsRefundable
 from kassa.refunds.models import Refund
+from kassa.refunds.schemas import refund_object
 from kassa.transactions.service import TransactionService
 
 log = structlog.get_logger("kassa.refunds")
@@ -77,6 +79,9 @@ class RefundService:
             )
             session.add(refund)
             await session.flush()
+            await EventService.record(
+                session, user_id, "refund.created", refund_object(refund), now
+            )
             TransactionService.record_refund(
                 session,
                 user_id=user_id,
@@ -122,6 +127,11 @@ class RefundService:
             PROCESSOR_CALLS.labels(self._processor.name, "refund", label).observe(
                 asyncio.get_running_loop().time() - started
             )
+
+    @staticmethod
+    async def succeeded_totals(session: AsyncSession) -> dict[uuid.UUID, int]:
+        """Per payment, the sum of its succeeded refunds (for ledger verification)."""
+        return await repository.succeeded_totals(session)
 
     async def reconcile(self, *, older_than: timedelta, batch_size: int = 100) -> ReconcileReport:
         """Ask the processor again, under the same reference, about every refund left
@@ -179,6 +189,8 @@ class RefundService:
             refund.status = "succeeded" if succeeded else "failed"
             refund.processor_reference = reference
             refund.updated_at = now
+            if succeeded:
+                await PaymentService.record_event(session, payment, now)
             await TransactionService.settle_refund(session, refund_id, refund.status, now)
             if succeeded:
                 LedgerService.post_refund(
