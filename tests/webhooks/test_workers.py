@@ -5,6 +5,7 @@ mid-delivery loses nothing — another delivers its claims once their lease runs
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -140,8 +141,18 @@ async def test_two_worker_processes_deliver_every_event_exactly_once(
     verifier = Webhook(endpoint["secret"])
     for request in receiver.requests:
         verifier.verify(request.body, request.headers)
-    attempts = sum(workers.log(i).count('"webhook_attempt"') for i in range(2))
-    assert attempts == 30
+    attempts = [
+        line
+        for i in range(2)
+        for line in map(json.loads, workers.log(i).splitlines())
+        if line.get("event") == "webhook_attempt"
+    ]
+    succeeded = [a["event_id"] for a in attempts if a["outcome"] == "succeeded"]
+    # Each event succeeded exactly once across both workers. On a loaded machine an attempt
+    # may fail before it reaches the receiver (connect error, timeout) and be retried; such
+    # an attempt delivered nothing, as the receiver's 30 requests show.
+    assert sorted(succeeded) == sorted(e["id"] for e in events)
+    assert all(a["outcome"] in {"succeeded", "retrying"} for a in attempts)
 
 
 async def test_a_worker_killed_mid_delivery_loses_nothing(
