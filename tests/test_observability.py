@@ -467,3 +467,11 @@ async def test_db_pool_metrics_count_connections_in_use(api: Api) -> None:
         assert in_use() == before + 1
     assert in_use() == before
     assert (REGISTRY.get_sample_value("kassa_db_connections_opened_total") or 0) >= 1
+
+
+def test_redaction_keeps_uuids_whose_digits_look_like_a_card() -> None:
+    from kassa.observability.logging import redact_text
+
+    ident = "bcff2569-0039-4766-80dd-805ae5fe6a08"
+    assert redact_text(f"event {ident}") == f"event {ident}"
+    assert "4111111111111111" not in redact_text(f"event {ident} card 4111111111111111")

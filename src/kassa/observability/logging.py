@@ -79,8 +79,20 @@ def _mask_run(run: str) -> str:
     return "".join(out)
 
 
+_UUID = re.compile(
+    r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
+)
+
+
 def _mask_card_numbers(text: str) -> str:
-    return _DIGIT_RUN.sub(lambda match: _mask_run(match.group(0)), text)
+    # Ids are logged on purpose: digits inside a UUID are never a card number.
+    pieces = _UUID.split(text)
+    ids = _UUID.findall(text)
+    out = [_DIGIT_RUN.sub(lambda match: _mask_run(match.group(0)), pieces[0])]
+    for ident, piece in zip(ids, pieces[1:], strict=True):
+        out.append(ident)
+        out.append(_DIGIT_RUN.sub(lambda match: _mask_run(match.group(0)), piece))
+    return "".join(out)
 
 
 def redact_text(text: str) -> str:
