@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate the README's screenshots: serve kassa on a scratch SQLite database and let
-# headless Chromium (Debian's package) render the pages. Needs no internet.
+# headless Chromium (Debian's package) render the pages; then render the Grafana dashboard
+# from a real Prometheus scraping kassa under load (scripts/render_dashboard.py, ~2 minutes;
+# needs Debian's `prometheus`). Needs no internet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -24,3 +26,5 @@ shoot() {  # url, file, width, height
   echo "screenshots: wrote $2"
 }
 shoot "http://127.0.0.1:$port/docs" docs/screenshots/docs.png 1280 1600
+kill "$server" 2>/dev/null || true  # the dashboard renderer serves its own kassa
+"$root/.venv/bin/python" scripts/render_dashboard.py --screenshot docs/screenshots/dashboard.png
