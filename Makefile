@@ -31,15 +31,16 @@ migrate: install
 	$(BIN)/kassa migrate
 
 fmt: install-dev
-	$(BIN)/ruff format src tests migrations
-	$(BIN)/ruff check --fix src tests migrations
+	$(BIN)/ruff format src tests migrations bench scripts
+	$(BIN)/ruff check --fix src tests migrations bench scripts
 
 lint: install-dev
-	$(BIN)/ruff format --check src tests migrations
-	$(BIN)/ruff check src tests migrations
+	$(BIN)/ruff format --check src tests migrations bench scripts
+	$(BIN)/ruff check src tests migrations bench scripts
 
 typecheck: install-dev
 	$(BIN)/mypy
+	$(BIN)/mypy scripts/render_dashboard.py bench
 
 # The delivery files, checked statically (no Docker engine needed): the Dockerfiles with
 # hadolint, the GitHub workflows and compose files against their JSON schemas (vendored in
@@ -70,5 +71,13 @@ test: lint typecheck check-deploy
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
 
-screenshots: install
+# The dashboard renderer uses plotly, a development dependency.
+screenshots: install-dev
 	scripts/screenshots.sh
+
+# The benchmark (never part of `make test`): kassa on PostgreSQL + Redis with --workers 2
+# against a floor app and pgbench running kassa's own SQL; needs wrk and pgbench
+# (apt-get install wrk postgresql-client). BENCH_ARGS="--profile" adds a py-spy profile.
+BENCH_ARGS ?=
+bench: install-dev
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,880 @@
+"""kassa's benchmark: the full lifecycle over real HTTP against kassa on PostgreSQL and Redis,
+measured beside two references on the same machine and database.
+
+    make bench                      # or: .venv/bin/python -m bench.run --help
+
+1. A fresh PostgreSQL database is migrated; kassa's own SQL for create, process, status and
+   refund is captured in-process (bench/sqlplan.py) and a copy of the database is made
+   for the references.
+2. kassa: `kassa serve --workers N` with Redis rate limits on (at a limit the load does not
+   reach) and every feature on; users are registered and logged in once each; wrk
+   (bench/lifecycle.lua, one thread per connection) drives create → process, a status read
+   every 2nd lifecycle and a partial refund every 4th, at each client count.
+3. The floor: bench/floor.py (FastAPI + asyncpg, the same SQL, nothing else), same load.
+4. pgbench: the same SQL as pgbench scripts, mixed in the same proportions.
+5. Checks: `kassa ledger verify`, every payment in the state its requests imply, one
+   simulator charge per completed payment.
+6. Scale-out: two kassa hosts on one PostgreSQL and one Redis, load on both, then
+   cross-host races (process and full refund) that must each succeed exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench.sqlplan import PARTS, capture_plan, pgbench_script
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PASSWORD = "bench password 1"
+PAYMENT = {
+    "amount": 2500,
+    "currency": "USD",
+    "payment_method": "credit_card",
+    "details": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"},
+}
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LoadResult:
+    target: str
+    clients: int
+    seconds: float
+    requests: int
+    lifecycles: int
+    refunds: int
+    statuses: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def lifecycles_per_s(self) -> float:
+        return self.lifecycles / self.seconds
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.seconds
+
+
+# --- databases and processes --------------------------------------------------------------
+
+
+class Postgres:
+    def __init__(self, admin_dsn: str) -> None:
+        self.admin_dsn = admin_dsn
+        self.created: list[str] = []
+
+    async def _admin(self, sql: str) -> None:
+        connection = await asyncpg.connect(self.admin_dsn)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    def create(self, name: str, template: str | None = None) -> None:
+        suffix = f' TEMPLATE "{template}"' if template else ""
+        asyncio.run(self._admin(f'CREATE DATABASE "{name}"{suffix}'))
+        self.created.append(name)
+
+    def drop_all(self) -> None:
+        for name in self.created:
+            with contextlib.suppress(Exception):
+                asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def dsn(self, name: str) -> str:
+        return self.admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+    def url(self, name: str) -> str:
+        return self.dsn(name).replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    def fetch(self, name: str, sql: str) -> list[asyncpg.Record]:
+        async def run() -> list[asyncpg.Record]:
+            connection = await asyncpg.connect(self.dsn(name))
+            try:
+                return list(await connection.fetch(sql))
+            finally:
+                await connection.close()
+
+        return asyncio.run(run())
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, path: str = "/healthz", timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{self.name} exited during start-up:\n{tail}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.base + path, timeout=1).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not answer {path} within {timeout} s")
+
+    def worker_pids(self) -> list[int]:
+        """The serving processes: the workers uvicorn forked, or the server itself."""
+        found: list[int] = []
+        pending = [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            children = Path(f"/proc/{pid}/task/{pid}/children")
+            kids = [int(p) for p in children.read_text().split()] if children.exists() else []
+            pending.extend(kids)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"spawn_main" in cmdline or (pid == self.process.pid and not kids):
+                found.append(pid)
+        return found
+
+    def peak_rss_mib(self) -> list[float]:
+        peaks = []
+        for pid in self.worker_pids():
+            status = Path(f"/proc/{pid}/status").read_text()
+            match = re.search(r"VmHWM:\s+(\d+) kB", status)
+            if match:
+                peaks.append(int(match.group(1)) / 1024)
+        return peaks
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def kassa_env(url: str, redis_url: str, prefix: str, work: Path) -> dict[str, str]:
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
+    env.update(
+        {
+            "KASSA_DATABASE_URL": url,
+            "KASSA_REDIS_URL": redis_url,
+            "KASSA_REDIS_KEY_PREFIX": prefix,
+            "KASSA_RATE_LIMIT": "10000000/minute",
+            "KASSA_USER_RATE_LIMIT": "10000000/minute",
+            "KASSA_JWT_SECRET": secrets.token_urlsafe(48),
+            "KASSA_VAULT_KEYS": f"bench:{key}",
+            "KASSA_LOG_LEVEL": "INFO",
+            "KASSA_LOG_FORMAT": "json",
+        }
+    )
+    (work / "env.json").write_text(
+        json.dumps({k: v for k, v in env.items() if k.startswith("KASSA_")})
+    )
+    return env
+
+
+def start_kassa(name: str, env: dict[str, str], work: Path, workers: int) -> Server:
+    port = free_port()
+    log = work / f"{name}.log"
+    command = [str(BIN / "kassa"), "serve", "--port", str(port), "--workers", str(workers)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(name, process, port, log)
+    server.wait_ready("/readyz")
+    return server
+
+
+def start_floor(plan_path: Path, dsn: str, work: Path, workers: int) -> Server:
+    port = free_port()
+    log = work / "floor.log"
+    env = {**os.environ, "BENCH_PLAN": str(plan_path), "BENCH_DSN": dsn}
+    command = [
+        str(BIN / "uvicorn"),
+        "bench.floor:app",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = Server("floor", process, port, log)
+    server.wait_ready("/docs")
+    return server
+
+
+# --- users and load -----------------------------------------------------------------------
+
+
+async def _seed(base: str, count: int, tag: str) -> list[str]:
+    limit = asyncio.Semaphore(4)  # Argon2id is meant to be slow; don't starve the server
+
+    async def one(client: httpx.AsyncClient, index: int) -> str:
+        email = f"bench-{tag}-{index}@example.com"
+        async with limit:
+            created = await client.post(
+                "/api/auth/register",
+                json={"name": f"bench {index}", "email": email, "password": PASSWORD},
+            )
+            if created.status_code != 201:
+                raise RuntimeError(f"register answered {created.status_code}: {created.text[:200]}")
+            login = await client.post(
+                "/api/auth/login", json={"email": email, "password": PASSWORD}
+            )
+            if login.status_code != 200:
+                raise RuntimeError(f"login answered {login.status_code}: {login.text[:200]}")
+            return str(login.json()["access_token"])
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        return list(await asyncio.gather(*(one(client, i) for i in range(count))))
+
+
+def seed_users(server: Server, count: int, work: Path, tag: str) -> Path:
+    say(f"registering and logging in {count} users on {server.name} (Argon2id, 4 at a time)")
+    started = time.monotonic()
+    tokens = asyncio.run(_seed(server.base, count, tag))
+    path = work / f"tokens-{tag}.txt"
+    path.write_text("\n".join(tokens) + "\n")
+    say(f"  {count} users ready in {time.monotonic() - started:.1f} s")
+    return path
+
+
+def run_wrk(target: str, base: str, clients: int, seconds: int, tokens: Path) -> LoadResult:
+    env = {**os.environ, "BENCH_TOKENS": str(tokens), "BENCH_NONCE": uuid.uuid4().hex[:12]}
+    command = [
+        "wrk",
+        "-t",
+        str(clients),
+        "-c",
+        str(clients),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(ROOT / "bench" / "lifecycle.lua"),
+        base,
+    ]
+    say(f"  wrk {target}: {clients} clients for {seconds} s …")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(
+            f"wrk failed ({done.returncode}): {done.stdout[-1500:]} {done.stderr[-1500:]}"
+        )
+    data = json.loads(line.removeprefix("BENCH_RESULT "))
+    result = LoadResult(
+        target=target,
+        clients=clients,
+        seconds=data["duration_us"] / 1e6,
+        requests=data["requests"],
+        lifecycles=data["lifecycles"],
+        refunds=data["refunds"],
+        statuses=data["statuses"],
+        errors=data["unexpected"] + data["socket_errors"],
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        p999_ms=data["p999_us"] / 1000,
+        max_ms=data["max_us"] / 1000,
+        notes=list(data["last_bad"]),
+    )
+    say(
+        f"    {result.lifecycles_per_s:.1f} lifecycles/s, {result.requests_per_s:.1f} req/s, "
+        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, errors {result.errors}"
+    )
+    return result
+
+
+def run_pgbench(
+    pg: Postgres, database: str, scripts: dict[str, Path], clients: int, seconds: int, work: Path
+) -> LoadResult:
+    logs = work / f"pgbench-{clients}"
+    logs.mkdir(exist_ok=True)
+    host_dsn = pg.dsn(database)
+    command = [
+        "pgbench",
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(clients),
+        "-j",
+        "2",
+        "-T",
+        str(seconds),
+        "-l",
+        "--log-prefix",
+        str(logs / "log"),
+        "-f",
+        f"{scripts['plain']}@2",
+        "-f",
+        f"{scripts['status']}@1",
+        "-f",
+        f"{scripts['refund']}@1",
+        host_dsn,
+    ]
+    say(f"  pgbench: {clients} clients for {seconds} s …")
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
+    if done.returncode != 0 or match is None:
+        raise RuntimeError(
+            f"pgbench failed ({done.returncode}): {done.stdout[-1500:]} {done.stderr[-1500:]}"
+        )
+    latencies: list[float] = []
+    counts = {0: 0, 1: 0, 2: 0}
+    for log in logs.glob("log*"):
+        for row in log.read_text().splitlines():
+            fields = row.split()
+            latencies.append(int(fields[2]) / 1000)
+            counts[int(fields[3])] += 1
+    latencies.sort()
+    tps = float(match.group(1))
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else 0.0
+
+    statements = {k: v for k, v in scripts.items()}
+    result = LoadResult(
+        target="pgbench",
+        clients=clients,
+        seconds=len(latencies) / tps if tps else float(seconds),
+        requests=0,
+        lifecycles=len(latencies),
+        refunds=counts[2],
+        statuses=counts[1] + counts[2],
+        errors=int(failed.group(1)) if failed else 0,
+        p50_ms=pct(0.5),
+        p99_ms=pct(0.99),
+        p999_ms=pct(0.999),
+        max_ms=latencies[-1] if latencies else 0.0,
+        notes=[f"latency is one whole lifecycle's SQL; scripts {', '.join(statements)}"],
+    )
+    say(
+        f"    {tps:.1f} lifecycles/s, p50 {result.p50_ms:.1f} ms, "
+        f"p99 {result.p99_ms:.1f} ms (per lifecycle)"
+    )
+    return result
+
+
+# --- checks -------------------------------------------------------------------------------
+
+
+def ledger_verify(env: dict[str, str], work: Path) -> str:
+    done = subprocess.run(
+        [str(BIN / "kassa"), "ledger", "verify"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"kassa ledger verify failed: {done.stdout[-800:]} {done.stderr[-800:]}")
+    return (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["ok"])[-1]
+
+
+def check_states(
+    pg: Postgres, database: str, max_pending: int, refunded_in_full: int = 0
+) -> dict[str, Any]:
+    """Every payment the load created is where its requests put it; none charged twice."""
+    rows = pg.fetch(
+        database,
+        """
+        SELECT p.status, count(*) AS n, sum(p.amount_refunded) AS refunded, sum(p.amount) AS amount
+        FROM payment p JOIN user_account u ON u.id = p.user_id
+        WHERE u.email LIKE 'bench-%' GROUP BY p.status
+        """,
+    )
+    states = {r["status"]: int(r["n"]) for r in rows}
+    refunded = {r["status"]: int(r["refunded"] or 0) for r in rows}
+    charged = pg.fetch(
+        database,
+        "SELECT count(*) AS n, count(DISTINCT reference) AS refs FROM simulator_charge "
+        "WHERE outcome = 'succeeded'",
+    )[0]
+    settled = (
+        states.get("completed", 0) + states.get("partially_refunded", 0) + states.get("refunded", 0)
+    )
+    problems = []
+    for bad in ("processing", "failed", "canceled"):
+        if states.get(bad):
+            problems.append(f"{states[bad]} payments {bad}")
+    if states.get("refunded", 0) != refunded_in_full:
+        problems.append(
+            f"{states.get('refunded', 0)} payments refunded in full, expected {refunded_in_full}"
+        )
+    if states.get("pending", 0) > max_pending:
+        problems.append(
+            f"{states['pending']} pending (at most {max_pending} may be cut off mid-lifecycle)"
+        )
+    if refunded.get("partially_refunded", 0) != 1000 * states.get("partially_refunded", 0):
+        problems.append("partially refunded payments do not each hold exactly one 1000 refund")
+    if refunded.get("completed", 0):
+        problems.append("a completed payment carries refunds")
+    if int(charged["n"]) != int(charged["refs"]):
+        problems.append(
+            f"{charged['n']} simulator charges for {charged['refs']} references: a double charge"
+        )
+    if int(charged["n"]) < settled:
+        problems.append(f"{settled} settled payments but only {charged['n']} simulator charges")
+    if problems:
+        raise RuntimeError("state check failed: " + "; ".join(problems))
+    return {"states": states, "simulator_charges": int(charged["n"])}
+
+
+async def _race(bases: list[str], token: str, count: int) -> dict[str, Any]:
+    """Across hosts: `count` payments each processed from every host at once, then fully
+    refunded from every host at once. Each must succeed exactly once."""
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(timeout=30) as client:
+        ids = []
+        for _ in range(count):
+            created = await client.post(bases[0] + "/api/payments", json=PAYMENT, headers=auth)
+            ids.append(created.json()["id"])
+
+        async def fire(method: str, url: str, body: dict[str, Any] | None) -> int:
+            headers = {**auth, "Idempotency-Key": uuid.uuid4().hex}
+            return (await client.request(method, url, json=body, headers=headers)).status_code
+
+        process_wins = refund_wins = 0
+        process_codes: dict[int, int] = {}
+        refund_codes: dict[int, int] = {}
+        for payment_id in ids:
+            codes = await asyncio.gather(
+                *(
+                    fire("POST", b + "/api/payments/process", {"payment_id": payment_id})
+                    for b in bases
+                    for _ in range(2)
+                )
+            )
+            process_wins += codes.count(200)
+            for code in codes:
+                process_codes[code] = process_codes.get(code, 0) + 1
+            codes = await asyncio.gather(
+                *(
+                    fire("POST", f"{b}/api/payments/{payment_id}/refund", None)
+                    for b in bases
+                    for _ in range(2)
+                )
+            )
+            refund_wins += codes.count(201)
+            for code in codes:
+                refund_codes[code] = refund_codes.get(code, 0) + 1
+    return {
+        "payments": count,
+        "process_200": process_wins,
+        "refund_201": refund_wins,
+        "process_codes": process_codes,
+        "refund_codes": refund_codes,
+    }
+
+
+# --- profiling ----------------------------------------------------------------------------
+
+
+def start_profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
+    py_spy = BIN / "py-spy"
+    if not py_spy.exists():
+        say("  py-spy not installed; no profile")
+        return None
+    command = [
+        str(py_spy),
+        "record",
+        "-p",
+        str(pid),
+        "-d",
+        str(seconds),
+        "-r",
+        "200",
+        "-f",
+        "raw",
+        "-o",
+        str(out),
+        "--nonblocking",
+    ]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarise_profile(raw: Path, top: int = 30) -> list[str]:
+    """Share of samples by function, inclusive, for kassa's and its libraries' frames."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        names = []
+        for frame in frames:
+            name = re.sub(r" \((.*?)/site-packages/", " (", frame)
+            name = re.sub(r" \(.*?/src/kassa/", " (kassa/", name)
+            name = re.sub(r":\d+\)$", ")", name)
+            names.append(name)
+        for name in set(names):
+            inclusive[name] = inclusive.get(name, 0) + count
+        if names:
+            own[names[-1]] = own.get(names[-1], 0) + count
+    lines = [f"{total} samples; inclusive share (self share) of the top functions:"]
+    for name, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(
+            f"{100 * count / total:5.1f}% ({100 * own.get(name, 0) / total:4.1f}%)  {name}"
+        )
+    lines.append("top self time:")
+    for name, count in sorted(own.items(), key=lambda kv: -kv[1])[:15]:
+        lines.append(f"{100 * count / total:5.1f}%  {name}")
+    return lines
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    try:
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+def redis_cleanup(redis_url: str, prefix: str) -> int:
+    """Delete this run's keys (never FLUSHALL: the server may be shared)."""
+
+    async def run() -> int:
+        import coredis
+
+        client: coredis.Redis[bytes] = coredis.Redis.from_url(redis_url)
+        keys: list[str | bytes] = [
+            key async for key in client.scan_iter(match=f"{prefix}*", count=1000)
+        ]
+        if keys:
+            await client.delete(keys)
+        return len(keys)
+
+    return asyncio.run(run())
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": sys.version.split()[0],
+    }
+
+
+def table(results: list[LoadResult]) -> list[str]:
+    lines = [
+        "| target | clients | lifecycles/s | requests/s | p50 ms | p99 ms | p99.9 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        rps = f"{r.requests_per_s:.0f}" if r.requests else "–"
+        lines.append(
+            f"| {r.target} | {r.clients} | {r.lifecycles_per_s:.1f} | {rps} | {r.p50_ms:.1f} | "
+            f"{r.p99_ms:.1f} | {r.p999_ms:.1f} | {r.errors} |"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", default="32,64", help="comma-separated client counts")
+    parser.add_argument("--duration", type=int, default=30, help="seconds per measured run")
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="seconds of load before each measured run"
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--skip-references", action="store_true", help="kassa only: no floor, no pgbench"
+    )
+    parser.add_argument("--skip-scale-out", action="store_true")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy one kassa worker in the last run"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    args = parser.parse_args(argv)
+    clients = [int(c) for c in args.clients.split(",")]
+    for tool in ("wrk", "pgbench"):
+        if shutil.which(tool) is None:
+            print(
+                f"bench: {tool} not found (apt-get install wrk postgresql-client)", file=sys.stderr
+            )
+            return 2
+    admin_dsn = os.environ.get("BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"kassa-bench-{tag}"
+    pg = Postgres(admin_dsn)
+    work = Path(tempfile.mkdtemp(prefix="kassa-bench-"))
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "command": " ".join(["bench.run", *(argv or sys.argv[1:])]),
+    }
+    results: list[LoadResult] = []
+    say(f"machine: {report['machine']['cores']} cores, {report['machine']['cpu']}")
+    try:
+        kassa_db, ref_db = f"kassa_bench_{tag}", f"kassa_bench_{tag}_ref"
+        pg.create(kassa_db)
+        env = kassa_env(pg.url(kassa_db), redis_url, prefix, work)
+        subprocess.run(
+            [str(BIN / "kassa"), "migrate"], cwd=work, env=env, check=True, capture_output=True
+        )
+        say("capturing kassa's own SQL for create, process, status and refund")
+        plan = capture_plan(pg.url(kassa_db))
+        plan_path = work / "plan.json"
+        plan_path.write_text(plan.to_json())
+        scripts = {
+            "plain": ["create", "process"],
+            "status": ["create", "process", "status"],
+            "refund": ["create", "process", "status", "refund"],
+        }
+        script_paths = {}
+        for name, parts in scripts.items():
+            path = work / f"lifecycle-{name}.sql"
+            path.write_text(pgbench_script(plan, parts))
+            script_paths[name] = path
+        report["statements_per_part"] = {part: plan.statement_count(part) for part in PARTS}
+        say(f"  round trips per request: {report['statements_per_part']}")
+        pg.create(ref_db, template=kassa_db)
+
+        with servers() as running:
+            kassa = start_kassa("kassa", env, work, args.workers)
+            running.append(kassa)
+            tokens = seed_users(kassa, max(clients), work, tag)
+            for index, count in enumerate(clients):
+                run_wrk("warmup", kassa.base, count, args.warmup, tokens)
+                profile = None
+                if args.profile and index == len(clients) - 1:
+                    profile = start_profile(
+                        kassa.worker_pids()[0], max(5, args.duration - 5), work / "profile.raw"
+                    )
+                results.append(
+                    run_wrk(f"kassa ×{args.workers}", kassa.base, count, args.duration, tokens)
+                )
+                if profile is not None:
+                    profile.wait(timeout=60)
+            report["kassa_peak_rss_mib"] = [round(x, 1) for x in kassa.peak_rss_mib()]
+            say(f"  peak memory per kassa worker: {report['kassa_peak_rss_mib']} MiB")
+        runs = 2 * len(clients)
+        say("checking: kassa ledger verify, payment states, simulator charges")
+        report["ledger_verify"] = ledger_verify(env, work)
+        report["kassa_states"] = check_states(pg, kassa_db, max_pending=sum(clients) * runs)
+        say(f"  ledger: {report['ledger_verify']}; {report['kassa_states']}")
+        if (work / "profile.raw").exists():
+            report["profile"] = summarise_profile(work / "profile.raw")
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(work / "profile.raw", args.out.parent / "profile.raw")
+
+        if not args.skip_references:
+            with servers() as running:
+                floor = start_floor(plan_path, pg.dsn(ref_db), work, args.workers)
+                running.append(floor)
+                for count in clients:
+                    run_wrk("warmup", floor.base, count, args.warmup, tokens)
+                    results.append(
+                        run_wrk(f"floor ×{args.workers}", floor.base, count, args.duration, tokens)
+                    )
+                report["floor_peak_rss_mib"] = [round(x, 1) for x in floor.peak_rss_mib()]
+            for count in clients:
+                results.append(run_pgbench(pg, ref_db, script_paths, count, args.duration, work))
+
+        if not args.skip_scale_out:
+            report["scale_out"] = scale_out(pg, tag, redis_url, work, max(clients), args)
+            results.extend(report["scale_out"].pop("results"))
+    finally:
+        pg.drop_all()
+        say(f"cleaned up: databases dropped, {redis_cleanup(redis_url, prefix)} Redis keys deleted")
+
+    report["results"] = [
+        asdict(r) | {"lifecycles_per_s": r.lifecycles_per_s, "requests_per_s": r.requests_per_s}
+        for r in results
+    ]
+    ratios = {}
+    for count in clients:
+        by = {
+            r.target.split(" ")[0]: r
+            for r in results
+            if r.clients == count and r.target != "scale-out"
+        }
+        if "kassa" in by and "floor" in by and "pgbench" in by:
+            ratios[count] = {
+                "kassa/floor": round(
+                    by["kassa"].lifecycles_per_s / by["floor"].lifecycles_per_s, 3
+                ),
+                "kassa/pgbench": round(
+                    by["kassa"].lifecycles_per_s / by["pgbench"].lifecycles_per_s, 3
+                ),
+                "floor/pgbench": round(
+                    by["floor"].lifecycles_per_s / by["pgbench"].lifecycles_per_s, 3
+                ),
+            }
+    report["ratios"] = ratios
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=str))
+    print()
+    print(
+        f"kassa benchmark — {report['machine']['date']}, "
+        f"{report['machine']['cores']} cores ({report['machine']['cpu']})"
+    )
+    print(
+        "lifecycle = create + process; a status read every 2nd, a 1000 refund every 4th; "
+        f"{args.duration} s per run"
+    )
+    print()
+    print("\n".join(table(results)))
+    print()
+    for count, ratio in ratios.items():
+        print(f"{count} clients: " + ", ".join(f"{k} = {v:.2f}" for k, v in ratio.items()))
+    print(
+        f"peak RSS per kassa worker (MiB): {report.get('kassa_peak_rss_mib')}; "
+        f"floor: {report.get('floor_peak_rss_mib')}"
+    )
+    print(
+        "round trips per request (kassa's statements incl. BEGIN/COMMIT): "
+        f"{report['statements_per_part']}"
+    )
+    print(f"ledger verify: {report['ledger_verify']}; states: {report['kassa_states']}")
+    if "scale_out" in report:
+        print(f"scale-out: {json.dumps(report['scale_out'])}")
+    if "profile" in report:
+        print("\n".join(report["profile"]))
+    errors = sum(r.errors for r in results)
+    print(f"\nerrors in all runs: {errors}; figures written to {args.out}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 1 if errors else 0
+
+
+def scale_out(
+    pg: Postgres, tag: str, redis_url: str, work: Path, clients: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Two kassa hosts (one worker each) on one PostgreSQL and one Redis."""
+    say("scale-out: two kassa hosts sharing one PostgreSQL and one Redis")
+    database = f"kassa_bench_{tag}_scale"
+    pg.create(database)
+    env = kassa_env(pg.url(database), redis_url, f"kassa-bench-{tag}", work)
+    subprocess.run(
+        [str(BIN / "kassa"), "migrate"], cwd=work, env=env, check=True, capture_output=True
+    )
+    per_host = clients // 2
+    out: dict[str, Any] = {}
+    with servers() as running:
+        hosts = [start_kassa(f"host-{i}", env, work, 1) for i in (1, 2)]
+        running.extend(hosts)
+        tokens = seed_users(hosts[0], per_host * 2 + 1, work, f"{tag}s")
+        names = tokens.read_text().split()
+        for index in range(len(hosts)):
+            part = work / f"tokens-host-{index}.txt"
+            part.write_text("\n".join(names[index * per_host : (index + 1) * per_host]) + "\n")
+        say(f"  wrk on both hosts at once, {per_host} clients each, {args.duration} s")
+        with tempfile.TemporaryDirectory() as tmp:
+            procs = []
+            for index, host in enumerate(hosts):
+                script = (
+                    "from bench.run import run_wrk; from pathlib import Path; "
+                    "import json, dataclasses;"
+                    f"r = run_wrk('host-{index + 1}', '{host.base}', {per_host}, {args.duration}, "
+                    f"Path('{work}/tokens-host-{index}.txt'));"
+                    f"Path('{tmp}/{index}.json').write_text(json.dumps(dataclasses.asdict(r)))"
+                )
+                procs.append(subprocess.Popen([sys.executable, "-c", script], cwd=ROOT))
+            for proc in procs:
+                proc.wait()
+            parts = [
+                LoadResult(**json.loads((Path(tmp) / f"{i}.json").read_text())) for i in range(2)
+            ]
+        seconds = statistics.mean(p.seconds for p in parts)
+        combined = LoadResult(
+            target="scale-out (2 hosts ×1)",
+            clients=per_host * 2,
+            seconds=seconds,
+            requests=sum(p.requests for p in parts),
+            lifecycles=sum(p.lifecycles for p in parts),
+            refunds=sum(p.refunds for p in parts),
+            statuses=sum(p.statuses for p in parts),
+            errors=sum(p.errors for p in parts),
+            p50_ms=max(p.p50_ms for p in parts),
+            p99_ms=max(p.p99_ms for p in parts),
+            p999_ms=max(p.p999_ms for p in parts),
+            max_ms=max(p.max_ms for p in parts),
+            notes=["latency: the worse host's percentile"],
+        )
+        say(
+            f"    together {combined.lifecycles_per_s:.1f} lifecycles/s, "
+            f"p99 {combined.p99_ms:.1f} ms, errors {combined.errors}"
+        )
+        say(
+            "  cross-host races: each payment processed 4× at once (2 per host), "
+            "then fully refunded 4× at once"
+        )
+        race = asyncio.run(_race([h.base for h in hosts], names[-1], 20))
+        say(f"    {race}")
+        if race["process_200"] != race["payments"] or race["refund_201"] != race["payments"]:
+            raise RuntimeError(f"cross-host race broke exactly-once: {race}")
+        out["race"] = race
+    out["ledger_verify"] = ledger_verify(env, work)
+    out["states"] = check_states(
+        pg, database, max_pending=clients, refunded_in_full=race["payments"]
+    )
+    say(f"  ledger: {out['ledger_verify']}; {out['states']}")
+    out["results"] = [combined]
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
