@@ -16,8 +16,9 @@ from kassa.errors import UnhandledErrorMiddleware, install_error_handlers
 from kassa.events.router import router as events_router
 from kassa.idempotency.middleware import IdempotencyMiddleware
 from kassa.observability.bodylimit import BodySizeLimitMiddleware
-from kassa.observability.logging import configure_logging
+from kassa.observability.logging import configure_logging, log_file_of
 from kassa.observability.middleware import RequestContextMiddleware
+from kassa.observability.tracing import FASTAPI_TELEMETRY, setup_tracing
 from kassa.payments.router import router as payments_router
 from kassa.ratelimit.limiter import RateLimiter
 from kassa.ratelimit.middleware import RateLimitMiddleware
@@ -40,7 +41,7 @@ problem documents with a stable `code`. Log in at `/api/auth/login`, then press
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
     settings = settings or (container.settings if container else load_settings())
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, log_file_of(settings))
     container = container or build_container(settings)
 
     @asynccontextmanager
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         try:
             yield
         finally:
+            if tracing is not None:
+                tracing.shutdown()
             await container.aclose()
 
     app = FastAPI(
@@ -57,6 +60,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY,
     )
     app.state.container = container
     install_error_handlers(app)
@@ -79,7 +83,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         IdempotencyMiddleware,
         service=container.idempotency,
         auth=container.auth,
-        route_templates=list(app.openapi()["paths"]),
     )
     app.add_middleware(JsonDepthMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -95,6 +98,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         app.add_middleware(ProblemCORSMiddleware, **cors_options(settings.cors_origin_list))
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(RequestContextMiddleware, trusted=settings.trusted_proxy_networks)
+    # Off unless OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set; outermost when on. Each uvicorn
+    # worker builds its own app, so each gets its own tracer provider.
+    tracing = setup_tracing(app=app, engine=container.engine)
     return app
 
 

@@ -45,6 +45,15 @@ def _settings() -> Settings:
         _fail(str(exc))
 
 
+def _configure_logging(settings: Settings, level: str | None = None) -> None:
+    from kassa.observability.logging import LogFileError, configure_logging, log_file_of
+
+    try:
+        configure_logging(level or settings.log_level, settings.log_format, log_file_of(settings))
+    except LogFileError as exc:
+        _fail(str(exc))
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -67,9 +76,7 @@ def _migrate(database_url: str) -> None:
 def migrate() -> None:
     """Bring the database schema up to date (Alembic)."""
     settings = _settings()
-    from kassa.observability.logging import configure_logging
-
-    configure_logging(settings.log_level, settings.log_format)
+    _configure_logging(settings)
     _migrate(settings.resolved_database_url)
 
 
@@ -101,9 +108,7 @@ def serve(
         problem = server.check_tls_files(tls_certfile, tls_keyfile)
         if problem:
             _fail(problem)
-    from kassa.observability.logging import configure_logging
-
-    configure_logging(settings.log_level, settings.log_format)
+    _configure_logging(settings)
     _migrate(settings.resolved_database_url)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics here; /metrics in any worker sums them all.
@@ -172,9 +177,7 @@ def reconcile(
     """Settle payments left `processing` and refunds left `pending` (a crash, a lost answer),
     asking the processor under the same references, so nothing is charged twice."""
     settings = _settings()
-    from kassa.observability.logging import configure_logging
-
-    configure_logging("WARNING", settings.log_format)
+    _configure_logging(settings, "WARNING")
     _migrate(settings.resolved_database_url)
 
     async def work(container: Container) -> int:
@@ -209,9 +212,7 @@ def vault_rotate(
     run again: it resumes with what is left); drop the old keys once it reports none left.
     Progress goes to stderr; exit 1 when some entry could not be opened."""
     settings = _settings()
-    from kassa.observability.logging import configure_logging
-
-    configure_logging("WARNING", settings.log_format)
+    _configure_logging(settings, "WARNING")
     _migrate(settings.resolved_database_url)
 
     async def work(container: Container) -> int:
@@ -237,9 +238,7 @@ def ledger_verify() -> None:
     """Check that every posting sums to zero per currency and that the ledger agrees with
     payment and refund totals; exit 1 with the first mismatches."""
     settings = _settings()
-    from kassa.observability.logging import configure_logging
-
-    configure_logging("WARNING", settings.log_format)
+    _configure_logging(settings, "WARNING")
     _migrate(settings.resolved_database_url)
 
     async def work(container: Container) -> int:
@@ -276,16 +275,22 @@ def worker(
     """The background worker: webhook delivery (polled continuously), and reconciliation and
     expired idempotency keys every interval. Any number may run at once, on any hosts."""
     settings = _settings()
-    from kassa.observability.logging import configure_logging
-
-    configure_logging(settings.log_level, settings.log_format)
+    _configure_logging(settings)
     _migrate(settings.resolved_database_url)
 
     async def work(container: Container) -> int:
+        from kassa.observability.tracing import setup_tracing
         from kassa.worker import Worker
 
+        # Processor calls and webhook deliveries (when OTEL_EXPORTER_OTLP_ENDPOINT is set);
+        # not every statement, or the delivery poll would make a trace every half second.
+        tracing = setup_tracing()
         runner = Worker(container, interval=interval, older_than=timedelta(seconds=older_than))
-        await runner.run(once=once)
+        try:
+            await runner.run(once=once)
+        finally:
+            if tracing is not None:
+                tracing.shutdown()
         return 0
 
     raise typer.Exit(code=_with_container(settings, work))

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    log_file: Path | None = None
+    log_file_max_bytes: Annotated[int, Field(gt=0)] = 10 * 1024 * 1024
+    log_file_backups: Annotated[int, Field(ge=1)] = 5
     simulator_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
     webhook_allow_private: bool = False
     access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
@@ -83,6 +86,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_file", mode="before")
+    @classmethod
+    def _empty_log_file_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("rate_limit", "user_rate_limit")
     @classmethod

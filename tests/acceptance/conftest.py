@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,9 +103,12 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=STOP_TIMEOUT_SECONDS)
 
 
-def launch(workdir: Path, *args: str, **kassa: str) -> Server:
+def launch(
+    workdir: Path, *args: str, extra_env: Mapping[str, str] | None = None, **kassa: str
+) -> Server:
     """Start `kassa serve [args]` on a free port in `workdir` (with `KASSA_<NAME>` settings
-    from `kassa`) and wait until /healthz answers."""
+    from `kassa`, and other variables such as `OTEL_*` from `extra_env`) and wait until
+    /healthz answers."""
     assert KASSA.exists(), f"console script missing: {KASSA}"
     port = free_port()
     stdout_path, stderr_path = workdir / "stdout.log", workdir / "stderr.log"
@@ -113,7 +116,7 @@ def launch(workdir: Path, *args: str, **kassa: str) -> Server:
         process = subprocess.Popen(
             [str(KASSA), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
             cwd=workdir,
-            env=clean_env(workdir, **kassa),
+            env={**clean_env(workdir, **kassa), **(extra_env or {})},
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,

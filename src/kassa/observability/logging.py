@@ -3,20 +3,29 @@
 The redaction step is the last processor before rendering, so no code path can bypass it:
 card numbers (any 12–19 digit Luhn-valid run), CVCs, passwords, tokens and secrets are
 replaced whatever key or message they hide in.
+
+With `KASSA_LOG_FILE` the same rendered line is also appended to that file, rotated by size;
+every process of `kassa serve --workers N` (and a `kassa worker` beside them) may share one
+file: writes and rotation take a lock file beside it (`.__<name>.lock`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
+from concurrent_log_handler import ConcurrentRotatingFileHandler
 from structlog.typing import EventDict, WrappedLogger
 
+from kassa.settings import Settings
 from kassa.vault.cards import luhn_valid
 
 REDACTED = "[REDACTED]"
@@ -132,9 +141,83 @@ def _orjson_dumps(obj: MutableMapping[str, Any], **_kw: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+@dataclass(frozen=True, slots=True)
+class LogFile:
+    """A file that gets a copy of every log line: rotated when it reaches `max_bytes`,
+    keeping `backups` older files (`<path>.1` the newest)."""
+
+    path: Path
+    max_bytes: int
+    backups: int
+
+
+class LogFileError(Exception):
+    """The log file cannot be written; the message is one human-readable line."""
+
+
+def log_file_of(settings: Settings) -> LogFile | None:
+    if settings.log_file is None:
+        return None
+    return LogFile(settings.log_file, settings.log_file_max_bytes, settings.log_file_backups)
+
+
+class _RenderOnce(logging.Formatter):
+    """Renders a record once for all handlers, so the file gets the very line stdout got
+    (same timestamp), redacted once."""
+
+    _ATTRIBUTE = "_kassa_rendered"
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        rendered = getattr(record, self._ATTRIBUTE, None)
+        if not isinstance(rendered, str):
+            rendered = self._inner.format(record)
+            setattr(record, self._ATTRIBUTE, rendered)
+        return rendered
+
+
+class _RotatingFileHandler(ConcurrentRotatingFileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802  (the stdlib's name)
+        # A write that fails later (disk full, file removed with its directory) loses the
+        # file's copy of this line only: stdout still has it, and the contract keeps stderr
+        # free of the traceback the standard handler would print there.
+        return
+
+
+def _file_handler(target: LogFile) -> logging.Handler:
+    """Open (creating) the log file now, so a bad path stops start-up in one line instead of
+    failing on the first write."""
+    path = target.path.expanduser().absolute()
+    if path.is_dir():
+        raise LogFileError(f"cannot write the log file {path}: it is a directory")
+    if not path.parent.is_dir():
+        raise LogFileError(
+            f"cannot write the log file {path}: the directory {path.parent} does not exist"
+        )
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise LogFileError(f"cannot write the log file {path}: {reason}") from None
+    if not os.access(path.parent, os.W_OK):
+        # Rotation renames in the directory, and the cross-process lock file lives there.
+        raise LogFileError(
+            f"cannot write the log file {path}: the directory {path.parent} is not writable"
+        )
+    return _RotatingFileHandler(
+        str(path), maxBytes=target.max_bytes, backupCount=target.backups, encoding="utf-8"
+    )
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json", file: LogFile | None = None) -> None:
     """Send structlog and the standard library (uvicorn, alembic) through one redacting
-    pipeline."""
+    pipeline, to stdout and, when given, to a rotated `file` (the same lines). Raises
+    `LogFileError` before changing anything when the file cannot be written."""
+    file_handler = _file_handler(file) if file is not None else None
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -168,9 +251,17 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         ],
     )
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(formatter)
+    handlers: list[logging.Handler] = [handler]
+    if file_handler is not None:
+        handlers.append(file_handler)
+    shared_formatter = _RenderOnce(formatter) if file_handler is not None else formatter
+    for each in handlers:
+        each.setFormatter(shared_formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for old in root.handlers:
+        if isinstance(old, _RotatingFileHandler):
+            old.close()  # its file and lock file; a new one takes over
+    root.handlers[:] = handlers
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "alembic", "sqlalchemy"):
         logging.getLogger(name).handlers[:] = []

@@ -25,6 +25,7 @@ from kassa.db import new_id, parse_id
 from kassa.events.service import EventService
 from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import PAYMENT_AMOUNT, PAYMENTS, PROCESSOR_CALLS
+from kassa.observability.tracing import processor_span
 from kassa.payments import repository
 from kassa.payments.errors import AmountTooLarge, PaymentNotFound, PaymentNotPending
 from kassa.payments.models import Payment, PaymentSecret
@@ -101,8 +102,10 @@ class PaymentService:
         max_amount: int,
         processor_timeout: float = PROCESSOR_TIMEOUT_SECONDS,
         fingerprints: CardFingerprinter | None = None,
+        autocommit: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._autocommit = autocommit or sessions
         self._vault = vault
         self._processor = processor
         self._clock = clock
@@ -193,7 +196,7 @@ class PaymentService:
         payment_id = parse_id(raw_id)
         if payment_id is None:
             raise PaymentNotFound
-        async with self._sessions() as session:
+        async with self._autocommit() as session:
             payment = await repository.get_payment(session, user_id, payment_id)
         if payment is None:
             raise PaymentNotFound
@@ -287,23 +290,25 @@ class PaymentService:
     async def _charge(self, request: ChargeRequest) -> ChargeResult | None:
         started = asyncio.get_running_loop().time()
         outcome = "unknown"
-        try:
-            result = await asyncio.wait_for(
-                self._processor.charge(request), timeout=self._processor_timeout
-            )
-            outcome = result.outcome.value
-            return result
-        except (ProcessorUnavailable, TimeoutError):
-            return None
-        except Exception:
-            # A bug or an unexpected answer in a connector: whether money moved is unknown,
-            # so the payment stays processing for reconciliation rather than failing.
-            log.exception("processor_error", operation="charge", reference=request.reference)
-            return None
-        finally:
-            PROCESSOR_CALLS.labels(self._processor.name, "charge", outcome).observe(
-                asyncio.get_running_loop().time() - started
-            )
+        with processor_span(self._processor.name, "charge") as record_outcome:
+            try:
+                result = await asyncio.wait_for(
+                    self._processor.charge(request), timeout=self._processor_timeout
+                )
+                outcome = result.outcome.value
+                return result
+            except (ProcessorUnavailable, TimeoutError):
+                return None
+            except Exception:
+                # A bug or an unexpected answer in a connector: whether money moved is
+                # unknown, so the payment stays processing for reconciliation, not failing.
+                log.exception("processor_error", operation="charge", reference=request.reference)
+                return None
+            finally:
+                record_outcome(outcome)
+                PROCESSOR_CALLS.labels(self._processor.name, "charge", outcome).observe(
+                    asyncio.get_running_loop().time() - started
+                )
 
     async def _prepare_and_charge(
         self, payment_id: uuid.UUID, request: ChargeRequest
@@ -327,23 +332,25 @@ class PaymentService:
         answer, or the payment was settled by another worker meanwhile)."""
         started = asyncio.get_running_loop().time()
         outcome = "unknown"
-        try:
-            reference = await asyncio.wait_for(
-                self._processor.prepare_charge(request), timeout=self._processor_timeout
-            )
-            outcome = "prepared"
-        except ChargeDeclined as declined:
-            outcome = declined.result.outcome.value
-            return declined.result
-        except (ProcessorUnavailable, TimeoutError):
-            return None
-        except Exception:
-            log.exception("processor_error", operation="prepare", reference=request.reference)
-            return None
-        finally:
-            PROCESSOR_CALLS.labels(self._processor.name, "prepare", outcome).observe(
-                asyncio.get_running_loop().time() - started
-            )
+        with processor_span(self._processor.name, "prepare") as record_outcome:
+            try:
+                reference = await asyncio.wait_for(
+                    self._processor.prepare_charge(request), timeout=self._processor_timeout
+                )
+                outcome = "prepared"
+            except ChargeDeclined as declined:
+                outcome = declined.result.outcome.value
+                return declined.result
+            except (ProcessorUnavailable, TimeoutError):
+                return None
+            except Exception:
+                log.exception("processor_error", operation="prepare", reference=request.reference)
+                return None
+            finally:
+                record_outcome(outcome)
+                PROCESSOR_CALLS.labels(self._processor.name, "prepare", outcome).observe(
+                    asyncio.get_running_loop().time() - started
+                )
         if reference is None:
             return request
         async with self._sessions.begin() as session:

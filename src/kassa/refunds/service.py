@@ -19,6 +19,7 @@ from kassa.db import new_id, parse_id
 from kassa.events.service import EventService
 from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import PROCESSOR_CALLS, REFUND_AMOUNT, REFUNDS
+from kassa.observability.tracing import processor_span
 from kassa.payments.errors import PaymentNotFound
 from kassa.payments.service import PaymentService, ReconcileReport, refundable_amount
 from kassa.processors.base import Outcome, Processor, ProcessorUnavailable, RefundRequest
@@ -112,21 +113,23 @@ class RefundService:
     async def _call_processor(self, request: RefundRequest) -> tuple[Outcome, str] | None:
         started = asyncio.get_running_loop().time()
         label = "unknown"
-        try:
-            result = await asyncio.wait_for(
-                self._processor.refund(request), timeout=self._processor_timeout
-            )
-            label = result.outcome.value
-            return result.outcome, result.processor_reference
-        except (ProcessorUnavailable, TimeoutError):
-            return None
-        except Exception:
-            log.exception("processor_error", operation="refund", reference=request.reference)
-            return None
-        finally:
-            PROCESSOR_CALLS.labels(self._processor.name, "refund", label).observe(
-                asyncio.get_running_loop().time() - started
-            )
+        with processor_span(self._processor.name, "refund") as record_outcome:
+            try:
+                result = await asyncio.wait_for(
+                    self._processor.refund(request), timeout=self._processor_timeout
+                )
+                label = result.outcome.value
+                return result.outcome, result.processor_reference
+            except (ProcessorUnavailable, TimeoutError):
+                return None
+            except Exception:
+                log.exception("processor_error", operation="refund", reference=request.reference)
+                return None
+            finally:
+                record_outcome(label)
+                PROCESSOR_CALLS.labels(self._processor.name, "refund", label).observe(
+                    asyncio.get_running_loop().time() - started
+                )
 
     @staticmethod
     async def succeeded_totals(session: AsyncSession) -> dict[uuid.UUID, int]:
