@@ -77,8 +77,13 @@ async def capture_lifecycles(database_url: str, count: int = 2) -> list[Capture]
         rows = [list(row) for row in params] if many else list(params or ())
         log.append(Statement(sql, rows, many))
 
+    def _transaction(connection: Any, verb: str) -> None:
+        # An autocommit session (kassa's single-statement reads) sends no BEGIN at all.
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            log.append(Statement(verb))
+
     for verb in ("begin", "commit", "rollback"):
-        event.listen(engine, verb, lambda _c, verb=verb: log.append(Statement(verb.upper())))
+        event.listen(engine, verb, lambda c, verb=verb: _transaction(c, verb.upper()))
 
     captures: list[Capture] = []
     transport = httpx.ASGITransport(app=app)
@@ -252,12 +257,15 @@ def lifecycle_variables(plan: Plan, payment_id: str) -> dict[str, str]:
     return bound
 
 
-_COLON_NAME = re.compile(r":(?=[A-Za-z0-9_])")
+# pgbench takes a name to start with a letter, digit (older releases), underscore or any
+# non-ASCII byte, as psql does.
+_COLON_NAME = re.compile(r":(?=[A-Za-z0-9_]|[^\x00-\x7f])")
 
 
 def _sql_literal(text: str) -> str:
     # pgbench's prepared mode reads any ":name" as a variable, even inside quotes
-    # ("exp_month":12, 13:25:00), so such a colon ends one literal and the next begins.
+    # ("exp_month":12, 13:25:00, label:été), so such a colon ends one literal and the next
+    # begins.
     quoted = "'" + text.replace("'", "''") + "'"
     if not _COLON_NAME.search(quoted):
         return quoted
