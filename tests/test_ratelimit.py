@@ -496,3 +496,30 @@ async def test_login_throttle_over_a_failing_storage_never_locks(recorder: Recor
         assert not (await throttle.record_failure("a@example.com")).locked
     assert not (await throttle.check("a@example.com")).locked
     await throttle.record_success("a@example.com")
+
+
+def _sample(name: str, labels: dict[str, str]) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_refused_request_is_counted_under_its_route_template(
+    api_factory: Callable[..., Any],
+) -> None:
+    api: Api = await api_factory(rate_limit="1/minute")
+    labels = {"route": LIMITED_PATH, "method": "GET", "status": "429"}
+    before = _sample("http_requests_total", labels)
+    unmatched = {"route": "unmatched", "method": "GET", "status": "429"}
+    unmatched_before = _sample("http_requests_total", unmatched)
+    responses = await exhaust(api.client, 3)
+    assert [r.status_code for r in responses] == [401, 429, 429]
+    assert _sample("http_requests_total", labels) == before + 2
+    assert _sample("http_requests_total", unmatched) == unmatched_before
+
+
+async def test_rate_limited_series_exist_at_zero_before_the_first_refusal(
+    api_factory: Callable[..., Any],
+) -> None:
+    api: Api = await api_factory(rate_limit="100/minute")
+    metrics = (await api.client.get("/metrics")).text
+    assert 'kassa_rate_limited_total{limit="ip"}' in metrics
+    assert 'kassa_rate_limited_total{limit="user"}' in metrics

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kassa.auth.service import AuthService
+from kassa.auth.service import AuthService, Principal
 from kassa.errors import KassaError, problem_response
 from kassa.idempotency.service import ClaimKind, IdempotencyService, NotJson
 from kassa.observability.metrics import IDEMPOTENT_REPLAYS
@@ -60,23 +59,10 @@ class IdempotencyMiddleware:
         app: ASGIApp,
         service: IdempotencyService,
         auth: AuthService,
-        route_templates: Sequence[str] = (),
     ) -> None:
         self.app = app
         self.service = service
         self.auth = auth
-        self.templates = [
-            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(t)) + "$"), t)
-            for t in route_templates
-        ]
-
-    def _match_route(self, scope: Scope) -> None:
-        """Name the route of a replayed answer (it never reaches the router), so metrics and
-        the access log see its template, not `unmatched`."""
-        for pattern, template in self.templates:
-            if pattern.match(scope["path"]):
-                scope.setdefault("state", {})["route_template"] = template
-                return
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -98,16 +84,18 @@ class IdempotencyMiddleware:
                 detail="Idempotency-Key must be 1 to 255 printable ASCII characters.",
             )(scope, receive, send)
             return
-        token = _bearer(scope)
-        if token is None:
-            await self.app(scope, receive, send)  # the route answers 401; nothing is kept
-            return
-        try:
-            principal = await self.auth.authenticate(token)
-        except KassaError:
-            await self.app(scope, receive, send)
-            return
-        scope.setdefault("state", {})["principal"] = principal
+        principal = scope.get("state", {}).get("principal")
+        if not isinstance(principal, Principal):  # the rate limiter did not authenticate it
+            token = _bearer(scope)
+            if token is None:
+                await self.app(scope, receive, send)  # the route answers 401; nothing kept
+                return
+            try:
+                principal = await self.auth.authenticate(token)
+            except KassaError:
+                await self.app(scope, receive, send)
+                return
+            scope.setdefault("state", {})["principal"] = principal
         body, replay_receive = await _buffer(receive)
         if body is None:
             await self.app(scope, replay_receive, send)  # too large: the body limit answers
@@ -134,7 +122,6 @@ class IdempotencyMiddleware:
             return
         if claim.kind is ClaimKind.REPLAY:
             IDEMPOTENT_REPLAYS.inc()
-            self._match_route(scope)
             await _replay(claim.status or 500, claim.body or b"", claim.content_type, send)
             return
         assert claim.record_id is not None

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 
 import structlog
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.edge.csp import DEFAULT_POLICY
@@ -37,10 +38,27 @@ _API_CACHE = (b"cache-control", b"no-store")
 _HSTS = (b"strict-transport-security", b"max-age=63072000")
 
 
-def _route_template(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None) or scope.get("state", {}).get("route_template")
-    return str(path) if isinstance(path, str) else "unmatched"
+class RouteNamer:
+    """The template of the route that answered, or of the documented route the path names
+    when an outer layer answered first (a 429, 413 or 431, an idempotent replay), so those
+    are counted under their route, not as `unmatched`."""
+
+    def __init__(self) -> None:
+        self._patterns: list[tuple[re.Pattern[str], str]] | None = None
+
+    def __call__(self, scope: Scope) -> str:
+        path = getattr(scope.get("route"), "path", None)
+        if isinstance(path, str):
+            return path
+        if self._patterns is None:
+            app = scope.get("app")
+            openapi = getattr(app, "openapi", None)
+            templates = list(openapi()["paths"]) if callable(openapi) else []
+            self._patterns = [(compile_path(t)[0], t) for t in templates]
+        for pattern, template in self._patterns:
+            if pattern.match(scope["path"]):
+                return template
+        return "unmatched"
 
 
 def _request_id(scope: Scope) -> str:
@@ -56,6 +74,7 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, trusted: Sequence[Network] = ()) -> None:
         self.app = app
         self.trusted = tuple(trusted)
+        self._route_template = RouteNamer()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,7 +112,7 @@ class RequestContextMiddleware:
         finally:
             HTTP_IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
-            route = _route_template(scope)
+            route = self._route_template(scope)
             method = scope["method"]
             HTTP_REQUESTS.labels(route, method, str(status)).inc()
             HTTP_DURATION.labels(route, method, str(status)).observe(elapsed)

@@ -45,6 +45,10 @@ class RateLimitMiddleware:
         self.trusted = tuple(trusted)
         self.user_limiter = user_limiter
         self.auth = auth
+        # Each limit's series exists from the start, at 0, so rate() sees the first refusal.
+        for named in (limiter, user_limiter):
+            if named is not None:
+                RATE_LIMITED.labels(named.name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/api"):
