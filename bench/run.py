@@ -547,6 +547,8 @@ def summarise_profile(raw: Path, top: int = 30) -> list[str]:
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue  # a frame name that spilled over a line break
         count = int(count_text)
         total += count
         frames = stack.split(";")

@@ -123,6 +123,21 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def create_autocommit_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for work that is one statement, on hot paths (authentication, status reads,
+    an idempotency claim, a simulator record).
+
+    On PostgreSQL they run in autocommit: one statement is atomic and its own snapshot, so
+    it costs one round trip instead of BEGIN, the statement and COMMIT/ROLLBACK. Use them
+    only where one statement does the whole job (and write inside `.begin()`, so SQLite,
+    which keeps its ordinary sessions here, commits); anything that reads then writes takes
+    a transaction from the ordinary factory."""
+    if engine.dialect.name != "postgresql":
+        return create_session_factory(engine)
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(autocommit, expire_on_commit=False, autoflush=False)
+
+
 async def session_scope(
     factory: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:

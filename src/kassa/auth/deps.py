@@ -13,7 +13,7 @@ from kassa.errors import Unauthorized
 bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /api/auth/login")
 
 
-def get_auth_service(request: Request) -> AuthService:
+async def get_auth_service(request: Request) -> AuthService:
     service: AuthService = request.app.state.container.auth
     return service
 

@@ -60,8 +60,10 @@ class AuthService:
         tokens: TokenCodec,
         throttle: LoginThrottle,
         clock: Callable[[], datetime],
+        autocommit: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._autocommit = autocommit or sessions
         self._tokens = tokens
         self._throttle = throttle
         self._clock = clock
@@ -136,7 +138,7 @@ class AuthService:
             claims = self._tokens.decode(access_token, "access", now=self._clock())
         except InvalidToken:
             raise Unauthorized("The bearer token is invalid or expired.") from None
-        async with self._sessions() as session:
+        async with self._autocommit() as session:
             found = await repository.get_active_session(
                 session, claims.session_id, claims.user_id, self._clock()
             )

@@ -12,7 +12,7 @@ from kassa.web import problem_responses, reject_unknown_query
 router = APIRouter(prefix="/api/events", tags=["events"], dependencies=[reject_unknown_query])
 
 
-def get_event_service(request: Request) -> EventService:
+async def get_event_service(request: Request) -> EventService:
     service: EventService = request.app.state.container.events
     return service
 

@@ -63,8 +63,10 @@ class IdempotencyService:
         sessions: async_sessionmaker[AsyncSession],
         hmac_key: bytes,
         clock: Callable[[], datetime],
+        autocommit: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._autocommit = autocommit or sessions
         self._hmac_key = hmac_key
         self._clock = clock
 
@@ -87,6 +89,11 @@ class IdempotencyService:
             lease_until=now + LEASE,
             expires_at=now + RETENTION,
         )
+        # The usual case, a new key, is one atomic statement; a key already there is
+        # examined in a transaction.
+        async with self._autocommit.begin() as session:
+            if await repository.insert_claim(session, record):
+                return Claim(ClaimKind.NEW, record.id)
         for _ in range(3):
             async with self._sessions.begin() as session:
                 if await repository.insert_claim(session, record):
@@ -120,14 +127,14 @@ class IdempotencyService:
     async def complete(
         self, record_id: uuid.UUID, status: int, body: bytes, content_type: str
     ) -> None:
-        async with self._sessions.begin() as session:
+        async with self._autocommit.begin() as session:
             await repository.complete(
                 session, record_id, status=status, body=body, content_type=content_type
             )
 
     async def release(self, record_id: uuid.UUID) -> None:
         """Forget a claim whose request must be retryable (401, 429, validation, 5xx)."""
-        async with self._sessions.begin() as session:
+        async with self._autocommit.begin() as session:
             await repository.delete_record(session, record_id)
 
     async def purge_expired(self) -> int:

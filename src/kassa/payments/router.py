@@ -18,7 +18,7 @@ from kassa.web import problem_responses, reject_unknown_query
 router = APIRouter(prefix="/api/payments", tags=["payments"], dependencies=[reject_unknown_query])
 
 
-def get_payment_service(request: Request) -> PaymentService:
+async def get_payment_service(request: Request) -> PaymentService:
     service: PaymentService = request.app.state.container.payments
     return service
 

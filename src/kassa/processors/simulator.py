@@ -39,7 +39,6 @@ class SimulatorProcessor:
     def __init__(self, store: SimulatorStore | None = None, *, delay_seconds: float = 0.0) -> None:
         self._store = store or MemorySimulatorStore()
         self._delay = delay_seconds  # a network's latency, for load and crash tests
-        self._lock = asyncio.Lock()
         self.charge_attempts = 0
 
     @property
@@ -67,35 +66,30 @@ class SimulatorProcessor:
     async def charge(self, request: ChargeRequest) -> ChargeResult:
         if self._delay:
             await asyncio.sleep(self._delay)
-        async with self._lock:
-            self.charge_attempts += 1
-            known = await self._store.get_charge(request.reference)
-            if known is not None:
-                return known
-            failure = self._decide(request)
-            result = ChargeResult(
-                outcome=Outcome.FAILED if failure else Outcome.SUCCEEDED,
-                processor_reference=f"sim_ch_{uuid.uuid4().hex}",
-                failure_code=failure,
-                failure_message=FAILURE_MESSAGES[failure] if failure else None,
-            )
-            # The store keeps the first answer for a reference, even across processes.
-            return await self._store.put_charge(
-                request.reference, result, request.amount, request.currency
-            )
+        # No lock: the store keeps the first answer for a reference, even across processes,
+        # so two racing charges under one reference both get that one answer.
+        self.charge_attempts += 1
+        known = await self._store.get_charge(request.reference)
+        if known is not None:
+            return known
+        failure = self._decide(request)
+        result = ChargeResult(
+            outcome=Outcome.FAILED if failure else Outcome.SUCCEEDED,
+            processor_reference=f"sim_ch_{uuid.uuid4().hex}",
+            failure_code=failure,
+            failure_message=FAILURE_MESSAGES[failure] if failure else None,
+        )
+        return await self._store.put_charge(
+            request.reference, result, request.amount, request.currency
+        )
 
     async def refund(self, request: RefundRequest) -> RefundResult:
-        async with self._lock:
-            result = RefundResult(
-                outcome=Outcome.SUCCEEDED, processor_reference=f"sim_re_{uuid.uuid4().hex}"
-            )
-            return await self._store.put_refund(
-                request.reference,
-                result,
-                request.charge_reference,
-                request.amount,
-                request.currency,
-            )
+        result = RefundResult(
+            outcome=Outcome.SUCCEEDED, processor_reference=f"sim_re_{uuid.uuid4().hex}"
+        )
+        return await self._store.put_refund(
+            request.reference, result, request.charge_reference, request.amount, request.currency
+        )
 
     async def lookup_charge(self, reference: str) -> ChargeResult | None:
         return await self._store.get_charge(reference)

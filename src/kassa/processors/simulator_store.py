@@ -8,7 +8,7 @@ consistently across server processes, hosts and restarts: one reference, one cha
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import CHAR, BigInteger, String, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -106,40 +106,58 @@ def _charge_result(row: SimulatorCharge) -> ChargeResult:
     )
 
 
-class DatabaseSimulatorStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+_Row = TypeVar("_Row", SimulatorCharge, SimulatorRefund)
 
-    @staticmethod
-    def _insert(session: AsyncSession) -> Any:
-        dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
-        return sqlite_insert if dialect == "sqlite" else pg_insert
+
+def _refund_result(row: SimulatorRefund) -> RefundResult:
+    return RefundResult(Outcome(row.outcome), row.processor_reference)
+
+
+class DatabaseSimulatorStore:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        autocommit: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._autocommit = autocommit or sessions
+
+    async def _keep_first(self, model: type[_Row], values: dict[str, Any]) -> _Row:
+        """Insert unless the reference is known; the row kept, in one statement (and a read
+        only when another process won the race, after its insert committed)."""
+        async with self._autocommit.begin() as session:
+            dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
+            insert = sqlite_insert if dialect == "sqlite" else pg_insert
+            row: _Row | None = await session.scalar(
+                insert(model)
+                .values(**values, created_at=datetime.now(UTC))
+                .on_conflict_do_nothing(index_elements=["reference"])
+                .returning(model)
+            )
+            if row is None:
+                row = await session.get(model, values["reference"])
+            assert row is not None
+            return row
 
     async def put_charge(
         self, reference: str, result: ChargeResult, amount: int, currency: str
     ) -> ChargeResult:
-        async with self._sessions.begin() as session:
-            insert = self._insert(session)
-            await session.execute(
-                insert(SimulatorCharge)
-                .values(
-                    reference=reference,
-                    processor_reference=result.processor_reference,
-                    outcome=result.outcome.value,
-                    failure_code=result.failure_code.value if result.failure_code else None,
-                    failure_message=result.failure_message,
-                    amount=amount,
-                    currency=currency,
-                    created_at=datetime.now(UTC),
-                )
-                .on_conflict_do_nothing(index_elements=["reference"])
-            )
-            row = await session.get(SimulatorCharge, reference)
-            assert row is not None
-            return _charge_result(row)
+        row = await self._keep_first(
+            SimulatorCharge,
+            {
+                "reference": reference,
+                "processor_reference": result.processor_reference,
+                "outcome": result.outcome.value,
+                "failure_code": result.failure_code.value if result.failure_code else None,
+                "failure_message": result.failure_message,
+                "amount": amount,
+                "currency": currency,
+            },
+        )
+        return _charge_result(row)
 
     async def get_charge(self, reference: str) -> ChargeResult | None:
-        async with self._sessions() as session:
+        async with self._autocommit() as session:
             row = await session.get(SimulatorCharge, reference)
             return None if row is None else _charge_result(row)
 
@@ -151,24 +169,18 @@ class DatabaseSimulatorStore:
         amount: int,
         currency: str,
     ) -> RefundResult:
-        async with self._sessions.begin() as session:
-            insert = self._insert(session)
-            await session.execute(
-                insert(SimulatorRefund)
-                .values(
-                    reference=reference,
-                    processor_reference=result.processor_reference,
-                    charge_reference=charge_reference,
-                    outcome=result.outcome.value,
-                    amount=amount,
-                    currency=currency,
-                    created_at=datetime.now(UTC),
-                )
-                .on_conflict_do_nothing(index_elements=["reference"])
-            )
-            row = await session.get(SimulatorRefund, reference)
-            assert row is not None
-            return RefundResult(Outcome(row.outcome), row.processor_reference)
+        row = await self._keep_first(
+            SimulatorRefund,
+            {
+                "reference": reference,
+                "processor_reference": result.processor_reference,
+                "charge_reference": charge_reference,
+                "outcome": result.outcome.value,
+                "amount": amount,
+                "currency": currency,
+            },
+        )
+        return _refund_result(row)
 
     async def count_succeeded_charges(self) -> int:
         async with self._sessions() as session:

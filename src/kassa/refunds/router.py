@@ -12,7 +12,7 @@ from kassa.web import problem_responses, reject_unknown_query
 router = APIRouter(prefix="/api/payments", tags=["refunds"], dependencies=[reject_unknown_query])
 
 
-def get_refund_service(request: Request) -> RefundService:
+async def get_refund_service(request: Request) -> RefundService:
     service: RefundService = request.app.state.container.refunds
     return service
 

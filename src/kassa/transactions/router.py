@@ -17,7 +17,7 @@ from kassa.web import problem_responses, reject_unknown_query
 router = APIRouter(prefix="/api", tags=["transactions"], dependencies=[reject_unknown_query])
 
 
-def get_transaction_service(request: Request) -> TransactionService:
+async def get_transaction_service(request: Request) -> TransactionService:
     service: TransactionService = request.app.state.container.transactions
     return service
 

@@ -20,7 +20,7 @@ from kassa.webhooks.service import WebhookService
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], dependencies=[reject_unknown_query])
 
 
-def get_webhook_service(request: Request) -> WebhookService:
+async def get_webhook_service(request: Request) -> WebhookService:
     service: WebhookService = request.app.state.container.webhooks
     return service
 
