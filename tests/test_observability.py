@@ -11,8 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+import kassa.observability.logging as logging_module
 from kassa.app import create_app
 from kassa.observability.logging import REDACTED, redact_text, redact_value
 from tests.conftest import Api, card_details, payment_body, register_user
@@ -475,3 +478,38 @@ def test_redaction_keeps_uuids_whose_digits_look_like_a_card() -> None:
     ident = "bcff2569-0039-4766-80dd-805ae5fe6a08"
     assert redact_text(f"event {ident}") == f"event {ident}"
     assert "4111111111111111" not in redact_text(f"event {ident} card 4111111111111111")
+
+
+def _redact_text_slowly(text: str) -> str:
+    """The redaction without its shortcuts: every pattern, every value."""
+    text = logging_module._BEARER.sub(r"\1 " + logging_module.REDACTED, text)
+    text = logging_module._JWT.sub(logging_module.REDACTED, text)
+    text = logging_module._SECRET_WORDS.sub(logging_module.REDACTED, text)
+    return logging_module._mask_card_numbers(text)
+
+
+_REDACTION_ALPHABET = "0123456789 -abcdefXYZ:/_."
+_REDACTION_PIECES = st.sampled_from(
+    [
+        "4242424242424242",
+        "4111 1111 1111 1111",
+        "5555-5555-5555-4444",
+        "Bearer abc.def",
+        "bEaReR tok",
+        "eyJhbGciOi.eyJzdWIi.sig",
+        "whsec_abc123",
+        "sk_test_abc",
+        "rk_live_xyz",
+        "2026-11-27T13:25:00.752499Z",
+        "bcff2569-0039-4766-8012-123456789012",
+    ]
+)
+
+
+@given(
+    st.lists(st.one_of(st.text(_REDACTION_ALPHABET, max_size=30), _REDACTION_PIECES), max_size=6)
+)
+@settings(max_examples=400, deadline=None)
+def test_the_fast_redaction_path_changes_nothing_the_full_one_would_not(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert logging_module.redact_text(text) == _redact_text_slowly(text)

@@ -52,6 +52,27 @@ SENSITIVE_KEYS = frozenset(
 )
 # Digit groups joined by single spaces or dashes: "4111 1111 1111 1111", "4111111111111111 12".
 _DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
+# Stretches of digits, spaces and dashes: every digit run above lies inside one.
+_DIGITS_AND_SEPARATORS = re.compile(r"[\d -]{12,}")
+
+
+def _has_twelve_digits(text: str) -> bool:
+    """Whether a card number could hide here: a stretch with at least 12 digits."""
+    return any(
+        len(part) - part.count(" ") - part.count("-") >= _CARD_DIGITS[0]
+        for part in _DIGITS_AND_SEPARATORS.findall(text)
+    )
+
+
+def _token_like(text: str) -> bool:
+    """What any of the token patterns below needs, found by substring search."""
+    return (
+        "earer" in text.lower()
+        or "eyJ" in text
+        or "whsec_" in text
+        or "k_live_" in text
+        or "k_test_" in text
+    )
 _SEPARATOR = re.compile(r"([ -])")
 _CARD_DIGITS = range(12, 20)
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
@@ -105,10 +126,16 @@ def _mask_card_numbers(text: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    text = _BEARER.sub(r"\1 " + REDACTED, text)
-    text = _JWT.sub(REDACTED, text)
-    text = _SECRET_WORDS.sub(REDACTED, text)
-    return _mask_card_numbers(text)
+    # Every value of every line passes here, so the common case (an id, a route, a
+    # timestamp) is settled by two searches: nothing token-like, no run of 12 digits outside
+    # a UUID. Only a value that fails them gets the full treatment.
+    if _token_like(text):
+        text = _BEARER.sub(r"\1 " + REDACTED, text)
+        text = _JWT.sub(REDACTED, text)
+        text = _SECRET_WORDS.sub(REDACTED, text)
+    if _has_twelve_digits(text) and _has_twelve_digits(_UUID.sub(" ", text)):
+        return _mask_card_numbers(text)
+    return text
 
 
 def redact_value(key: str | None, value: Any) -> Any:
@@ -122,7 +149,10 @@ def redact_value(key: str | None, value: Any) -> Any:
         return [redact_value(None, v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool):
         # A card number logged as a number is still a card number.
-        return value if _mask_card_numbers(str(value)) == str(value) else REDACTED
+        text = str(value)
+        if not _has_twelve_digits(text):
+            return value
+        return value if _mask_card_numbers(text) == text else REDACTED
     if isinstance(value, float | bool) or value is None:
         return value
     return redact_text(str(value))
