@@ -63,6 +63,13 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine has been busy (every core, every process)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -84,6 +91,8 @@ class LoadResult:
     p999_ms: float
     max_ms: float
     notes: list[str] = field(default_factory=list)
+    machine_cpu_ms: float = 0.0  # all processes' CPU per lifecycle (load generator included)
+    server_cpu_ms: float = 0.0  # the server's worker processes' CPU per lifecycle
 
     @property
     def lifecycles_per_s(self) -> float:
@@ -172,6 +181,13 @@ class Server:
             if b"spawn_main" in cmdline or (pid == self.process.pid and not kids):
                 found.append(pid)
         return found
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.worker_pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mib(self) -> list[float]:
         peaks = []
@@ -283,7 +299,14 @@ def seed_users(server: Server, count: int, work: Path, tag: str) -> Path:
     return path
 
 
-def run_wrk(target: str, base: str, clients: int, seconds: int, tokens: Path) -> LoadResult:
+def run_wrk(
+    target: str,
+    base: str,
+    clients: int,
+    seconds: int,
+    tokens: Path,
+    server: Server | None = None,
+) -> LoadResult:
     env = {**os.environ, "BENCH_TOKENS": str(tokens), "BENCH_NONCE": uuid.uuid4().hex[:12]}
     command = [
         "wrk",
@@ -300,7 +323,11 @@ def run_wrk(target: str, base: str, clients: int, seconds: int, tokens: Path) ->
         base,
     ]
     say(f"  wrk {target}: {clients} clients for {seconds} s …")
+    machine_before = machine_cpu_seconds()
+    server_before = server.cpu_seconds() if server else 0.0
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    machine_cpu = machine_cpu_seconds() - machine_before
+    server_cpu = (server.cpu_seconds() - server_before) if server else 0.0
     line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(
@@ -321,10 +348,14 @@ def run_wrk(target: str, base: str, clients: int, seconds: int, tokens: Path) ->
         p999_ms=data["p999_us"] / 1000,
         max_ms=data["max_us"] / 1000,
         notes=list(data["last_bad"]),
+        machine_cpu_ms=1000 * machine_cpu / max(1, data["lifecycles"]),
+        server_cpu_ms=1000 * server_cpu / max(1, data["lifecycles"]),
     )
     say(
         f"    {result.lifecycles_per_s:.1f} lifecycles/s, {result.requests_per_s:.1f} req/s, "
-        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, errors {result.errors}"
+        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, errors {result.errors}; "
+        f"CPU per lifecycle: server {result.server_cpu_ms:.1f} ms, "
+        f"machine {result.machine_cpu_ms:.1f} ms"
     )
     return result
 
@@ -358,7 +389,9 @@ def run_pgbench(
         host_dsn,
     ]
     say(f"  pgbench: {clients} clients for {seconds} s …")
+    machine_before = machine_cpu_seconds()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
+    machine_cpu = machine_cpu_seconds() - machine_before
     match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
     failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
     if done.returncode != 0 or match is None:
@@ -393,6 +426,7 @@ def run_pgbench(
         p999_ms=pct(0.999),
         max_ms=latencies[-1] if latencies else 0.0,
         notes=[f"latency is one whole lifecycle's SQL; scripts {', '.join(statements)}"],
+        machine_cpu_ms=1000 * machine_cpu / max(1, len(latencies)),
     )
     say(
         f"    {tps:.1f} lifecycles/s, p50 {result.p50_ms:.1f} ms, "
@@ -620,14 +654,16 @@ def machine() -> dict[str, Any]:
 
 def table(results: list[LoadResult]) -> list[str]:
     lines = [
-        "| target | clients | lifecycles/s | requests/s | p50 ms | p99 ms | p99.9 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | clients | lifecycles/s | requests/s | p50 ms | p99 ms | p99.9 ms | errors "
+        "| CPU ms/lifecycle: server, machine |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         rps = f"{r.requests_per_s:.0f}" if r.requests else "–"
         lines.append(
             f"| {r.target} | {r.clients} | {r.lifecycles_per_s:.1f} | {rps} | {r.p50_ms:.1f} | "
-            f"{r.p99_ms:.1f} | {r.p999_ms:.1f} | {r.errors} |"
+            f"{r.p99_ms:.1f} | {r.p999_ms:.1f} | {r.errors} | "
+            f"{r.server_cpu_ms:.1f}, {r.machine_cpu_ms:.1f} |"
         )
     return lines
 
@@ -707,7 +743,9 @@ def main(argv: list[str] | None = None) -> int:
                         kassa.worker_pids()[0], max(5, args.duration - 5), work / "profile.raw"
                     )
                 results.append(
-                    run_wrk(f"kassa ×{args.workers}", kassa.base, count, args.duration, tokens)
+                    run_wrk(
+                        f"kassa ×{args.workers}", kassa.base, count, args.duration, tokens, kassa
+                    )
                 )
                 if profile is not None:
                     profile.wait(timeout=60)
@@ -730,7 +768,14 @@ def main(argv: list[str] | None = None) -> int:
                 for count in clients:
                     run_wrk("warmup", floor.base, count, args.warmup, tokens)
                     results.append(
-                        run_wrk(f"floor ×{args.workers}", floor.base, count, args.duration, tokens)
+                        run_wrk(
+                            f"floor ×{args.workers}",
+                            floor.base,
+                            count,
+                            args.duration,
+                            tokens,
+                            floor,
+                        )
                     )
                 report["floor_peak_rss_mib"] = [round(x, 1) for x in floor.peak_rss_mib()]
             for count in clients:
