@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import orjson
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.auth.service import AuthService, Principal
@@ -20,6 +21,7 @@ from kassa.errors import KassaError, problem_response
 from kassa.idempotency.service import ClaimKind, IdempotencyService, NotJson
 from kassa.observability.metrics import IDEMPOTENT_REPLAYS
 
+log = structlog.get_logger("kassa.idempotency")
 HEADER = b"idempotency-key"
 _VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 _NOT_KEPT_CODES = frozenset({"validation_error", "malformed_json", "payload_too_large"})
@@ -98,7 +100,10 @@ class IdempotencyMiddleware:
             scope.setdefault("state", {})["principal"] = principal
         body, replay_receive = await _buffer(receive)
         if body is None:
-            await self.app(scope, replay_receive, send)  # too large: the body limit answers
+            # The client went away before its body was whole. Running the request on what
+            # arrived would read a missing body as an empty one (a refund with no amount
+            # refunds everything); nothing was claimed, so nothing happens.
+            log.info("request_abandoned", reason="client disconnected before the body ended")
             return
         try:
             fingerprint = self.service.fingerprint(scope["method"], scope["path"], body)
@@ -158,13 +163,14 @@ class IdempotencyMiddleware:
 
 
 async def _buffer(receive: Receive) -> tuple[bytes | None, Receive]:
-    """Read the whole body once and hand the app a receive that plays it back."""
+    """Read the whole body once and hand the app a receive that plays it back; None when
+    the client disconnected first (the body is then unknown, never empty)."""
     parts: list[bytes] = []
     more = True
     while more:
         message = await receive()
-        if message["type"] == "http.disconnect":
-            break
+        if message["type"] != "http.request":
+            return None, receive
         parts.append(message.get("body", b""))
         more = bool(message.get("more_body", False))
     body = b"".join(parts)
