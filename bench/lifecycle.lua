@@ -30,7 +30,6 @@ phase = "create"
 payment_id = nil
 seq = 0
 lifecycles = 0
-requests_by_kind = 0
 unexpected = 0
 refunds = 0
 statuses = 0
@@ -39,11 +38,10 @@ last_bad = ""
 local payment_body = '{"amount":2500,"currency":"USD","payment_method":"credit_card",'
   .. '"details":{"number":"4242424242424242","exp_month":12,"exp_year":2035,"cvc":"123"}}'
 local refund_body = '{"amount":1000,"reason":"requested_by_customer"}'
-local headers = {}
+local auth = nil
 
 function init(args)
-  headers["Authorization"] = "Bearer " .. token
-  headers["Content-Type"] = "application/json"
+  auth = "Bearer " .. token
 end
 
 local function key()
@@ -51,19 +49,27 @@ local function key()
   return string.format("%s-%d-%d", nonce, thread_id, seq)
 end
 
+-- A fresh header table for every request: wrk.format writes Content-Length into the table
+-- it is given, and a stale one on a GET would make the server read the next request as its
+-- body.
+local function post(path, body)
+  local headers = {
+    ["Authorization"] = auth,
+    ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = key(),
+  }
+  return wrk.format("POST", path, headers, body)
+end
+
 function request()
   if phase == "process" then
-    headers["Idempotency-Key"] = key()
-    return wrk.format("POST", "/api/payments/process", headers, '{"payment_id":"' .. payment_id .. '"}')
+    return post("/api/payments/process", '{"payment_id":"' .. payment_id .. '"}')
   elseif phase == "status" then
-    headers["Idempotency-Key"] = nil
-    return wrk.format("GET", "/api/payments/" .. payment_id .. "/status", headers)
+    return wrk.format("GET", "/api/payments/" .. payment_id .. "/status", {["Authorization"] = auth})
   elseif phase == "refund" then
-    headers["Idempotency-Key"] = key()
-    return wrk.format("POST", "/api/payments/" .. payment_id .. "/refund", headers, refund_body)
+    return post("/api/payments/" .. payment_id .. "/refund", refund_body)
   end
-  headers["Idempotency-Key"] = key()
-  return wrk.format("POST", "/api/payments", headers, payment_body)
+  return post("/api/payments", payment_body)
 end
 
 local function bad(status)

@@ -438,6 +438,20 @@ def run_pgbench(
 # --- checks -------------------------------------------------------------------------------
 
 
+def log_errors(log: Path) -> dict[str, int]:
+    """Error and critical lines of a server's JSON log, counted by event."""
+    counts: dict[str, int] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in {"error", "critical"}:
+            name = str(entry.get("event"))
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def ledger_verify(env: dict[str, str], work: Path) -> str:
     done = subprocess.run(
         [str(BIN / "kassa"), "ledger", "verify"],
@@ -497,7 +511,20 @@ def check_states(
     if int(charged["n"]) < settled:
         problems.append(f"{settled} settled payments but only {charged['n']} simulator charges")
     if problems:
-        raise RuntimeError("state check failed: " + "; ".join(problems))
+        odd = pg.fetch(
+            database,
+            """
+            SELECT p.id, p.status, p.amount, p.amount_refunded, p.amount_refund_pending,
+                   array_agg(r.amount || ':' || r.status ORDER BY r.created_at) AS refunds
+            FROM payment p JOIN user_account u ON u.id = p.user_id
+            LEFT JOIN refund r ON r.payment_id = p.id
+            WHERE u.email LIKE 'bench-%' AND p.status NOT IN ('completed', 'pending')
+              AND NOT (p.status = 'partially_refunded' AND p.amount_refunded = 1000)
+            GROUP BY p.id LIMIT 10
+            """,
+        )
+        details = [dict(row) for row in odd]
+        raise RuntimeError("state check failed: " + "; ".join(problems) + f"; examples: {details}")
     return {"states": states, "simulator_charges": int(charged["n"])}
 
 
@@ -714,7 +741,8 @@ def main(argv: list[str] | None = None) -> int:
             [str(BIN / "kassa"), "migrate"], cwd=work, env=env, check=True, capture_output=True
         )
         say("capturing kassa's own SQL for create, process, status and refund")
-        plan = capture_plan(pg.url(kassa_db))
+        secrets = {k: env[k] for k in ("KASSA_JWT_SECRET", "KASSA_VAULT_KEYS")}
+        plan = capture_plan(pg.url(kassa_db), secrets)
         plan_path = work / "plan.json"
         plan_path.write_text(plan.to_json())
         scripts = {
@@ -751,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
                     profile.wait(timeout=60)
             report["kassa_peak_rss_mib"] = [round(x, 1) for x in kassa.peak_rss_mib()]
             say(f"  peak memory per kassa worker: {report['kassa_peak_rss_mib']} MiB")
+        report["kassa_log_errors"] = log_errors(kassa.log)
+        say(f"  error lines in kassa's log: {report['kassa_log_errors']}")
         runs = 2 * len(clients)
         say("checking: kassa ledger verify, payment states, simulator charges")
         report["ledger_verify"] = ledger_verify(env, work)
@@ -841,7 +871,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scale-out: {json.dumps(report['scale_out'])}")
     if "profile" in report:
         print("\n".join(report["profile"]))
-    errors = sum(r.errors for r in results)
+    errors = sum(r.errors for r in results) + sum(report["kassa_log_errors"].values())
     print(f"\nerrors in all runs: {errors}; figures written to {args.out}")
     shutil.rmtree(work, ignore_errors=True)
     return 1 if errors else 0

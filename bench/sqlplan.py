@@ -16,6 +16,7 @@ import base64
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -49,9 +50,14 @@ class Capture:
     payment_id: str = ""
 
 
-async def capture_lifecycles(database_url: str, count: int = 2) -> list[Capture]:
+async def capture_lifecycles(
+    database_url: str, count: int = 2, secrets: Mapping[str, str] | None = None
+) -> list[Capture]:
     """Run `count` lifecycles (create, process, status, refund) through kassa in-process
-    against `database_url` (already migrated) and return the statements of each part."""
+    against `database_url` (already migrated) and return the statements of each part.
+
+    `secrets` (KASSA_JWT_SECRET, KASSA_VAULT_KEYS) must be the served kassa's when it will
+    use the same database: the card-fingerprint key the capture seals stays in it."""
     from kassa.app import create_app
     from kassa.container import build_container
     from kassa.settings import load_settings
@@ -65,6 +71,7 @@ async def capture_lifecycles(database_url: str, count: int = 2) -> list[Capture]
             "KASSA_RATE_LIMIT": "1000000/minute",
             "KASSA_USER_RATE_LIMIT": "1000000/minute",
             "KASSA_LOG_LEVEL": "WARNING",
+            **(secrets or {}),
         }
     )
     container = build_container(settings)
@@ -366,8 +373,8 @@ async def run_part(connection: Any, plan: Plan, part: str, bound: dict[str, str]
             await connection.fetch(sql, *[python_value(v, bound) for v in statement["params"]])
 
 
-def capture_plan(database_url: str) -> Plan:
+def capture_plan(database_url: str, secrets: Mapping[str, str] | None = None) -> Plan:
     # The first lifecycle warms caches (the fingerprint key, prepared statements); plan from
     # the two after it, which issue what every later lifecycle issues.
-    _warm, first, second = asyncio.run(capture_lifecycles(database_url, count=3))
+    _warm, first, second = asyncio.run(capture_lifecycles(database_url, count=3, secrets=secrets))
     return build_plan(first, second)
