@@ -73,6 +73,8 @@ def _token_like(text: str) -> bool:
         or "k_live_" in text
         or "k_test_" in text
     )
+
+
 _SEPARATOR = re.compile(r"([ -])")
 _CARD_DIGITS = range(12, 20)
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
