@@ -24,8 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kassa.db import new_id, parse_id
 from kassa.events.service import EventService
 from kassa.ledger.service import LedgerService
-from kassa.observability.metrics import PAYMENT_AMOUNT, PAYMENTS, PROCESSOR_CALLS
-from kassa.observability.tracing import processor_span
+from kassa.observability.metrics import PAYMENT_AMOUNT, PAYMENTS
 from kassa.payments import repository
 from kassa.payments.errors import AmountTooLarge, PaymentNotFound, PaymentNotPending
 from kassa.payments.models import Payment, PaymentSecret
@@ -49,6 +48,7 @@ from kassa.processors.base import (
     ProcessorUnavailable,
     WalletData,
 )
+from kassa.processors.calls import call_processor
 from kassa.transactions.service import TransactionService
 from kassa.vault.cards import detect_brand, last4
 from kassa.vault.crypto import Sealed, Vault, VaultError
@@ -288,27 +288,15 @@ class PaymentService:
         return ProcessOutcome(payment=settled, settled=True)
 
     async def _charge(self, request: ChargeRequest) -> ChargeResult | None:
-        started = asyncio.get_running_loop().time()
-        outcome = "unknown"
-        with processor_span(self._processor.name, "charge") as record_outcome:
-            try:
-                result = await asyncio.wait_for(
-                    self._processor.charge(request), timeout=self._processor_timeout
-                )
-                outcome = result.outcome.value
-                return result
-            except (ProcessorUnavailable, TimeoutError):
-                return None
-            except Exception:
-                # A bug or an unexpected answer in a connector: whether money moved is
-                # unknown, so the payment stays processing for reconciliation, not failing.
-                log.exception("processor_error", operation="charge", reference=request.reference)
-                return None
-            finally:
-                record_outcome(outcome)
-                PROCESSOR_CALLS.labels(self._processor.name, "charge", outcome).observe(
-                    asyncio.get_running_loop().time() - started
-                )
+        answer = await call_processor(
+            self._processor.name,
+            "charge",
+            self._processor.charge(request),
+            seconds=self._processor_timeout,
+            reference=request.reference,
+            outcome=lambda result: result.outcome.value,
+        )
+        return None if answer is None else answer.value
 
     async def _prepare_and_charge(
         self, payment_id: uuid.UUID, request: ChargeRequest
@@ -330,27 +318,20 @@ class PaymentService:
         reconciliation can always find what a charge did. The request to charge with; the
         result when the processor already declined; None when the outcome is unknown (no
         answer, or the payment was settled by another worker meanwhile)."""
-        started = asyncio.get_running_loop().time()
-        outcome = "unknown"
-        with processor_span(self._processor.name, "prepare") as record_outcome:
-            try:
-                reference = await asyncio.wait_for(
-                    self._processor.prepare_charge(request), timeout=self._processor_timeout
-                )
-                outcome = "prepared"
-            except ChargeDeclined as declined:
-                outcome = declined.result.outcome.value
-                return declined.result
-            except (ProcessorUnavailable, TimeoutError):
-                return None
-            except Exception:
-                log.exception("processor_error", operation="prepare", reference=request.reference)
-                return None
-            finally:
-                record_outcome(outcome)
-                PROCESSOR_CALLS.labels(self._processor.name, "prepare", outcome).observe(
-                    asyncio.get_running_loop().time() - started
-                )
+        try:
+            answer = await call_processor(
+                self._processor.name,
+                "prepare",
+                self._processor.prepare_charge(request),
+                seconds=self._processor_timeout,
+                reference=request.reference,
+                outcome=lambda _reference: "prepared",
+            )
+        except ChargeDeclined as declined:
+            return declined.result
+        if answer is None:
+            return None
+        reference = answer.value
         if reference is None:
             return request
         async with self._sessions.begin() as session:

@@ -7,7 +7,6 @@ again. The database's CHECK (refunded + pending <= amount) backs the rule up.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -18,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kassa.db import new_id, parse_id
 from kassa.events.service import EventService
 from kassa.ledger.service import LedgerService
-from kassa.observability.metrics import PROCESSOR_CALLS, REFUND_AMOUNT, REFUNDS
-from kassa.observability.tracing import processor_span
+from kassa.observability.metrics import REFUND_AMOUNT, REFUNDS
 from kassa.payments.errors import PaymentNotFound
 from kassa.payments.service import PaymentService, ReconcileReport, refundable_amount
-from kassa.processors.base import Outcome, Processor, ProcessorUnavailable, RefundRequest
+from kassa.processors.base import Outcome, Processor, RefundRequest
+from kassa.processors.calls import call_processor
 from kassa.refunds import repository
 from kassa.refunds.errors import PaymentNotRefundable, RefundExceedsRefundable
 from kassa.refunds.models import Refund
@@ -111,25 +110,17 @@ class RefundService:
         return settled or refund
 
     async def _call_processor(self, request: RefundRequest) -> tuple[Outcome, str] | None:
-        started = asyncio.get_running_loop().time()
-        label = "unknown"
-        with processor_span(self._processor.name, "refund") as record_outcome:
-            try:
-                result = await asyncio.wait_for(
-                    self._processor.refund(request), timeout=self._processor_timeout
-                )
-                label = result.outcome.value
-                return result.outcome, result.processor_reference
-            except (ProcessorUnavailable, TimeoutError):
-                return None
-            except Exception:
-                log.exception("processor_error", operation="refund", reference=request.reference)
-                return None
-            finally:
-                record_outcome(label)
-                PROCESSOR_CALLS.labels(self._processor.name, "refund", label).observe(
-                    asyncio.get_running_loop().time() - started
-                )
+        answer = await call_processor(
+            self._processor.name,
+            "refund",
+            self._processor.refund(request),
+            seconds=self._processor_timeout,
+            reference=request.reference,
+            outcome=lambda result: result.outcome.value,
+        )
+        if answer is None:
+            return None
+        return answer.value.outcome, answer.value.processor_reference
 
     @staticmethod
     async def succeeded_totals(session: AsyncSession) -> dict[uuid.UUID, int]:
