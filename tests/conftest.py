@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import secrets
 import uuid
@@ -71,14 +72,19 @@ def _drop_pg_database(name: str) -> None:
     asyncio.run(drop())
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test session (one per xdist worker)."""
+def require_postgres() -> None:
+    """Skip the test without a reachable PostgreSQL; in CI (`CI=true`), fail it."""
     if not _pg_reachable():
         message = f"PostgreSQL is not reachable at {PG_ADMIN_DSN}"
         if IN_CI:
             pytest.fail(message + " (CI requires it)", pytrace=False)
         pytest.skip(message)
+
+
+@contextlib.contextmanager
+def migrated_postgres() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of its own, dropped afterwards."""
+    require_postgres()
     name, url = _create_pg_database()
     try:
         upgrade(url)
@@ -87,12 +93,23 @@ def postgres_url() -> Iterator[str]:
         _drop_pg_database(name)
 
 
-@pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("sqlite") / "kassa.db"
-    url = f"sqlite+aiosqlite:///{path}"
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory, folder: str) -> str:
+    """A fresh, migrated SQLite database file in a temporary folder of its own."""
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp(folder) / 'kassa.db'}"
     upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session (one per xdist worker)."""
+    with migrated_postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return migrated_sqlite(tmp_path_factory, "sqlite")
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

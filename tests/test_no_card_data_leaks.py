@@ -25,19 +25,16 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from kassa.migrate import upgrade
 from kassa.processors.base import Processor
 from kassa.processors.faults import Fault, FaultInjectingProcessor
 from kassa.processors.simulator import SimulatorProcessor
 from kassa.processors.stripe import StripeProcessor
 from tests.conftest import (
     IN_CI,
-    PG_ADMIN_DSN,
     Api,
-    _create_pg_database,
-    _drop_pg_database,
-    _pg_reachable,
     card_details,
+    migrated_postgres,
+    migrated_sqlite,
     payment_body,
     register_user,
 )
@@ -51,23 +48,13 @@ PG_DUMP = shutil.which("pg_dump")
 
 @pytest.fixture(scope="module")
 def leaks_sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('leaks') / 'kassa.db'}"
-    upgrade(url)
-    return url
+    return migrated_sqlite(tmp_path_factory, "leaks")
 
 
 @pytest.fixture(scope="module")
 def leaks_postgres_url() -> Iterator[str]:
-    if not _pg_reachable():
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}", pytrace=False)
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}")
-    name, url = _create_pg_database()
-    try:
-        upgrade(url)
+    with migrated_postgres() as url:
         yield url
-    finally:
-        _drop_pg_database(name)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -27,7 +27,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kassa.db import create_engine, create_session_factory
-from kassa.migrate import upgrade
 from kassa.payments.service import charge_reference
 from kassa.processors.base import Processor
 from kassa.processors.customers import CustomerStore, MemoryCustomerStore
@@ -38,13 +37,7 @@ from kassa.processors.simulator_store import (
     SimulatorRefund,
 )
 from kassa.processors.stripe import StripeProcessor
-from tests.conftest import (
-    IN_CI,
-    PG_ADMIN_DSN,
-    _create_pg_database,
-    _drop_pg_database,
-    _pg_reachable,
-)
+from tests.conftest import migrated_postgres, migrated_sqlite
 
 STRIPE_TEST_KEY = "sk_test_kassa_localstripe"
 LOCALSTRIPE_SCRIPT = Path(__file__).with_name("localstripe_server.py")
@@ -55,24 +48,13 @@ LOCALSTRIPE_SCRIPT = Path(__file__).with_name("localstripe_server.py")
 
 @pytest.fixture(scope="package")
 def processors_sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('processors') / 'kassa.db'}"
-    upgrade(url)
-    return url
+    return migrated_sqlite(tmp_path_factory, "processors")
 
 
 @pytest.fixture(scope="package")
 def processors_postgres_url() -> Iterator[str]:
-    if not _pg_reachable():
-        message = f"PostgreSQL is not reachable at {PG_ADMIN_DSN}"
-        if IN_CI:
-            pytest.fail(message + " (CI requires it)", pytrace=False)
-        pytest.skip(message)
-    name, url = _create_pg_database()
-    try:
-        upgrade(url)
+    with migrated_postgres() as url:
         yield url
-    finally:
-        _drop_pg_database(name)
 
 
 @pytest.fixture(scope="package", params=["sqlite", "postgres"])
