@@ -452,3 +452,23 @@ async def test_process_answers_the_outcome_reconcile_recorded_while_it_waited(
     assert len(processor.charges_for(user)) == 2
     assert await processor.money_moved(user) == {_reference(payment): 1}
     assert await _charge_postings(api, payment["id"]) == 1
+
+
+async def test_reconcile_times_and_counts_its_lookups_like_every_processor_call(
+    api_factory: Any,
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def lookups() -> float:
+        labels = {"processor": "simulator", "operation": "lookup", "outcome": "succeeded"}
+        return REGISTRY.get_sample_value("kassa_processor_call_duration_seconds_count", labels) or 0
+
+    processor = LossyNetwork(lose_charge="answer")
+    api: Api = await api_factory(processor=processor)
+    user = await register_user(api.client)
+    payment = await create_payment(api.client, user)
+    assert (await _process(api, user, payment["id"])).status_code == 202
+    before = lookups()
+    await api.container.payments.reconcile(older_than=NOW)
+    assert (await _payment(api, user, payment["id"]))["status"] == "completed"
+    assert lookups() >= before + 1

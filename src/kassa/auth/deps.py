@@ -6,9 +6,21 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import Scope
 
 from kassa.auth.service import AuthService, Principal
 from kassa.errors import Unauthorized
+
+
+def bearer_token(scope: Scope) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, for middleware that runs
+    before FastAPI's dependencies (rate limits, idempotency)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /api/auth/login")
 

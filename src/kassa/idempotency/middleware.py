@@ -16,6 +16,7 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kassa.auth.deps import bearer_token
 from kassa.auth.service import AuthService, Principal
 from kassa.errors import KassaError, problem_response
 from kassa.idempotency.service import ClaimKind, IdempotencyService, NotJson
@@ -45,14 +46,6 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
-
-
-def _bearer(scope: Scope) -> str | None:
-    raw = _header(scope, b"authorization")
-    if raw is None:
-        return None
-    scheme, _, token = raw.decode("latin-1").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 class IdempotencyMiddleware:
@@ -88,7 +81,7 @@ class IdempotencyMiddleware:
             return
         principal = scope.get("state", {}).get("principal")
         if not isinstance(principal, Principal):  # the rate limiter did not authenticate it
-            token = _bearer(scope)
+            token = bearer_token(scope)
             if token is None:
                 await self.app(scope, receive, send)  # the route answers 401; nothing kept
                 return

@@ -9,7 +9,6 @@ looking the charge up under the same deterministic reference — so nothing is c
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -45,7 +44,6 @@ from kassa.processors.base import (
     FailureCode,
     Outcome,
     Processor,
-    ProcessorUnavailable,
     WalletData,
 )
 from kassa.processors.calls import call_processor
@@ -281,7 +279,7 @@ class PaymentService:
         if settled is None:
             # Reconciliation recorded this same charge (one reference, one charge) while we
             # waited for the processor: answer with what it recorded, not a stale `processing`.
-            async with self._sessions() as session:
+            async with self._autocommit() as session:
                 settled = await repository.get_payment(session, user_id, payment_id)
             if settled is None or settled.status == PaymentStatus.PROCESSING.value:
                 return ProcessOutcome(payment=settled or payment, settled=False)
@@ -463,14 +461,19 @@ class PaymentService:
 
     async def _reconcile_one(self, payment: Payment) -> bool:
         reference = charge_reference(payment.id)
-        try:
-            # The processor's own reference when it prepared the charge, else kassa's.
-            result = await asyncio.wait_for(
-                self._processor.lookup_charge(payment.processor_reference or reference),
-                timeout=self._processor_timeout,
-            )
-        except (ProcessorUnavailable, TimeoutError):
-            return False
+        # The processor's own reference when it prepared the charge, else kassa's.
+        looked_up = payment.processor_reference or reference
+        answer = await call_processor(
+            self._processor.name,
+            "lookup",
+            self._processor.lookup_charge(looked_up),
+            seconds=self._processor_timeout,
+            reference=looked_up,
+            outcome=lambda found: "none" if found is None else found.outcome.value,
+        )
+        if answer is None:
+            return False  # no answer: try again next round
+        result = answer.value
         if result is None:
             async with self._sessions() as session:
                 secret = await repository.get_secret(session, payment.id)

@@ -160,8 +160,7 @@ class RateLimiter:
                 reset_after=_seconds_until(reset_time),
                 name=self.name,
             )
-            allowed = verdict.allowed
-            if not allowed:
+            if not verdict.allowed:
                 return verdict
             if tightest is None or verdict.remaining < tightest.remaining:
                 tightest = verdict

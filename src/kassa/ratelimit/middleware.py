@@ -8,23 +8,14 @@ from collections.abc import Sequence
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kassa.auth.deps import bearer_token
 from kassa.auth.service import AuthService
-from kassa.edge.proxy import Network, client_ip, parse_trusted_proxies
+from kassa.edge.proxy import Network, client_ip
 from kassa.errors import KassaError, problem_response
 from kassa.observability.metrics import RATE_LIMITED
 from kassa.ratelimit.limiter import RateLimiter, Verdict
 
-__all__ = ["RateLimitMiddleware", "client_ip", "parse_trusted_proxies"]
-
 log = structlog.get_logger("kassa.ratelimit")
-
-
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return None
 
 
 class RateLimitMiddleware:
@@ -79,7 +70,7 @@ class RateLimitMiddleware:
     async def _hit_user(self, scope: Scope) -> Verdict | None:
         if self.user_limiter is None or self.auth is None:
             return None
-        token = _bearer(scope)
+        token = bearer_token(scope)
         if token is None:
             return None
         try:
