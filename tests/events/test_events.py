@@ -279,3 +279,45 @@ async def test_another_users_events_are_invisible(api: Api) -> None:
             404,
             "event_not_found",
         )
+
+
+async def _deliveries(api: Api, user: User) -> list[tuple[Any, ...]]:
+    async with api.container.sessions() as session:
+        result = await session.execute(
+            select(
+                WebhookDelivery.id,
+                WebhookDelivery.status,
+                WebhookDelivery.attempt_count,
+                WebhookDelivery.window_started_at,
+                WebhookDelivery.next_attempt_at,
+                WebhookDelivery.updated_at,
+            )
+            .where(WebhookDelivery.user_id == uuid.UUID(user.id))
+            .order_by(WebhookDelivery.id)
+        )
+        return [tuple(row) for row in result.all()]
+
+
+async def test_a_refused_redelivery_queues_nothing(api: Api) -> None:
+    owner = await register_user(api.client)
+    other = await register_user(api.client)
+    await create_webhook(api.client, owner, "http://127.0.0.1:9/hooks")
+    await create_payment(api.client, owner)
+    [event] = await list_events(api.client, owner)
+    before = await _deliveries(api, owner)
+    assert len(before) == 1
+
+    unknown_query = await api.client.post(
+        f"/api/events/{event['id']}/redeliver", params={"force": "1"}, headers=owner.headers
+    )
+    assert_invalid(unknown_query, "force")
+    not_theirs = await api.client.post(
+        f"/api/events/{event['id']}/redeliver", headers=other.headers
+    )
+    assert_problem(not_theirs, 404, "event_not_found")
+    one = await api.client.get(
+        f"/api/events/{event['id']}", params={"expand": "data"}, headers=owner.headers
+    )
+    assert_invalid(one, "expand")
+
+    assert await _deliveries(api, owner) == before

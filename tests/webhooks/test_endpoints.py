@@ -104,12 +104,28 @@ async def test_two_endpoints_get_two_secrets_and_duplicate_events_collapse(publi
         ({"events": ["*"]}, "url"),
         ({"url": PUBLIC_URL, "events": ["*"], "secret": "whsec_mine"}, "secret"),
         ({"url": PUBLIC_URL, "events": ["*"], "enabled": False}, "enabled"),
+        ({"url": PUBLIC_URL, "events": [1]}, "events"),
+        ({"url": PUBLIC_URL, "events": ["payment." + "x" * 60]}, "events"),
+        ({"url": PUBLIC_URL, "events": ["payment.created"] * 33}, "events"),
+        ({"url": PUBLIC_URL, "events": ["*", "*"]}, "events"),
     ],
 )
 async def test_a_bad_body_is_422(public: Api, body: dict[str, Any], field: str) -> None:
     user = await register_user(public.client)
     response = await public.client.post("/api/webhooks", json=body, headers=user.headers)
     assert_invalid(response, field)
+    assert (await public.client.get("/api/webhooks", headers=user.headers)).json()["data"] == []
+
+
+async def test_a_body_that_is_not_json_is_400(public: Api) -> None:
+    user = await register_user(public.client)
+    response = await public.client.post(
+        "/api/webhooks",
+        content=b'{"url": "https://hooks.example.com/", "events": ["*"]',
+        headers={**user.headers, "Content-Type": "application/json"},
+    )
+    assert_problem(response, 400, "malformed_json")
+    assert (await public.client.get("/api/webhooks", headers=user.headers)).json()["data"] == []
 
 
 @pytest.mark.parametrize(
@@ -240,3 +256,17 @@ async def test_unknown_query_parameters_are_422(public: Api) -> None:
             f"/api/webhooks/{created['id']}/deliveries", params=params, headers=user.headers
         )
         assert_invalid(response, next(iter(params)))
+
+
+async def test_a_delete_with_an_unknown_query_parameter_is_422_and_deletes_nothing(
+    public: Api,
+) -> None:
+    user = await register_user(public.client)
+    created = await create_webhook(public.client, user, PUBLIC_URL)
+    response = await public.client.delete(
+        f"/api/webhooks/{created['id']}", params={"force": "true"}, headers=user.headers
+    )
+    assert_invalid(response, "force")
+    listed = (await public.client.get("/api/webhooks", headers=user.headers)).json()["data"]
+    assert [e["id"] for e in listed] == [created["id"]]
+    assert listed[0]["status"] == "enabled"

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kassa.db import new_id, parse_id
 from kassa.errors import FieldError, ValidationFailed
 from kassa.pagination import Cursor
-from kassa.vault.crypto import Sealed, Vault
+from kassa.vault.crypto import Vault
 from kassa.webhooks import repository
 from kassa.webhooks.errors import TooManyWebhooks, WebhookNotFound, WebhookUrlRefused
 from kassa.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -51,12 +51,6 @@ class AttemptPage:
 
 def secret_context(endpoint_id: uuid.UUID) -> bytes:
     return f"webhook:{endpoint_id}:secret".encode()
-
-
-def open_secret(vault: Vault, endpoint: WebhookEndpoint) -> str:
-    return vault.decrypt(
-        Sealed(endpoint.secret_key_id, endpoint.secret_sealed), context=secret_context(endpoint.id)
-    )
 
 
 def subscribed(events: Sequence[str], event_type: str) -> bool:
@@ -182,10 +176,14 @@ class WebhookService:
     ) -> AttemptPage:
         """Every delivery attempt to one of the caller's endpoints, newest first."""
         after = Cursor.decode(cursor) if cursor else None
-        endpoint = await self.get(user_id, raw_id)
+        endpoint_id = parse_id(raw_id)
+        if endpoint_id is None:
+            raise WebhookNotFound
         async with self._sessions() as session:
+            if await repository.get_endpoint(session, user_id, endpoint_id) is None:
+                raise WebhookNotFound
             rows = await repository.list_attempts(
-                session, endpoint.id, limit=limit + 1, cursor=after
+                session, endpoint_id, limit=limit + 1, cursor=after
             )
         page = rows[:limit]
         has_more = len(rows) > limit
