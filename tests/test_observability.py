@@ -274,6 +274,12 @@ def test_redact_text_masks_webhook_and_stripe_secrets() -> None:
     assert "sk_live_ZZZ" not in redacted
 
 
+def test_a_webhook_secret_is_redacted_whole_base64_and_all() -> None:
+    secret = "whsec_MfKQ9r8GK+qrTwj/UPD8hh5oZg2y0=="
+    redacted = redact_text(f"signing with {secret} now")
+    assert redacted == "signing with [REDACTED] now"
+
+
 @pytest.mark.parametrize(
     "key",
     [

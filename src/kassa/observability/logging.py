@@ -79,7 +79,8 @@ _SEPARATOR = re.compile(r"([ -])")
 _CARD_DIGITS = range(12, 20)
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_SECRET_WORDS = re.compile(r"\b(?:whsec|sk_live|sk_test|rk_live|rk_test)_[A-Za-z0-9]+")
+# Webhook secrets are standard base64 (with + / =), Stripe keys alphanumeric.
+_SECRET_WORDS = re.compile(r"\b(?:whsec|sk_live|sk_test|rk_live|rk_test)_[A-Za-z0-9+/=]+")
 
 
 def _mask_run(run: str) -> str:
