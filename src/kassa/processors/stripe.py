@@ -23,6 +23,9 @@ Card data is sent to Stripe once, while kassa still holds the CVC, with Stripe's
 data API (which the Stripe account must have enabled). Wallet tokens (Apple Pay, Google
 Pay, PayPal) are PaymentMethod (`pm_…`) or token (`tok_…`) ids made client-side with
 Stripe.js or Stripe's mobile SDKs.
+
+Amounts: kassa counts ISO 4217 minor units, Stripe its own; they differ for ISK (two-decimal
+at Stripe) and MGA (zero-decimal at Stripe), which `stripe_amount` converts exactly.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import stripe
 import structlog
 
+from kassa.money import currency_exponent
 from kassa.processors.base import (
     FAILURE_MESSAGES,
     ChargeDeclined,
@@ -79,6 +83,9 @@ SPECIFIC_FAILURES: dict[str, FailureCode] = {
     "try_again_later": FailureCode.PROCESSING_ERROR,
     "reenter_transaction": FailureCode.PROCESSING_ERROR,
 }
+# docs.stripe.com/currencies#special-cases: where Stripe's minor unit is not ISO 4217's.
+# ISK stays two-decimal in Stripe's API (ISO: none); MGA is zero-decimal there (ISO: 2).
+STRIPE_EXPONENTS: dict[str, int] = {"ISK": 2, "MGA": 0}
 NEEDS_AUTHENTICATION = (
     "The card needs authentication (3-D Secure), which this payment cannot ask for."
 )
@@ -91,6 +98,25 @@ def failure_code_for(code: str | None, decline_code: str | None) -> FailureCode:
         if candidate and candidate in SPECIFIC_FAILURES:
             return SPECIFIC_FAILURES[candidate]
     return FailureCode.CARD_DECLINED
+
+
+def stripe_amount(amount: int, currency: str) -> int | None:
+    """kassa's `amount` (ISO 4217 minor units of `currency`) in Stripe's minor units, exactly;
+    None when Stripe's unit is the coarser and `amount` is not a whole number of it (never
+    rounded: a charge or refund of another amount is no answer)."""
+    code = currency.upper()
+    if code not in STRIPE_EXPONENTS:
+        return amount
+    shift = STRIPE_EXPONENTS[code] - currency_exponent(code)
+    unit: int = 10 ** abs(shift)
+    if shift >= 0:
+        return amount * unit
+    whole, rest = divmod(amount, unit)
+    return whole if rest == 0 else None
+
+
+def _not_whole(currency: str) -> str:
+    return f"Stripe takes {currency.upper()} amounts in whole units only."
 
 
 class _Declined(Exception):
@@ -248,10 +274,12 @@ class StripeProcessor:
         )
         return await self._customers.put(user_id, customer.id)
 
-    async def _create_intent(self, request: ChargeRequest, customer: str, method: str) -> str:
+    async def _create_intent(
+        self, request: ChargeRequest, amount: int, customer: str, method: str
+    ) -> str:
         types = _wallet_types(request.wallet.wallet) if request.wallet else ["card"]
         params: PaymentIntentCreateParams = {
-            "amount": request.amount,
+            "amount": amount,
             "currency": request.currency.lower(),
             "customer": customer,
             "payment_method": method,
@@ -340,11 +368,17 @@ class StripeProcessor:
         wallet token) as a PaymentMethod attached to it, and a PaymentIntent for the amount
         holding both, whose id kassa stores. Card data goes to Stripe here, once, while kassa
         still has the CVC. A card refused on attaching, or a request Stripe refuses, is a
-        definite `ChargeDeclined`."""
+        definite `ChargeDeclined`, and so is an amount Stripe's unit cannot express."""
+        amount = stripe_amount(request.amount, request.currency)
+        if amount is None:
+            failed = _failed(
+                request.reference, FailureCode.PROCESSING_ERROR, _not_whole(request.currency)
+            )
+            raise ChargeDeclined(failed)
         try:
             customer = await self._customer(request.customer_id)
             method = await self._payment_method(request, customer)
-            return await self._create_intent(request, customer, method)
+            return await self._create_intent(request, amount, customer, method)
         except _Declined as exc:
             raise ChargeDeclined(_failed(request.reference, exc.failure)) from None
         except _Refused:
@@ -410,6 +444,14 @@ class StripeProcessor:
         if not intent_id.startswith("pi_"):
             log.error("stripe_refund_without_payment_intent", reference=request.reference)
             return RefundResult(outcome=Outcome.FAILED, processor_reference="")
+        amount = stripe_amount(request.amount, request.currency)
+        if amount is None:
+            log.error(
+                "stripe_refund_amount_not_whole",
+                reference=request.reference,
+                currency=request.currency,
+            )
+            return RefundResult(outcome=Outcome.FAILED, processor_reference="")
         try:
             made = await self._find_refund(intent_id, request.reference)
             if made is None:
@@ -418,7 +460,7 @@ class StripeProcessor:
                     self._client.v1.refunds.create_async(
                         {
                             "payment_intent": intent_id,
-                            "amount": request.amount,
+                            "amount": amount,
                             "metadata": {"kassa_reference": request.reference},
                         },
                         {"idempotency_key": request.reference},
