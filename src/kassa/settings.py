@@ -159,7 +159,10 @@ class Settings(BaseSettings):
             and self.stripe_api_base
             and not self.stripe_api_base.startswith("https://")
         ):
-            raise ValueError("production sends card data to Stripe only over https")
+            raise ValueError(
+                "production sends card data to Stripe only over https: "
+                "KASSA_STRIPE_API_BASE must start with https://"
+            )
         return self
 
     @model_validator(mode="after")

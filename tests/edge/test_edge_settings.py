@@ -87,3 +87,13 @@ def test_production_refuses_trusting_every_address(proxies: str) -> None:
 
 def test_development_may_trust_every_address() -> None:
     assert load_settings({"KASSA_TRUSTED_PROXIES": "0.0.0.0/0"}).trusted_proxy_networks
+
+
+def test_production_refuses_a_plain_http_stripe_api_base() -> None:
+    stripe = {"KASSA_PROCESSOR": "stripe", "KASSA_STRIPE_API_KEY": "sk_live_" + "k" * 24}
+    message = refused(production(**stripe, KASSA_STRIPE_API_BASE="http://stripe.internal"))
+    assert "KASSA_STRIPE_API_BASE" in message
+    assert "https" in message
+    assert "sk_live_" not in message
+    base = "https://stripe.internal"
+    assert load_settings(production(**stripe, KASSA_STRIPE_API_BASE=base)).stripe_api_base == base

@@ -159,6 +159,17 @@ async def test_an_entry_no_key_opens_is_reported_and_skipped_never_lost(api_fact
     await _rotate_everything(cleanup)
 
 
+async def test_a_fingerprint_key_no_key_opens_is_reported_and_skipped_not_a_crash(
+    api_factory: Any,
+) -> None:
+    stranger: Api = await api_factory(vault_keys=f"{LOST_KEY},{TEST_VAULT_KEY}")
+    await _pending_payments(stranger, 1)  # this database's fingerprint key: under "lost"
+    rotating: Api = await api_factory(vault_keys=ROTATING)
+    report = await rotating.container.vault_rotator.rotate()
+    assert report.unreadable == 2  # the key and the one card number, both under "lost"
+    assert await _fingerprint_kid(rotating) == "lost"  # untouched, still there for the key
+
+
 async def test_fingerprints_survive_rotation_and_never_equal_a_plain_hash(
     api_factory: Any,
 ) -> None:
@@ -243,3 +254,24 @@ def test_kassa_vault_rotate_shows_progress_on_stderr_and_a_summary_on_stdout(
     )
     assert again.returncode == 0
     assert "0 re-sealed" in again.stdout
+
+
+@pytest.mark.parametrize("batch_size", ["0", "10001", "many"])
+def test_kassa_vault_rotate_refuses_a_bad_batch_size_without_a_traceback(
+    tmp_path: Path, batch_size: str
+) -> None:
+    kassa = Path(sys.executable).parent / "kassa"
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("KASSA_")}
+    result = subprocess.run(
+        [str(kassa), "vault", "rotate", "--batch-size", batch_size],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "--batch-size" in result.stderr
+    assert not (tmp_path / "kassa.db").exists()  # refused before touching the database

@@ -16,6 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
+
+from kassa.vault.crypto import VaultError
+
+log = structlog.get_logger("kassa.vault")
+
 ProgressCallback = Callable[[int, int], None]
 DEFAULT_BATCH_SIZE = 500
 
@@ -39,7 +45,9 @@ class SealedRows(Protocol):
 class SealedKey(Protocol):
     async def needs_reseal(self) -> bool: ...
 
-    async def reseal(self) -> bool: ...
+    async def reseal(self) -> bool:
+        """Raises `VaultError` when no key of the ring opens it."""
+        ...
 
 
 @dataclass
@@ -62,7 +70,11 @@ class VaultRotator:
         total = await self._rows.count_to_reseal() + int(key_pending)
         if key_pending:
             report.examined += 1
-            report.resealed += int(await self._key.reseal())
+            try:
+                report.resealed += int(await self._key.reseal())
+            except VaultError:
+                report.unreadable += 1
+                log.error("vault_entry_unreadable", entry="fingerprint_key")
             if progress is not None:
                 progress(report.examined, max(total, report.examined))
         after: uuid.UUID | None = None
