@@ -206,7 +206,7 @@ def vault_rotate(
         int, typer.Option(min=1, max=10_000, help="Rows re-sealed per transaction.")
     ] = 500,
 ) -> None:
-    """Re-seal every vaulted card number and CVC under the first key of KASSA_VAULT_KEYS.
+    """Re-seal vaulted card data and webhook signing secrets under KASSA_VAULT_KEYS first key.
 
     Put the new key first and keep the old ones after it; run this (safe to interrupt and
     run again: it resumes with what is left); drop the old keys once it reports none left.

@@ -110,6 +110,15 @@ def build_container(
         fingerprints=fingerprints,
         autocommit=autocommit,
     )
+    webhooks = WebhookService(
+        sessions,
+        vault,
+        clock,
+        event_types=EVENT_TYPES,
+        require_https=settings.env == "production",
+        allow_private=settings.webhook_allow_private,
+        resolver=resolver,
+    )
     tokens = TokenCodec(
         secrets.jwt_secret,
         access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
@@ -132,18 +141,10 @@ def build_container(
             clock,
             autocommit=autocommit,
         ),
-        vault_rotator=VaultRotator(fingerprints, payments),
+        vault_rotator=VaultRotator(fingerprints, payments, webhooks),
         owns_processor=owns_processor,
         events=EventService(sessions, clock),
-        webhooks=WebhookService(
-            sessions,
-            vault,
-            clock,
-            event_types=EVENT_TYPES,
-            require_https=settings.env == "production",
-            allow_private=settings.webhook_allow_private,
-            resolver=resolver,
-        ),
+        webhooks=webhooks,
         deliveries=WebhookDeliverer(
             sessions,
             vault,

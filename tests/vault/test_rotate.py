@@ -275,3 +275,32 @@ def test_kassa_vault_rotate_refuses_a_bad_batch_size_without_a_traceback(
     assert "Traceback" not in result.stdout + result.stderr
     assert "--batch-size" in result.stderr
     assert not (tmp_path / "kassa.db").exists()  # refused before touching the database
+
+
+async def test_rotation_reseals_webhook_signing_secrets_so_the_old_key_can_go(
+    api_factory: Any,
+) -> None:
+    from kassa.vault.crypto import Sealed, Vault, parse_vault_keys
+    from kassa.webhooks.models import WebhookEndpoint
+    from kassa.webhooks.service import secret_context
+
+    old: Api = await api_factory(webhook_allow_private=True)
+    user = await register_user(old.client)
+    created = await old.client.post(
+        "/api/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["*"]},
+        headers=user.headers,
+    )
+    assert created.status_code == 201, created.text
+    rotating: Api = await api_factory(vault_keys=ROTATING, webhook_allow_private=True)
+    report = await rotating.container.vault_rotator.rotate(batch_size=1)
+    assert report.unreadable == 0
+    async with rotating.container.sessions() as session:
+        endpoint = await session.get(WebhookEndpoint, uuid.UUID(created.json()["id"]))
+    assert endpoint is not None
+    assert endpoint.secret_key_id == "new"
+    new_only = Vault(parse_vault_keys(NEW_KEY))
+    opened = new_only.decrypt(
+        Sealed(endpoint.secret_key_id, endpoint.secret_sealed), context=secret_context(endpoint.id)
+    )
+    assert opened == created.json()["secret"]

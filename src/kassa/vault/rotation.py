@@ -58,16 +58,19 @@ class RotationReport:
 
 
 class VaultRotator:
-    def __init__(self, key: SealedKey, rows: SealedRows) -> None:
+    """Re-seals the fingerprint key, then every store of sealed rows in turn (vaulted card
+    data, webhook signing secrets)."""
+
+    def __init__(self, key: SealedKey, *stores: SealedRows) -> None:
         self._key = key
-        self._rows = rows
+        self._stores = stores
 
     async def rotate(
         self, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: ProgressCallback | None = None
     ) -> RotationReport:
         report = RotationReport()
         key_pending = await self._key.needs_reseal()
-        total = await self._rows.count_to_reseal() + int(key_pending)
+        total = sum([await store.count_to_reseal() for store in self._stores]) + int(key_pending)
         if key_pending:
             report.examined += 1
             try:
@@ -77,17 +80,18 @@ class VaultRotator:
                 log.error("vault_entry_unreadable", entry="fingerprint_key")
             if progress is not None:
                 progress(report.examined, max(total, report.examined))
-        after: uuid.UUID | None = None
-        while True:
-            batch = await self._rows.reseal_batch(after, batch_size)
-            if batch.examined == 0:
-                break
-            report.examined += batch.examined
-            report.resealed += batch.resealed
-            report.unreadable += batch.unreadable
-            after = batch.last_id
-            if progress is not None:
-                progress(report.examined, max(total, report.examined))
+        for store in self._stores:
+            after: uuid.UUID | None = None
+            while True:
+                batch = await store.reseal_batch(after, batch_size)
+                if batch.examined == 0:
+                    break
+                report.examined += batch.examined
+                report.resealed += batch.resealed
+                report.unreadable += batch.unreadable
+                after = batch.last_id
+                if progress is not None:
+                    progress(report.examined, max(total, report.examined))
         if progress is not None and report.examined == 0:
             progress(0, 0)
         return report

@@ -159,3 +159,29 @@ async def list_attempts(
         )
     query = query.order_by(WebhookAttempt.created_at.desc(), WebhookAttempt.id.desc()).limit(limit)
     return (await session.execute(query)).scalars().all()
+
+
+async def count_secrets_to_reseal(session: AsyncSession, primary_kid: str) -> int:
+    result = await session.scalar(
+        select(func.count())
+        .select_from(WebhookEndpoint)
+        .where(WebhookEndpoint.secret_key_id != primary_kid)
+    )
+    return int(result or 0)
+
+
+async def lock_secrets_to_reseal(
+    session: AsyncSession, primary_kid: str, after_id: uuid.UUID | None, limit: int
+) -> Sequence[WebhookEndpoint]:
+    """Endpoints whose signing secret is sealed under another key than `primary_kid`,
+    locked, in id order after `after_id` so a batch loop moves past rows it cannot open."""
+    query = select(WebhookEndpoint).where(WebhookEndpoint.secret_key_id != primary_kid)
+    if after_id is not None:
+        query = query.where(WebhookEndpoint.id > after_id)
+    result = await session.execute(
+        query.order_by(WebhookEndpoint.id)
+        .limit(limit)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return result.scalars().all()

@@ -13,12 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kassa.db import new_id, parse_id
 from kassa.errors import FieldError, ValidationFailed
 from kassa.pagination import Cursor
-from kassa.vault.crypto import Vault
+from kassa.vault.crypto import Sealed, Vault, VaultError
+from kassa.vault.rotation import ResealBatch
 from kassa.webhooks import repository
 from kassa.webhooks.errors import TooManyWebhooks, WebhookNotFound, WebhookUrlRefused
 from kassa.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -29,6 +31,8 @@ from kassa.webhooks.urls import (
     parse_url,
     resolve_and_check,
 )
+
+log = structlog.get_logger("kassa.webhooks")
 
 MAX_ENDPOINTS_PER_USER = 20
 SECRET_BYTES = 32
@@ -170,6 +174,41 @@ class WebhookService:
         async with self._sessions.begin() as session:
             if not await repository.delete_endpoint(session, user_id, endpoint_id):
                 raise WebhookNotFound
+
+    # Vault rotation: signing secrets are sealed by the vault like card data, so
+    # `kassa vault rotate` re-seals them too (webhooks.service is one of its row stores).
+
+    async def count_to_reseal(self) -> int:
+        async with self._sessions() as session:
+            return await repository.count_secrets_to_reseal(session, self._vault.primary_kid)
+
+    async def reseal_batch(self, after: uuid.UUID | None, batch_size: int) -> ResealBatch:
+        """Re-seal up to `batch_size` signing secrets (endpoints after `after`) under the
+        current key, in one transaction holding their row locks; one no key opens is
+        skipped."""
+        primary = self._vault.primary_kid
+        resealed = unreadable = 0
+        async with self._sessions.begin() as session:
+            endpoints = await repository.lock_secrets_to_reseal(session, primary, after, batch_size)
+            for endpoint in endpoints:
+                context = secret_context(endpoint.id)
+                try:
+                    secret = self._vault.decrypt(
+                        Sealed(endpoint.secret_key_id, endpoint.secret_sealed), context=context
+                    )
+                except VaultError:
+                    unreadable += 1
+                    log.error("vault_entry_unreadable", webhook_endpoint_id=str(endpoint.id))
+                    continue
+                sealed = self._vault.encrypt(secret, context=context)
+                endpoint.secret_key_id, endpoint.secret_sealed = sealed.kid, sealed.blob
+                resealed += 1
+        return ResealBatch(
+            examined=len(endpoints),
+            resealed=resealed,
+            unreadable=unreadable,
+            last_id=endpoints[-1].id if endpoints else None,
+        )
 
     async def list_attempts(
         self, user_id: uuid.UUID, raw_id: str, *, limit: int, cursor: str | None
