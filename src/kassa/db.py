@@ -6,14 +6,16 @@ and returned as an aware UTC datetime on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Table, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -37,6 +39,31 @@ BigInt = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+M = TypeVar("M", bound=Base)
+
+# What a repository runs its statements on: a connection in a transaction (the hot paths,
+# Core statements built once) or an ORM session (everything else, and tests).
+Executor = AsyncConnection | AsyncSession
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a mapped class, for statements built once at import."""
+    return cast(Table, model.__table__)
+
+
+@functools.cache
+def _attribute_names(model: type[Base]) -> dict[str, str]:
+    mapper = model.__mapper__
+    return {column.name: mapper.get_property_by_column(column).key for column in table_of(model).c}
+
+
+def record_of(model: type[M], row: Mapping[Any, Any]) -> M:
+    """A transient instance of `model` from a Core result row (column names mapped to
+    attribute names), for code that reads ORM objects."""
+    names = _attribute_names(model)
+    return model(**{names[column]: value for column, value in row.items()})
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -136,6 +163,15 @@ def create_autocommit_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSe
         return create_session_factory(engine)
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     return async_sessionmaker(autocommit, expire_on_commit=False, autoflush=False)
+
+
+def engine_of(factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    """The engine a session factory is bound to: hot paths skip the session and run Core
+    statements on one of its connections."""
+    bind = factory.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise TypeError("the session factory is not bound to an async engine")
+    return bind
 
 
 async def session_scope(

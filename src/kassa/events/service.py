@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import new_id, parse_id
+from kassa.db import Executor, new_id, parse_id, table_of
 from kassa.events import repository
 from kassa.events.errors import EventNotFound
 from kassa.events.models import Event
@@ -25,6 +25,8 @@ from kassa.pagination import Cursor
 from kassa.webhooks.service import WebhookService
 
 __all__ = ["EVENT_TYPES", "EventPage", "EventService", "event_body"]
+
+_INSERT_EVENT = table_of(Event).insert()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,7 @@ class EventService:
 
     @staticmethod
     async def record(
-        session: AsyncSession,
+        db: Executor,
         user_id: uuid.UUID,
         type_: str,
         obj: dict[str, Any],
@@ -69,22 +71,22 @@ class EventService:
         exactly as the API returns it (JSON-ready: ids and times as strings)."""
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
-        event = Event(
-            id=new_id(),
-            user_id=user_id,
-            type=type_,
-            object_id=uuid.UUID(str(obj["id"])),
-            data={"object": obj},
-            created_at=now.astimezone(UTC),
-        )
-        session.add(event)
-        await session.flush()
+        values = {
+            "id": new_id(),
+            "user_id": user_id,
+            "type": type_,
+            "object_id": uuid.UUID(str(obj["id"])),
+            "data": {"object": obj},
+            "created_at": now.astimezone(UTC),
+        }
+        await db.execute(_INSERT_EVENT, values)
+        event = Event(**values)
         await WebhookService.enqueue(
-            session,
+            db,
             user_id=user_id,
             event_id=event.id,
             event_type=type_,
-            body=event_body(event),
+            body=lambda: event_body(event),
             now=now,
         )
         return event

@@ -19,10 +19,11 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import new_id
+from kassa.db import Executor, new_id, table_of
 from kassa.ledger.models import LedgerEntry
 
 CLEARING = "processor_clearing"
+_INSERT_ENTRY = table_of(LedgerEntry).insert()
 
 
 def payable_account(user_id: uuid.UUID) -> str:
@@ -31,8 +32,8 @@ def payable_account(user_id: uuid.UUID) -> str:
 
 class LedgerService:
     @staticmethod
-    def post_charge(
-        session: AsyncSession,
+    async def post_charge(
+        db: Executor,
         *,
         user_id: uuid.UUID,
         payment_id: uuid.UUID,
@@ -40,8 +41,8 @@ class LedgerService:
         currency: str,
         now: datetime,
     ) -> None:
-        _post(
-            session,
+        await _post(
+            db,
             "charge",
             [(CLEARING, amount), (payable_account(user_id), -amount)],
             currency=currency,
@@ -51,8 +52,8 @@ class LedgerService:
         )
 
     @staticmethod
-    def post_refund(
-        session: AsyncSession,
+    async def post_refund(
+        db: Executor,
         *,
         user_id: uuid.UUID,
         payment_id: uuid.UUID,
@@ -61,8 +62,8 @@ class LedgerService:
         currency: str,
         now: datetime,
     ) -> None:
-        _post(
-            session,
+        await _post(
+            db,
             "refund",
             [(payable_account(user_id), amount), (CLEARING, -amount)],
             currency=currency,
@@ -72,8 +73,8 @@ class LedgerService:
         )
 
 
-def _post(
-    session: AsyncSession,
+async def _post(
+    db: Executor,
     kind: str,
     lines: list[tuple[str, int]],
     *,
@@ -85,21 +86,22 @@ def _post(
     if sum(amount for _, amount in lines) != 0:
         raise ValueError("a posting must sum to zero")
     posting_id = new_id()
-    for index, (account, amount) in enumerate(lines):
-        session.add(
-            LedgerEntry(
-                id=new_id(),
-                posting_id=posting_id,
-                kind=kind,
-                account=account,
-                amount=amount,
-                currency=currency,
-                payment_id=payment_id,
-                # The refund id is unique: one posting per refund, recorded on its first line.
-                refund_id=refund_id if index == 0 else None,
-                created_at=now,
-            )
-        )
+    entries = [
+        {
+            "id": new_id(),
+            "posting_id": posting_id,
+            "kind": kind,
+            "account": account,
+            "amount": amount,
+            "currency": currency,
+            "payment_id": payment_id,
+            # The refund id is unique: one posting per refund, recorded on its first line.
+            "refund_id": refund_id if index == 0 else None,
+            "created_at": now,
+        }
+        for index, (account, amount) in enumerate(lines)
+    ]
+    await db.execute(_INSERT_ENTRY, entries)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,99 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kassa.db import Executor, record_of, table_of
 from kassa.payments.models import Payment, PaymentSecret
-from kassa.payments.states import PaymentStatus
+from kassa.payments.states import PaymentStatus, sources_of
+
+# The hot path's statements, built once: Core on the caller's connection, no unit of work.
+_PAYMENT = table_of(Payment)
+_SECRET = table_of(PaymentSecret)
+_INSERT_PAYMENT = _PAYMENT.insert()
+_INSERT_SECRET = _SECRET.insert()
+_OWN_PAYMENT = (_PAYMENT.c.id == bindparam("payment")) & (_PAYMENT.c.user_id == bindparam("owner"))
+_GET_PAYMENT = select(_PAYMENT).where(_OWN_PAYMENT)
+_START_PROCESSING = (
+    update(_PAYMENT)
+    .where(
+        _OWN_PAYMENT,
+        _PAYMENT.c.status.in_(sorted(s.value for s in sources_of(PaymentStatus.PROCESSING))),
+    )
+    .values(
+        status=PaymentStatus.PROCESSING.value,
+        charge_attempts=_PAYMENT.c.charge_attempts + 1,
+        updated_at=bindparam("now"),
+    )
+    .returning(*_PAYMENT.c)
+)
+_SETTLE = {
+    target: update(_PAYMENT)
+    .where(_OWN_PAYMENT, _PAYMENT.c.status.in_(sorted(s.value for s in sources_of(target))))
+    .returning(*_PAYMENT.c)
+    for target in (PaymentStatus.COMPLETED, PaymentStatus.FAILED)
+}
+_GET_SECRET = select(_SECRET).where(_SECRET.c.payment_id == bindparam("payment"))
+_FORGET_CVC = (
+    update(_SECRET)
+    .where(_SECRET.c.payment_id == bindparam("payment"))
+    .values(cvc_key_id=None, cvc_sealed=None)
+)
+_DELETE_SECRET = delete(_SECRET).where(_SECRET.c.payment_id == bindparam("payment"))
+
+
+async def insert_payment(db: Executor, payment: dict[str, Any], secret: dict[str, Any]) -> None:
+    """Insert a payment and its vaulted card data (column names as keys)."""
+    await db.execute(_INSERT_PAYMENT, payment)
+    await db.execute(_INSERT_SECRET, secret)
+
+
+async def find_payment(db: Executor, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
+    row = (await db.execute(_GET_PAYMENT, {"payment": payment_id, "owner": user_id})).first()
+    return None if row is None else record_of(Payment, row._mapping)
+
+
+async def start_processing(
+    db: Executor, user_id: uuid.UUID, payment_id: uuid.UUID, now: datetime
+) -> Payment | None:
+    """pending (or a retryable state) → processing, counting one more charge attempt; one
+    conditional statement, so of two racing requests exactly one wins."""
+    result = await db.execute(
+        _START_PROCESSING, {"payment": payment_id, "owner": user_id, "now": now}
+    )
+    row = result.first()
+    return None if row is None else record_of(Payment, row._mapping)
+
+
+async def settle(
+    db: Executor,
+    user_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    target: PaymentStatus,
+    **values: Any,
+) -> Payment | None:
+    """processing → completed or failed, with `values` (column names) set too; None when the
+    payment was not processing."""
+    result = await db.execute(
+        _SETTLE[target],
+        {"payment": payment_id, "owner": user_id, "status": target.value, **values},
+    )
+    row = result.first()
+    return None if row is None else record_of(Payment, row._mapping)
+
+
+async def find_secret(db: Executor, payment_id: uuid.UUID) -> PaymentSecret | None:
+    row = (await db.execute(_GET_SECRET, {"payment": payment_id})).first()
+    return None if row is None else record_of(PaymentSecret, row._mapping)
+
+
+async def forget_cvc(db: Executor, payment_id: uuid.UUID) -> None:
+    await db.execute(_FORGET_CVC, {"payment": payment_id})
+
+
+async def delete_secret(db: Executor, payment_id: uuid.UUID) -> None:
+    await db.execute(_DELETE_SECRET, {"payment": payment_id})
 
 
 async def get_payment(
@@ -63,18 +151,6 @@ async def transition(
 
 async def get_secret(session: AsyncSession, payment_id: uuid.UUID) -> PaymentSecret | None:
     return await session.get(PaymentSecret, payment_id, populate_existing=True)
-
-
-async def forget_cvc(session: AsyncSession, payment_id: uuid.UUID) -> None:
-    await session.execute(
-        update(PaymentSecret)
-        .where(PaymentSecret.payment_id == payment_id)
-        .values(cvc_key_id=None, cvc_sealed=None)
-    )
-
-
-async def delete_secret(session: AsyncSession, payment_id: uuid.UUID) -> None:
-    await session.execute(delete(PaymentSecret).where(PaymentSecret.payment_id == payment_id))
 
 
 async def list_stale_processing(

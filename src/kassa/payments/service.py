@@ -20,7 +20,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import new_id, parse_id
+from kassa.db import Executor, engine_of, new_id, parse_id, record_of
 from kassa.events.service import EventService
 from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import PAYMENT_AMOUNT, PAYMENTS
@@ -104,6 +104,9 @@ class PaymentService:
     ) -> None:
         self._sessions = sessions
         self._autocommit = autocommit or sessions
+        # The hot path runs Core statements on the engines' connections, without sessions.
+        self._engine = engine_of(sessions)
+        self._single = engine_of(self._autocommit)
         self._vault = vault
         self._processor = processor
         self._clock = clock
@@ -149,36 +152,39 @@ class PaymentService:
         sealed_cvc = (
             self._vault.encrypt(cvc, context=_secret_context(payment_id, "cvc")) if cvc else None
         )
-        payment = Payment(
-            id=payment_id,
-            user_id=user_id,
-            status=PaymentStatus.PENDING.value,
-            amount=request.amount,
-            amount_refunded=0,
-            amount_refund_pending=0,
-            currency=request.currency,
-            payment_method=request.payment_method,
-            details=details,
-            description=request.description,
-            metadata_=request.metadata or {},
-            processor=self._processor.name,
-            card_fingerprint=fingerprint,
-            created_at=now,
-            updated_at=now,
-        )
-        secret = PaymentSecret(
-            payment_id=payment_id,
-            key_id=sealed.kid,
-            sealed=sealed.blob,
-            cvc_key_id=sealed_cvc.kid if sealed_cvc else None,
-            cvc_sealed=sealed_cvc.blob if sealed_cvc else None,
-            created_at=now,
-        )
-        async with self._sessions.begin() as session:
-            session.add(payment)
-            await session.flush()
-            session.add(secret)
-            await self.record_event(session, payment, now)
+        columns: dict[str, Any] = {
+            "id": payment_id,
+            "user_id": user_id,
+            "status": PaymentStatus.PENDING.value,
+            "amount": request.amount,
+            "amount_refunded": 0,
+            "amount_refund_pending": 0,
+            "currency": request.currency,
+            "payment_method": request.payment_method,
+            "details": details,
+            "description": request.description,
+            "metadata": request.metadata or {},
+            "failure_code": None,
+            "failure_message": None,
+            "processor": self._processor.name,
+            "processor_reference": None,
+            "charge_attempts": 0,
+            "card_fingerprint": fingerprint,
+            "created_at": now,
+            "updated_at": now,
+        }
+        secret = {
+            "payment_id": payment_id,
+            "key_id": sealed.kid,
+            "sealed": sealed.blob,
+            "cvc_key_id": sealed_cvc.kid if sealed_cvc else None,
+            "cvc_sealed": sealed_cvc.blob if sealed_cvc else None,
+            "created_at": now,
+        }
+        payment = record_of(Payment, columns)
+        async with self._engine.begin() as db:
+            await repository.insert_payment(db, columns, secret)
+            await self.record_event(db, payment, now)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         log.info(
             "payment_created",
@@ -194,16 +200,16 @@ class PaymentService:
         payment_id = parse_id(raw_id)
         if payment_id is None:
             raise PaymentNotFound
-        async with self._autocommit() as session:
-            payment = await repository.get_payment(session, user_id, payment_id)
+        async with self._single.connect() as db:
+            payment = await repository.find_payment(db, user_id, payment_id)
         if payment is None:
             raise PaymentNotFound
         return payment
 
     async def _explain_refusal(
-        self, session: AsyncSession, user_id: uuid.UUID, payment_id: uuid.UUID, action: str
+        self, db: Executor, user_id: uuid.UUID, payment_id: uuid.UUID, action: str
     ) -> Exception:
-        current = await repository.get_payment(session, user_id, payment_id)
+        current = await repository.find_payment(db, user_id, payment_id)
         if current is None:
             return PaymentNotFound()
         return PaymentNotPending(action, current.status)
@@ -235,25 +241,17 @@ class PaymentService:
         if payment_id is None:
             raise PaymentNotFound
         now = self._clock()
-        async with self._sessions.begin() as session:
-            payment = await repository.transition(
-                session,
-                user_id,
-                payment_id,
-                sources_of(PaymentStatus.PROCESSING),
-                PaymentStatus.PROCESSING,
-                updated_at=now,
-                charge_attempts=Payment.charge_attempts + 1,
-            )
+        async with self._engine.begin() as db:
+            payment = await repository.start_processing(db, user_id, payment_id, now)
             if payment is None:
-                raise await self._explain_refusal(session, user_id, payment_id, "processed")
-            await self.record_event(session, payment, now)
-            secret = await repository.get_secret(session, payment_id)
+                raise await self._explain_refusal(db, user_id, payment_id, "processed")
+            await self.record_event(db, payment, now)
+            secret = await repository.find_secret(db, payment_id)
             source = self._open_source(payment, secret)
             # The CVC is destroyed as processing starts: it lives on only in this request.
-            await repository.forget_cvc(session, payment_id)
-            TransactionService.record_charge(
-                session,
+            await repository.forget_cvc(db, payment_id)
+            await TransactionService.record_charge(
+                db,
                 user_id=user_id,
                 payment_id=payment_id,
                 amount=payment.amount,
@@ -279,8 +277,8 @@ class PaymentService:
         if settled is None:
             # Reconciliation recorded this same charge (one reference, one charge) while we
             # waited for the processor: answer with what it recorded, not a stale `processing`.
-            async with self._autocommit() as session:
-                settled = await repository.get_payment(session, user_id, payment_id)
+            async with self._single.connect() as db:
+                settled = await repository.find_payment(db, user_id, payment_id)
             if settled is None or settled.status == PaymentStatus.PROCESSING.value:
                 return ProcessOutcome(payment=settled or payment, settled=False)
         return ProcessOutcome(payment=settled, settled=True)
@@ -346,12 +344,11 @@ class PaymentService:
         now = self._clock()
         succeeded = result.outcome is Outcome.SUCCEEDED
         target = PaymentStatus.COMPLETED if succeeded else PaymentStatus.FAILED
-        async with self._sessions.begin() as session:
-            payment = await repository.transition(
-                session,
+        async with self._engine.begin() as db:
+            payment = await repository.settle(
+                db,
                 user_id,
                 payment_id,
-                sources_of(target),
                 target,
                 updated_at=now,
                 processor_reference=result.processor_reference,
@@ -360,18 +357,18 @@ class PaymentService:
             )
             if payment is None:
                 return None
-            await self.record_event(session, payment, now)
-            await TransactionService.settle_charge(session, payment_id, succeeded, now)
+            await self.record_event(db, payment, now)
+            await TransactionService.settle_charge(db, payment_id, succeeded, now)
             if succeeded:
-                LedgerService.post_charge(
-                    session,
+                await LedgerService.post_charge(
+                    db,
                     user_id=user_id,
                     payment_id=payment_id,
                     amount=payment.amount,
                     currency=payment.currency,
                     now=now,
                 )
-            await repository.delete_secret(session, payment_id)
+            await repository.delete_secret(db, payment_id)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         if succeeded:
             PAYMENT_AMOUNT.labels(payment.currency).inc(payment.amount)
@@ -556,13 +553,13 @@ class PaymentService:
     # Events: the outbox row of a state change, written in the transaction that makes it.
 
     @staticmethod
-    async def record_event(session: AsyncSession, payment: Payment, now: datetime) -> None:
+    async def record_event(db: Executor, payment: Payment, now: datetime) -> None:
         """Record `payment.<status>` (`payment.created` for pending) with the payment as the
         API shows it now; call in the transaction that set that status."""
         status = PaymentStatus(payment.status)
         kind = "created" if status is PaymentStatus.PENDING else status.value
         await EventService.record(
-            session, payment.user_id, f"payment.{kind}", payment_object(payment), now
+            db, payment.user_id, f"payment.{kind}", payment_object(payment), now
         )
 
     # Refund support: called by the refunds service inside its own transaction.

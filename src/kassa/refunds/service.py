@@ -82,7 +82,7 @@ class RefundService:
             await EventService.record(
                 session, user_id, "refund.created", refund_object(refund), now
             )
-            TransactionService.record_refund(
+            await TransactionService.record_refund(
                 session,
                 user_id=user_id,
                 payment_id=payment_id,
@@ -187,7 +187,7 @@ class RefundService:
                 await PaymentService.record_event(session, payment, now)
             await TransactionService.settle_refund(session, refund_id, refund.status, now)
             if succeeded:
-                LedgerService.post_refund(
+                await LedgerService.post_refund(
                     session,
                     user_id=user_id,
                     payment_id=refund.payment_id,

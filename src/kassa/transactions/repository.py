@@ -6,11 +6,23 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kassa.db import Executor, table_of
 from kassa.pagination import Cursor
 from kassa.transactions.models import Transaction
+
+_TRANSACTION = table_of(Transaction)
+_INSERT = _TRANSACTION.insert()
+_SET_CHARGE_STATUS = update(_TRANSACTION).where(
+    _TRANSACTION.c.payment_id == bindparam("of_payment"), _TRANSACTION.c.type == "charge"
+)
+_SET_REFUND_STATUS = update(_TRANSACTION).where(_TRANSACTION.c.refund_id == bindparam("of_refund"))
+
+
+async def insert(db: Executor, values: dict[str, object]) -> None:
+    await db.execute(_INSERT, values)
 
 
 async def list_transactions(
@@ -39,20 +51,14 @@ async def list_transactions(
 
 
 async def set_charge_status(
-    session: AsyncSession, payment_id: uuid.UUID, status: str, now: datetime
+    db: Executor, payment_id: uuid.UUID, status: str, now: datetime
 ) -> None:
-    await session.execute(
-        update(Transaction)
-        .where(Transaction.payment_id == payment_id, Transaction.type == "charge")
-        .values(status=status, updated_at=now)
+    await db.execute(
+        _SET_CHARGE_STATUS, {"of_payment": payment_id, "status": status, "updated_at": now}
     )
 
 
-async def set_refund_status(
-    session: AsyncSession, refund_id: uuid.UUID, status: str, now: datetime
-) -> None:
-    await session.execute(
-        update(Transaction)
-        .where(Transaction.refund_id == refund_id)
-        .values(status=status, updated_at=now)
+async def set_refund_status(db: Executor, refund_id: uuid.UUID, status: str, now: datetime) -> None:
+    await db.execute(
+        _SET_REFUND_STATUS, {"of_refund": refund_id, "status": status, "updated_at": now}
     )

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import new_id
+from kassa.db import Executor, new_id
 from kassa.pagination import Cursor
 from kassa.transactions import repository
 from kassa.transactions.models import Transaction
@@ -27,8 +27,8 @@ class TransactionService:
         self._sessions = sessions
 
     @staticmethod
-    def record_charge(
-        session: AsyncSession,
+    async def record_charge(
+        db: Executor,
         *,
         user_id: uuid.UUID,
         payment_id: uuid.UUID,
@@ -39,24 +39,26 @@ class TransactionService:
     ) -> None:
         """Add the pending `charge` of a payment whose processing starts; call inside the
         transaction that moves the payment to `processing`."""
-        session.add(
-            Transaction(
-                id=new_id(),
-                user_id=user_id,
-                type="charge",
-                payment_id=payment_id,
-                amount=amount,
-                currency=currency,
-                status="pending",
-                payment_method=payment_method,
-                created_at=now,
-                updated_at=now,
-            )
+        await repository.insert(
+            db,
+            {
+                "id": new_id(),
+                "user_id": user_id,
+                "type": "charge",
+                "payment_id": payment_id,
+                "refund_id": None,
+                "amount": amount,
+                "currency": currency,
+                "status": "pending",
+                "payment_method": payment_method,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
 
     @staticmethod
-    def record_refund(
-        session: AsyncSession,
+    async def record_refund(
+        db: Executor,
         *,
         user_id: uuid.UUID,
         payment_id: uuid.UUID,
@@ -67,34 +69,33 @@ class TransactionService:
         status: str,
         now: datetime,
     ) -> None:
-        session.add(
-            Transaction(
-                id=new_id(),
-                user_id=user_id,
-                type="refund",
-                payment_id=payment_id,
-                refund_id=refund_id,
-                amount=amount,
-                currency=currency,
-                status=status,
-                payment_method=payment_method,
-                created_at=now,
-                updated_at=now,
-            )
+        await repository.insert(
+            db,
+            {
+                "id": new_id(),
+                "user_id": user_id,
+                "type": "refund",
+                "payment_id": payment_id,
+                "refund_id": refund_id,
+                "amount": amount,
+                "currency": currency,
+                "status": status,
+                "payment_method": payment_method,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
 
     @staticmethod
     async def settle_charge(
-        session: AsyncSession, payment_id: uuid.UUID, succeeded: bool, now: datetime
+        db: Executor, payment_id: uuid.UUID, succeeded: bool, now: datetime
     ) -> None:
         status = "succeeded" if succeeded else "failed"
-        await repository.set_charge_status(session, payment_id, status, now)
+        await repository.set_charge_status(db, payment_id, status, now)
 
     @staticmethod
-    async def settle_refund(
-        session: AsyncSession, refund_id: uuid.UUID, status: str, now: datetime
-    ) -> None:
-        await repository.set_refund_status(session, refund_id, status, now)
+    async def settle_refund(db: Executor, refund_id: uuid.UUID, status: str, now: datetime) -> None:
+        await repository.set_refund_status(db, refund_id, status, now)
 
     async def list(
         self,

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import new_id, parse_id
+from kassa.db import Executor, new_id, parse_id, table_of
 from kassa.errors import FieldError, ValidationFailed
 from kassa.pagination import Cursor
 from kassa.vault.crypto import Sealed, Vault, VaultError
@@ -38,6 +39,14 @@ MAX_ENDPOINTS_PER_USER = 20
 SECRET_BYTES = 32
 SECRET_PREFIX = "whsec_"  # noqa: S105  (the Standard Webhooks prefix)
 ALL_EVENTS = "*"
+
+_ENDPOINT = table_of(WebhookEndpoint)
+_ENABLED_ENDPOINTS = (
+    select(_ENDPOINT.c.id, _ENDPOINT.c.events)
+    .where(_ENDPOINT.c.user_id == bindparam("owner"), _ENDPOINT.c.enabled.is_(True))
+    .order_by(_ENDPOINT.c.created_at, _ENDPOINT.c.id)
+)
+_INSERT_DELIVERY = table_of(WebhookDelivery).insert()
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,26 +242,41 @@ class WebhookService:
 
     @staticmethod
     async def enqueue(
-        session: AsyncSession,
+        db: Executor,
         *,
         user_id: uuid.UUID,
         event_id: uuid.UUID,
         event_type: str,
-        body: str,
+        body: Callable[[], str],
         now: datetime,
     ) -> int:
-        """Queue `body` (the event's JSON), due now, for every enabled endpoint of the user
-        subscribed to `event_type`; the number queued."""
-        queued = 0
-        for endpoint in await repository.list_enabled_endpoints(session, user_id):
-            if subscribed(endpoint.events, event_type):
-                session.add(
-                    new_delivery(
-                        endpoint, event_id=event_id, event_type=event_type, body=body, now=now
-                    )
-                )
-                queued += 1
-        return queued
+        """Queue the event's JSON (`body()`, made only when some endpoint wants it), due now,
+        for every enabled endpoint of the user subscribed to `event_type`; the number
+        queued."""
+        endpoints = (await db.execute(_ENABLED_ENDPOINTS, {"owner": user_id})).all()
+        wanted = [row.id for row in endpoints if subscribed(row.events, event_type)]
+        if not wanted:
+            return 0
+        text = body()
+        deliveries = [
+            {
+                "id": new_id(),
+                "endpoint_id": endpoint_id,
+                "user_id": user_id,
+                "event_id": event_id,
+                "event_type": event_type,
+                "body": text,
+                "status": "pending",
+                "attempt_count": 0,
+                "window_started_at": now,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for endpoint_id in wanted
+        ]
+        await db.execute(_INSERT_DELIVERY, deliveries)
+        return len(deliveries)
 
     @staticmethod
     async def redeliver(
