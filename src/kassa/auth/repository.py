@@ -5,10 +5,25 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kassa.auth.models import AuthSession, User
+from kassa.db import Executor, table_of
+
+_SESSION = table_of(AuthSession)
+_USER = table_of(User)
+# Asked on every authenticated request: built once, only the columns a principal needs.
+_ACTIVE_SESSION_USER = (
+    select(_USER.c.id, _USER.c.name, _USER.c.email, _USER.c.created_at)
+    .select_from(_SESSION.join(_USER, _USER.c.id == _SESSION.c.user_id))
+    .where(
+        _SESSION.c.id == bindparam("session"),
+        _SESSION.c.user_id == bindparam("owner"),
+        _SESSION.c.revoked_at.is_(None),
+        _SESSION.c.expires_at > bindparam("now"),
+    )
+)
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
@@ -20,21 +35,15 @@ async def get_user_by_email_key(session: AsyncSession, email_key: str) -> User |
     return result.scalar_one_or_none()
 
 
-async def get_active_session(
-    session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime
-) -> tuple[AuthSession, User] | None:
-    result = await session.execute(
-        select(AuthSession, User)
-        .join(User, User.id == AuthSession.user_id)
-        .where(
-            AuthSession.id == session_id,
-            AuthSession.user_id == user_id,
-            AuthSession.revoked_at.is_(None),
-            AuthSession.expires_at > now,
-        )
+async def get_active_session_user(
+    db: Executor, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+) -> Row[uuid.UUID, str, str, datetime] | None:
+    """The user (id, name, email, created_at) of a session that is neither revoked nor
+    expired; None otherwise."""
+    result = await db.execute(
+        _ACTIVE_SESSION_USER, {"session": session_id, "owner": user_id, "now": now}
     )
-    row = result.first()
-    return None if row is None else (row[0], row[1])
+    return result.first()
 
 
 async def advance_refresh_generation(

@@ -5,15 +5,30 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kassa.db import Executor, table_of
 from kassa.idempotency.models import IdempotencyRecord
 
+# Every keyed POST claims, then completes or releases: built once, run as Core.
+_RECORD = table_of(IdempotencyRecord)
+_CLAIM = {
+    "postgresql": pg_insert(_RECORD).on_conflict_do_nothing(index_elements=["user_id", "key"]),
+    "sqlite": sqlite_insert(_RECORD).on_conflict_do_nothing(index_elements=["user_id", "key"]),
+}
+_COMPLETE = update(_RECORD).where(_RECORD.c.id == bindparam("record"))
+_DELETE = delete(_RECORD).where(_RECORD.c.id == bindparam("record"))
 
-async def insert_claim(session: AsyncSession, record: IdempotencyRecord) -> bool:
+
+def _dialect(db: Executor) -> str:
+    bind = db.bind if isinstance(db, AsyncSession) else db.engine
+    return "postgresql" if bind is None else bind.dialect.name
+
+
+async def insert_claim(db: Executor, record: IdempotencyRecord) -> bool:
     """Insert the claim unless the user already holds the key; True when inserted."""
     values = {
         "id": record.id,
@@ -25,13 +40,7 @@ async def insert_claim(session: AsyncSession, record: IdempotencyRecord) -> bool
         "lease_until": record.lease_until,
         "expires_at": record.expires_at,
     }
-    dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
-    insert = sqlite_insert if dialect == "sqlite" else pg_insert
-    result = await session.execute(
-        insert(IdempotencyRecord)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["user_id", "key"])
-    )
+    result = await db.execute(_CLAIM[_dialect(db)], values)
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
@@ -67,27 +76,27 @@ async def take_over(
 
 
 async def complete(
-    session: AsyncSession,
+    db: Executor,
     record_id: uuid.UUID,
     *,
     status: int,
     body: bytes,
     content_type: str,
 ) -> None:
-    await session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.id == record_id)
-        .values(
-            state="completed",
-            response_status=status,
-            response_body=body,
-            response_type=content_type,
-        )
+    await db.execute(
+        _COMPLETE,
+        {
+            "record": record_id,
+            "state": "completed",
+            "response_status": status,
+            "response_body": body,
+            "response_type": content_type,
+        },
     )
 
 
-async def delete_record(session: AsyncSession, record_id: uuid.UUID) -> None:
-    await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
+async def delete_record(db: Executor, record_id: uuid.UUID) -> None:
+    await db.execute(_DELETE, {"record": record_id})
 
 
 async def delete_expired(session: AsyncSession, now: datetime) -> int:

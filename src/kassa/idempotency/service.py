@@ -20,7 +20,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import new_id
+from kassa.db import engine_of, new_id
 from kassa.idempotency import repository
 from kassa.idempotency.models import IdempotencyRecord
 
@@ -66,7 +66,8 @@ class IdempotencyService:
         autocommit: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
-        self._autocommit = autocommit or sessions
+        # A claim, a completion and a release are one statement each: no session.
+        self._single = engine_of(autocommit or sessions)
         self._hmac_key = hmac_key
         self._clock = clock
 
@@ -91,8 +92,8 @@ class IdempotencyService:
         )
         # The usual case, a new key, is one atomic statement; a key already there is
         # examined in a transaction.
-        async with self._autocommit.begin() as session:
-            if await repository.insert_claim(session, record):
+        async with self._single.begin() as db:
+            if await repository.insert_claim(db, record):
                 return Claim(ClaimKind.NEW, record.id)
         for _ in range(3):
             async with self._sessions.begin() as session:
@@ -127,15 +128,15 @@ class IdempotencyService:
     async def complete(
         self, record_id: uuid.UUID, status: int, body: bytes, content_type: str
     ) -> None:
-        async with self._autocommit.begin() as session:
+        async with self._single.begin() as db:
             await repository.complete(
-                session, record_id, status=status, body=body, content_type=content_type
+                db, record_id, status=status, body=body, content_type=content_type
             )
 
     async def release(self, record_id: uuid.UUID) -> None:
         """Forget a claim whose request must be retryable (401, 429, validation, 5xx)."""
-        async with self._autocommit.begin() as session:
-            await repository.delete_record(session, record_id)
+        async with self._single.begin() as db:
+            await repository.delete_record(db, record_id)
 
     async def purge_expired(self) -> int:
         async with self._sessions.begin() as session:

@@ -8,15 +8,15 @@ consistently across server processes, hosts and restarts: one reference, one cha
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from sqlalchemy import CHAR, BigInteger, String, func, select
+from sqlalchemy import CHAR, BigInteger, RowMapping, String, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kassa.db import Base, UTCDateTime
+from kassa.db import Base, UTCDateTime, engine_of, table_of
 from kassa.processors.base import ChargeResult, FailureCode, Outcome, RefundResult
 
 
@@ -97,20 +97,36 @@ class MemorySimulatorStore:
         return self.succeeded_charges
 
 
-def _charge_result(row: SimulatorCharge) -> ChargeResult:
+def _charge_result(row: RowMapping) -> ChargeResult:
     return ChargeResult(
-        outcome=Outcome(row.outcome),
-        processor_reference=row.processor_reference,
-        failure_code=FailureCode(row.failure_code) if row.failure_code else None,
-        failure_message=row.failure_message,
+        outcome=Outcome(row["outcome"]),
+        processor_reference=row["processor_reference"],
+        failure_code=FailureCode(row["failure_code"]) if row["failure_code"] else None,
+        failure_message=row["failure_message"],
     )
 
 
-_Row = TypeVar("_Row", SimulatorCharge, SimulatorRefund)
+def _refund_result(row: RowMapping) -> RefundResult:
+    return RefundResult(Outcome(row["outcome"]), row["processor_reference"])
 
 
-def _refund_result(row: SimulatorRefund) -> RefundResult:
-    return RefundResult(Outcome(row.outcome), row.processor_reference)
+_CHARGE = table_of(SimulatorCharge)
+_REFUND = table_of(SimulatorRefund)
+
+
+def _keep_first_statements(table: Table) -> dict[str, Any]:
+    """Per dialect: insert unless the reference is there, returning the row inserted."""
+    return {
+        name: insert(table).on_conflict_do_nothing(index_elements=["reference"]).returning(*table.c)
+        for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+    }
+
+
+_KEEP_FIRST = {table.name: _keep_first_statements(table) for table in (_CHARGE, _REFUND)}
+_GET = {
+    table.name: select(table).where(table.c.reference == bindparam("ref"))
+    for table in (_CHARGE, _REFUND)
+}
 
 
 class DatabaseSimulatorStore:
@@ -120,30 +136,25 @@ class DatabaseSimulatorStore:
         autocommit: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
-        self._autocommit = autocommit or sessions
+        # Each record is one statement (two when another process won a race): no sessions.
+        self._single = engine_of(autocommit or sessions)
 
-    async def _keep_first(self, model: type[_Row], values: dict[str, Any]) -> _Row:
+    async def _keep_first(self, table: Table, values: dict[str, Any]) -> RowMapping:
         """Insert unless the reference is known; the row kept, in one statement (and a read
         only when another process won the race, after its insert committed)."""
-        async with self._autocommit.begin() as session:
-            dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
-            insert = sqlite_insert if dialect == "sqlite" else pg_insert
-            row: _Row | None = await session.scalar(
-                insert(model)
-                .values(**values, created_at=datetime.now(UTC))
-                .on_conflict_do_nothing(index_elements=["reference"])
-                .returning(model)
-            )
+        async with self._single.begin() as db:
+            statement = _KEEP_FIRST[table.name][db.dialect.name]
+            row = (await db.execute(statement, {**values, "created_at": datetime.now(UTC)})).first()
             if row is None:
-                row = await session.get(model, values["reference"])
+                row = (await db.execute(_GET[table.name], {"ref": values["reference"]})).first()
             assert row is not None
-            return row
+            return row._mapping
 
     async def put_charge(
         self, reference: str, result: ChargeResult, amount: int, currency: str
     ) -> ChargeResult:
         row = await self._keep_first(
-            SimulatorCharge,
+            _CHARGE,
             {
                 "reference": reference,
                 "processor_reference": result.processor_reference,
@@ -157,9 +168,9 @@ class DatabaseSimulatorStore:
         return _charge_result(row)
 
     async def get_charge(self, reference: str) -> ChargeResult | None:
-        async with self._autocommit() as session:
-            row = await session.get(SimulatorCharge, reference)
-            return None if row is None else _charge_result(row)
+        async with self._single.connect() as db:
+            row = (await db.execute(_GET[_CHARGE.name], {"ref": reference})).first()
+            return None if row is None else _charge_result(row._mapping)
 
     async def put_refund(
         self,
@@ -170,7 +181,7 @@ class DatabaseSimulatorStore:
         currency: str,
     ) -> RefundResult:
         row = await self._keep_first(
-            SimulatorRefund,
+            _REFUND,
             {
                 "reference": reference,
                 "processor_reference": result.processor_reference,
