@@ -13,11 +13,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import monotonic
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import structlog
 from limits import RateLimitItem, parse, parse_many
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage.redis.coredis import CoredisBridge
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
@@ -128,8 +129,83 @@ def _seconds_until(reset_time: float) -> int:
     return max(1, math.ceil(reset_time - time.time()))
 
 
+# One limit's fixed windows counted in one round trip. KEYS are the windows in order; ARGV
+# holds each window's amount, then each window's length in seconds. Each INCR is limits'
+# fixed window: a window starts at its first hit and lasts its length (the same keys and
+# rule as limits' `incr`, so processes on either code path share one count). The count
+# stops after the first window over its amount, so a refused request spends nothing in the
+# windows after it. Answers count and TTL for each window counted, flattened.
+_HIT_WINDOWS_LUA = """
+local n = #KEYS
+local counted = {}
+for i = 1, n do
+    local count = redis.call("INCR", KEYS[i])
+    local ttl = tonumber(ARGV[n + i])
+    if count == 1 then
+        redis.call("EXPIRE", KEYS[i], ttl)
+    else
+        local left = redis.call("TTL", KEYS[i])
+        if left >= 0 then
+            ttl = left
+        else
+            -- A window without expiry, left by a client that died between INCR and
+            -- EXPIRE on limits' own path, would never reset: give it one.
+            redis.call("EXPIRE", KEYS[i], ttl)
+        end
+    end
+    counted[#counted + 1] = count
+    counted[#counted + 1] = ttl
+    if count > tonumber(ARGV[i]) then
+        break
+    end
+end
+return counted
+"""
+
+
+class RedisWindows:
+    """Counts a hit in all of one limit's windows with one EVALSHA, on the storage's own
+    coredis client and through coredis' `Script`, which loads the script again and retries
+    once when Redis answers NOSCRIPT (after a restart or a SCRIPT FLUSH)."""
+
+    def __init__(self, storage: RedisStorage, bridge: CoredisBridge) -> None:
+        self._bridge = bridge
+        self._script = bridge.get_connection().register_script(_HIT_WINDOWS_LUA)
+        self._base_exceptions = storage.base_exceptions
+        self._wrap_exceptions = storage.wrap_exceptions
+
+    @classmethod
+    def of(cls, storage: Storage) -> RedisWindows | None:
+        """The script counter for a Redis storage on coredis; None for any other storage,
+        and for a Redis Cluster, which refuses a script over keys in several hash slots."""
+        if (
+            isinstance(storage, RedisStorage)
+            and storage.MODE != "CLUSTER"
+            and isinstance(storage.bridge, CoredisBridge)
+        ):
+            return cls(storage, storage.bridge)
+        return None
+
+    async def hit(self, windows: list[tuple[str, RateLimitItem]]) -> list[tuple[int, int]]:
+        keys = tuple(self._bridge.prefixed_key(window) for window, _ in windows)
+        args = (*(item.amount for _, item in windows), *(item.get_expiry() for _, item in windows))
+        try:
+            reply = await self._script.execute(keys, args)
+        except self._base_exceptions as exc:
+            # As limits' own storage calls do, so FailOpen sees the same errors either way.
+            if self._wrap_exceptions:
+                raise StorageError(exc) from exc
+            raise
+        values = [int(value) for value in cast("list[int]", reply)]
+        return [(count, max(1, ttl)) for count, ttl in zip(values[::2], values[1::2], strict=True)]
+
+
 class RateLimiter:
     """One named limit (`ip`, `user`); several rates (`100/15minutes;10/second`) all apply.
+
+    Each rate is a fixed window in the storage, counted in turn until one refuses; a refused
+    request is not counted in the windows after the refusing one. Over Redis a hit costs one
+    round trip, whatever the number of rates.
 
     When the storage fails the request is allowed, and its headers show the full limit: the
     count is unknown, and the contract wants the headers on every answer."""
@@ -139,6 +215,7 @@ class RateLimiter:
         self._storage = storage
         self._items: list[RateLimitItem] = parse_many(rate)
         self._guard = FailOpen(name, storage)
+        self._redis = RedisWindows.of(storage)
 
     async def hit(self, key: str) -> Verdict:
         first = self._items[0]
@@ -146,18 +223,34 @@ class RateLimiter:
         return await self._guard.run(lambda: self._hit(key), unchecked)
 
     async def _hit(self, key: str) -> Verdict:
-        tightest: Verdict | None = None
-        for item in self._items:
-            # limits' fixed window, counted in two commands instead of three: the count
-            # `incr` returns is what get_window_stats would read back.
-            window = item.key_for(self.name, key)
+        windows = [(item.key_for(self.name, key), item) for item in self._items]
+        if self._redis is not None:
+            counted = await self._redis.hit(windows)
+        else:
+            counted = await self._hit_each(windows)
+        return self._verdict(counted)
+
+    async def _hit_each(self, windows: list[tuple[str, RateLimitItem]]) -> list[tuple[int, int]]:
+        """The same count as the script, through limits' storage calls one by one: the count
+        `incr` returns is what get_window_stats would read back."""
+        counted: list[tuple[int, int]] = []
+        for window, item in windows:
             count = await self._storage.incr(window, item.get_expiry())
-            reset_time = await self._storage.get_expiry(window)
+            counted.append((count, _seconds_until(await self._storage.get_expiry(window))))
+            if count > item.amount:
+                break
+        return counted
+
+    def _verdict(self, counted: list[tuple[int, int]]) -> Verdict:
+        """The first refusing window's verdict, else the one with the least remaining."""
+        tightest: Verdict | None = None
+        # `counted` ends at the first refusing window, so it may be shorter than the items.
+        for item, (count, reset_after) in zip(self._items, counted, strict=False):
             verdict = Verdict(
                 allowed=count <= item.amount,
                 limit=item.amount,
                 remaining=max(0, item.amount - count),
-                reset_after=_seconds_until(reset_time),
+                reset_after=reset_after,
                 name=self.name,
             )
             if not verdict.allowed:

@@ -1,0 +1,343 @@
+"""The rate limiter over Redis counts all of one limit's rates in one round trip (one script),
+with the keys, counts, expiries and verdicts that limits' own storage calls gave, and still
+fails open when Redis is down, hangs or has lost its scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import pytest
+from limits import parse_many
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+from prometheus_client import REGISTRY
+
+from kassa.ratelimit.limiter import (
+    RETRY_STORAGE_AFTER_SECONDS,
+    RateLimiter,
+    RedisWindows,
+    Verdict,
+)
+from tests.conftest import Api, register_user
+from tests.edge.conftest import OwnRedis
+from tests.ratelimit.conftest import redis_storage_at, unique_prefix
+
+RATE = "3/minute;100/hour"
+MINUTE, HOUR = parse_many(RATE)
+CLIENT = "198.51.100.7"
+
+
+async def hit_as_before(storage: Storage, rate: str, name: str, key: str) -> Verdict:
+    """`RateLimiter._hit` as it was before the script: limits' `incr` then `get_expiry`, one
+    rate after the other, stopping at the first refusal."""
+    tightest: Verdict | None = None
+    for item in parse_many(rate):
+        window = item.key_for(name, key)
+        count = await storage.incr(window, item.get_expiry())
+        reset_time = await storage.get_expiry(window)
+        verdict = Verdict(
+            allowed=count <= item.amount,
+            limit=item.amount,
+            remaining=max(0, item.amount - count),
+            reset_after=max(1, math.ceil(reset_time - time.time())),
+            name=name,
+        )
+        if not verdict.allowed:
+            return verdict
+        if tightest is None or verdict.remaining < tightest.remaining:
+            tightest = verdict
+    assert tightest is not None
+    return tightest
+
+
+def errors_counted(limit: str) -> float:
+    return REGISTRY.get_sample_value("kassa_rate_limit_errors_total", {"limit": limit}) or 0.0
+
+
+# What Redis receives ----------------------------------------------------------------------
+
+MONITOR_LINE = re.compile(r"^\+\d+\.\d+ \[\d+ (?P<source>\S+)\] (?P<args>.*)$")
+QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class Command:
+    source: str  # `lua` for a command a script ran, else the client's address
+    args: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.args[0].upper()
+
+    @property
+    def from_client(self) -> bool:
+        """A round trip: a command a client sent, not one a script ran inside Redis."""
+        return self.source != "lua"
+
+
+class Monitor:
+    """Every command a Redis server executes, read through MONITOR on a connection of its
+    own; `commands()` answers those executed since the monitor started."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    async def __aenter__(self) -> Monitor:
+        self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self._writer.write(b"MONITOR\r\n")
+        await self._writer.drain()
+        assert await self._reader.readline() == b"+OK\r\n"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._writer.close()
+        await self._writer.wait_closed()
+
+    async def commands(self) -> list[Command]:
+        # A marker from another connection: every command before it has been seen once the
+        # marker is, since one server executes (and reports) commands in order.
+        marker = f"monitor-end-{uuid.uuid4().hex}"
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        writer.write(f"ECHO {marker}\r\n".encode())
+        await writer.drain()
+        await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        seen: list[Command] = []
+        while True:
+            line = (await asyncio.wait_for(self._reader.readline(), 10)).decode().rstrip("\r\n")
+            if marker in line:
+                return seen
+            match = MONITOR_LINE.match(line)
+            assert match is not None, line
+            seen.append(Command(match["source"], QUOTED.findall(match["args"])))
+
+
+def prefixed(storage: RedisStorage, *windows: str) -> list[str]:
+    return [storage.bridge.prefixed_key(window) for window in windows]
+
+
+# Counts, remaining, reset and keys: as limits' own calls gave them ---------------------------
+
+
+async def test_two_rates_answer_as_limits_own_calls_did_and_refuse_the_fourth_hit(
+    shared_storage: RedisStorage,
+) -> None:
+    limiter = RateLimiter(shared_storage, RATE)
+    now, before = [], []
+    for _ in range(5):
+        now.append(await limiter.hit(CLIENT))
+        before.append(await hit_as_before(shared_storage, RATE, "ip", "198.51.100.8"))
+    assert [(v.allowed, v.limit, v.remaining, v.name) for v in now] == [
+        (True, 3, 2, "ip"),
+        (True, 3, 1, "ip"),
+        (True, 3, 0, "ip"),
+        (False, 3, 0, "ip"),
+        (False, 3, 0, "ip"),
+    ]
+    assert [(v.allowed, v.limit, v.remaining) for v in now] == [
+        (v.allowed, v.limit, v.remaining) for v in before
+    ]
+    # Redis rounds a TTL to whole seconds: a slow moment may cost either path one second.
+    for new, old in zip(now, before, strict=True):
+        assert new.reset_after in (59, 60)
+        assert abs(new.reset_after - old.reset_after) <= 1
+    for item in (MINUTE, HOUR):
+        assert await shared_storage.get(item.key_for("ip", CLIENT)) == await shared_storage.get(
+            item.key_for("ip", "198.51.100.8")
+        )
+
+
+async def test_the_windows_are_limits_keys_with_each_rates_expiry(
+    shared_storage: RedisStorage,
+) -> None:
+    limiter = RateLimiter(shared_storage, RATE)
+    for _ in range(5):
+        await limiter.hit(CLIENT)
+    client = shared_storage.bridge.get_connection()
+    minute, hour = MINUTE.key_for("ip", CLIENT), HOUR.key_for("ip", CLIENT)
+    keys = await client.keys(shared_storage.bridge.prefixed_key("*"))
+    assert sorted(key.decode() for key in keys) == sorted(prefixed(shared_storage, minute, hour))
+    assert await client.ttl(shared_storage.bridge.prefixed_key(minute)) in (59, 60)
+    assert await client.ttl(shared_storage.bridge.prefixed_key(hour)) in (3599, 3600)
+    assert await shared_storage.get(minute) == 5
+    assert await shared_storage.get(hour) == 3  # the refused hits spent nothing of the hour
+    # limits' own strategy reads the same windows.
+    strategy = FixedWindowRateLimiter(shared_storage)
+    assert (await strategy.get_window_stats(MINUTE, "ip", CLIENT)).remaining == 0
+    assert (await strategy.get_window_stats(HOUR, "ip", CLIENT)).remaining == 97
+
+
+async def test_counts_are_shared_with_a_process_still_on_limits_own_calls(
+    shared_storage: RedisStorage,
+) -> None:
+    limiter = RateLimiter(shared_storage, RATE)
+    await hit_as_before(shared_storage, RATE, "ip", CLIENT)
+    assert (await limiter.hit(CLIENT)).remaining == 1
+    assert (await hit_as_before(shared_storage, RATE, "ip", CLIENT)).remaining == 0
+    refused = await limiter.hit(CLIENT)
+    assert not refused.allowed
+    assert refused.reset_after in (59, 60)
+
+
+async def test_a_window_left_without_expiry_is_given_one(shared_storage: RedisStorage) -> None:
+    # As a client that died between limits' INCR and EXPIRE would leave it.
+    minute = shared_storage.bridge.prefixed_key(MINUTE.key_for("ip", CLIENT))
+    client = shared_storage.bridge.get_connection()
+    await client.incr(minute)
+    verdict = await RateLimiter(shared_storage, RATE).hit(CLIENT)
+    assert (verdict.remaining, verdict.reset_after) == (1, 60)
+    assert await client.ttl(minute) in (59, 60)
+
+
+async def test_the_in_memory_storage_keeps_limits_own_calls() -> None:
+    storage = MemoryStorage()
+    assert RedisWindows.of(storage) is None
+    limiter = RateLimiter(storage, RATE)
+    verdicts = [await limiter.hit(CLIENT) for _ in range(5)]
+    assert [v.remaining for v in verdicts] == [2, 1, 0, 0, 0]
+    assert [v.allowed for v in verdicts] == [True, True, True, False, False]
+    assert await storage.get(HOUR.key_for("ip", CLIENT)) == 3
+
+
+# One round trip per limit ------------------------------------------------------------------
+
+
+async def test_a_limit_with_two_rates_costs_one_round_trip_per_hit(
+    private_redis: OwnRedis,
+) -> None:
+    storage = redis_storage_at(private_redis.url)
+    limiter = RateLimiter(storage, RATE)
+    await limiter.hit("warm-up")  # connects, and loads the script
+    async with Monitor(private_redis.port) as monitor:
+        verdicts = [await limiter.hit(CLIENT) for _ in range(4)]
+        seen = await monitor.commands()
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    minute, hour = prefixed(storage, MINUTE.key_for("ip", CLIENT), HOUR.key_for("ip", CLIENT))
+    sent = [c for c in seen if c.from_client]
+    assert [c.name for c in sent] == ["EVALSHA"] * 4
+    assert all(c.args[2:5] == ["2", minute, hour] for c in sent)
+    ran = [(c.name, c.args[1]) for c in seen if not c.from_client]
+    opened = [("INCR", minute), ("EXPIRE", minute), ("INCR", hour), ("EXPIRE", hour)]
+    counted = [("INCR", minute), ("TTL", minute), ("INCR", hour), ("TTL", hour)]
+    refused = [("INCR", minute), ("TTL", minute)]  # the hour is not counted
+    assert ran == opened + counted + counted + refused
+
+
+async def test_a_request_with_a_token_costs_one_round_trip_per_limit_the_ip_limit_first(
+    api_factory: Callable[..., Any], private_redis: OwnRedis
+) -> None:
+    prefix = unique_prefix()
+    api: Api = await api_factory(
+        redis_url=private_redis.url,
+        redis_key_prefix=prefix,
+        rate_limit="100/minute;1000/hour",
+        user_rate_limit="50/minute;500/hour",
+    )
+    user = await register_user(api.client)
+    async with Monitor(private_redis.port) as monitor:
+        response = await api.client.get("/api/auth/profile", headers=user.headers)
+        seen = await monitor.commands()
+    assert response.status_code == 200
+    assert response.headers["ratelimit-remaining"] == "49"  # the user limit, tighter
+    sent = [c for c in seen if c.from_client]
+    assert [c.name for c in sent] == ["EVALSHA", "EVALSHA"]
+    ip, per_user = (c.args[3:5] for c in sent)
+    assert all(key.startswith(f"{prefix}:LIMITER/ip/203.0.113.7/") for key in ip)
+    assert all(key.startswith(f"{prefix}:LIMITER/user/{user.id}/") for key in per_user)
+
+
+# Lost scripts, outages, a hanging Redis ----------------------------------------------------
+
+
+async def test_the_script_is_loaded_again_after_a_script_flush(private_redis: OwnRedis) -> None:
+    storage = redis_storage_at(private_redis.url)
+    limiter = RateLimiter(storage, RATE)
+    assert (await limiter.hit(CLIENT)).remaining == 2
+    await storage.bridge.get_connection().script_flush()
+    errors = errors_counted("ip")
+    async with Monitor(private_redis.port) as monitor:
+        verdict = await limiter.hit(CLIENT)
+        seen = await monitor.commands()
+    assert (verdict.allowed, verdict.remaining) == (True, 1)
+    assert errors_counted("ip") == errors
+    # coredis may take a fresh connection for the retry, which first says HELLO.
+    sent = [c.args[:2] for c in seen if c.from_client and c.name != "HELLO"]
+    assert [args[0].upper() for args in sent] == ["EVALSHA", "SCRIPT", "EVALSHA"]
+    assert sent[1][1].upper() == "LOAD"
+
+
+async def test_an_unreachable_redis_fails_open_with_the_full_limit() -> None:
+    # Nothing listens on port 1.
+    limiter = RateLimiter(redis_storage_at("redis://127.0.0.1:1/0"), RATE, name="user")
+    errors = errors_counted("user")
+    verdicts = [await limiter.hit(CLIENT) for _ in range(3)]
+    assert verdicts == [Verdict(True, 3, 3, 60, "user")] * 3
+    assert errors_counted("user") == errors + 1  # then the storage is left alone a while
+
+
+async def test_a_redis_that_never_answers_fails_open_within_the_timeout() -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepted, read from by nobody, never answered
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        limiter = RateLimiter(redis_storage_at(f"redis://127.0.0.1:{port}/0"), RATE)
+        errors = errors_counted("ip")
+        started = time.monotonic()
+        verdict = await limiter.hit(CLIENT)
+        elapsed = time.monotonic() - started
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert verdict == Verdict(True, 3, 3, 60, "ip")
+    assert errors_counted("ip") == errors + 1
+    assert elapsed < 3.0
+
+
+async def test_counting_resumes_in_a_fresh_window_when_redis_returns(
+    private_redis: OwnRedis,
+) -> None:
+    limiter = RateLimiter(redis_storage_at(private_redis.url), RATE)
+    assert (await limiter.hit(CLIENT)).remaining == 2
+    private_redis.kill()
+    errors = errors_counted("ip")
+    assert await limiter.hit(CLIENT) == Verdict(True, 3, 3, 60, "ip")
+    assert errors_counted("ip") == errors + 1
+    private_redis.start()  # same port, empty, without the script
+    deadline = time.monotonic() + 30
+    while (verdict := await limiter.hit(CLIENT)).remaining == 3:
+        assert time.monotonic() < deadline, "limiting did not resume"
+        await asyncio.sleep(RETRY_STORAGE_AFTER_SECONDS / 4)
+    assert (verdict.allowed, verdict.remaining) == (True, 2)
+    assert (await limiter.hit(CLIENT)).remaining == 1
+
+
+@pytest.mark.parametrize("rate", ["5/minute", "3/minute;100/hour", "10/minute;3/hour;1/day"])
+async def test_the_verdict_is_the_first_refusal_else_the_least_remaining(
+    shared_storage: RedisStorage, rate: str
+) -> None:
+    limiter = RateLimiter(shared_storage, rate)
+    reference = RateLimiter(MemoryStorage(), rate)
+    for _ in range(6):
+        new, old = await limiter.hit(CLIENT), await reference.hit(CLIENT)
+        assert (new.allowed, new.limit, new.remaining) == (old.allowed, old.limit, old.remaining)
+        assert abs(new.reset_after - old.reset_after) <= 1
