@@ -21,6 +21,8 @@ _INSERT_PAYMENT = _PAYMENT.insert()
 _INSERT_SECRET = _SECRET.insert()
 _OWN_PAYMENT = (_PAYMENT.c.id == bindparam("payment")) & (_PAYMENT.c.user_id == bindparam("owner"))
 _GET_PAYMENT = select(_PAYMENT).where(_OWN_PAYMENT)
+_LOCK_PAYMENT = _GET_PAYMENT.with_for_update()
+_SAVE_REFUND_AMOUNTS = update(_PAYMENT).where(_PAYMENT.c.id == bindparam("payment"))
 _START_PROCESSING = (
     update(_PAYMENT)
     .where(
@@ -111,18 +113,26 @@ async def get_payment(
     return result.scalar_one_or_none()
 
 
-async def lock_payment(
-    session: AsyncSession, user_id: uuid.UUID, payment_id: uuid.UUID
-) -> Payment | None:
+async def lock_payment(db: Executor, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
     """The payment with a row lock held until the transaction ends (PostgreSQL); SQLite's
-    write transactions are already serialized."""
-    result = await session.execute(
-        select(Payment)
-        .where(Payment.id == payment_id, Payment.user_id == user_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    write transactions are already serialized. A detached copy: write changes back with
+    `save_refund_amounts`."""
+    row = (await db.execute(_LOCK_PAYMENT, {"payment": payment_id, "owner": user_id})).first()
+    return None if row is None else record_of(Payment, row._mapping)
+
+
+async def save_refund_amounts(db: Executor, payment: Payment) -> None:
+    """Write a locked payment's refund totals, status and update time back."""
+    await db.execute(
+        _SAVE_REFUND_AMOUNTS,
+        {
+            "payment": payment.id,
+            "status": payment.status,
+            "amount_refunded": payment.amount_refunded,
+            "amount_refund_pending": payment.amount_refund_pending,
+            "updated_at": payment.updated_at,
+        },
     )
-    return result.scalar_one_or_none()
 
 
 async def transition(

@@ -566,9 +566,15 @@ class PaymentService:
 
     @staticmethod
     async def lock_refundable(
-        session: AsyncSession, user_id: uuid.UUID, payment_id: uuid.UUID
+        db: Executor, user_id: uuid.UUID, payment_id: uuid.UUID
     ) -> Payment | None:
-        return await repository.lock_payment(session, user_id, payment_id)
+        """The payment, locked until the transaction ends; a detached copy whose refund
+        changes (`reserve_refund`, `release_refund`) `save_refund` writes back."""
+        return await repository.lock_payment(db, user_id, payment_id)
+
+    @staticmethod
+    async def save_refund(db: Executor, payment: Payment) -> None:
+        await repository.save_refund_amounts(db, payment)
 
     @staticmethod
     async def iter_totals(session: AsyncSession) -> AsyncIterator[PaymentTotals]:

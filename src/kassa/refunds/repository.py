@@ -5,15 +5,41 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kassa.db import Executor, record_of, table_of
 from kassa.refunds.models import Refund
 
+_REFUND = table_of(Refund)
+_INSERT = _REFUND.insert()
+_GET = select(_REFUND).where(_REFUND.c.id == bindparam("refund"))
+_SET_OUTCOME = update(_REFUND).where(_REFUND.c.id == bindparam("refund"))
 
-async def get_refund(session: AsyncSession, refund_id: uuid.UUID) -> Refund | None:
-    return await session.get(Refund, refund_id, populate_existing=True)
+
+async def insert_refund(db: Executor, values: dict[str, Any]) -> Refund:
+    await db.execute(_INSERT, values)
+    return record_of(Refund, values)
+
+
+async def get_refund(db: Executor, refund_id: uuid.UUID) -> Refund | None:
+    row = (await db.execute(_GET, {"refund": refund_id})).first()
+    return None if row is None else record_of(Refund, row._mapping)
+
+
+async def set_outcome(db: Executor, refund: Refund) -> None:
+    """Write a settled refund's status, processor reference and update time back."""
+    await db.execute(
+        _SET_OUTCOME,
+        {
+            "refund": refund.id,
+            "status": refund.status,
+            "processor_reference": refund.processor_reference,
+            "updated_at": refund.updated_at,
+        },
+    )
 
 
 async def list_stale_pending(

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import new_id, parse_id
+from kassa.db import engine_of, new_id, parse_id
 from kassa.events.service import EventService
 from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import REFUND_AMOUNT, REFUNDS
@@ -44,6 +44,7 @@ class RefundService:
         processor_timeout: float = 15.0,
     ) -> None:
         self._sessions = sessions
+        self._engine = engine_of(sessions)
         self._processor = processor
         self._clock = clock
         self._processor_timeout = processor_timeout
@@ -55,8 +56,8 @@ class RefundService:
         if payment_id is None:
             raise PaymentNotFound
         now = self._clock()
-        async with self._sessions.begin() as session:
-            payment = await PaymentService.lock_refundable(session, user_id, payment_id)
+        async with self._engine.begin() as db:
+            payment = await PaymentService.lock_refundable(db, user_id, payment_id)
             if payment is None:
                 raise PaymentNotFound
             if not PaymentService.is_refundable(payment):
@@ -66,24 +67,25 @@ class RefundService:
             if wanted <= 0 or wanted > left:
                 raise RefundExceedsRefundable(left, payment.currency)
             PaymentService.reserve_refund(payment, wanted, now)
-            refund = Refund(
-                id=new_id(),
-                payment_id=payment_id,
-                user_id=user_id,
-                amount=wanted,
-                currency=payment.currency,
-                status="pending",
-                reason=reason,
-                created_at=now,
-                updated_at=now,
+            await PaymentService.save_refund(db, payment)
+            refund = await repository.insert_refund(
+                db,
+                {
+                    "id": new_id(),
+                    "payment_id": payment_id,
+                    "user_id": user_id,
+                    "amount": wanted,
+                    "currency": payment.currency,
+                    "status": "pending",
+                    "reason": reason,
+                    "processor_reference": None,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
-            session.add(refund)
-            await session.flush()
-            await EventService.record(
-                session, user_id, "refund.created", refund_object(refund), now
-            )
+            await EventService.record(db, user_id, "refund.created", refund_object(refund), now)
             await TransactionService.record_refund(
-                session,
+                db,
                 user_id=user_id,
                 payment_id=payment_id,
                 refund_id=refund.id,
@@ -168,27 +170,29 @@ class RefundService:
     ) -> Refund | None:
         """Record a definite processor answer for a pending refund; None if already settled."""
         now = self._clock()
-        async with self._sessions.begin() as session:
-            refund = await repository.get_refund(session, refund_id)
+        async with self._engine.begin() as db:
+            refund = await repository.get_refund(db, refund_id)
             if refund is None or refund.status != "pending":
                 return None
-            payment = await PaymentService.lock_refundable(session, user_id, refund.payment_id)
+            payment = await PaymentService.lock_refundable(db, user_id, refund.payment_id)
             if payment is None:
                 return None
             # Re-read under the payment's lock so two settlers cannot both apply it.
-            refund = await repository.get_refund(session, refund_id)
+            refund = await repository.get_refund(db, refund_id)
             if refund is None or refund.status != "pending":
                 return None
             PaymentService.release_refund(payment, refund.amount, succeeded, now)
+            await PaymentService.save_refund(db, payment)
             refund.status = "succeeded" if succeeded else "failed"
             refund.processor_reference = reference
             refund.updated_at = now
+            await repository.set_outcome(db, refund)
             if succeeded:
-                await PaymentService.record_event(session, payment, now)
-            await TransactionService.settle_refund(session, refund_id, refund.status, now)
+                await PaymentService.record_event(db, payment, now)
+            await TransactionService.settle_refund(db, refund_id, refund.status, now)
             if succeeded:
                 await LedgerService.post_refund(
-                    session,
+                    db,
                     user_id=user_id,
                     payment_id=refund.payment_id,
                     refund_id=refund_id,
