@@ -91,7 +91,7 @@ def build_container(
     storage: Storage | None = None,
     resolver: Resolver = system_resolver,
 ) -> Container:
-    engine = create_engine(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
     instrument_pool(engine)
     sessions = create_session_factory(engine)
     autocommit = create_autocommit_factory(engine)

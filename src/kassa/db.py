@@ -123,7 +123,11 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
+    """An engine for `url`. On PostgreSQL the pool keeps `pool_size` connections and never
+    opens more: a connection opened past the pool would be closed again on return, and that
+    churn (a new server process, asyncpg's set-up queries) cost more CPU than waiting for a
+    free connection. Size the pool to the requests one worker serves at once."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -139,7 +143,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
         pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"server_settings": {"application_name": "kassa"}, "timeout": 5},

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
         return (init_settings,)
 
     database_url: str = ""
+    # Connections each worker keeps open to PostgreSQL (its pool never opens more).
+    database_pool_size: Annotated[int, Field(ge=1, le=1000)] = 40
     redis_url: str | None = None
     env: Literal["development", "production", "test"] = "development"
     jwt_secret: SecretStr | None = None
