@@ -124,9 +124,9 @@ def serve(
         ssl_certfile=str(tls_certfile) if tls_certfile else None,
         ssl_keyfile=str(tls_keyfile) if tls_keyfile else None,
         ssl_context_factory=server.tls_context if tls else None,  # TLS 1.2+ only
-        # h11 with a capped request head: a header flood is refused, never buffered whole.
+        # httptools with a capped request head: a header flood is refused, never buffered
+        # whole.
         http=server.HTTP_PROTOCOL,
-        h11_max_incomplete_event_size=server.MAX_REQUEST_HEAD_BYTES,
         # X-Forwarded-* are judged by KASSA_TRUSTED_PROXIES only; uvicorn would otherwise
         # trust them from loopback.
         proxy_headers=False,

@@ -252,3 +252,38 @@ def test_a_real_server_does_not_believe_x_forwarded_for_from_loopback(
     assert not any("strict-transport-security" in r.headers for r in statuses)
     access = [json.loads(line) for line in server.stdout().splitlines()]
     assert {e["client_ip"] for e in access if e.get("path") == "/api/auth/profile"} == {"127.0.0.1"}
+
+
+@pytest.mark.acceptance
+@pytest.mark.timeout(300)
+def test_a_head_under_the_cap_with_its_body_in_the_same_packet_is_not_refused(
+    real_server: Server,
+) -> None:
+    """The cap counts the head only: a 30 kB head with a 60 kB body sent in one go reaches
+    the app (which answers 422 for the bad fields), not the parser's 431."""
+    body = json.dumps({"email": "x" * 60_000, "password": "p"}).encode()
+    head = (
+        b"POST /api/auth/login HTTP/1.1\r\nHost: kassa\r\nContent-Type: application/json\r\n"
+        b"X-Padding: " + b"p" * 30_000 + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+    )
+    status, _headers, problem = parse(raw_exchange(real_server, head + body))
+    assert status == 422
+    assert problem["code"] == "validation_error"
+
+
+@pytest.mark.acceptance
+@pytest.mark.timeout(300)
+def test_each_request_on_a_kept_alive_connection_has_its_own_head_budget(
+    real_server: Server,
+) -> None:
+    """Three requests with 25 kB heads on one connection: 75 kB of heads in all, each under
+    the cap, so every one is answered."""
+    one = b"GET /healthz HTTP/1.1\r\nHost: kassa\r\nX-Padding: " + b"p" * 25_000 + b"\r\n\r\n"
+    answer = b""
+    with socket.create_connection(("127.0.0.1", real_server.port), timeout=10) as sock:
+        sock.sendall(one * 3)
+        while answer.count(b'{"status":"ok"}') < 3 and (chunk := sock.recv(65536)):
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    assert b"431" not in answer
