@@ -66,12 +66,10 @@ class SimulatorProcessor:
     async def charge(self, request: ChargeRequest) -> ChargeResult:
         if self._delay:
             await asyncio.sleep(self._delay)
-        # No lock: the store keeps the first answer for a reference, even across processes,
-        # so two racing charges under one reference both get that one answer.
+        # No lock and no read first: the store keeps the first answer for a reference, even
+        # across processes, and hands it back, so a repeated or racing charge under one
+        # reference gets that one answer.
         self.charge_attempts += 1
-        known = await self._store.get_charge(request.reference)
-        if known is not None:
-            return known
         failure = self._decide(request)
         result = ChargeResult(
             outcome=Outcome.FAILED if failure else Outcome.SUCCEEDED,
