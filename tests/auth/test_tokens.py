@@ -242,3 +242,70 @@ async def test_access_token_expires_after_its_ttl(api_factory: Any) -> None:
     assert (await profile(api, f"Bearer {user.access_token}")).status_code == 200
     clock.now += timedelta(seconds=1)
     assert_unauthorized(await profile(api, f"Bearer {user.access_token}"))
+
+
+# The codec remembers tokens that verified; the time still decides on every use.
+
+
+def _codec() -> Any:
+    from kassa.auth.tokens import TokenCodec
+
+    return TokenCodec(
+        TEST_SECRET.encode(), access_ttl=timedelta(minutes=15), refresh_ttl=timedelta(days=7)
+    )
+
+
+def test_a_token_that_verified_is_not_verified_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = _codec()
+    now = datetime.now(UTC)
+    token = codec.issue("access", user_id=uuid.uuid4(), session_id=uuid.uuid4(), now=now)
+    calls = 0
+    real_decode = jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    first = codec.decode(token, "access", now=now)
+    second = codec.decode(token, "access", now=now + timedelta(seconds=5))
+    assert first == second
+    assert calls == 1
+
+
+def test_a_remembered_token_still_expires_and_keeps_its_type() -> None:
+    from kassa.auth.tokens import InvalidToken
+
+    codec = _codec()
+    now = datetime.now(UTC)
+    token = codec.issue("access", user_id=uuid.uuid4(), session_id=uuid.uuid4(), now=now)
+    codec.decode(token, "access", now=now)
+    with pytest.raises(InvalidToken):
+        codec.decode(token, "access", now=now + timedelta(minutes=15))
+    with pytest.raises(InvalidToken):
+        codec.decode(token, "refresh", now=now)
+    with pytest.raises(InvalidToken):  # issued in the future, past the leeway
+        codec.decode(token, "access", now=now - timedelta(minutes=5))
+
+
+def test_a_bad_token_is_checked_afresh_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kassa.auth.tokens import InvalidToken
+
+    codec = _codec()
+    now = datetime.now(UTC)
+    token = codec.issue("access", user_id=uuid.uuid4(), session_id=uuid.uuid4(), now=now)
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    calls = 0
+    real_decode = jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            codec.decode(forged, "access", now=now)
+    assert calls == 2
