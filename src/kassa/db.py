@@ -48,6 +48,12 @@ M = TypeVar("M", bound=Base)
 Executor = AsyncConnection | AsyncSession
 
 
+def dialect_of(db: Executor) -> str:
+    """The name of the database dialect a connection or session runs on."""
+    bind = db.bind if isinstance(db, AsyncSession) else db.engine
+    return "postgresql" if bind is None else bind.dialect.name
+
+
 def table_of(model: type[Base]) -> Table:
     """The Core table of a mapped class, for statements built once at import."""
     return cast(Table, model.__table__)

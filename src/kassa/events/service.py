@@ -14,19 +14,36 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import Executor, new_id, parse_id, table_of
+from kassa.db import Executor, dialect_of, new_id, parse_id, table_of
 from kassa.events import repository
 from kassa.events.errors import EventNotFound
 from kassa.events.models import Event
 from kassa.events.schemas import EVENT_TYPES, EventData, EventOut
 from kassa.pagination import Cursor
-from kassa.webhooks.service import WebhookService
+from kassa.webhooks.service import WebhookService, queue_for_subscribers
 
 __all__ = ["EVENT_TYPES", "EventPage", "EventService", "event_body"]
 
-_INSERT_EVENT = table_of(Event).insert()
+_EVENT = table_of(Event)
+_INSERT_EVENT = _EVENT.insert()
+# PostgreSQL writes the event and queues its webhook deliveries in one statement (a
+# data-modifying WITH); elsewhere the event is inserted and then `enqueue` queues them.
+_RECORD_AND_QUEUE = queue_for_subscribers(
+    _EVENT.insert()
+    .values(
+        id=bindparam("e_id", type_=_EVENT.c.id.type),
+        user_id=bindparam("e_user", type_=_EVENT.c.user_id.type),
+        type=bindparam("e_type", type_=_EVENT.c.type.type),
+        object_id=bindparam("e_object", type_=_EVENT.c.object_id.type),
+        data=bindparam("e_data", type_=_EVENT.c.data.type),
+        created_at=bindparam("e_at", type_=_EVENT.c.created_at.type),
+    )
+    .returning(_EVENT.c.id, _EVENT.c.type, _EVENT.c.user_id, _EVENT.c.created_at)
+    .cte("recorded_event")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +96,22 @@ class EventService:
             "data": {"object": obj},
             "created_at": now.astimezone(UTC),
         }
-        await db.execute(_INSERT_EVENT, values)
         event = Event(**values)
+        if dialect_of(db) == "postgresql":
+            await db.execute(
+                _RECORD_AND_QUEUE,
+                {
+                    "e_id": values["id"],
+                    "e_user": user_id,
+                    "e_type": type_,
+                    "e_object": values["object_id"],
+                    "e_data": values["data"],
+                    "e_at": values["created_at"],
+                    "body": event_body(event),
+                },
+            )
+            return event
+        await db.execute(_INSERT_EVENT, values)
         await WebhookService.enqueue(
             db,
             user_id=user_id,

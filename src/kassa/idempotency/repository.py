@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kassa.db import Executor, table_of
+from kassa.db import Executor, dialect_of, table_of
 from kassa.idempotency.models import IdempotencyRecord
 
 # Every keyed POST claims, then completes or releases: built once, run as Core.
@@ -21,11 +21,6 @@ _CLAIM = {
 }
 _COMPLETE = update(_RECORD).where(_RECORD.c.id == bindparam("record"))
 _DELETE = delete(_RECORD).where(_RECORD.c.id == bindparam("record"))
-
-
-def _dialect(db: Executor) -> str:
-    bind = db.bind if isinstance(db, AsyncSession) else db.engine
-    return "postgresql" if bind is None else bind.dialect.name
 
 
 async def insert_claim(db: Executor, record: IdempotencyRecord) -> bool:
@@ -40,7 +35,7 @@ async def insert_claim(db: Executor, record: IdempotencyRecord) -> bool:
         "lease_until": record.lease_until,
         "expires_at": record.expires_at,
     }
-    result = await db.execute(_CLAIM[_dialect(db)], values)
+    result = await db.execute(_CLAIM[dialect_of(db)], values)
     return bool(getattr(result, "rowcount", 0) == 1)
 
 

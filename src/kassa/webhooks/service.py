@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy import bindparam, select
+from sqlalchemy import CTE, Insert, bindparam, cast, func, insert, literal, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kassa.db import Executor, new_id, parse_id, table_of
@@ -46,7 +47,50 @@ _ENABLED_ENDPOINTS = (
     .where(_ENDPOINT.c.user_id == bindparam("owner"), _ENDPOINT.c.enabled.is_(True))
     .order_by(_ENDPOINT.c.created_at, _ENDPOINT.c.id)
 )
-_INSERT_DELIVERY = table_of(WebhookDelivery).insert()
+_DELIVERY = table_of(WebhookDelivery)
+_INSERT_DELIVERY = _DELIVERY.insert()
+
+
+def queue_for_subscribers(event: CTE) -> Insert:
+    """PostgreSQL: the deliveries of the event that `event` (an INSERT … RETURNING id, type,
+    user_id, created_at) writes, one per enabled endpoint of its user subscribed to its type,
+    with the JSON bound as `body`: `enqueue` in the same statement as the event's insert."""
+    endpoint = _ENDPOINT
+    events = cast(endpoint.c.events, JSONB)
+    due = event.c.created_at
+    subscribers = select(
+        func.gen_random_uuid(),
+        endpoint.c.id,
+        endpoint.c.user_id,
+        event.c.id,
+        event.c.type,
+        bindparam("body", type_=_DELIVERY.c.body.type),
+        literal("pending"),
+        literal(0),
+        due,
+        due,
+        due,
+        due,
+    ).where(
+        endpoint.c.user_id == event.c.user_id,
+        endpoint.c.enabled.is_(True),
+        or_(events.has_key(event.c.type), events.has_key(ALL_EVENTS)),
+    )
+    columns = [
+        "id",
+        "endpoint_id",
+        "user_id",
+        "event_id",
+        "event_type",
+        "body",
+        "status",
+        "attempt_count",
+        "window_started_at",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+    ]
+    return insert(_DELIVERY).from_select(columns, subscribers).add_cte(event)
 
 
 @dataclass(frozen=True, slots=True)
