@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 from sqlalchemy import event
@@ -60,6 +61,7 @@ async def capture_lifecycles(
     use the same database: the card-fingerprint key the capture seals stays in it."""
     from kassa.app import create_app
     from kassa.container import build_container
+    from kassa.db import DriverStatement
     from kassa.settings import load_settings
 
     key = base64.urlsafe_b64encode(b"b" * 32).decode().rstrip("=")
@@ -76,58 +78,74 @@ async def capture_lifecycles(
     )
     container = build_container(settings)
     app = create_app(settings, container)
-    log: list[Statement] = []
-    engine = container.engine.sync_engine
+    # Statements kassa runs on the driver's connection (DriverStatement) bypass SQLAlchemy's
+    # events. During the capture they take SQLAlchemy's path, which sends the same SQL (the
+    # driver path is SQLAlchemy's own compilation), so every statement is recorded.
+    no_driver = patch.object(DriverStatement, "_driver", staticmethod(_no_driver))
+    no_driver.start()
+    try:
+        log: list[Statement] = []
+        engine = container.engine.sync_engine
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def _statement(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
-        rows = [list(row) for row in params] if many else list(params or ())
-        log.append(Statement(sql, rows, many))
+        @event.listens_for(engine, "before_cursor_execute")
+        def _statement(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
+            rows = [list(row) for row in params] if many else list(params or ())
+            log.append(Statement(sql, rows, many))
 
-    def _transaction(connection: Any, verb: str) -> None:
-        # An autocommit session (kassa's single-statement reads) sends no BEGIN at all.
-        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            log.append(Statement(verb))
+        def _transaction(connection: Any, verb: str) -> None:
+            # An autocommit session (kassa's single-statement reads) sends no BEGIN at all.
+            if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                log.append(Statement(verb))
 
-    for verb in ("begin", "commit", "rollback"):
-        event.listen(engine, verb, lambda c, verb=verb: _transaction(c, verb.upper()))
+        for verb in ("begin", "commit", "rollback"):
+            event.listen(engine, verb, lambda c, verb=verb: _transaction(c, verb.upper()))
 
-    captures: list[Capture] = []
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://kassa") as client:
-        email = f"capture-{uuid.uuid4().hex[:8]}@example.com"
-        password = "capture password 1"
-        await client.post(
-            "/api/auth/register", json={"name": "c", "email": email, "password": password}
-        )
-        login = await client.post("/api/auth/login", json={"email": email, "password": password})
-        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        for _ in range(count):
-            capture = Capture()
-            expected = {"create": 201, "process": 200, "status": 200, "refund": 201}
-            payment_id = ""
-            for part in PARTS:
-                log.clear()
-                headers = {**auth, "Idempotency-Key": str(uuid.uuid4())}
-                if part == "create":
-                    response = await client.post("/api/payments", json=PAYMENT, headers=headers)
-                    payment_id = capture.payment_id = response.json()["id"]
-                elif part == "process":
-                    body = {"payment_id": payment_id}
-                    response = await client.post(
-                        "/api/payments/process", json=body, headers=headers
-                    )
-                elif part == "status":
-                    response = await client.get(f"/api/payments/{payment_id}/status", headers=auth)
-                else:
-                    path = f"/api/payments/{payment_id}/refund"
-                    response = await client.post(path, json=REFUND, headers=headers)
-                if response.status_code != expected[part]:
-                    raise RuntimeError(f"capture: {part} answered {response.status_code}")
-                capture.parts[part] = list(log)
-            captures.append(capture)
+        captures: list[Capture] = []
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kassa") as client:
+            email = f"capture-{uuid.uuid4().hex[:8]}@example.com"
+            password = "capture password 1"
+            await client.post(
+                "/api/auth/register", json={"name": "c", "email": email, "password": password}
+            )
+            login = await client.post(
+                "/api/auth/login", json={"email": email, "password": password}
+            )
+            auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            for _ in range(count):
+                capture = Capture()
+                expected = {"create": 201, "process": 200, "status": 200, "refund": 201}
+                payment_id = ""
+                for part in PARTS:
+                    log.clear()
+                    headers = {**auth, "Idempotency-Key": str(uuid.uuid4())}
+                    if part == "create":
+                        response = await client.post("/api/payments", json=PAYMENT, headers=headers)
+                        payment_id = capture.payment_id = response.json()["id"]
+                    elif part == "process":
+                        body = {"payment_id": payment_id}
+                        response = await client.post(
+                            "/api/payments/process", json=body, headers=headers
+                        )
+                    elif part == "status":
+                        response = await client.get(
+                            f"/api/payments/{payment_id}/status", headers=auth
+                        )
+                    else:
+                        path = f"/api/payments/{payment_id}/refund"
+                        response = await client.post(path, json=REFUND, headers=headers)
+                    if response.status_code != expected[part]:
+                        raise RuntimeError(f"capture: {part} answered {response.status_code}")
+                    capture.parts[part] = list(log)
+                captures.append(capture)
+    finally:
+        no_driver.stop()
     await container.aclose()
     return captures
+
+
+async def _no_driver(_db: object) -> None:
+    return None
 
 
 # --- the plan: statements with variables ------------------------------------------------

@@ -84,3 +84,40 @@ def test_the_served_app_freezes_what_start_up_built(
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
+
+
+async def test_a_driver_statement_runs_only_on_a_postgresql_connection_in_autocommit(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import bindparam, literal_column, select
+
+    from kassa.db import DriverStatement, UTCDateTime, create_engine
+
+    statement = select(literal_column("1").label("one")).where(
+        bindparam("at", type_=UTCDateTime()) < bindparam("until", type_=UTCDateTime())
+    )
+    driver = DriverStatement(statement)
+    assert "$1::TIMESTAMP WITH TIME ZONE" in driver.sql
+    earlier, later = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    engine = create_engine(postgres_url, pool_size=1)
+    try:
+        async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as db:
+            rows = await driver.fetch(db, {"at": earlier, "until": later})
+            assert rows is not None
+            assert [tuple(r) for r in rows] == [(1,)]
+            assert await driver.fetch(db, {"at": later, "until": earlier}) == []
+            # The column type's bind processor runs: a naive time is refused, as in Core.
+            with pytest.raises(ValueError, match="naive"):
+                await driver.fetch(db, {"at": later.replace(tzinfo=None), "until": later})
+        async with engine.begin() as db:  # a transaction: SQLAlchemy must run it
+            assert await driver.fetch(db, {"at": earlier, "until": later}) is None
+    finally:
+        await engine.dispose()
+    sqlite = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'd.db'}")
+    try:
+        async with sqlite.connect() as db:
+            assert await driver.fetch(db, {"at": earlier, "until": later}) is None
+    finally:
+        await sqlite.dispose()

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Table, event
+from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -23,6 +24,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -173,6 +176,77 @@ def create_autocommit_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSe
         return create_session_factory(engine)
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     return async_sessionmaker(autocommit, expire_on_commit=False, autoflush=False)
+
+
+_ASYNCPG = postgresql_asyncpg.dialect()  # type: ignore[no-untyped-call]
+
+
+class DriverStatement:
+    """A Core statement compiled once for asyncpg and run on the driver's own connection.
+
+    For the single statements every request makes in autocommit (authentication, the
+    idempotency claim and completion, the simulator's records), SQLAlchemy's execution layer
+    cost more CPU than the statement (about 105 of 190 µs). The SQL is SQLAlchemy's own
+    compilation and every value goes through its column type's bind processor, so the
+    database receives what SQLAlchemy would send. Results come back as asyncpg decodes them:
+    use it for statements returning UUIDs, text, numbers and timestamps only.
+
+    `run` answers None unless `db` is a PostgreSQL connection in autocommit (one statement
+    is its own transaction there); the caller then executes the Core statement itself."""
+
+    def __init__(self, statement: ClauseElement, keys: Sequence[str] | None = None) -> None:
+        compiled = cast(
+            SQLCompiler,
+            statement.compile(
+                dialect=_ASYNCPG, column_keys=list(keys) if keys is not None else None
+            ),
+        )
+        self.sql = compiled.string
+        self._names = tuple(compiled.positiontup or ())
+        self._fixed = {name: bind.value for name, bind in compiled.binds.items()}
+        self._processors = {
+            name: processor
+            for name in self._names
+            if (
+                processor := compiled.binds[name]
+                .type.dialect_impl(_ASYNCPG)
+                .bind_processor(_ASYNCPG)
+            )
+        }
+
+    def _args(self, params: Mapping[str, Any]) -> list[Any]:
+        args = []
+        for name in self._names:
+            value = params[name] if name in params else self._fixed[name]
+            processor = self._processors.get(name)
+            args.append(processor(value) if processor is not None else value)
+        return args
+
+    @staticmethod
+    async def _driver(db: Executor) -> Any | None:
+        if not isinstance(db, AsyncConnection) or db.dialect.name != "postgresql":
+            return None
+        sync = db.sync_connection
+        if sync is None or sync.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            return None
+        return (await db.get_raw_connection()).driver_connection
+
+    async def fetch(self, db: Executor, params: Mapping[str, Any]) -> list[Any] | None:
+        """The rows (asyncpg records), or None when `db` cannot take the driver path."""
+        driver = await self._driver(db)
+        if driver is None:
+            return None
+        rows: list[Any] = await driver.fetch(self.sql, *self._args(params))
+        return rows
+
+    async def execute(self, db: Executor, params: Mapping[str, Any]) -> int | None:
+        """The number of rows the statement touched, or None when `db` cannot take the
+        driver path."""
+        driver = await self._driver(db)
+        if driver is None:
+            return None
+        status: str = await driver.execute(self.sql, *self._args(params))
+        return int(status.rsplit(" ", 1)[-1])
 
 
 def engine_of(factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:

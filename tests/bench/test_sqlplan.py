@@ -281,3 +281,19 @@ async def test_run_part_issues_one_lifecycle_on_an_asyncpg_connection(
         await connection.close()
     assert dict(row) == {"status": "partially_refunded", "amount_refunded": 1000}
     assert await _counts(captured.dsn) == _plus(before, 1)
+
+
+async def test_the_capture_records_every_statement_kassa_sends(postgres_url: str) -> None:
+    """Statements kassa sends on the driver's own connection (authentication, idempotency
+    records, the simulator's record) are in the capture too, so the floor and pgbench run
+    all of kassa's SQL."""
+    from bench.sqlplan import capture_lifecycles
+
+    (capture,) = await capture_lifecycles(postgres_url, count=1)
+    create = [statement.sql.split()[:3] for statement in capture.parts["create"]]
+    assert create[0][0] == "SELECT"  # the session's user
+    assert create[1] == ["INSERT", "INTO", "idempotency_record"]
+    assert create[-1] == ["UPDATE", "idempotency_record", "SET"]
+    process = " ".join(statement.sql for statement in capture.parts["process"])
+    assert "INSERT INTO simulator_charge" in process
+    assert capture.parts["status"][0].sql.startswith("SELECT user_account.id")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kassa.auth.models import AuthSession, User
-from kassa.db import Executor, table_of
+from kassa.db import DriverStatement, Executor, table_of
 
 _SESSION = table_of(AuthSession)
 _USER = table_of(User)
@@ -35,15 +38,29 @@ async def get_user_by_email_key(session: AsyncSession, email_key: str) -> User |
     return result.scalar_one_or_none()
 
 
+_ACTIVE_SESSION_USER_DRIVER = DriverStatement(_ACTIVE_SESSION_USER)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUser:
+    id: uuid.UUID
+    name: str
+    email: str
+    created_at: datetime
+
+
 async def get_active_session_user(
     db: Executor, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime
-) -> Row[uuid.UUID, str, str, datetime] | None:
-    """The user (id, name, email, created_at) of a session that is neither revoked nor
-    expired; None otherwise."""
-    result = await db.execute(
-        _ACTIVE_SESSION_USER, {"session": session_id, "owner": user_id, "now": now}
-    )
-    return result.first()
+) -> SessionUser | None:
+    """The user of a session that is neither revoked nor expired; None otherwise."""
+    params = {"session": session_id, "owner": user_id, "now": now}
+    rows: Sequence[Any] | None = await _ACTIVE_SESSION_USER_DRIVER.fetch(db, params)
+    if rows is None:
+        rows = (await db.execute(_ACTIVE_SESSION_USER, params)).all()
+    if not rows:
+        return None
+    found = rows[0]
+    return SessionUser(found[0], found[1], found[2], found[3])
 
 
 async def advance_refresh_generation(

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kassa.db import Executor, dialect_of, table_of
+from kassa.db import DriverStatement, Executor, dialect_of, table_of
 from kassa.idempotency.models import IdempotencyRecord
 
 # Every keyed POST claims, then completes or releases: built once, run as Core.
@@ -20,6 +20,19 @@ _CLAIM = {
     "sqlite": sqlite_insert(_RECORD).on_conflict_do_nothing(index_elements=["user_id", "key"]),
 }
 _COMPLETE = update(_RECORD).where(_RECORD.c.id == bindparam("record"))
+_CLAIM_COLUMNS = (
+    "id",
+    "user_id",
+    "key",
+    "fingerprint",
+    "state",
+    "created_at",
+    "lease_until",
+    "expires_at",
+)
+_COMPLETE_COLUMNS = ("record", "state", "response_status", "response_body", "response_type")
+_CLAIM_DRIVER = DriverStatement(_CLAIM["postgresql"], _CLAIM_COLUMNS)
+_COMPLETE_DRIVER = DriverStatement(_COMPLETE, _COMPLETE_COLUMNS)
 _DELETE = delete(_RECORD).where(_RECORD.c.id == bindparam("record"))
 
 
@@ -35,8 +48,11 @@ async def insert_claim(db: Executor, record: IdempotencyRecord) -> bool:
         "lease_until": record.lease_until,
         "expires_at": record.expires_at,
     }
-    result = await db.execute(_CLAIM[dialect_of(db)], values)
-    return bool(getattr(result, "rowcount", 0) == 1)
+    inserted = await _CLAIM_DRIVER.execute(db, values)
+    if inserted is None:
+        result = await db.execute(_CLAIM[dialect_of(db)], values)
+        inserted = int(getattr(result, "rowcount", 0))
+    return inserted == 1
 
 
 async def get_record(
@@ -78,16 +94,15 @@ async def complete(
     body: bytes,
     content_type: str,
 ) -> None:
-    await db.execute(
-        _COMPLETE,
-        {
-            "record": record_id,
-            "state": "completed",
-            "response_status": status,
-            "response_body": body,
-            "response_type": content_type,
-        },
-    )
+    values = {
+        "record": record_id,
+        "state": "completed",
+        "response_status": status,
+        "response_body": body,
+        "response_type": content_type,
+    }
+    if await _COMPLETE_DRIVER.execute(db, values) is None:
+        await db.execute(_COMPLETE, values)
 
 
 async def delete_record(db: Executor, record_id: uuid.UUID) -> None:

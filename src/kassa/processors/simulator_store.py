@@ -7,16 +7,17 @@ consistently across server processes, hosts and restarts: one reference, one cha
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import CHAR, BigInteger, RowMapping, String, Table, bindparam, func, select
+from sqlalchemy import CHAR, BigInteger, String, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kassa.db import Base, UTCDateTime, engine_of, table_of
+from kassa.db import Base, DriverStatement, UTCDateTime, engine_of, table_of
 from kassa.processors.base import ChargeResult, FailureCode, Outcome, RefundResult
 
 
@@ -97,7 +98,7 @@ class MemorySimulatorStore:
         return self.succeeded_charges
 
 
-def _charge_result(row: RowMapping) -> ChargeResult:
+def _charge_result(row: Mapping[Any, Any]) -> ChargeResult:
     return ChargeResult(
         outcome=Outcome(row["outcome"]),
         processor_reference=row["processor_reference"],
@@ -106,7 +107,7 @@ def _charge_result(row: RowMapping) -> ChargeResult:
     )
 
 
-def _refund_result(row: RowMapping) -> RefundResult:
+def _refund_result(row: Mapping[Any, Any]) -> RefundResult:
     return RefundResult(Outcome(row["outcome"]), row["processor_reference"])
 
 
@@ -123,6 +124,10 @@ def _keep_first_statements(table: Table) -> dict[str, Any]:
 
 
 _KEEP_FIRST = {table.name: _keep_first_statements(table) for table in (_CHARGE, _REFUND)}
+_KEEP_FIRST_DRIVER = {
+    table.name: DriverStatement(_KEEP_FIRST[table.name]["postgresql"], list(table.c.keys()))
+    for table in (_CHARGE, _REFUND)
+}
 _GET = {
     table.name: select(table).where(table.c.reference == bindparam("ref"))
     for table in (_CHARGE, _REFUND)
@@ -139,7 +144,7 @@ class DatabaseSimulatorStore:
         # Each record is one statement (two when another process won a race): no sessions.
         self._single = engine_of(autocommit or sessions)
 
-    async def _keep_first(self, table: Table, values: dict[str, Any]) -> RowMapping:
+    async def _keep_first(self, table: Table, values: dict[str, Any]) -> Mapping[Any, Any]:
         """Insert unless the reference is known; the row kept, in one statement (and a read
         only when another process won the race, after its insert committed)."""
         async with self._single.begin() as db:
