@@ -121,3 +121,36 @@ async def test_a_driver_statement_runs_only_on_a_postgresql_connection_in_autoco
             assert await driver.fetch(db, {"at": earlier, "until": later}) is None
     finally:
         await sqlite.dispose()
+
+
+async def test_a_connection_a_driver_statement_lost_leaves_the_pool(postgres_url: str) -> None:
+    import asyncpg
+    from sqlalchemy import literal_column, select
+
+    from kassa.db import DriverStatement, create_engine
+    from tests.conftest import PG_ADMIN_DSN
+
+    driver = DriverStatement(select(literal_column("1")))
+    engine = create_engine(postgres_url, pool_size=1)
+    try:
+        async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as db:
+            raw = (await db.get_raw_connection()).driver_connection
+            assert raw is not None
+            admin = await asyncpg.connect(PG_ADMIN_DSN)
+            try:
+                pid = raw.get_server_pid()
+                await admin.execute("SELECT pg_terminate_backend($1)", pid)
+                gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1"
+                for _ in range(250):  # until the backend has exited (5 s at most)
+                    if not await admin.fetchval(gone, pid):
+                        break
+                    await asyncio.sleep(0.02)
+            finally:
+                await admin.close()
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+                await driver.fetch(db, {})
+            assert db.invalidated
+        async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as db:
+            assert await driver.fetch(db, {}) == [(1,)]  # a new connection took its place
+    finally:
+        await engine.dispose()

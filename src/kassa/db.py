@@ -191,8 +191,10 @@ class DriverStatement:
     database receives what SQLAlchemy would send. Results come back as asyncpg decodes them:
     use it for statements returning UUIDs, text, numbers and timestamps only.
 
-    `run` answers None unless `db` is a PostgreSQL connection in autocommit (one statement
-    is its own transaction there); the caller then executes the Core statement itself."""
+    `fetch` and `execute` answer None unless `db` is a PostgreSQL connection in autocommit
+    (one statement is its own transaction there); the caller then executes the Core
+    statement itself. Errors are asyncpg's own; a connection the error closed is taken out
+    of the pool, as SQLAlchemy does after a disconnect."""
 
     def __init__(self, statement: ClauseElement, keys: Sequence[str] | None = None) -> None:
         compiled = cast(
@@ -233,20 +235,25 @@ class DriverStatement:
 
     async def fetch(self, db: Executor, params: Mapping[str, Any]) -> list[Any] | None:
         """The rows (asyncpg records), or None when `db` cannot take the driver path."""
-        driver = await self._driver(db)
-        if driver is None:
-            return None
-        rows: list[Any] = await driver.fetch(self.sql, *self._args(params))
+        rows: list[Any] | None = await self._run(db, "fetch", params)
         return rows
 
     async def execute(self, db: Executor, params: Mapping[str, Any]) -> int | None:
         """The number of rows the statement touched, or None when `db` cannot take the
         driver path."""
+        status = await self._run(db, "execute", params)
+        return None if status is None else int(status.rsplit(" ", 1)[-1])
+
+    async def _run(self, db: Executor, method: str, params: Mapping[str, Any]) -> Any:
         driver = await self._driver(db)
         if driver is None:
             return None
-        status: str = await driver.execute(self.sql, *self._args(params))
-        return int(status.rsplit(" ", 1)[-1])
+        try:
+            return await getattr(driver, method)(self.sql, *self._args(params))
+        except BaseException:
+            if driver.is_closed() and isinstance(db, AsyncConnection):
+                await db.invalidate()
+            raise
 
 
 def engine_of(factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:

@@ -1,4 +1,4 @@
-"""Every payment query. Gets its session; never commits."""
+"""Every payment query. Gets its session or connection; never commits."""
 
 from __future__ import annotations
 
@@ -102,15 +102,6 @@ async def forget_cvc(db: Executor, payment_id: uuid.UUID) -> None:
 
 async def delete_secret(db: Executor, payment_id: uuid.UUID) -> None:
     await db.execute(_DELETE_SECRET, {"payment": payment_id})
-
-
-async def get_payment(
-    session: AsyncSession, user_id: uuid.UUID, payment_id: uuid.UUID
-) -> Payment | None:
-    result = await session.execute(
-        select(Payment).where(Payment.id == payment_id, Payment.user_id == user_id)
-    )
-    return result.scalar_one_or_none()
 
 
 async def lock_payment(db: Executor, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:

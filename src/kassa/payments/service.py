@@ -591,7 +591,7 @@ class PaymentService:
     async def processor_reference(
         session: AsyncSession, user_id: uuid.UUID, payment_id: uuid.UUID
     ) -> str | None:
-        payment = await repository.get_payment(session, user_id, payment_id)
+        payment = await repository.find_payment(session, user_id, payment_id)
         return None if payment is None else payment.processor_reference
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""Every transaction query. Gets its session; never commits."""
+"""Every transaction query. Gets its session or connection; never commits."""
 
 from __future__ import annotations
 
