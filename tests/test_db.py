@@ -86,12 +86,14 @@ def test_the_served_app_freezes_what_start_up_built(
         gc.unfreeze()
 
 
-async def test_a_driver_statement_runs_only_on_a_postgresql_connection_in_autocommit(
+async def test_a_driver_statement_runs_on_the_driver_only_on_postgresql_in_autocommit(
     tmp_path: Path, postgres_url: str
 ) -> None:
+    """The same rows everywhere; SQLAlchemy sends the statement (its cursor event fires)
+    except on a PostgreSQL connection in autocommit, where asyncpg does."""
     from datetime import UTC, datetime
 
-    from sqlalchemy import bindparam, literal_column, select
+    from sqlalchemy import bindparam, event, literal_column, select
 
     from kassa.db import DriverStatement, UTCDateTime, create_engine
 
@@ -101,24 +103,33 @@ async def test_a_driver_statement_runs_only_on_a_postgresql_connection_in_autoco
     driver = DriverStatement(statement)
     assert "$1::TIMESTAMP WITH TIME ZONE" in driver.sql
     earlier, later = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    sent_by_sqlalchemy: list[str] = []
+
+    def count(*args: object) -> None:
+        sent_by_sqlalchemy.append(str(args[2]))
+
     engine = create_engine(postgres_url, pool_size=1)
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
     try:
         async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as db:
-            rows = await driver.fetch(db, {"at": earlier, "until": later})
-            assert rows is not None
-            assert [tuple(r) for r in rows] == [(1,)]
-            assert await driver.fetch(db, {"at": later, "until": earlier}) == []
+            rows = await driver.rows(db, {"at": earlier, "until": later})
+            assert [dict(r) for r in rows] == [{"one": 1}]
+            assert await driver.rows(db, {"at": later, "until": earlier}) == []
             # The column type's bind processor runs: a naive time is refused, as in Core.
             with pytest.raises(ValueError, match="naive"):
-                await driver.fetch(db, {"at": later.replace(tzinfo=None), "until": later})
+                await driver.rows(db, {"at": later.replace(tzinfo=None), "until": later})
+        assert sent_by_sqlalchemy == []
         async with engine.begin() as db:  # a transaction: SQLAlchemy must run it
-            assert await driver.fetch(db, {"at": earlier, "until": later}) is None
+            rows = await driver.rows(db, {"at": earlier, "until": later})
+            assert [dict(r) for r in rows] == [{"one": 1}]
+        assert len(sent_by_sqlalchemy) == 1
     finally:
         await engine.dispose()
     sqlite = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'd.db'}")
     try:
         async with sqlite.connect() as db:
-            assert await driver.fetch(db, {"at": earlier, "until": later}) is None
+            rows = await driver.rows(db, {"at": earlier, "until": later})
+            assert [dict(r) for r in rows] == [{"one": 1}]
     finally:
         await sqlite.dispose()
 
@@ -148,9 +159,10 @@ async def test_a_connection_a_driver_statement_lost_leaves_the_pool(postgres_url
             finally:
                 await admin.close()
             with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
-                await driver.fetch(db, {})
+                await driver.rows(db, {})
             assert db.invalidated
         async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as db:
-            assert await driver.fetch(db, {}) == [(1,)]  # a new connection took its place
+            rows = await driver.rows(db, {})  # a new connection took its place
+            assert [tuple(r.values()) for r in rows] == [(1,)]
     finally:
         await engine.dispose()

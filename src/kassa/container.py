@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
-from kassa.db import create_autocommit_factory, create_engine, create_session_factory, utcnow
+from kassa.db import create_engine, create_session_factory, utcnow
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
@@ -63,11 +63,7 @@ class Container:
         await self.engine.dispose()
 
 
-def build_processor(
-    settings: Settings,
-    sessions: async_sessionmaker[AsyncSession],
-    autocommit: async_sessionmaker[AsyncSession] | None = None,
-) -> Processor:
+def build_processor(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Processor:
     if settings.processor == "stripe":
         if settings.stripe_api_key is None:  # the settings refuse this; kept for callers
             raise ValueError("KASSA_PROCESSOR=stripe needs KASSA_STRIPE_API_KEY")
@@ -78,7 +74,7 @@ def build_processor(
         )
     # The simulator keeps its records in the database, so every process agrees on them.
     return SimulatorProcessor(
-        DatabaseSimulatorStore(sessions, autocommit),
+        DatabaseSimulatorStore(sessions),
         delay_seconds=settings.simulator_delay_ms / 1000,
     )
 
@@ -94,10 +90,9 @@ def build_container(
     engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
     instrument_pool(engine)
     sessions = create_session_factory(engine)
-    autocommit = create_autocommit_factory(engine)
     storage = storage or create_storage(settings.redis_url, prefix=settings.redis_key_prefix)
     owns_processor = processor is None
-    processor = processor or build_processor(settings, sessions, autocommit)
+    processor = processor or build_processor(settings, sessions)
     secrets = settings.secrets
     vault = Vault(secrets.vault_keys)
     fingerprints = CardFingerprinter(sessions, vault)
@@ -108,7 +103,6 @@ def build_container(
         clock,
         settings.max_amount,
         fingerprints=fingerprints,
-        autocommit=autocommit,
     )
     webhooks = WebhookService(
         sessions,
@@ -131,7 +125,7 @@ def build_container(
         storage=storage,
         limiter=RateLimiter(storage, settings.rate_limit),
         processor=processor,
-        auth=AuthService(sessions, tokens, LoginThrottle(storage), clock, autocommit=autocommit),
+        auth=AuthService(sessions, tokens, LoginThrottle(storage), clock),
         payments=payments,
         refunds=RefundService(sessions, processor, clock),
         transactions=TransactionService(sessions),
@@ -139,7 +133,6 @@ def build_container(
             sessions,
             hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
             clock,
-            autocommit=autocommit,
         ),
         vault_rotator=VaultRotator(fingerprints, payments, webhooks),
         owns_processor=owns_processor,

@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Table, event
+from sqlalchemy import BigInteger, DateTime, Insert, Integer, MetaData, Table, event
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -26,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -163,43 +166,61 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-def create_autocommit_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for work that is one statement, on hot paths (authentication, status reads,
-    an idempotency claim, a simulator record).
+def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for work that is one statement, on hot paths (authentication, status reads,
+    idempotency records, simulator records).
 
-    On PostgreSQL they run in autocommit: one statement is atomic and its own snapshot, so
-    it costs one round trip instead of BEGIN, the statement and COMMIT/ROLLBACK. Use them
-    only where one statement does the whole job (and write inside `.begin()`, so SQLite,
-    which keeps its ordinary sessions here, commits); anything that reads then writes takes
-    a transaction from the ordinary factory."""
+    On PostgreSQL its connections run in autocommit: one statement is atomic and its own
+    snapshot, so it costs one round trip instead of BEGIN, the statement and COMMIT. Use it
+    only where one statement does the whole job, and write inside `.begin()` so that SQLite,
+    which keeps the ordinary engine here, commits; anything that reads then writes takes a
+    transaction from the ordinary engine. Both share one pool."""
     if engine.dialect.name != "postgresql":
-        return create_session_factory(engine)
-    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return async_sessionmaker(autocommit, expire_on_commit=False, autoflush=False)
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+_INSERTS: dict[str, Any] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+
+
+@functools.cache
+def insert_unless_present(dialect: str, table: Table, *conflict: str) -> Insert:
+    """`INSERT … ON CONFLICT (conflict) DO NOTHING` into `table`, in `dialect`'s spelling
+    (PostgreSQL or SQLite); the values come with the execution."""
+    insert: Insert = _INSERTS[dialect](table).on_conflict_do_nothing(index_elements=list(conflict))
+    return insert
 
 
 _ASYNCPG = postgresql_asyncpg.dialect()  # type: ignore[no-untyped-call]
 
 
 class DriverStatement:
-    """A Core statement compiled once for asyncpg and run on the driver's own connection.
+    """A statement run on asyncpg's own connection when it can be, else through SQLAlchemy.
 
     For the single statements every request makes in autocommit (authentication, the
     idempotency claim and completion, the simulator's records), SQLAlchemy's execution layer
-    cost more CPU than the statement (about 105 of 190 µs). The SQL is SQLAlchemy's own
-    compilation and every value goes through its column type's bind processor, so the
-    database receives what SQLAlchemy would send. Results come back as asyncpg decodes them:
-    use it for statements returning UUIDs, text, numbers and timestamps only.
+    cost more CPU than the statement (about 105 of 190 µs). On a PostgreSQL connection in
+    autocommit (one statement is its own transaction there) the statement runs on the
+    driver: the SQL is SQLAlchemy's own compilation, and every value goes through its column
+    type's bind processor, so the database receives what SQLAlchemy would send. Anywhere
+    else (SQLite, a session, a transaction) it runs through SQLAlchemy. Rows come back as
+    mappings by column name, as asyncpg decodes them on the driver path: use it for
+    statements returning UUIDs, text, numbers and timestamps only.
 
-    `fetch` and `execute` answer None unless `db` is a PostgreSQL connection in autocommit
-    (one statement is its own transaction there); the caller then executes the Core
-    statement itself. Errors are asyncpg's own; a connection the error closed is taken out
+    `statements` is the statement, or one per dialect name when their spellings differ.
+    On the driver path an error is asyncpg's own; a connection the error closed is taken out
     of the pool, as SQLAlchemy does after a disconnect."""
 
-    def __init__(self, statement: ClauseElement, keys: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        statements: Executable | Mapping[str, Executable],
+        keys: Sequence[str] | None = None,
+    ) -> None:
+        self._statements = statements
+        postgresql = statements["postgresql"] if isinstance(statements, Mapping) else statements
         compiled = cast(
             SQLCompiler,
-            statement.compile(
+            cast(ClauseElement, postgresql).compile(
                 dialect=_ASYNCPG, column_keys=list(keys) if keys is not None else None
             ),
         )
@@ -216,6 +237,29 @@ class DriverStatement:
             )
         }
 
+    async def rows(self, db: Executor, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """The rows the statement returns, as mappings by column name."""
+        driver = await self._driver(db)
+        if driver is not None:
+            records: list[Mapping[str, Any]] = await self._run(db, driver, "fetch", params)
+            return records
+        result = await db.execute(self._statement_for(db), params)
+        return [cast(Mapping[str, Any], row._mapping) for row in result]
+
+    async def rowcount(self, db: Executor, params: Mapping[str, Any]) -> int:
+        """The number of rows the statement wrote."""
+        driver = await self._driver(db)
+        if driver is not None:
+            status: str = await self._run(db, driver, "execute", params)
+            return int(status.rsplit(" ", 1)[-1])
+        result = await db.execute(self._statement_for(db), params)
+        return int(getattr(result, "rowcount", 0))
+
+    def _statement_for(self, db: Executor) -> Executable:
+        if isinstance(self._statements, Mapping):
+            return self._statements[dialect_of(db)]
+        return self._statements
+
     def _args(self, params: Mapping[str, Any]) -> list[Any]:
         args = []
         for name in self._names:
@@ -226,6 +270,8 @@ class DriverStatement:
 
     @staticmethod
     async def _driver(db: Executor) -> Any | None:
+        """asyncpg's connection under `db` when `db` is a PostgreSQL connection in
+        autocommit; None otherwise."""
         if not isinstance(db, AsyncConnection) or db.dialect.name != "postgresql":
             return None
         sync = db.sync_connection
@@ -233,21 +279,7 @@ class DriverStatement:
             return None
         return (await db.get_raw_connection()).driver_connection
 
-    async def fetch(self, db: Executor, params: Mapping[str, Any]) -> list[Any] | None:
-        """The rows (asyncpg records), or None when `db` cannot take the driver path."""
-        rows: list[Any] | None = await self._run(db, "fetch", params)
-        return rows
-
-    async def execute(self, db: Executor, params: Mapping[str, Any]) -> int | None:
-        """The number of rows the statement touched, or None when `db` cannot take the
-        driver path."""
-        status = await self._run(db, "execute", params)
-        return None if status is None else int(status.rsplit(" ", 1)[-1])
-
-    async def _run(self, db: Executor, method: str, params: Mapping[str, Any]) -> Any:
-        driver = await self._driver(db)
-        if driver is None:
-            return None
+    async def _run(self, db: Executor, driver: Any, method: str, params: Mapping[str, Any]) -> Any:
         try:
             return await getattr(driver, method)(self.sql, *self._args(params))
         except BaseException:

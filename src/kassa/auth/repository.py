@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +15,7 @@ from kassa.db import DriverStatement, Executor, table_of
 _SESSION = table_of(AuthSession)
 _USER = table_of(User)
 # Asked on every authenticated request: built once, only the columns a principal needs.
-_ACTIVE_SESSION_USER = (
+_ACTIVE_SESSION_USER = DriverStatement(
     select(_USER.c.id, _USER.c.name, _USER.c.email, _USER.c.created_at)
     .select_from(_SESSION.join(_USER, _USER.c.id == _SESSION.c.user_id))
     .where(
@@ -38,9 +36,6 @@ async def get_user_by_email_key(session: AsyncSession, email_key: str) -> User |
     return result.scalar_one_or_none()
 
 
-_ACTIVE_SESSION_USER_DRIVER = DriverStatement(_ACTIVE_SESSION_USER)
-
-
 @dataclass(frozen=True, slots=True)
 class SessionUser:
     id: uuid.UUID
@@ -53,14 +48,13 @@ async def get_active_session_user(
     db: Executor, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime
 ) -> SessionUser | None:
     """The user of a session that is neither revoked nor expired; None otherwise."""
-    params = {"session": session_id, "owner": user_id, "now": now}
-    rows: Sequence[Any] | None = await _ACTIVE_SESSION_USER_DRIVER.fetch(db, params)
-    if rows is None:
-        rows = (await db.execute(_ACTIVE_SESSION_USER, params)).all()
+    rows = await _ACTIVE_SESSION_USER.rows(
+        db, {"session": session_id, "owner": user_id, "now": now}
+    )
     if not rows:
         return None
     found = rows[0]
-    return SessionUser(found[0], found[1], found[2], found[3])
+    return SessionUser(found["id"], found["name"], found["email"], found["created_at"])
 
 
 async def advance_refresh_generation(

@@ -22,7 +22,7 @@ from kassa.auth.errors import (
 from kassa.auth.models import AuthSession, User
 from kassa.auth.passwords import hash_password, needs_rehash, verify_password
 from kassa.auth.tokens import InvalidToken, TokenCodec
-from kassa.db import engine_of, new_id
+from kassa.db import autocommit_engine, engine_of, new_id
 from kassa.errors import Unauthorized
 from kassa.observability.metrics import LOGIN_FAILURES
 from kassa.ratelimit.limiter import LoginThrottle
@@ -60,11 +60,10 @@ class AuthService:
         tokens: TokenCodec,
         throttle: LoginThrottle,
         clock: Callable[[], datetime],
-        autocommit: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
         # Authentication is one statement on every request: no session, one round trip.
-        self._single = engine_of(autocommit or sessions)
+        self._single = autocommit_engine(engine_of(sessions))
         self._tokens = tokens
         self._throttle = throttle
         self._clock = clock

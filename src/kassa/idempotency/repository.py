@@ -6,20 +6,13 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kassa.db import DriverStatement, Executor, dialect_of, table_of
+from kassa.db import DriverStatement, Executor, insert_unless_present, table_of
 from kassa.idempotency.models import IdempotencyRecord
 
 # Every keyed POST claims, then completes or releases: built once, run as Core.
 _RECORD = table_of(IdempotencyRecord)
-_CLAIM = {
-    "postgresql": pg_insert(_RECORD).on_conflict_do_nothing(index_elements=["user_id", "key"]),
-    "sqlite": sqlite_insert(_RECORD).on_conflict_do_nothing(index_elements=["user_id", "key"]),
-}
-_COMPLETE = update(_RECORD).where(_RECORD.c.id == bindparam("record"))
 _CLAIM_COLUMNS = (
     "id",
     "user_id",
@@ -30,9 +23,14 @@ _CLAIM_COLUMNS = (
     "lease_until",
     "expires_at",
 )
-_COMPLETE_COLUMNS = ("record", "state", "response_status", "response_body", "response_type")
-_CLAIM_DRIVER = DriverStatement(_CLAIM["postgresql"], _CLAIM_COLUMNS)
-_COMPLETE_DRIVER = DriverStatement(_COMPLETE, _COMPLETE_COLUMNS)
+_CLAIM = DriverStatement(
+    {d: insert_unless_present(d, _RECORD, "user_id", "key") for d in ("postgresql", "sqlite")},
+    _CLAIM_COLUMNS,
+)
+_COMPLETE = DriverStatement(
+    update(_RECORD).where(_RECORD.c.id == bindparam("record")),
+    ("record", "state", "response_status", "response_body", "response_type"),
+)
 _DELETE = delete(_RECORD).where(_RECORD.c.id == bindparam("record"))
 
 
@@ -48,11 +46,7 @@ async def insert_claim(db: Executor, record: IdempotencyRecord) -> bool:
         "lease_until": record.lease_until,
         "expires_at": record.expires_at,
     }
-    inserted = await _CLAIM_DRIVER.execute(db, values)
-    if inserted is None:
-        result = await db.execute(_CLAIM[dialect_of(db)], values)
-        inserted = int(getattr(result, "rowcount", 0))
-    return inserted == 1
+    return await _CLAIM.rowcount(db, values) == 1
 
 
 async def get_record(
@@ -101,8 +95,7 @@ async def complete(
         "response_body": body,
         "response_type": content_type,
     }
-    if await _COMPLETE_DRIVER.execute(db, values) is None:
-        await db.execute(_COMPLETE, values)
+    await _COMPLETE.rowcount(db, values)
 
 
 async def delete_record(db: Executor, record_id: uuid.UUID) -> None:

@@ -20,7 +20,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import engine_of, new_id
+from kassa.db import autocommit_engine, engine_of, new_id
 from kassa.idempotency import repository
 from kassa.idempotency.models import IdempotencyRecord
 
@@ -63,11 +63,10 @@ class IdempotencyService:
         sessions: async_sessionmaker[AsyncSession],
         hmac_key: bytes,
         clock: Callable[[], datetime],
-        autocommit: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
         # A claim, a completion and a release are one statement each: no session.
-        self._single = engine_of(autocommit or sessions)
+        self._single = autocommit_engine(engine_of(sessions))
         self._hmac_key = hmac_key
         self._clock = clock
 

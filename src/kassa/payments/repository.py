@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, select, update
+from sqlalchemy import Row, Update, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kassa.db import Executor, record_of, table_of
@@ -23,25 +24,6 @@ _OWN_PAYMENT = (_PAYMENT.c.id == bindparam("payment")) & (_PAYMENT.c.user_id == 
 _GET_PAYMENT = select(_PAYMENT).where(_OWN_PAYMENT)
 _LOCK_PAYMENT = _GET_PAYMENT.with_for_update()
 _SAVE_REFUND_AMOUNTS = update(_PAYMENT).where(_PAYMENT.c.id == bindparam("payment"))
-_START_PROCESSING = (
-    update(_PAYMENT)
-    .where(
-        _OWN_PAYMENT,
-        _PAYMENT.c.status.in_(sorted(s.value for s in sources_of(PaymentStatus.PROCESSING))),
-    )
-    .values(
-        status=PaymentStatus.PROCESSING.value,
-        charge_attempts=_PAYMENT.c.charge_attempts + 1,
-        updated_at=bindparam("now"),
-    )
-    .returning(*_PAYMENT.c)
-)
-_SETTLE = {
-    target: update(_PAYMENT)
-    .where(_OWN_PAYMENT, _PAYMENT.c.status.in_(sorted(s.value for s in sources_of(target))))
-    .returning(*_PAYMENT.c)
-    for target in (PaymentStatus.COMPLETED, PaymentStatus.FAILED)
-}
 _GET_SECRET = select(_SECRET).where(_SECRET.c.payment_id == bindparam("payment"))
 _FORGET_CVC = (
     update(_SECRET)
@@ -59,35 +41,6 @@ async def insert_payment(db: Executor, payment: dict[str, Any], secret: dict[str
 
 async def find_payment(db: Executor, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
     row = (await db.execute(_GET_PAYMENT, {"payment": payment_id, "owner": user_id})).first()
-    return None if row is None else record_of(Payment, row._mapping)
-
-
-async def start_processing(
-    db: Executor, user_id: uuid.UUID, payment_id: uuid.UUID, now: datetime
-) -> Payment | None:
-    """pending (or a retryable state) → processing, counting one more charge attempt; one
-    conditional statement, so of two racing requests exactly one wins."""
-    result = await db.execute(
-        _START_PROCESSING, {"payment": payment_id, "owner": user_id, "now": now}
-    )
-    row = result.first()
-    return None if row is None else record_of(Payment, row._mapping)
-
-
-async def settle(
-    db: Executor,
-    user_id: uuid.UUID,
-    payment_id: uuid.UUID,
-    target: PaymentStatus,
-    **values: Any,
-) -> Payment | None:
-    """processing → completed or failed, with `values` (column names) set too; None when the
-    payment was not processing."""
-    result = await db.execute(
-        _SETTLE[target],
-        {"payment": payment_id, "owner": user_id, "status": target.value, **values},
-    )
-    row = result.first()
     return None if row is None else record_of(Payment, row._mapping)
 
 
@@ -126,32 +79,37 @@ async def save_refund_amounts(db: Executor, payment: Payment) -> None:
     )
 
 
+@functools.cache
+def _transition_statement(target: PaymentStatus, count_attempt: bool) -> Update:
+    """The caller's payment → `target`, only from a status `sources_of` allows; the other
+    columns to set come with the execution."""
+    statement = update(_PAYMENT).where(
+        _OWN_PAYMENT, _PAYMENT.c.status.in_(sorted(s.value for s in sources_of(target)))
+    )
+    if count_attempt:
+        statement = statement.values(charge_attempts=_PAYMENT.c.charge_attempts + 1)
+    return statement.returning(*_PAYMENT.c)
+
+
 async def transition(
-    session: AsyncSession,
+    db: Executor,
     user_id: uuid.UUID,
     payment_id: uuid.UUID,
-    sources: Iterable[PaymentStatus],
     target: PaymentStatus,
+    *,
+    count_attempt: bool = False,
     **values: Any,
 ) -> Payment | None:
-    """Move the payment to `target` only if it is in one of `sources` — one statement, so
-    of two racing requests exactly one wins. None when the payment was not in a source."""
-    result = await session.execute(
-        update(Payment)
-        .where(
-            Payment.id == payment_id,
-            Payment.user_id == user_id,
-            Payment.status.in_([s.value for s in sources]),
-        )
-        .values(status=target.value, **values)
-        .returning(Payment)
-        .execution_options(populate_existing=True, synchronize_session=False)
+    """Move the payment to `target` only from a status that may reach it (`sources_of`),
+    setting `values` (column names) too, and counting one more charge attempt when
+    `count_attempt` — one statement, so of two racing requests exactly one wins. None when
+    the payment was in no such status."""
+    result = await db.execute(
+        _transition_statement(target, count_attempt),
+        {"payment": payment_id, "owner": user_id, "status": target.value, **values},
     )
-    return result.scalar_one_or_none()
-
-
-async def get_secret(session: AsyncSession, payment_id: uuid.UUID) -> PaymentSecret | None:
-    return await session.get(PaymentSecret, payment_id, populate_existing=True)
+    row = result.first()
+    return None if row is None else record_of(Payment, row._mapping)
 
 
 async def list_stale_processing(

@@ -20,7 +20,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import Executor, engine_of, new_id, parse_id, record_of
+from kassa.db import Executor, autocommit_engine, engine_of, new_id, parse_id, record_of
 from kassa.events.service import EventService
 from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import PAYMENT_AMOUNT, PAYMENTS
@@ -33,7 +33,6 @@ from kassa.payments.states import (
     REFUNDABLE,
     PaymentStatus,
     can_transition,
-    sources_of,
     status_after_refund,
 )
 from kassa.processors.base import (
@@ -100,13 +99,11 @@ class PaymentService:
         max_amount: int,
         processor_timeout: float = PROCESSOR_TIMEOUT_SECONDS,
         fingerprints: CardFingerprinter | None = None,
-        autocommit: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
-        self._autocommit = autocommit or sessions
         # The hot path runs Core statements on the engines' connections, without sessions.
         self._engine = engine_of(sessions)
-        self._single = engine_of(self._autocommit)
+        self._single = autocommit_engine(self._engine)
         self._vault = vault
         self._processor = processor
         self._clock = clock
@@ -219,19 +216,14 @@ class PaymentService:
         payment_id = parse_id(raw_id)
         if payment_id is None:
             raise PaymentNotFound
-        async with self._sessions.begin() as session:
+        async with self._engine.begin() as db:
             payment = await repository.transition(
-                session,
-                user_id,
-                payment_id,
-                sources_of(PaymentStatus.CANCELED),
-                PaymentStatus.CANCELED,
-                updated_at=self._clock(),
+                db, user_id, payment_id, PaymentStatus.CANCELED, updated_at=self._clock()
             )
             if payment is None:
-                raise await self._explain_refusal(session, user_id, payment_id, "canceled")
-            await self.record_event(session, payment, payment.updated_at)
-            await repository.delete_secret(session, payment_id)
+                raise await self._explain_refusal(db, user_id, payment_id, "canceled")
+            await self.record_event(db, payment, payment.updated_at)
+            await repository.delete_secret(db, payment_id)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         log.info("payment_canceled", payment_id=str(payment_id))
         return payment
@@ -242,7 +234,14 @@ class PaymentService:
             raise PaymentNotFound
         now = self._clock()
         async with self._engine.begin() as db:
-            payment = await repository.start_processing(db, user_id, payment_id, now)
+            payment = await repository.transition(
+                db,
+                user_id,
+                payment_id,
+                PaymentStatus.PROCESSING,
+                count_attempt=True,
+                updated_at=now,
+            )
             if payment is None:
                 raise await self._explain_refusal(db, user_id, payment_id, "processed")
             await self.record_event(db, payment, now)
@@ -345,7 +344,7 @@ class PaymentService:
         succeeded = result.outcome is Outcome.SUCCEEDED
         target = PaymentStatus.COMPLETED if succeeded else PaymentStatus.FAILED
         async with self._engine.begin() as db:
-            payment = await repository.settle(
+            payment = await repository.transition(
                 db,
                 user_id,
                 payment_id,
@@ -473,7 +472,7 @@ class PaymentService:
         result = answer.value
         if result is None:
             async with self._sessions() as session:
-                secret = await repository.get_secret(session, payment.id)
+                secret = await repository.find_secret(session, payment.id)
             if secret is None:
                 result = ChargeResult(
                     outcome=Outcome.FAILED,

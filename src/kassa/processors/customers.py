@@ -8,15 +8,13 @@ mapping stored for a user wins; a customer created by a losing racer is simply n
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import String, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kassa.db import Base, UTCDateTime
+from kassa.db import Base, UTCDateTime, dialect_of, insert_unless_present, table_of
 
 
 class ProcessorCustomer(Base):
@@ -66,17 +64,16 @@ class DatabaseCustomerStore:
 
     async def put(self, user_id: str, customer_reference: str) -> str:
         async with self._sessions.begin() as session:
-            dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
-            insert: Any = sqlite_insert if dialect == "sqlite" else pg_insert
             await session.execute(
-                insert(ProcessorCustomer)
-                .values(
-                    processor=self._processor,
-                    user_id=user_id,
-                    customer_reference=customer_reference,
-                    created_at=datetime.now(UTC),
-                )
-                .on_conflict_do_nothing(index_elements=["processor", "user_id"])
+                insert_unless_present(
+                    dialect_of(session), table_of(ProcessorCustomer), "processor", "user_id"
+                ),
+                {
+                    "processor": self._processor,
+                    "user_id": user_id,
+                    "customer_reference": customer_reference,
+                    "created_at": datetime.now(UTC),
+                },
             )
             kept: str | None = await session.scalar(
                 select(ProcessorCustomer.customer_reference).where(

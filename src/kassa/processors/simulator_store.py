@@ -12,12 +12,18 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import CHAR, BigInteger, String, Table, bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kassa.db import Base, DriverStatement, UTCDateTime, engine_of, table_of
+from kassa.db import (
+    Base,
+    DriverStatement,
+    UTCDateTime,
+    autocommit_engine,
+    engine_of,
+    insert_unless_present,
+    table_of,
+)
 from kassa.processors.base import ChargeResult, FailureCode, Outcome, RefundResult
 
 
@@ -98,7 +104,7 @@ class MemorySimulatorStore:
         return self.succeeded_charges
 
 
-def _charge_result(row: Mapping[Any, Any]) -> ChargeResult:
+def _charge_result(row: Mapping[str, Any]) -> ChargeResult:
     return ChargeResult(
         outcome=Outcome(row["outcome"]),
         processor_reference=row["processor_reference"],
@@ -107,7 +113,7 @@ def _charge_result(row: Mapping[Any, Any]) -> ChargeResult:
     )
 
 
-def _refund_result(row: Mapping[Any, Any]) -> RefundResult:
+def _refund_result(row: Mapping[str, Any]) -> RefundResult:
     return RefundResult(Outcome(row["outcome"]), row["processor_reference"])
 
 
@@ -115,21 +121,20 @@ _CHARGE = table_of(SimulatorCharge)
 _REFUND = table_of(SimulatorRefund)
 
 
-def _keep_first_statements(table: Table) -> dict[str, Any]:
-    """Per dialect: insert unless the reference is there, returning the row inserted."""
-    return {
-        name: insert(table).on_conflict_do_nothing(index_elements=["reference"]).returning(*table.c)
-        for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-    }
+def _keep_first(table: Table) -> DriverStatement:
+    """Insert unless the reference is there, returning the row inserted."""
+    return DriverStatement(
+        {
+            dialect: insert_unless_present(dialect, table, "reference").returning(*table.c)
+            for dialect in ("postgresql", "sqlite")
+        },
+        list(table.c.keys()),
+    )
 
 
-_KEEP_FIRST = {table.name: _keep_first_statements(table) for table in (_CHARGE, _REFUND)}
-_KEEP_FIRST_DRIVER = {
-    table.name: DriverStatement(_KEEP_FIRST[table.name]["postgresql"], list(table.c.keys()))
-    for table in (_CHARGE, _REFUND)
-}
+_KEEP_FIRST = {table.name: _keep_first(table) for table in (_CHARGE, _REFUND)}
 _GET = {
-    table.name: select(table).where(table.c.reference == bindparam("ref"))
+    table.name: DriverStatement(select(table).where(table.c.reference == bindparam("ref")))
     for table in (_CHARGE, _REFUND)
 }
 
@@ -138,22 +143,20 @@ class DatabaseSimulatorStore:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        autocommit: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
         # Each record is one statement (two when another process won a race): no sessions.
-        self._single = engine_of(autocommit or sessions)
+        self._single = autocommit_engine(engine_of(sessions))
 
-    async def _keep_first(self, table: Table, values: dict[str, Any]) -> Mapping[Any, Any]:
+    async def _keep_first(self, table: Table, values: dict[str, Any]) -> Mapping[str, Any]:
         """Insert unless the reference is known; the row kept, in one statement (and a read
         only when another process won the race, after its insert committed)."""
+        values = {**values, "created_at": datetime.now(UTC)}
         async with self._single.begin() as db:
-            statement = _KEEP_FIRST[table.name][db.dialect.name]
-            row = (await db.execute(statement, {**values, "created_at": datetime.now(UTC)})).first()
-            if row is None:
-                row = (await db.execute(_GET[table.name], {"ref": values["reference"]})).first()
-            assert row is not None
-            return row._mapping
+            rows = await _KEEP_FIRST[table.name].rows(db, values)
+            if not rows:
+                rows = await _GET[table.name].rows(db, {"ref": values["reference"]})
+            return rows[0]
 
     async def put_charge(
         self, reference: str, result: ChargeResult, amount: int, currency: str
@@ -174,8 +177,8 @@ class DatabaseSimulatorStore:
 
     async def get_charge(self, reference: str) -> ChargeResult | None:
         async with self._single.connect() as db:
-            row = (await db.execute(_GET[_CHARGE.name], {"ref": reference})).first()
-            return None if row is None else _charge_result(row._mapping)
+            rows = await _GET[_CHARGE.name].rows(db, {"ref": reference})
+        return _charge_result(rows[0]) if rows else None
 
     async def put_refund(
         self,

@@ -20,16 +20,13 @@ import hashlib
 import hmac
 import os
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from sqlalchemy import Integer, LargeBinary, String
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kassa.db import Base, UTCDateTime
+from kassa.db import Base, UTCDateTime, dialect_of, insert_unless_present, table_of
 from kassa.vault.crypto import Sealed, Vault, VaultError
 
 log = structlog.get_logger("kassa.vault")
@@ -87,17 +84,14 @@ class CardFingerprinter:
             if row is None:
                 # Racing first uses (several processes) keep whichever key was stored first.
                 sealed = self._vault.encrypt(os.urandom(32).hex(), context=KEY_CONTEXT)
-                dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
-                insert: Any = sqlite_insert if dialect == "sqlite" else pg_insert
                 await session.execute(
-                    insert(VaultFingerprintKey)
-                    .values(
-                        id=KEY_ROW,
-                        key_id=sealed.kid,
-                        sealed=sealed.blob,
-                        created_at=datetime.now(UTC),
-                    )
-                    .on_conflict_do_nothing(index_elements=["id"])
+                    insert_unless_present(dialect_of(session), table_of(VaultFingerprintKey), "id"),
+                    {
+                        "id": KEY_ROW,
+                        "key_id": sealed.kid,
+                        "sealed": sealed.blob,
+                        "created_at": datetime.now(UTC),
+                    },
                 )
                 row = await session.get(VaultFingerprintKey, KEY_ROW, populate_existing=True)
                 assert row is not None

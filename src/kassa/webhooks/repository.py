@@ -50,17 +50,6 @@ async def list_endpoints(session: AsyncSession, user_id: uuid.UUID) -> Sequence[
     return result.scalars().all()
 
 
-async def list_enabled_endpoints(
-    session: AsyncSession, user_id: uuid.UUID
-) -> Sequence[WebhookEndpoint]:
-    result = await session.execute(
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.user_id == user_id, WebhookEndpoint.enabled.is_(True))
-        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
-    )
-    return result.scalars().all()
-
-
 async def delete_endpoint(
     session: AsyncSession, user_id: uuid.UUID, endpoint_id: uuid.UUID
 ) -> bool:

@@ -114,28 +114,36 @@ def subscribed(events: Sequence[str], event_type: str) -> bool:
     return ALL_EVENTS in events or event_type in events
 
 
-def new_delivery(
-    endpoint: WebhookEndpoint,
+async def _subscribers(db: Executor, user_id: uuid.UUID, event_type: str) -> list[uuid.UUID]:
+    """The user's enabled endpoints subscribed to `event_type`, oldest first."""
+    rows = (await db.execute(_ENABLED_ENDPOINTS, {"owner": user_id})).all()
+    return [row.id for row in rows if subscribed(row.events, event_type)]
+
+
+def delivery_row(
+    endpoint_id: uuid.UUID,
     *,
+    user_id: uuid.UUID,
     event_id: uuid.UUID,
     event_type: str,
     body: str,
     now: datetime,
-) -> WebhookDelivery:
-    return WebhookDelivery(
-        id=new_id(),
-        endpoint_id=endpoint.id,
-        user_id=endpoint.user_id,
-        event_id=event_id,
-        event_type=event_type,
-        body=body,
-        status="pending",
-        attempt_count=0,
-        window_started_at=now,
-        next_attempt_at=now,
-        created_at=now,
-        updated_at=now,
-    )
+) -> dict[str, object]:
+    """A new delivery of an event to an endpoint, due now, as the columns of its row."""
+    return {
+        "id": new_id(),
+        "endpoint_id": endpoint_id,
+        "user_id": user_id,
+        "event_id": event_id,
+        "event_type": event_type,
+        "body": body,
+        "status": "pending",
+        "attempt_count": 0,
+        "window_started_at": now,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 class WebhookService:
@@ -297,26 +305,19 @@ class WebhookService:
         """Queue the event's JSON (`body()`, made only when some endpoint wants it), due now,
         for every enabled endpoint of the user subscribed to `event_type`; the number
         queued."""
-        endpoints = (await db.execute(_ENABLED_ENDPOINTS, {"owner": user_id})).all()
-        wanted = [row.id for row in endpoints if subscribed(row.events, event_type)]
+        wanted = await _subscribers(db, user_id, event_type)
         if not wanted:
             return 0
         text = body()
         deliveries = [
-            {
-                "id": new_id(),
-                "endpoint_id": endpoint_id,
-                "user_id": user_id,
-                "event_id": event_id,
-                "event_type": event_type,
-                "body": text,
-                "status": "pending",
-                "attempt_count": 0,
-                "window_started_at": now,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-            }
+            delivery_row(
+                endpoint_id,
+                user_id=user_id,
+                event_id=event_id,
+                event_type=event_type,
+                body=text,
+                now=now,
+            )
             for endpoint_id in wanted
         ]
         await db.execute(_INSERT_DELIVERY, deliveries)
@@ -338,18 +339,24 @@ class WebhookService:
         existing = {
             d.endpoint_id: d for d in await repository.lock_deliveries_of_event(session, event_id)
         }
-        queued = 0
-        for endpoint in await repository.list_enabled_endpoints(session, user_id):
-            if not subscribed(endpoint.events, event_type):
-                continue
-            delivery = existing.get(endpoint.id)
-            if delivery is None:
-                session.add(
-                    new_delivery(
-                        endpoint, event_id=event_id, event_type=event_type, body=body, now=now
-                    )
-                )
-            else:
+        wanted = await _subscribers(session, user_id, event_type)
+        fresh = [
+            delivery_row(
+                endpoint_id,
+                user_id=user_id,
+                event_id=event_id,
+                event_type=event_type,
+                body=body,
+                now=now,
+            )
+            for endpoint_id in wanted
+            if endpoint_id not in existing
+        ]
+        if fresh:
+            await session.execute(_INSERT_DELIVERY, fresh)
+        for endpoint_id in wanted:
+            delivery = existing.get(endpoint_id)
+            if delivery is not None:
                 delivery.status = "pending"
                 delivery.attempt_count = 0
                 delivery.window_started_at = now
@@ -357,5 +364,4 @@ class WebhookService:
                 delivery.lease_until = None
                 delivery.lease_token = None
                 delivery.updated_at = now
-            queued += 1
-        return queued
+        return len(wanted)
