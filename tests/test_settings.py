@@ -340,3 +340,40 @@ def test_invalid_value_in_dotenv_is_refused_in_one_line(workdir: Path) -> None:
 def test_other_keys_in_dotenv_are_ignored(workdir: Path) -> None:
     (workdir / ".env").write_text("DATABASE_URL=mysql://elsewhere\nSECRET=1\n")
     assert load_settings({}).resolved_database_url == "sqlite+aiosqlite:///kassa.db"
+
+
+# test hooks ------------------------------------------------------------------------------
+
+
+def test_simulator_faults_are_refused_in_production() -> None:
+    message = refused(production(KASSA_SIMULATOR_FAULTS="refund:hang"))
+    assert "KASSA_SIMULATOR_FAULTS" in message
+
+
+def test_simulator_faults_are_refused_with_stripe() -> None:
+    message = refused(
+        {
+            "KASSA_PROCESSOR": "stripe",
+            "KASSA_STRIPE_API_KEY": "sk_test_x",
+            "KASSA_SIMULATOR_FAULTS": "refund:hang",
+        }
+    )
+    assert "KASSA_SIMULATOR_FAULTS" in message
+
+
+def test_a_malformed_simulator_fault_is_refused_by_name() -> None:
+    assert "refund:explode" in refused({"KASSA_SIMULATOR_FAULTS": "refund:explode"})
+
+
+def test_simulator_faults_plan_the_simulator_in_tests() -> None:
+    from kassa.container import build_processor
+    from kassa.db import create_engine, create_session_factory
+    from kassa.processors.faults import FaultInjectingProcessor
+
+    settings = load_settings({"KASSA_SIMULATOR_FAULTS": "charge:hang, refund:lose_answer"})
+    processor = build_processor(
+        settings, create_session_factory(create_engine("sqlite+aiosqlite://"))
+    )
+    assert isinstance(processor, FaultInjectingProcessor)
+    assert (processor.pending("charge"), processor.pending("refund")) == (1, 1)
+    assert processor.pending("prepare_charge") == 0

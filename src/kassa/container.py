@@ -21,6 +21,7 @@ from kassa.observability.dbmetrics import instrument_pool
 from kassa.payments.service import PaymentService
 from kassa.processors.base import Processor
 from kassa.processors.customers import DatabaseCustomerStore
+from kassa.processors.faults import FaultInjectingProcessor, parse_faults
 from kassa.processors.simulator import SimulatorProcessor
 from kassa.processors.simulator_store import DatabaseSimulatorStore
 from kassa.processors.stripe import StripeProcessor
@@ -73,10 +74,16 @@ def build_processor(settings: Settings, sessions: async_sessionmaker[AsyncSessio
             api_base=settings.stripe_api_base,
         )
     # The simulator keeps its records in the database, so every process agrees on them.
-    return SimulatorProcessor(
+    simulator = SimulatorProcessor(
         DatabaseSimulatorStore(sessions),
         delay_seconds=settings.simulator_delay_ms / 1000,
     )
+    if not settings.simulator_faults:
+        return simulator
+    faulty = FaultInjectingProcessor(simulator)  # the settings refuse this in production
+    for operation, fault in parse_faults(settings.simulator_faults):
+        faulty.plan(operation, fault)
+    return faulty
 
 
 def build_container(
@@ -133,6 +140,7 @@ def build_container(
             sessions,
             hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
             clock,
+            lease=timedelta(seconds=settings.idempotency_lease_seconds),
         ),
         vault_rotator=VaultRotator(fingerprints, payments, webhooks),
         owns_processor=owns_processor,

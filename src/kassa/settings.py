@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from kassa.edge.proxy import Network, parse_trusted_proxies
+from kassa.processors.faults import parse_faults
 from kassa.vault.crypto import VaultKey, generate_vault_key_entry, parse_vault_keys
 
 ENV_PREFIX = "KASSA_"
@@ -79,6 +80,11 @@ class Settings(BaseSettings):
     log_file_max_bytes: Annotated[int, Field(gt=0)] = 10 * 1024 * 1024
     log_file_backups: Annotated[int, Field(ge=1)] = 5
     simulator_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    # Test and drill hook: faults the simulator suffers, used up in order, one per call
+    # ("refund:hang,charge:lose_answer"); refused with KASSA_ENV=production or Stripe.
+    simulator_faults: str = ""
+    # How long a claimed Idempotency-Key counts as in flight before a retry may take it over.
+    idempotency_lease_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
     webhook_allow_private: bool = False
     access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
     refresh_token_ttl_seconds: Annotated[int, Field(ge=300, le=90 * 86_400)] = 30 * 86_400
@@ -115,6 +121,12 @@ class Settings(BaseSettings):
         for origin in (o.strip() for o in value.split(",")):
             if origin and origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"{origin!r} is not an origin such as https://shop.example.com")
+        return value
+
+    @field_validator("simulator_faults")
+    @classmethod
+    def _valid_simulator_faults(cls, value: str) -> str:
+        parse_faults(value)  # ValueError names the bad entry
         return value
 
     @field_validator("database_url")
@@ -165,6 +177,12 @@ class Settings(BaseSettings):
                 "production sends card data to Stripe only over https: "
                 "KASSA_STRIPE_API_BASE must start with https://"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _faults_only_in_tests(self) -> Settings:
+        if self.simulator_faults and (self.env == "production" or self.processor != "simulator"):
+            raise ValueError("KASSA_SIMULATOR_FAULTS is a test hook of the simulator only")
         return self
 
     @model_validator(mode="after")

@@ -63,8 +63,10 @@ class IdempotencyService:
         sessions: async_sessionmaker[AsyncSession],
         hmac_key: bytes,
         clock: Callable[[], datetime],
+        lease: timedelta = LEASE,
     ) -> None:
         self._sessions = sessions
+        self._lease = lease
         # A claim, a completion and a release are one statement each: no session.
         self._single = autocommit_engine(engine_of(sessions))
         self._hmac_key = hmac_key
@@ -86,7 +88,7 @@ class IdempotencyService:
             fingerprint=fingerprint,
             state="in_flight",
             created_at=now,
-            lease_until=now + LEASE,
+            lease_until=now + self._lease,
             expires_at=now + RETENTION,
         )
         # The usual case, a new key, is one atomic statement; a key already there is
@@ -117,7 +119,10 @@ class IdempotencyService:
                 if existing.lease_until > now:
                     return Claim(ClaimKind.IN_USE)
                 if await repository.take_over(
-                    session, existing.id, seen_lease=existing.lease_until, lease_until=now + LEASE
+                    session,
+                    existing.id,
+                    seen_lease=existing.lease_until,
+                    lease_until=now + self._lease,
                 ):
                     log.warning("idempotency_lease_taken_over", record_id=str(existing.id))
                     return Claim(ClaimKind.NEW, existing.id)

@@ -28,6 +28,7 @@ from kassa.processors.base import (
 )
 
 T = TypeVar("T")
+OPERATIONS = frozenset({"prepare_charge", "charge", "refund", "lookup_charge"})
 
 
 class Fault(StrEnum):
@@ -48,7 +49,7 @@ class FaultInjectingProcessor:
         self.calls: defaultdict[str, int] = defaultdict(int)
 
     def plan(self, operation: str, *faults: Fault) -> None:
-        if operation not in {"prepare_charge", "charge", "refund", "lookup_charge"}:
+        if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}")
         self._plans[operation].extend(faults)
 
@@ -83,3 +84,17 @@ class FaultInjectingProcessor:
 
     async def lookup_charge(self, reference: str) -> ChargeResult | None:
         return await self._run("lookup_charge", lambda: self.inner.lookup_charge(reference))
+
+
+def parse_faults(spec: str) -> list[tuple[str, Fault]]:
+    """`operation:fault` items, comma-separated, in the order they are used up
+    (`KASSA_SIMULATOR_FAULTS`, a hook for tests and drills)."""
+    plan: list[tuple[str, Fault]] = []
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        operation, _, fault = item.partition(":")
+        if operation not in OPERATIONS or fault not in {f.value for f in Fault}:
+            raise ValueError(f"{item!r} is not operation:fault, such as refund:hang")
+        plan.append((operation, Fault(fault)))
+    return plan
