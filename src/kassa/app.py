@@ -20,9 +20,11 @@ from kassa.observability.bodylimit import BodySizeLimitMiddleware
 from kassa.observability.logging import configure_logging, log_file_of
 from kassa.observability.middleware import RequestContextMiddleware
 from kassa.observability.tracing import FASTAPI_TELEMETRY, setup_tracing
+from kassa.payments.router import committed_answers as payment_answers
 from kassa.payments.router import router as payments_router
 from kassa.ratelimit.limiter import RateLimiter
 from kassa.ratelimit.middleware import RateLimitMiddleware
+from kassa.refunds.router import committed_answers as refund_answers
 from kassa.refunds.router import router as refunds_router
 from kassa.service_routes import docs_static
 from kassa.service_routes import router as service_router
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         IdempotencyMiddleware,
         service=container.idempotency,
         auth=container.auth,
+        answers={**payment_answers(container.payments), **refund_answers(container.refunds)},
     )
     app.add_middleware(JsonDepthMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

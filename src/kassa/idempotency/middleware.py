@@ -1,15 +1,18 @@
 """`Idempotency-Key` on every POST under /api/payments.
 
 The middleware authenticates the caller (keys are per user), claims the key, runs the
-request with the buffered body, and stores or releases the response. Requests that fail
-before the business rules (401, 429, malformed or invalid bodies, 5xx) are not kept, so
-the client may retry them.
+request with the buffered body (the claim it holds in the request's state, for the service
+that commits the effect), and stores or releases the response. Requests that fail before
+the business rules (401, 429, malformed or invalid bodies, 5xx) are not kept, so the client
+may retry them — unless their effect committed: then a retry is answered from that effect
+(see `kassa.idempotency.service`).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -19,13 +22,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kassa.auth.deps import bearer_token
 from kassa.auth.service import AuthService, Principal
 from kassa.errors import KassaError, problem_response
-from kassa.idempotency.service import ClaimKind, IdempotencyService, NotJson
+from kassa.idempotency.service import (
+    AnswerFor,
+    Claim,
+    ClaimKind,
+    HeldKey,
+    IdempotencyService,
+    NotJson,
+)
 from kassa.observability.metrics import IDEMPOTENT_REPLAYS
 
 log = structlog.get_logger("kassa.idempotency")
 HEADER = b"idempotency-key"
 _VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}")
-_NOT_KEPT_CODES = frozenset({"validation_error", "malformed_json", "payload_too_large"})
+_NOT_KEPT_CODES = frozenset(
+    {"validation_error", "malformed_json", "payload_too_large", "idempotency_key_in_use"}
+)
+STATE = "idempotency"  # where a keyed request's `HeldKey` waits for its service
 _NOT_KEPT_STATUSES = frozenset({401, 403, 413, 429})
 
 
@@ -54,10 +67,12 @@ class IdempotencyMiddleware:
         app: ASGIApp,
         service: IdempotencyService,
         auth: AuthService,
+        answers: Mapping[str, AnswerFor],
     ) -> None:
         self.app = app
         self.service = service
         self.auth = auth
+        self.answers = answers  # per effect name, the answer from its committed object
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -111,7 +126,11 @@ class IdempotencyMiddleware:
                 detail="This Idempotency-Key was used with a different request.",
             )(scope, receive, send)
             return
-        if claim.kind is ClaimKind.IN_USE:
+        if claim.kind is ClaimKind.COMMITTED and await self._answer_committed(
+            principal.user_id, claim, send
+        ):
+            return
+        if claim.kind in {ClaimKind.IN_USE, ClaimKind.COMMITTED}:
             await problem_response(
                 status=409,
                 code="idempotency_key_in_use",
@@ -123,10 +142,36 @@ class IdempotencyMiddleware:
             await _replay(claim.status or 500, claim.body or b"", claim.content_type, send)
             return
         assert claim.record_id is not None
-        await self._run_and_record(scope, replay_receive, send, claim.record_id)
+        assert claim.token is not None
+        scope.setdefault("state", {})[STATE] = HeldKey(claim.record_id, claim.token)
+        await self._run_and_record(scope, replay_receive, send, claim.record_id, claim.token)
+
+    async def _answer_committed(self, user_id: uuid.UUID, claim: Claim, send: Send) -> bool:
+        """Answer a retry whose first attempt committed its effect with that effect's object
+        as it stands, keeping the answer once the object is settled; False when there is
+        no such object to answer with."""
+        answer_for = self.answers.get(claim.effect or "")
+        if answer_for is None or claim.effect_id is None or claim.record_id is None:
+            log.error("idempotency_effect_unknown", effect=claim.effect)
+            return False
+        answer = await answer_for(user_id, claim.effect_id)
+        if answer is None:
+            return False
+        if answer.final:
+            await self.service.complete(
+                claim.record_id, None, answer.status, answer.body, "application/json"
+            )
+        IDEMPOTENT_REPLAYS.inc()
+        await _replay(answer.status, answer.body, "application/json", send)
+        return True
 
     async def _run_and_record(
-        self, scope: Scope, receive: Receive, send: Send, record_id: uuid.UUID
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        record_id: uuid.UUID,
+        token: uuid.UUID,
     ) -> None:
         status = 500
         content_type = "application/json"
@@ -146,13 +191,13 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, receive, capture)
         except BaseException:
-            await self.service.release(record_id)
+            await self.service.release(record_id, token)
             raise
         body = b"".join(chunks)
         if should_keep(status, body):
-            await self.service.complete(record_id, status, body, content_type)
+            await self.service.complete(record_id, token, status, body, content_type)
         else:
-            await self.service.release(record_id)
+            await self.service.release(record_id, token)
 
 
 async def _buffer(receive: Receive) -> tuple[bytes | None, Receive]:

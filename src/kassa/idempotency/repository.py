@@ -19,6 +19,7 @@ _CLAIM_COLUMNS = (
     "key",
     "fingerprint",
     "state",
+    "token",
     "created_at",
     "lease_until",
     "expires_at",
@@ -27,9 +28,28 @@ _CLAIM = DriverStatement(
     {d: insert_unless_present(d, _RECORD, "user_id", "key") for d in ("postgresql", "sqlite")},
     _CLAIM_COLUMNS,
 )
+_HELD = (_RECORD.c.id == bindparam("record")) & (_RECORD.c.token == bindparam("held"))
+# The holder's response, unless its claim was taken over or the response is already kept.
 _COMPLETE = DriverStatement(
-    update(_RECORD).where(_RECORD.c.id == bindparam("record")),
+    update(_RECORD).where(_HELD, _RECORD.c.state != "completed"),
+    ("record", "held", "state", "response_status", "response_body", "response_type"),
+)
+# An answer made from a committed effect by a later request (no token: it holds no claim).
+_COMPLETE_COMMITTED = DriverStatement(
+    update(_RECORD).where(
+        _RECORD.c.id == bindparam("record"), _RECORD.c.state == "effect_committed"
+    ),
     ("record", "state", "response_status", "response_body", "response_type"),
+)
+_COMMIT_EFFECT = (
+    update(_RECORD)
+    .where(_HELD, _RECORD.c.state == "in_flight")
+    .values(state="effect_committed", effect=bindparam("effect"), effect_id=bindparam("object"))
+)
+_DELETE_CLAIM = DriverStatement(delete(_RECORD).where(_HELD, _RECORD.c.state == "in_flight"))
+_END_LEASE = DriverStatement(
+    update(_RECORD).where(_HELD, _RECORD.c.state == "effect_committed"),
+    ("record", "held", "lease_until"),
 )
 _DELETE = delete(_RECORD).where(_RECORD.c.id == bindparam("record"))
 
@@ -42,6 +62,7 @@ async def insert_claim(db: Executor, record: IdempotencyRecord) -> bool:
         "key": record.key,
         "fingerprint": record.fingerprint,
         "state": record.state,
+        "token": record.token,
         "created_at": record.created_at,
         "lease_until": record.lease_until,
         "expires_at": record.expires_at,
@@ -66,8 +87,10 @@ async def take_over(
     *,
     seen_lease: datetime,
     lease_until: datetime,
+    token: uuid.UUID,
 ) -> bool:
-    """Re-claim an in-flight record whose lease ran out (its server died mid-request)."""
+    """Re-claim an in-flight record whose lease ran out (its server died before it committed
+    anything) under a new token, which fences the old holder out."""
     result = await session.execute(
         update(IdempotencyRecord)
         .where(
@@ -75,7 +98,19 @@ async def take_over(
             IdempotencyRecord.state == "in_flight",
             IdempotencyRecord.lease_until == seen_lease,
         )
-        .values(lease_until=lease_until)
+        .values(lease_until=lease_until, token=token)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def commit_effect(
+    db: Executor, record_id: uuid.UUID, token: uuid.UUID, effect: str, effect_id: uuid.UUID
+) -> bool:
+    """Mark the held claim's effect as committed, in the effect's own transaction; False
+    when the claim is no longer this token's (taken over, or already committed)."""
+    result = await db.execute(
+        _COMMIT_EFFECT,
+        {"record": record_id, "held": token, "effect": effect, "object": effect_id},
     )
     return bool(getattr(result, "rowcount", 0) == 1)
 
@@ -84,10 +119,12 @@ async def complete(
     db: Executor,
     record_id: uuid.UUID,
     *,
+    token: uuid.UUID | None,
     status: int,
     body: bytes,
     content_type: str,
-) -> None:
+) -> bool:
+    """Keep the response; with no token, one made from a committed effect."""
     values = {
         "record": record_id,
         "state": "completed",
@@ -95,7 +132,16 @@ async def complete(
         "response_body": body,
         "response_type": content_type,
     }
-    await _COMPLETE.rowcount(db, values)
+    if token is None:
+        return await _COMPLETE_COMMITTED.rowcount(db, values) == 1
+    return await _COMPLETE.rowcount(db, {**values, "held": token}) == 1
+
+
+async def release(db: Executor, record_id: uuid.UUID, token: uuid.UUID, now: datetime) -> None:
+    """Forget the held claim if it committed nothing; if its effect committed, keep it and
+    end its lease, so a retry answers from that effect at once."""
+    if await _DELETE_CLAIM.rowcount(db, {"record": record_id, "held": token}) == 0:
+        await _END_LEASE.rowcount(db, {"record": record_id, "held": token, "lease_until": now})
 
 
 async def delete_record(db: Executor, record_id: uuid.UUID) -> None:

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 
 from kassa.auth.deps import CurrentPrincipal
+from kassa.errors import KassaError
+from kassa.idempotency.deps import HeldKeyDep
+from kassa.idempotency.service import AnswerFor, CommittedAnswer
 from kassa.payments.schemas import (
     CreatePaymentRequest,
     PaymentOut,
@@ -13,6 +17,7 @@ from kassa.payments.schemas import (
     payment_out,
 )
 from kassa.payments.service import PaymentService
+from kassa.payments.states import PaymentStatus
 from kassa.web import problem_responses, reject_unknown_query
 
 router = APIRouter(prefix="/api/payments", tags=["payments"], dependencies=[reject_unknown_query])
@@ -36,10 +41,11 @@ async def create_payment(
     body: Annotated[CreatePaymentRequest, Body()],
     principal: CurrentPrincipal,
     payments: PaymentServiceDep,
+    held: HeldKeyDep,
 ) -> Any:
     """Create a `pending` payment. Card numbers are checked (Luhn, expiry, CVC) and vaulted;
     only brand, last4 and expiry are ever returned."""
-    return payment_out(await payments.create(principal.user_id, body))
+    return payment_out(await payments.create(principal.user_id, body, held))
 
 
 @router.post(
@@ -55,10 +61,11 @@ async def process_payment(
     principal: CurrentPrincipal,
     payments: PaymentServiceDep,
     response: Response,
+    held: HeldKeyDep,
 ) -> Any:
     """Ask the processor to charge a pending payment: 200 with `completed` or `failed`, or 202
     with `processing` when the outcome is not known yet (reconciliation settles it)."""
-    outcome = await payments.process(principal.user_id, body.target)
+    outcome = await payments.process(principal.user_id, body.target, held)
     if not outcome.settled:
         response.status_code = status.HTTP_202_ACCEPTED
     return payment_out(outcome.payment)
@@ -91,7 +98,33 @@ async def get_payment_status(
     responses=problem_responses(401, 404, 409, 422),
 )
 async def cancel_payment(
-    payment_id: str, principal: CurrentPrincipal, payments: PaymentServiceDep
+    payment_id: str, principal: CurrentPrincipal, payments: PaymentServiceDep, held: HeldKeyDep
 ) -> Any:
     """Cancel a pending payment; its vaulted card data is destroyed."""
-    return payment_out(await payments.cancel(principal.user_id, payment_id))
+    return payment_out(await payments.cancel(principal.user_id, payment_id, held))
+
+
+def committed_answers(payments: PaymentService) -> dict[str, AnswerFor]:
+    """How a retried keyed request whose effect committed is answered: with the payment as
+    it stands, as its route would answer (202 while the charge's outcome is unknown)."""
+
+    async def answer(
+        user_id: uuid.UUID, payment_id: uuid.UUID, status_code: int
+    ) -> CommittedAnswer | None:
+        try:
+            payment = await payments.get(user_id, str(payment_id))
+        except KassaError:
+            return None
+        processing = payment.status == PaymentStatus.PROCESSING.value
+        if processing and status_code == status.HTTP_200_OK:
+            status_code = status.HTTP_202_ACCEPTED
+        body = payment_out(payment).model_dump_json().encode()
+        return CommittedAnswer(status_code, body, final=not processing)
+
+    async def created(user_id: uuid.UUID, payment_id: uuid.UUID) -> CommittedAnswer | None:
+        return await answer(user_id, payment_id, status.HTTP_201_CREATED)
+
+    async def processed(user_id: uuid.UUID, payment_id: uuid.UUID) -> CommittedAnswer | None:
+        return await answer(user_id, payment_id, status.HTTP_200_OK)
+
+    return {"create": created, "process": processed, "cancel": processed}

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kassa.db import Executor, autocommit_engine, engine_of, new_id, parse_id, record_of
 from kassa.events.service import EventService
+from kassa.idempotency.service import HeldKey, commit_effect
 from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import PAYMENT_AMOUNT, PAYMENTS
 from kassa.payments import repository
@@ -112,9 +113,13 @@ class PaymentService:
         self._fingerprints = fingerprints
 
     async def create(
-        self, user_id: uuid.UUID, request: CardPaymentRequest | WalletPaymentRequest
+        self,
+        user_id: uuid.UUID,
+        request: CardPaymentRequest | WalletPaymentRequest,
+        held: HeldKey | None = None,
     ) -> Payment:
-        """A `pending` payment; the card number and CVC are sealed, never stored in clear."""
+        """A `pending` payment; the card number and CVC are sealed, never stored in clear.
+        With an Idempotency-Key, the key records this payment in the same transaction."""
         if request.amount > self._max_amount:
             raise AmountTooLarge(self._max_amount)
         now = self._clock()
@@ -180,6 +185,7 @@ class PaymentService:
         }
         payment = record_of(Payment, columns)
         async with self._engine.begin() as db:
+            await commit_effect(db, held, "create", payment_id)
             await repository.insert_payment(db, columns, secret)
             await self.record_event(db, payment, now)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
@@ -211,12 +217,13 @@ class PaymentService:
             return PaymentNotFound()
         return PaymentNotPending(action, current.status)
 
-    async def cancel(self, user_id: uuid.UUID, raw_id: str) -> Payment:
+    async def cancel(self, user_id: uuid.UUID, raw_id: str, held: HeldKey | None = None) -> Payment:
         """pending → canceled; the vaulted card data is destroyed in the same transaction."""
         payment_id = parse_id(raw_id)
         if payment_id is None:
             raise PaymentNotFound
         async with self._engine.begin() as db:
+            await commit_effect(db, held, "cancel", payment_id)
             payment = await repository.transition(
                 db, user_id, payment_id, PaymentStatus.CANCELED, updated_at=self._clock()
             )
@@ -228,12 +235,17 @@ class PaymentService:
         log.info("payment_canceled", payment_id=str(payment_id))
         return payment
 
-    async def process(self, user_id: uuid.UUID, raw_id: str) -> ProcessOutcome:
+    async def process(
+        self, user_id: uuid.UUID, raw_id: str, held: HeldKey | None = None
+    ) -> ProcessOutcome:
+        """pending → processing (committed, with the Idempotency-Key's record of it, before
+        the processor is asked) → completed or failed."""
         payment_id = parse_id(raw_id)
         if payment_id is None:
             raise PaymentNotFound
         now = self._clock()
         async with self._engine.begin() as db:
+            await commit_effect(db, held, "process", payment_id)
             payment = await repository.transition(
                 db,
                 user_id,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kassa.db import engine_of, new_id, parse_id
 from kassa.events.service import EventService
+from kassa.idempotency.service import HeldKey, commit_effect
 from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import REFUND_AMOUNT, REFUNDS
 from kassa.payments.errors import PaymentNotFound
@@ -50,13 +51,22 @@ class RefundService:
         self._processor_timeout = processor_timeout
 
     async def refund(
-        self, user_id: uuid.UUID, raw_payment_id: str, amount: int | None, reason: str | None
+        self,
+        user_id: uuid.UUID,
+        raw_payment_id: str,
+        amount: int | None,
+        reason: str | None,
+        held: HeldKey | None = None,
     ) -> Refund:
+        """Reserve the amount and record the refund `pending` (with the Idempotency-Key's
+        record of it, in that transaction), ask the processor, then settle."""
         payment_id = parse_id(raw_payment_id)
         if payment_id is None:
             raise PaymentNotFound
         now = self._clock()
+        refund_id = new_id()
         async with self._engine.begin() as db:
+            await commit_effect(db, held, "refund", refund_id)
             payment = await PaymentService.lock_refundable(db, user_id, payment_id)
             if payment is None:
                 raise PaymentNotFound
@@ -71,7 +81,7 @@ class RefundService:
             refund = await repository.insert_refund(
                 db,
                 {
-                    "id": new_id(),
+                    "id": refund_id,
                     "payment_id": payment_id,
                     "user_id": user_id,
                     "amount": wanted,
@@ -110,6 +120,12 @@ class RefundService:
             return refund
         settled = await self.settle(user_id, refund.id, outcome[0] is Outcome.SUCCEEDED, outcome[1])
         return settled or refund
+
+    async def find(self, user_id: uuid.UUID, refund_id: uuid.UUID) -> Refund | None:
+        """One of the user's refunds as it stands."""
+        async with self._engine.connect() as db:
+            refund = await repository.get_refund(db, refund_id)
+        return refund if refund is not None and refund.user_id == user_id else None
 
     async def _call_processor(self, request: RefundRequest) -> tuple[Outcome, str] | None:
         answer = await call_processor(
