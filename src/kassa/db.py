@@ -6,17 +6,21 @@ and returned as an aware UTC datetime on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import errno
 import functools
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
+import asyncpg
 from sqlalchemy import BigInteger, DateTime, Insert, Integer, MetaData, Table, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Dialect, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -135,6 +139,82 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# The database is out of reach, or a connection to it broke: the request may be retried.
+_UNREACHABLE = (
+    sa_exc.TimeoutError,  # no pooled connection came free in time
+    TimeoutError,  # connecting timed out
+    ConnectionError,  # refused, reset, aborted
+    asyncpg.PostgresConnectionError,  # the server dropped or refused the connection
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+_NETWORK_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT}
+)
+_BROKEN_MESSAGES = ("another operation is in progress", "connection is closed")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and everything it wraps (a DBAPI error's original, causes, contexts)."""
+    found: list[BaseException] = []
+    queue: list[BaseException | None] = [exc]
+    while queue:
+        current = queue.pop()
+        if current is None or any(current is seen for seen in found):
+            continue
+        found.append(current)
+        queue += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return found
+
+
+def broken_connection(exc: BaseException) -> bool:
+    """The connection `exc` came from is unusable (closed, or left mid-operation)."""
+    return any(
+        isinstance(e, (asyncpg.InterfaceError, sa_exc.InterfaceError))
+        and any(m in str(e) for m in _BROKEN_MESSAGES)
+        for e in _causes(exc)
+    )
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database could not be reached or its connection broke
+    (refused, timed out, pool exhausted, closed, shutting down, SQLite locked): a 503 the
+    client may retry, not a bug."""
+    if broken_connection(exc):
+        return True
+    for e in _causes(exc):
+        if isinstance(e, _UNREACHABLE):
+            return True
+        if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
+            return True
+        if isinstance(e, OSError) and (
+            e.errno in _NETWORK_ERRNOS or str(e).startswith("Multiple exceptions")
+        ):
+            return True
+        if isinstance(e, sqlite3.OperationalError) and "database is locked" in str(e):
+            return True
+    return False
+
+
+def _invalidate_broken(context: ExceptionContext) -> None:
+    # A connection left mid-operation ("another operation is in progress") would fail every
+    # request that takes it next: it leaves the pool. Only it: the server is fine.
+    if not context.is_disconnect and broken_connection(context.original_exception):
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
+
+
+def _refuse_closed(_dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    # A pooled connection the server (or the network) closed while it sat idle is replaced
+    # at checkout, without a round trip: asyncpg already knows it is closed.
+    driver = record.driver_connection
+    if driver is not None and driver.is_closed():
+        raise sa_exc.DisconnectionError("the pooled connection was closed")
+
+
 def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
     """An engine for `url`. On PostgreSQL the pool keeps `pool_size` connections and never
     opens more: a connection opened past the pool would be closed again on return, and that
@@ -152,7 +232,7 @@ def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
@@ -160,6 +240,9 @@ def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
         pool_recycle=1800,
         connect_args={"server_settings": {"application_name": "kassa"}, "timeout": 5},
     )
+    event.listen(engine.sync_engine, "handle_error", _invalidate_broken)
+    event.listen(engine.sync_engine, "checkout", _refuse_closed)
+    return engine
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -282,8 +365,8 @@ class DriverStatement:
     async def _run(self, db: Executor, driver: Any, method: str, params: Mapping[str, Any]) -> Any:
         try:
             return await getattr(driver, method)(self.sql, *self._args(params))
-        except BaseException:
-            if driver.is_closed() and isinstance(db, AsyncConnection):
+        except BaseException as exc:
+            if (driver.is_closed() or broken_connection(exc)) and isinstance(db, AsyncConnection):
                 await db.invalidate()
             raise
 

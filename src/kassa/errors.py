@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kassa.db import database_unavailable
+
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://kassa.dev/problems/"
 
@@ -211,7 +213,22 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
-def _internal_error() -> Response:
+RETRY_AFTER_SECONDS = 2
+
+
+def _internal_error(exc: Exception) -> Response:
+    """500, or 503 `service_unavailable` with Retry-After when the database is out of reach
+    (nothing was done that the client cannot retry). The traceback goes to the log
+    (redacted), never to the client."""
+    if database_unavailable(exc):
+        log.warning("database_unavailable", error_type=type(exc).__name__)
+        return problem_response(
+            status=503,
+            code="service_unavailable",
+            detail="The service is briefly unavailable; retry shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    log.error("unhandled_error", exc_info=exc, error_type=type(exc).__name__)
     return problem_response(
         status=500,
         code="internal_error",
@@ -220,10 +237,8 @@ def _internal_error() -> Response:
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
-    # Only reached when a middleware outside UnhandledErrorMiddleware fails. The traceback
-    # goes to the log (redacted), never to the client.
-    log.error("unhandled_error", exc_info=exc, error_type=type(exc).__name__)
-    return _internal_error()
+    # Only reached when a middleware outside UnhandledErrorMiddleware fails.
+    return _internal_error(exc)
 
 
 class UnhandledErrorMiddleware:
@@ -252,8 +267,7 @@ class UnhandledErrorMiddleware:
         except Exception as exc:
             if started:  # too late for a problem document; let the server drop the connection
                 raise
-            log.error("unhandled_error", exc_info=exc, error_type=type(exc).__name__)
-            await _internal_error()(scope, receive, send)
+            await _internal_error(exc)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
