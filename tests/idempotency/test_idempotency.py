@@ -275,6 +275,7 @@ def test_canonical_request_ignores_order_and_whitespace() -> None:
         (201, b"{}", True),
         (202, b"{}", True),
         (409, b'{"code": "invalid_state"}', True),
+        (409, b'{"code": "idempotency_key_in_use"}', False),  # a holder fenced out
         (404, b'{"code": "payment_not_found"}', True),
         (422, b'{"code": "amount_exceeds_refundable"}', True),
         (422, b'{"code": "validation_error"}', False),
