@@ -26,7 +26,7 @@ from tests.conftest import make_settings, payment_body, register_user
 PG_PORT = 5432
 
 
-class FaultProxy:
+class TcpProxy:
     """Forwards TCP to PostgreSQL until cut."""
 
     def __init__(self) -> None:
@@ -77,8 +77,8 @@ class FaultProxy:
 
 
 @contextlib.asynccontextmanager
-async def proxied_app(url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Container, FaultProxy]]:
-    proxy = FaultProxy()
+async def proxied_app(url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Container, TcpProxy]]:
+    proxy = TcpProxy()
     await proxy.start()
     settings = make_settings(url.replace(f":{PG_PORT}/", f":{proxy.port}/"))
     container = build_container(settings)
