@@ -109,6 +109,23 @@ async def test_a_process_retried_after_a_crash_answers_with_the_charge_not_inval
     assert len(await _transactions(b, user.headers, "charge")) == 1
 
 
+async def test_a_cancel_retried_after_a_crash_answers_with_the_canceled_payment(
+    api_factory: Callable[..., Any],
+) -> None:
+    a, b = await two_servers(api_factory, idempotency_lease_seconds=LEASE_SECONDS)
+    user = await register_user(a.client)
+    payment = await create_payment(a.client, user)
+    headers = {**user.headers, "Idempotency-Key": key()}
+    url = f"/api/payments/{payment['id']}/cancel"
+    crashes_after_its_effect(a)
+    assert (await a.client.post(url, headers=headers)).status_code == 200
+    await asyncio.sleep(LEASE_SECONDS + 0.2)
+    retried = await b.client.post(url, headers=headers)
+    assert retried.status_code == 200, retried.text
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert (retried.json()["id"], retried.json()["status"]) == (payment["id"], "canceled")
+
+
 async def test_a_refund_whose_settle_failed_is_not_made_again_by_its_retry(
     api_factory: Callable[..., Any],
 ) -> None:
