@@ -15,7 +15,12 @@ from kassa.auth.schemas import (
 )
 from kassa.web import problem_responses, reject_unknown_query
 
-router = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[reject_unknown_query])
+router = APIRouter(
+    prefix="/api/auth",
+    tags=["auth"],
+    dependencies=[reject_unknown_query],
+    redirect_slashes=False,
+)
 
 
 @router.post(

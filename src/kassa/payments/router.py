@@ -15,7 +15,12 @@ from kassa.payments.schemas import (
 from kassa.payments.service import PaymentService
 from kassa.web import problem_responses, reject_unknown_query
 
-router = APIRouter(prefix="/api/payments", tags=["payments"], dependencies=[reject_unknown_query])
+router = APIRouter(
+    prefix="/api/payments",
+    tags=["payments"],
+    dependencies=[reject_unknown_query],
+    redirect_slashes=False,
+)
 
 
 async def get_payment_service(request: Request) -> PaymentService:

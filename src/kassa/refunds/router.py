@@ -9,7 +9,12 @@ from kassa.refunds.schemas import RefundOut, RefundRequest
 from kassa.refunds.service import RefundService
 from kassa.web import problem_responses, reject_unknown_query
 
-router = APIRouter(prefix="/api/payments", tags=["refunds"], dependencies=[reject_unknown_query])
+router = APIRouter(
+    prefix="/api/payments",
+    tags=["refunds"],
+    dependencies=[reject_unknown_query],
+    redirect_slashes=False,
+)
 
 
 async def get_refund_service(request: Request) -> RefundService:

@@ -17,7 +17,12 @@ from kassa.webhooks.schemas import (
 )
 from kassa.webhooks.service import WebhookService
 
-router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], dependencies=[reject_unknown_query])
+router = APIRouter(
+    prefix="/api/webhooks",
+    tags=["webhooks"],
+    dependencies=[reject_unknown_query],
+    redirect_slashes=False,
+)
 
 
 async def get_webhook_service(request: Request) -> WebhookService:
