@@ -30,12 +30,19 @@ _PROBLEM_SCHEMA = {
     },
 }
 _DESCRIPTIONS = {
-    400: "Malformed request",
+    400: (
+        "Malformed JSON body: `malformed_json` (not JSON), `json_too_deep` (nested deeper than"
+        " 32 levels) or `duplicate_key` (an object repeats a key; `errors` names its path)"
+    ),
     401: "Missing, invalid or expired bearer token",
     404: "No such object (or not yours)",
     409: "Conflict with the object's current state",
     413: "Request body too large",
-    422: "Validation error",
+    422: (
+        "`validation_error`: the fields at fault are listed under `errors` (among them unknown"
+        " or repeated query parameters, control characters in any text, and card numbers in"
+        " free text)"
+    ),
     429: "Too many requests",
 }
 

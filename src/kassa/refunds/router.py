@@ -26,7 +26,7 @@ async def get_refund_service(request: Request) -> RefundService:
     "/{payment_id}/refund",
     status_code=status.HTTP_201_CREATED,
     response_model=RefundOut,
-    responses=problem_responses(401, 404, 409, 422),
+    responses=problem_responses(400, 401, 404, 409, 422),
 )
 async def refund_payment(
     payment_id: str,

@@ -52,7 +52,7 @@ def attempt_out(attempt: WebhookAttempt) -> AttemptOut:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=CreatedWebhookOut,
-    responses=problem_responses(401, 422),
+    responses=problem_responses(400, 401, 422),
 )
 async def create_webhook(
     body: Annotated[CreateWebhookRequest, Body()],
