@@ -323,4 +323,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json", file: LogFile | No
     logging.getLogger("uvicorn.access").propagate = False
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # httpx logs every request with its whole URL, and a webhook receiver's query string
+    # often holds its token: the delivery logs its own line with the URL cut down.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
