@@ -116,6 +116,8 @@ def check_listen(host: str, port: int) -> str | None:
             try:
                 sock.bind(address)
             except OSError as exc:
+                if family == socket.AF_INET6 and exc.errno == errno.EADDRNOTAVAIL:
+                    continue  # IPv6 is off here; the server skips this address too
                 reason = exc.strerror or type(exc).__name__
                 if exc.errno == errno.EADDRINUSE:
                     reason = "the address is already in use (is another server running?)"
