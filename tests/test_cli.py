@@ -329,3 +329,87 @@ def test_serve_migrates_then_answers_healthz(workdir: Path) -> None:
     assert "Traceback" not in stdout
     for line in stdout.splitlines():
         assert isinstance(json.loads(line), dict), line
+
+
+# --version, help layout, a port in use -----------------------------------------------------
+
+
+def test_version_prints_the_installed_version(workdir: Path) -> None:
+    from importlib.metadata import version
+
+    result = kassa(workdir, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"kassa {version('kassa')}\n"
+    assert result.stderr == ""
+    assert list(workdir.iterdir()) == []
+
+
+HELP_PAGES = [
+    [],
+    ["serve"],
+    ["migrate"],
+    ["worker"],
+    ["reconcile"],
+    ["vault"],
+    ["vault", "rotate"],
+    ["ledger"],
+    ["ledger", "verify"],
+]
+
+
+def _stray_breaks(page: str, width: int) -> list[str]:
+    """Lines broken where the next word would still have fitted (or running past `width`):
+    a break the source text made, not the terminal."""
+    found = []
+    lines = page.splitlines()
+    section = ""
+    for before, line in zip(["", *lines], lines, strict=False):
+        if len(line) > width:
+            found.append(f"too wide: {line!r}")
+        if line and not line.startswith(" "):
+            section = line
+            continue
+        if not before.strip() or not line.strip() or section.startswith("Commands"):
+            continue
+        if section.startswith("Options") and line.lstrip().startswith("-"):
+            continue  # a new option
+        word = line.split()[0]
+        gap = 2 if word.startswith("[") else 1  # click sets "[default: …]" two spaces off
+        if len(before.rstrip()) + gap + len(word) <= width:
+            found.append(f"broken early: {before!r} / {line!r}")
+    return found
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_help_pages_have_no_stray_line_breaks(width: int) -> None:
+    from typer.testing import CliRunner
+
+    from kassa.cli import app
+
+    runner = CliRunner()
+    for args in HELP_PAGES:
+        result = runner.invoke(
+            app, [*args, "--help"], terminal_width=width, env={"COLUMNS": str(width)}
+        )
+        assert result.exit_code == 0, (args, result.output)
+        assert _stray_breaks(result.output, width) == [], (args, result.output)
+        assert "╭" not in result.output
+
+
+def test_serve_on_a_port_in_use_fails_with_one_line(workdir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = kassa(workdir, "serve", "--port", str(port))
+    line = assert_one_line_failure(result)
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port}" in line
+    assert "already in use" in line
+    assert result.stdout == ""
+    assert not (workdir / "kassa.db").exists()  # refused before touching the database
+
+
+def test_serve_on_an_unknown_host_fails_with_one_line(workdir: Path) -> None:
+    line = assert_one_line_failure(kassa(workdir, "serve", "--host", "no-such-host.invalid"))
+    assert "cannot listen on no-such-host.invalid:8000" in line

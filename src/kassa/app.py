@@ -64,6 +64,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         redoc_url=None,
         lifespan=lifespan,
         telemetry=FASTAPI_TELEMETRY,
+        # Starlette would answer `/api/payments/` with a redirect built from the request's
+        # Host header and scheme (an open redirect, and a downgrade to http behind a TLS
+        # proxy that a client re-sends its card to). A path is served as written or is a 404.
+        redirect_slashes=False,
     )
     app.state.container = container
     install_error_handlers(app)

@@ -28,7 +28,30 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's own layout: rich's panels broke help lines where the source did, not where
+    # the terminal ends.
+    rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"kassa {version('kassa')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """kassa — an open-source payment gateway service."""
 
 
 def _fail(message: str) -> NoReturn:
@@ -80,7 +103,7 @@ def migrate() -> None:
     _migrate(settings.resolved_database_url)
 
 
-@app.command()
+@app.command(short_help="Apply pending migrations, then serve the API.")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
@@ -108,6 +131,9 @@ def serve(
         problem = server.check_tls_files(tls_certfile, tls_keyfile)
         if problem:
             _fail(problem)
+    problem = server.check_listen(host, port)
+    if problem:
+        _fail(problem)
     _configure_logging(settings)
     _migrate(settings.resolved_database_url)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -168,7 +194,7 @@ def _with_container(settings: Settings, work: Callable[[Container], Awaitable[in
     return asyncio.run(run())
 
 
-@app.command()
+@app.command(short_help="Settle payments and refunds left unsettled.")
 def reconcile(
     older_than: Annotated[
         float, typer.Option(min=0, help="Only payments and refunds unsettled this many seconds.")
@@ -200,7 +226,7 @@ vault_app = typer.Typer(help="The card vault.", no_args_is_help=True)
 app.add_typer(vault_app, name="vault")
 
 
-@vault_app.command("rotate")
+@vault_app.command("rotate", short_help="Re-seal vault entries under the first key.")
 def vault_rotate(
     batch_size: Annotated[
         int, typer.Option(min=1, max=10_000, help="Rows re-sealed per transaction.")
@@ -233,7 +259,7 @@ ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 
 
-@ledger_app.command("verify")
+@ledger_app.command("verify", short_help="Check that the ledger balances.")
 def ledger_verify() -> None:
     """Check that every posting sums to zero per currency and that the ledger agrees with
     payment and refund totals; exit 1 with the first mismatches."""
@@ -262,7 +288,7 @@ def _count_progress(label: str) -> Callable[[int], None]:
     return report
 
 
-@app.command()
+@app.command(short_help="Deliver webhooks and run background jobs.")
 def worker(
     interval: Annotated[
         float, typer.Option(min=0.1, help="Seconds between two rounds of jobs.")

@@ -219,10 +219,13 @@ def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
     """An engine for `url`. On PostgreSQL the pool keeps `pool_size` connections and never
     opens more: a connection opened past the pool would be closed again on return, and that
     churn (a new server process, asyncpg's set-up queries) cost more CPU than waiting for a
-    free connection. Size the pool to the requests one worker serves at once."""
+    free connection. Size the pool to the requests one worker serves at once.
+
+    Statement parameters never appear in an error's text (`hide_parameters`): they hold
+    password hashes, emails and names, and an error's text reaches the log."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         # pysqlite's own transaction handling would issue a deferred BEGIN; take control.
         event.listen(
@@ -239,6 +242,7 @@ def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
         pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"server_settings": {"application_name": "kassa"}, "timeout": 5},
+        hide_parameters=True,
     )
     event.listen(engine.sync_engine, "handle_error", _invalidate_broken)
     event.listen(engine.sync_engine, "checkout", _refuse_closed)

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.db import database_unavailable
+from kassa.text import text_problem
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://kassa.dev/problems/"
@@ -115,6 +116,11 @@ def _field_name(loc: Sequence[int | str]) -> str:
         parts = parts[1:]
     # Tagged unions add the tag to the location; the client did not write it.
     parts = [p for p in parts if p not in {"credit_card", "debit_card", "digital_wallet"}]
+    # An object's keys (metadata) are the client's text: one that may not be stored is not
+    # shown either. A key's own error is the object's ("metadata"), its message says "key".
+    if "[key]" in parts:
+        parts = parts[: max(parts.index("[key]") - 1, 0)]
+    parts = ["*" if text_problem(p, card_numbers=True) else p for p in parts]
     name = ".".join(parts)
     return name or "body"
 
@@ -127,8 +133,10 @@ def _validation_message(error: Mapping[str, Any]) -> str:
         return "field required"
     if kind == "json_invalid":
         return "body is not valid JSON"
-    message = str(error.get("msg", "invalid value"))
-    return message.removeprefix("Value error, ")
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if "[key]" in error.get("loc", ()):
+        return f"key: {message}"
+    return message
 
 
 def _location(error: Mapping[str, Any]) -> Sequence[int | str]:

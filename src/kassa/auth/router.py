@@ -15,14 +15,19 @@ from kassa.auth.schemas import (
 )
 from kassa.web import problem_responses, reject_unknown_query
 
-router = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[reject_unknown_query])
+router = APIRouter(
+    prefix="/api/auth",
+    tags=["auth"],
+    dependencies=[reject_unknown_query],
+    redirect_slashes=False,
+)
 
 
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses=problem_responses(409, 422),
+    responses=problem_responses(400, 409, 422),
 )
 async def register(body: RegisterRequest, auth: AuthServiceDep) -> Any:
     """Create an account. Emails compare case-insensitively."""
@@ -30,7 +35,7 @@ async def register(body: RegisterRequest, auth: AuthServiceDep) -> Any:
     return UserOut.model_validate(user, from_attributes=True)
 
 
-@router.post("/login", response_model=TokenOut, responses=problem_responses(401, 422, 429))
+@router.post("/login", response_model=TokenOut, responses=problem_responses(400, 401, 422, 429))
 async def login(body: LoginRequest, auth: AuthServiceDep) -> Any:
     """Exchange an email and password for an access token and a refresh token."""
     issued = await auth.login(body.email, body.password)
@@ -52,7 +57,7 @@ async def profile(principal: CurrentPrincipal) -> Any:
     )
 
 
-@router.post("/refresh", response_model=TokenOut, responses=problem_responses(401, 422))
+@router.post("/refresh", response_model=TokenOut, responses=problem_responses(400, 401, 422))
 async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> Any:
     """Rotate a refresh token. Presenting a spent refresh token again ends the session."""
     issued = await auth.refresh(body.refresh_token)
@@ -71,7 +76,9 @@ async def logout(principal: CurrentPrincipal, auth: AuthServiceDep) -> Response:
 
 
 @router.post(
-    "/password", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 422)
+    "/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(400, 401, 422),
 )
 async def change_password(
     body: PasswordChangeRequest, principal: CurrentPrincipal, auth: AuthServiceDep

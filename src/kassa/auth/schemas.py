@@ -6,11 +6,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
+from kassa.text import NoControl, TrimmedNoControl
+
 PASSWORD_MIN = 12
 PASSWORD_MAX = 1024
 
-Password = Annotated[str, Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Password = Annotated[str, Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX), NoControl]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), TrimmedNoControl
+]
 
 
 class StrictBody(BaseModel):
@@ -21,21 +25,21 @@ class StrictBody(BaseModel):
 
 class RegisterRequest(StrictBody):
     name: Name
-    email: EmailStr
+    email: Annotated[EmailStr, NoControl]
     password: Password
 
 
 class LoginRequest(StrictBody):
-    email: Annotated[str, Field(min_length=1, max_length=320)]
-    password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX)]
+    email: Annotated[str, Field(min_length=1, max_length=320), NoControl]
+    password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX), NoControl]
 
 
 class RefreshRequest(StrictBody):
-    refresh_token: Annotated[str, Field(min_length=1, max_length=4096)]
+    refresh_token: Annotated[str, Field(min_length=1, max_length=4096), NoControl]
 
 
 class PasswordChangeRequest(StrictBody):
-    current_password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX)]
+    current_password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX), NoControl]
     new_password: Password
 
 

@@ -1,17 +1,25 @@
-"""A cap on how deeply a JSON body nests, checked before anything parses it.
+"""What a JSON body must be before anything parses it for a route: not nested too deeply,
+and without a repeated key.
 
 Python's JSON parsers recurse once per level, so a small body of `[[[[…` thousands deep costs
 a parser its stack (a 500 instead of an answer). No kassa request nests deeper than a few
-levels; anything past `MAX_JSON_DEPTH` is refused with a 400 problem document.
+levels; anything past `MAX_JSON_DEPTH` is refused with a 400 problem document (`json_too_deep`).
+
+An object that repeats a key (`{"amount": 100, …, "amount": 1}`) means two things, and JSON
+parsers silently keep the last; a reviewer, a log or a proxy may read the first. Such a body,
+at any depth, is refused with a 400 problem document (`duplicate_key`) naming the key's path.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kassa.errors import problem_response
+from kassa.errors import FieldError, problem_response
+from kassa.text import text_problem
 
 MAX_JSON_DEPTH = 32
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
@@ -31,9 +39,68 @@ def json_depth(body: bytes) -> int:
     return deepest
 
 
+class _Repeats(dict[str, Any]):
+    """An object of the body in which `key` appeared more than once."""
+
+    key: str
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    made = dict(pairs)
+    if len(made) == len(pairs):
+        return made
+    repeats = _Repeats(made)
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            repeats.key = key
+            break
+        seen.add(key)
+    return repeats
+
+
+def _path_to_repeat(value: Any) -> list[str] | None:
+    if isinstance(value, _Repeats):
+        return [value.key]
+    children: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        children = list(value.items())
+    elif isinstance(value, list):
+        children = list(enumerate(value))
+    for name, child in children:
+        below = _path_to_repeat(child)
+        if below is not None:
+            return [str(name), *below]
+    return None
+
+
+def repeated_key(body: bytes) -> str | None:
+    """The path (`details.cvc`, `metadata`) of the first key some object of `body` repeats;
+    None when there is none or `body` is not JSON (the route's own parser says so). A part of
+    the path that may not be shown (control characters, a card number) reads `*`."""
+    repeats = False
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeats
+        made = _object(pairs)
+        repeats = repeats or isinstance(made, _Repeats)
+        return made
+
+    try:
+        parsed = json.loads(body, object_pairs_hook=hook)
+    except ValueError:  # not JSON, not UTF-8, an integer too long to read
+        return None
+    path = _path_to_repeat(parsed) if repeats else None
+    if path is None:
+        return None
+    safe = ["*" if len(p) > 64 or text_problem(p, card_numbers=True) else p for p in path]
+    return ".".join(safe)
+
+
 class JsonDepthMiddleware:
     """Reads the body of requests under /api (already capped in size by the body limit outside
-    this one), refuses it when it nests too deeply, and hands it on unchanged otherwise."""
+    this one), refuses it when it nests too deeply or repeats a key, and hands it on unchanged
+    otherwise."""
 
     def __init__(self, app: ASGIApp, max_depth: int = MAX_JSON_DEPTH) -> None:
         self.app = app
@@ -63,6 +130,17 @@ class JsonDepthMiddleware:
                 code="json_too_deep",
                 detail=f"The JSON body nests deeper than {self.max_depth} levels.",
                 title="JSON Too Deep",
+            )
+            await response(scope, receive, send)
+            return
+        repeated = repeated_key(body) if body else None
+        if repeated is not None:
+            response = problem_response(
+                status=400,
+                code="duplicate_key",
+                detail="The JSON body repeats a key; send each key of an object once.",
+                title="Duplicate Key",
+                errors=[FieldError(repeated, "repeated key")],
             )
             await response(scope, receive, send)
             return

@@ -1,5 +1,6 @@
 """What `kassa serve` hands to uvicorn: the HTTP parser with a capped request head, and the
-TLS context (TLS 1.2 or newer only).
+TLS context (TLS 1.2 or newer only); and the checks that turn a bad address or TLS file into
+one line on stderr before it starts.
 
 Both are named by import path in the server's configuration, so every worker process builds
 its own.
@@ -7,6 +8,8 @@ its own.
 
 from __future__ import annotations
 
+import errno
+import socket
 import ssl
 from collections.abc import Callable
 from http import HTTPStatus
@@ -96,6 +99,30 @@ def tls_context(config: Config, default: Callable[[], ssl.SSLContext]) -> ssl.SS
     context = default()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
+
+
+def check_listen(host: str, port: int) -> str | None:
+    """Why the server cannot listen on `host`:`port` (one line), or None when it can: every
+    address the host resolves to is bound (with SO_REUSEADDR, as the server will) and let go."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    for family, kind, proto, _name, address in found:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if family == socket.AF_INET6 and exc.errno == errno.EADDRNOTAVAIL:
+                    continue  # IPv6 is off here; the server skips this address too
+                reason = exc.strerror or type(exc).__name__
+                if exc.errno == errno.EADDRINUSE:
+                    reason = "the address is already in use (is another server running?)"
+                return f"cannot listen on {host}:{port}: {reason}"
+    return None
 
 
 def check_tls_files(certfile: Path, keyfile: Path) -> str | None:

@@ -9,7 +9,12 @@ from kassa.events.schemas import EventList, EventOut, EventType, RedeliveryOut
 from kassa.events.service import EventService, event_out
 from kassa.web import problem_responses, reject_unknown_query
 
-router = APIRouter(prefix="/api/events", tags=["events"], dependencies=[reject_unknown_query])
+router = APIRouter(
+    prefix="/api/events",
+    tags=["events"],
+    dependencies=[reject_unknown_query],
+    redirect_slashes=False,
+)
 
 
 async def get_event_service(request: Request) -> EventService:

@@ -128,10 +128,29 @@ def _mask_card_numbers(text: str) -> str:
     return "".join(out)
 
 
+# What a database error's text may carry of a statement's values: SQLAlchemy's parameter list
+# (the engines hide it, but a driver's error text may not pass through them), asyncpg's
+# "invalid input for query argument $1: '<value>'", and PostgreSQL's DETAIL ("Key (email)=(…)",
+# "Failing row contains (…)", which may be a whole row with its password hash).
+_STATEMENT_VALUES = re.compile(
+    r"(\[parameters: ).*?(?=\n\(Background on this error|\Z)"
+    r"|(invalid input for query argument \$\d+: |DETAIL: |Failing row contains "
+    r"|Key \([^)\n]*\)=\()[^\n]*",
+    re.DOTALL,
+)
+_STATEMENT_VALUE_MARKS = ("[parameters: ", "query argument", "DETAIL: ", "Failing row", ")=(")
+
+
+def _redact_statement_values(text: str) -> str:
+    return _STATEMENT_VALUES.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
+
+
 def redact_text(text: str) -> str:
     # Every value of every line passes here, so the common case (an id, a route, a
-    # timestamp) is settled by two searches: nothing token-like, no run of 12 digits outside
-    # a UUID. Only a value that fails them gets the full treatment.
+    # timestamp) is settled by a few searches: nothing token-like, no statement values, no
+    # run of 12 digits outside a UUID. Only a value that fails them gets the full treatment.
+    if any(mark in text for mark in _STATEMENT_VALUE_MARKS):
+        text = _redact_statement_values(text)
     if _token_like(text):
         text = _BEARER.sub(r"\1 " + REDACTED, text)
         text = _JWT.sub(REDACTED, text)
@@ -304,4 +323,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json", file: LogFile | No
     logging.getLogger("uvicorn.access").propagate = False
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # httpx logs every request with its whole URL, and a webhook receiver's query string
+    # often holds its token: the delivery logs its own line with the URL cut down.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -20,7 +20,12 @@ from kassa.payments.service import PaymentService
 from kassa.payments.states import PaymentStatus
 from kassa.web import problem_responses, reject_unknown_query
 
-router = APIRouter(prefix="/api/payments", tags=["payments"], dependencies=[reject_unknown_query])
+router = APIRouter(
+    prefix="/api/payments",
+    tags=["payments"],
+    dependencies=[reject_unknown_query],
+    redirect_slashes=False,
+)
 
 
 async def get_payment_service(request: Request) -> PaymentService:
@@ -35,7 +40,7 @@ PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentOut,
-    responses=problem_responses(401, 422),
+    responses=problem_responses(400, 401, 422),
 )
 async def create_payment(
     body: Annotated[CreatePaymentRequest, Body()],
@@ -53,7 +58,7 @@ async def create_payment(
     response_model=PaymentOut,
     responses={
         202: {"description": "The processor's answer is unknown; the payment stays processing"},
-        **problem_responses(401, 404, 409, 422),
+        **problem_responses(400, 401, 404, 409, 422),
     },
 )
 async def process_payment(

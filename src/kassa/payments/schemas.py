@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from kassa.money import normalize_currency
+from kassa.text import NoControl, NoControlNoCardNumber, ProseNoCardNumber
 from kassa.vault.cards import card_expired, detect_brand, normalize_card_number, validate_cvc
 
 if TYPE_CHECKING:
@@ -29,10 +30,10 @@ if TYPE_CHECKING:
 
 PaymentMethod = Literal["credit_card", "debit_card", "digital_wallet"]
 WalletName = Literal["apple_pay", "google_pay", "paypal"]
-MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
-MetadataValue = Annotated[str, StringConstraints(max_length=500)]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40), NoControlNoCardNumber]
+MetadataValue = Annotated[str, StringConstraints(max_length=500), ProseNoCardNumber]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)]
-Description = Annotated[str, StringConstraints(max_length=500)]
+Description = Annotated[str, StringConstraints(max_length=500), ProseNoCardNumber]
 Amount = Annotated[int, Field(gt=0, description="Minor units of the currency (1050 = 10.50 USD)")]
 
 
@@ -41,11 +42,15 @@ class StrictBody(BaseModel):
 
 
 class CardDetailsIn(StrictBody):
-    number: Annotated[str, Field(max_length=64, description="12–19 digits; spaces/dashes allowed")]
+    number: Annotated[
+        str, Field(max_length=64, description="12–19 digits; spaces/dashes allowed"), NoControl
+    ]
     exp_month: Annotated[int, Field(ge=1, le=12)]
     exp_year: Annotated[int, Field(ge=1000, le=9999, description="Four digits")]
-    cvc: Annotated[str, Field(max_length=8, description="3 or 4 digits")]
-    holder_name: Annotated[str, StringConstraints(max_length=100)] | None = None
+    cvc: Annotated[str, Field(max_length=8, description="3 or 4 digits"), NoControl]
+    holder_name: Annotated[str, StringConstraints(max_length=100), NoControlNoCardNumber] | None = (
+        None
+    )
 
     @field_validator("number")
     @classmethod
@@ -65,7 +70,7 @@ class CardDetailsIn(StrictBody):
 
 class WalletDetailsIn(StrictBody):
     wallet: WalletName
-    token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=4096), NoControl]
 
     def __repr__(self) -> str:
         return f"WalletDetailsIn(wallet={self.wallet!r}, token=<redacted>)"
@@ -73,7 +78,7 @@ class WalletDetailsIn(StrictBody):
 
 class _PaymentFields(StrictBody):
     amount: Amount
-    currency: Annotated[str, Field(min_length=3, max_length=3, examples=["USD"])]
+    currency: Annotated[str, Field(min_length=3, max_length=3, examples=["USD"]), NoControl]
     description: Description | None = None
     metadata: Metadata | None = None
 
@@ -122,8 +127,8 @@ CreatePaymentRequest = Annotated[
 
 
 class ProcessPaymentRequest(StrictBody):
-    payment_id: str | None = None
-    paymentId: str | None = None  # noqa: N815  (the seed's clients send camelCase)
+    payment_id: Annotated[str, NoControl] | None = None
+    paymentId: Annotated[str, NoControl] | None = None  # noqa: N815  (the seed's clients send camelCase)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ProcessPaymentRequest:

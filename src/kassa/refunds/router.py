@@ -12,7 +12,12 @@ from kassa.refunds.schemas import RefundOut, RefundRequest
 from kassa.refunds.service import RefundService
 from kassa.web import problem_responses, reject_unknown_query
 
-router = APIRouter(prefix="/api/payments", tags=["refunds"], dependencies=[reject_unknown_query])
+router = APIRouter(
+    prefix="/api/payments",
+    tags=["refunds"],
+    dependencies=[reject_unknown_query],
+    redirect_slashes=False,
+)
 
 
 async def get_refund_service(request: Request) -> RefundService:
@@ -24,7 +29,7 @@ async def get_refund_service(request: Request) -> RefundService:
     "/{payment_id}/refund",
     status_code=status.HTTP_201_CREATED,
     response_model=RefundOut,
-    responses=problem_responses(401, 404, 409, 422),
+    responses=problem_responses(400, 401, 404, 409, 422),
 )
 async def refund_payment(
     payment_id: str,

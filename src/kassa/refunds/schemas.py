@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from kassa.text import ProseNoCardNumber
+
 if TYPE_CHECKING:
     from kassa.refunds.models import Refund
 
@@ -16,7 +18,7 @@ class RefundRequest(BaseModel):
     amount: Annotated[
         int | None, Field(gt=0, description="Minor units; omit to refund what is left")
     ] = None
-    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    reason: Annotated[str, StringConstraints(max_length=500), ProseNoCardNumber] | None = None
 
 
 class RefundOut(BaseModel):

@@ -14,7 +14,12 @@ from kassa.transactions.schemas import (
 from kassa.transactions.service import TransactionService
 from kassa.web import problem_responses, reject_unknown_query
 
-router = APIRouter(prefix="/api", tags=["transactions"], dependencies=[reject_unknown_query])
+router = APIRouter(
+    prefix="/api",
+    tags=["transactions"],
+    dependencies=[reject_unknown_query],
+    redirect_slashes=False,
+)
 
 
 async def get_transaction_service(request: Request) -> TransactionService:

@@ -42,6 +42,7 @@ from kassa.webhooks.urls import (
     Resolver,
     UrlRejected,
     WebhookTarget,
+    loggable_url,
     parse_url,
     resolve_and_check,
 )
@@ -295,6 +296,7 @@ class WebhookDeliverer:
             "webhook_attempt",
             delivery_id=str(claim.delivery_id),
             endpoint_id=str(claim.endpoint_id),
+            url=loggable_url(claim.url),
             event_id=str(claim.event_id),
             attempt=claim.attempt,
             response_status=result.response_status,

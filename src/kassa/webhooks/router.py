@@ -17,7 +17,12 @@ from kassa.webhooks.schemas import (
 )
 from kassa.webhooks.service import WebhookService
 
-router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], dependencies=[reject_unknown_query])
+router = APIRouter(
+    prefix="/api/webhooks",
+    tags=["webhooks"],
+    dependencies=[reject_unknown_query],
+    redirect_slashes=False,
+)
 
 
 async def get_webhook_service(request: Request) -> WebhookService:
@@ -47,7 +52,7 @@ def attempt_out(attempt: WebhookAttempt) -> AttemptOut:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=CreatedWebhookOut,
-    responses=problem_responses(401, 422),
+    responses=problem_responses(400, 401, 422),
 )
 async def create_webhook(
     body: Annotated[CreateWebhookRequest, Body()],

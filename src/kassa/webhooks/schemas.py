@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from kassa.text import NoControl
+
 EVENTS_DESCRIPTION = (
     'Event types to send, or ["*"] for all: payment.created, payment.processing, '
     "payment.completed, payment.failed, payment.canceled, payment.partially_refunded, "
@@ -20,9 +22,10 @@ class CreateWebhookRequest(BaseModel):
         str,
         StringConstraints(min_length=1, max_length=2048),
         Field(description="https (http outside production); public addresses only"),
+        NoControl,
     ]
     events: Annotated[
-        list[Annotated[str, StringConstraints(max_length=64)]],
+        list[Annotated[str, StringConstraints(max_length=64), NoControl]],
         Field(min_length=1, max_length=32, description=EVENTS_DESCRIPTION),
     ]
 

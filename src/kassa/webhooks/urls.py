@@ -71,6 +71,21 @@ class WebhookTarget:
         return f"{self.scheme}://{host}:{self.port}{self.target}"
 
 
+def loggable_url(raw: str) -> str:
+    """The URL as a log line may show it: scheme, host, port and path. A receiver's query
+    string often carries its token, so it is never logged (nor credentials or a fragment,
+    which `parse_url` refuses anyway)."""
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        return "(not a valid URL)"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path or '/'}"
+
+
 def parse_url(raw: str, *, require_https: bool) -> WebhookTarget:
     if not raw or len(raw) > MAX_URL_LENGTH:
         raise UrlRejected(f"must be 1 to {MAX_URL_LENGTH} characters")
