@@ -40,7 +40,7 @@ lint: install-dev
 
 typecheck: install-dev
 	$(BIN)/mypy
-	$(BIN)/mypy scripts/render_dashboard.py bench
+	$(BIN)/mypy scripts/render_dashboard.py scripts/image_check.py bench
 
 # The delivery files, checked statically (no Docker engine needed): the Dockerfiles with
 # hadolint, the GitHub workflows and compose files against their JSON schemas (vendored in
@@ -65,11 +65,26 @@ check-deploy: install-dev
 	for tests in $(wildcard deploy/observability/*test*.yml); do \
 	  echo "promtool test rules $$tests"; promtool test rules "$$tests"; done
 
-test: lint typecheck check-deploy
+test: lint typecheck check-deploy test-suite
+
+# The test suite alone (CI runs lint, typecheck and check-deploy as steps of their own, once).
+.PHONY: test-suite
+test-suite: install-dev
 	$(BIN)/pytest -n auto $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
+
+# The image built with podman and run as production runs it (scripts/image_check.py): a
+# local stand-in for python:3.11-slim (debootstrap, cached in .cache/image/), kassa's image
+# from the Dockerfile, then migrate, serve, health check, a payment's life, a webhook from
+# the worker and SIGTERM against this machine's PostgreSQL and Redis; then the tests that
+# show its checks fail on broken variants of the image. Needs root, podman, runc and
+# debootstrap (apt-get install podman runc debootstrap; .ci/run installs them).
+.PHONY: image-check
+image-check: install-dev
+	$(BIN)/python scripts/image_check.py
+	$(BIN)/pytest -p no:randomly -q -n 0 -m image tests/deploy/test_image_check.py
 
 # The dashboard renderer uses plotly, a development dependency.
 screenshots: install-dev
