@@ -31,12 +31,12 @@ migrate: install
 	$(BIN)/kassa migrate
 
 fmt: install-dev
-	$(BIN)/ruff format src tests migrations bench scripts
-	$(BIN)/ruff check --fix src tests migrations bench scripts
+	$(BIN)/ruff format src tests migrations bench scripts deploy/localstripe
+	$(BIN)/ruff check --fix src tests migrations bench scripts deploy/localstripe
 
 lint: install-dev
-	$(BIN)/ruff format --check src tests migrations bench scripts
-	$(BIN)/ruff check src tests migrations bench scripts
+	$(BIN)/ruff format --check src tests migrations bench scripts deploy/localstripe
+	$(BIN)/ruff check src tests migrations bench scripts deploy/localstripe
 
 typecheck: install-dev
 	$(BIN)/mypy
@@ -52,6 +52,7 @@ check-deploy: install-dev
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml compose.sandbox.yaml
 	@for script in deploy/docker/entrypoint.sh deploy/make-env.sh; do sh -n "$$script" || exit 1; done
+	@for script in .ci/run scripts/sandbox.sh scripts/screenshots.sh; do bash -n "$$script" || exit 1; done
 	@rules="$(wildcard deploy/observability/*rules*.yml)"; [ -n "$$rules" ] || exit 0; \
 	if ! command -v promtool >/dev/null 2>&1; then \
 	  case "$${CI:-}" in 1|true|TRUE|True|yes) \
@@ -74,6 +75,14 @@ test-suite: install-dev
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
+
+# The Stripe-shaped sandbox without containers: localstripe on 127.0.0.1:$(LOCALSTRIPE_PORT)
+# (deploy/localstripe/kassa_localstripe.py) and kassa on $(HOST):$(PORT) with
+# KASSA_PROCESSOR=stripe pointed at it, on SQLite (kassa-sandbox.db). See README, Stripe.
+LOCALSTRIPE_PORT ?= 8420
+.PHONY: sandbox
+sandbox: install-dev
+	HOST=$(HOST) PORT=$(PORT) LOCALSTRIPE_PORT=$(LOCALSTRIPE_PORT) BIN=$(BIN) scripts/sandbox.sh
 
 # The image built with podman and run as production runs it (scripts/image_check.py): a
 # local stand-in for python:3.11-slim (debootstrap, cached in .cache/image/), kassa's image
