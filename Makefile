@@ -40,7 +40,7 @@ lint: install-dev
 
 typecheck: install-dev
 	$(BIN)/mypy
-	$(BIN)/mypy scripts/render_dashboard.py scripts/image_check.py bench
+	$(BIN)/mypy scripts/render_dashboard.py scripts/image_check.py scripts/check_migrations.py bench
 
 # The delivery files, checked statically (no Docker engine needed): the Dockerfiles with
 # hadolint, the GitHub workflows and compose files against their JSON schemas (vendored in
@@ -75,6 +75,12 @@ test-suite: install-dev
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
+
+# Migrations added since the newest release tag (or BASE=<ref>) must leave that release
+# working while they run: expand before contract (scripts/check_migrations.py).
+.PHONY: check-migrations
+check-migrations:
+	$(PYTHON) scripts/check_migrations.py $(if $(BASE),--base $(BASE))
 
 # The Stripe-shaped sandbox without containers: localstripe on 127.0.0.1:$(LOCALSTRIPE_PORT)
 # (deploy/localstripe/kassa_localstripe.py) and kassa on $(HOST):$(PORT) with
