@@ -296,15 +296,19 @@ def build_settings() -> tuple[Path, Path]:
     return pip_conf, uv_toml
 
 
-def build_image(podman: Podman, base: str, tag: str = IMAGE) -> float:
-    """kassa's image from the real Dockerfile on the local base; the seconds it took."""
+def build_image(
+    podman: Podman, base: str, tag: str = IMAGE, context: Path = ROOT, network: str = "host"
+) -> float:
+    """An image from the real Dockerfile in `context` on the local base; the seconds it took.
+    The image it replaces under `tag` is removed, so reruns do not pile up old layers."""
     pip_conf, uv_toml = build_settings()
+    previous = podman.inspect_image(tag)["Id"] if podman.image_exists(tag) else None
     started = time.monotonic()
     podman.run(
         "build",
         # The Docker image format: OCI's has no HEALTHCHECK, and podman would drop it.
         "--format=docker",
-        "--network=host",
+        f"--network={network}",
         "--layers",
         f"--ulimit={NOFILE}",
         f"--ulimit={NPROC}",
@@ -313,13 +317,16 @@ def build_image(podman: Podman, base: str, tag: str = IMAGE) -> float:
         f"--volume={pip_conf}:/etc/pip.conf:ro",
         f"--volume={uv_toml}:/etc/uv/uv.toml:ro",
         "--file",
-        str(ROOT / "Dockerfile"),
+        str(context / "Dockerfile"),
         "--tag",
         tag,
-        str(ROOT),
+        str(context),
         timeout=1800,
     )
-    return time.monotonic() - started
+    took = time.monotonic() - started
+    if previous is not None and previous != podman.inspect_image(tag)["Id"]:
+        podman.run("rmi", previous, check=False, quiet=True)  # in use by a variant: kept
+    return took
 
 
 def build_variant(podman: Podman, base_image_tag: str, dockerfile_tail: str, tag: str) -> None:
@@ -445,7 +452,11 @@ def start(
 
 
 def wait_healthy(
-    podman: Podman, name: str, url: str, timeout: float = START_TIMEOUT_SECONDS
+    podman: Podman,
+    name: str,
+    url: str,
+    timeout: float = START_TIMEOUT_SECONDS,
+    auth: tuple[str, str] | None = None,
 ) -> None:
     """Until `url` answers 200; fails as soon as the container has exited."""
     deadline = time.monotonic() + timeout
@@ -457,7 +468,7 @@ def wait_healthy(
                 f"{podman.logs(name)[-3000:]}"
             )
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2, auth=auth).status_code == 200:
                 return
         time.sleep(0.25)
     raise CheckFailed(f"{name} did not answer {url} within {timeout:.0f} s")
@@ -867,6 +878,95 @@ def check_production(podman: Podman, image: str) -> dict[str, float]:
     return figures
 
 
+LOCALSTRIPE_IMAGE = "localhost/kassa-localstripe:image-check"
+SANDBOX_KEY = "sk_test_localstripe_sandbox"  # localstripe takes any test key; not a secret
+
+
+def check_sandbox(podman: Podman, image: str, base: str) -> None:
+    """The compose sandbox's two images together: deploy/localstripe's image (the wrapper
+    module inside) and kassa's with KASSA_PROCESSOR=stripe pointed at it, as
+    compose.sandbox.yaml runs them (development mode: localstripe speaks only http). A card
+    payment must complete, and localstripe must hold the charge."""
+    build_image(podman, base, LOCALSTRIPE_IMAGE, ROOT / "deploy/localstripe")
+    run_id = secrets.token_hex(4)
+    stripe_port, port = free_port(), free_port()
+    names = [f"kassa-check-localstripe-{run_id}", f"kassa-check-sandbox-{run_id}"]
+    try:
+        podman.run(
+            "run",
+            "--detach",
+            f"--name={names[0]}",
+            *production_flags(),
+            LOCALSTRIPE_IMAGE,
+            "python",
+            "/opt/localstripe/kassa_localstripe.py",
+            "--host=127.0.0.1",
+            f"--port={stripe_port}",
+        )
+        stripe_url = f"http://127.0.0.1:{stripe_port}"
+        wait_healthy(podman, names[0], f"{stripe_url}/v1/charges", auth=(SANDBOX_KEY, ""))
+        podman.run(
+            "run",
+            "--detach",
+            f"--name={names[1]}",
+            *production_flags(),
+            "--env=KASSA_ENV=development",
+            "--env=KASSA_DATABASE_URL=sqlite+aiosqlite:////tmp/kassa.db",
+            "--env=KASSA_PROCESSOR=stripe",
+            f"--env=KASSA_STRIPE_API_BASE={stripe_url}",
+            f"--env=KASSA_STRIPE_API_KEY={SANDBOX_KEY}",
+            "--env=KASSA_WORKERS=1",
+            f"--env=KASSA_PORT={port}",
+            image,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        wait_healthy(podman, names[1], f"{base_url}/healthz")
+        email, password = f"sandbox-{run_id}@example.com", secrets.token_urlsafe(18)
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            expect(
+                client.post(
+                    "/api/auth/register",
+                    json={"name": "Sandbox", "email": email, "password": password},
+                ),
+                201,
+                "register",
+            )
+            login = client.post("/api/auth/login", json={"email": email, "password": password})
+            client.headers["Authorization"] = (
+                f"Bearer {expect(login, 200, 'login')['access_token']}"
+            )
+            payment = expect(
+                client.post(
+                    "/api/payments",
+                    json={
+                        "amount": 1999,
+                        "currency": "EUR",
+                        "payment_method": "credit_card",
+                        "details": CARD,
+                    },
+                ),
+                201,
+                "create payment",
+            )
+            processed = expect(
+                client.post("/api/payments/process", json={"payment_id": payment["id"]}),
+                200,
+                "process through localstripe",
+            )
+        if processed["status"] != "completed":
+            raise CheckFailed(f"the sandbox payment did not complete: {processed}")
+        charges = httpx.get(
+            f"{stripe_url}/v1/charges", auth=(SANDBOX_KEY, ""), params={"limit": 10}
+        ).json()["data"]
+        if [(c["amount"], c["status"]) for c in charges] != [(1999, "succeeded")]:
+            raise CheckFailed(f"localstripe does not hold the sandbox charge: {charges}")
+        for name in reversed(names):
+            stop(podman, name)
+    finally:
+        for name in names:
+            podman.remove(name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build-only", action="store_true", help="build the image, run nothing")
@@ -886,6 +986,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         check_image(podman, options.image)
         figures = check_production(podman, options.image)
+        check_sandbox(podman, options.image, base)
+        say("the compose sandbox's images: a card payment through localstripe completed")
     except CheckFailed as failed:
         say(f"FAILED: {failed}")
         return 1
