@@ -754,6 +754,25 @@ async def _admin(statement: str) -> None:
         await connection.close()
 
 
+def require_services() -> None:
+    """PostgreSQL and Redis must answer: without them the check fails, it never skips."""
+    try:
+        asyncio.run(_admin("SELECT 1"))
+    except (TimeoutError, OSError, ImportError) as exc:
+        raise CheckFailed(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}") from None
+    except Exception as exc:  # asyncpg's own errors (authentication, missing database)
+        raise CheckFailed(f"PostgreSQL at {POSTGRES_ADMIN_URL} refused: {exc}") from None
+    target = httpx.URL(REDIS_URL.replace("redis://", "http://", 1))
+    try:
+        with socket.create_connection((target.host, target.port or 6379), timeout=3) as sock:
+            sock.sendall(b"PING\r\n")
+            answer = sock.recv(16)
+    except OSError as exc:
+        raise CheckFailed(f"Redis is not reachable at {REDIS_URL}: {exc}") from None
+    if not answer.startswith(b"+PONG"):
+        raise CheckFailed(f"Redis at {REDIS_URL} answered {answer!r} to PING")
+
+
 @contextlib.contextmanager
 def scratch_database() -> Iterator[str]:
     """A database of its own on this machine's PostgreSQL, dropped afterwards; its URL."""
@@ -977,7 +996,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     podman = Podman()
     try:
-        podman.run("info", "--format", "{{.Host.OCIRuntime.Name}}", quiet=True)
+        runtime = podman.run("info", "--format", "{{.Host.OCIRuntime.Name}}", quiet=True)
+        say(f"podman works, OCI runtime {runtime.stdout.strip()}")
+        if not options.build_only:
+            require_services()
         base = base_image(podman)
         seconds = build_image(podman, base, options.image)
         size = image_size(podman, options.image)

@@ -16,6 +16,7 @@ import importlib.util
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -106,6 +107,22 @@ def test_a_webhook_signature_is_verified_with_its_secret() -> None:
     other = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     with pytest.raises(check.CheckFailed):
         check.verify_signature(other, good, body)
+
+
+def test_an_unreachable_postgres_or_redis_fails_the_check_never_skips_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    # Nothing listens on `port` now.
+    monkeypatch.setattr(check, "POSTGRES_ADMIN_URL", f"postgresql://postgres@127.0.0.1:{port}/x")
+    with pytest.raises(check.CheckFailed, match="PostgreSQL is not reachable"):
+        check.require_services()
+    monkeypatch.undo()
+    monkeypatch.setattr(check, "REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    with pytest.raises(check.CheckFailed, match="Redis is not reachable"):
+        check.require_services()
 
 
 def _entrypoint(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
