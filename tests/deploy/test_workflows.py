@@ -42,9 +42,12 @@ def test_a_release_builds_the_image_once_and_tags_the_digest_it_scanned_and_smok
     assert publish[scan]["with"]["image-ref"] == "${{ steps.ref.outputs.ref }}"
     assert "imagetools create" in publish[tag]["run"]
     assert "$IMAGE@$DIGEST" in publish[tag]["run"]
-    # CI, called by the release, does not build a second image of its own.
-    assert release["jobs"]["ci"]["with"]["image"] is False
-    assert workflow("ci.yml")["jobs"]["image"]["if"] == "${{ inputs.image != false }}"
+    # CI, called by the release on its tag, does not build a second image of its own.
+    assert release["jobs"]["ci"]["uses"] == "./.github/workflows/ci.yml"
+    assert (
+        workflow("ci.yml")["jobs"]["image"]["if"] == "${{ !startsWith(github.ref, 'refs/tags/') }}"
+    )
+    assert "tags" not in workflow("ci.yml")["on"]["push"]  # a tag reaches CI only that way
 
 
 def test_a_release_needs_its_tag_on_main_and_expand_only_migrations() -> None:
