@@ -583,9 +583,12 @@ def check_health_of_image(podman: Podman, image: str) -> None:
         podman.remove(name)
 
 
-def stop(podman: Podman, name: str, grace: int = STOP_GRACE_SECONDS) -> float:
+def stop(
+    podman: Podman, name: str, grace: int = STOP_GRACE_SECONDS, stopped_line: str | None = None
+) -> float:
     """SIGTERM, then the seconds it took to exit; fails unless it exited cleanly (0, or 143
-    for "terminated by SIGTERM") within the grace period and logged no traceback."""
+    for "terminated by SIGTERM") within the grace period, logged no traceback and, when
+    given, logged `stopped_line` (its own word that it shut down, not a kill)."""
     started = time.monotonic()
     podman.run("stop", f"--time={grace}", name, timeout=grace + 30)
     took = time.monotonic() - started
@@ -597,6 +600,8 @@ def stop(podman: Podman, name: str, grace: int = STOP_GRACE_SECONDS) -> float:
         raise CheckFailed(f"{name} exited with {code} on SIGTERM:\n{logs[-2000:]}")
     if "Traceback" in logs:
         raise CheckFailed(f"{name} logged a traceback:\n{logs[-3000:]}")
+    if stopped_line is not None and stopped_line not in logs:
+        raise CheckFailed(f"{name} did not log {stopped_line!r} on SIGTERM:\n{logs[-2000:]}")
     return took
 
 
@@ -882,8 +887,8 @@ def check_production(podman: Podman, image: str) -> dict[str, float]:
             )
             event = wait_for_webhook(receiver, life["webhook_secret"], life["payment_id"])
             say(f"`kassa worker` delivered a signed webhook ({event}) over https")
-            figures["worker_stop_seconds"] = stop(podman, worker)
-            figures["api_stop_seconds"] = stop(podman, api)
+            figures["worker_stop_seconds"] = stop(podman, worker, stopped_line="worker_stopped")
+            figures["api_stop_seconds"] = stop(podman, api, stopped_line="Finished server process")
             say(
                 "SIGTERM: the worker stopped in "
                 f"{figures['worker_stop_seconds']:.1f} s, the API in "
