@@ -14,8 +14,9 @@ command line), against this machine's PostgreSQL (a database made for the check 
 after it) and Redis (a key prefix of its own). It must: run `migrate`; serve; pass its own
 HEALTHCHECK; walk a payment's whole life over HTTP behind a trusted proxy (X-Forwarded-Proto:
 https from 127.0.0.1); deliver a signed webhook from `kassa worker` in a second container to
-an https receiver on loopback; and stop cleanly on SIGTERM. It prints the image's size and
-its start-up time.
+an https receiver on loopback; and stop cleanly on SIGTERM. Then the compose sandbox's
+localstripe image (deploy/localstripe) is built on the same base and kassa's image completes
+a card payment through it. It prints the image's size and its start-up time.
 
 Every check is a function that raises `CheckFailed`, so tests can run them against broken
 variants of the image (one that runs as root, one that writes to its root file system, one

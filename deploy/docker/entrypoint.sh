@@ -1,7 +1,8 @@
 #!/bin/sh
 # The image's entry point: `serve` (the default) runs the API on 0.0.0.0:KASSA_PORT (8000
-# unless set; on a host network the port may be taken) with KASSA_WORKERS processes; any other argument list is handed to `kassa` as it is
-# (`worker`, `migrate`, `reconcile`, `ledger verify`, `--help`).
+# unless set; on a host network 8000 may be taken) with KASSA_WORKERS processes; any other
+# argument list is handed to `kassa` as it is (`worker`, `migrate`, `reconcile`,
+# `ledger verify`, `--help`).
 set -eu
 
 # KASSA_WORKERS and KASSA_PORT are read here, not by kassa: kassa refuses KASSA_* variables

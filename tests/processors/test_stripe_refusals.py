@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from kassa.observability.logging import configure_logging
-from kassa.processors.base import CardData, ChargeDeclined, ChargeRequest, FailureCode
+from kassa.processors.base import CardData, ChargeDeclined, ChargeRequest, FailureCode, WalletData
 from kassa.processors.customers import MemoryCustomerStore
 from kassa.processors.stripe import _Refused
 from tests.conftest import card_details, create_payment, register_user
@@ -127,3 +127,27 @@ def test_only_a_400_about_kassas_request_is_a_processor_error(
     status: int | None, code: str | None, failure: FailureCode
 ) -> None:
     assert _Refused(code, status).failure is failure
+
+
+async def test_an_unknown_wallet_token_stays_processing_error_and_is_logged_as_a_warning(
+    localstripe_url: str, logged: Any
+) -> None:
+    processor = stripe_processor(localstripe_url, MemoryCustomerStore())
+    request = ChargeRequest(
+        reference="pay_refused_2",
+        amount=1050,
+        currency="EUR",
+        customer_id="user-refused-2",
+        wallet=WalletData("google_pay", "pm_nobody_made_this"),
+    )
+    try:
+        with pytest.raises(ChargeDeclined) as declined:
+            await processor.prepare_charge(request)
+    finally:
+        await processor.aclose()
+    assert declined.value.result.failure_code is FailureCode.PROCESSING_ERROR
+    [refusal] = logged()
+    assert refusal["level"] == "warning"
+    assert refusal["operation"] == "retrieve_payment_method"
+    assert refusal["status"] == 404
+    assert refusal["message"]

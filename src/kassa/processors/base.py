@@ -42,7 +42,7 @@ FAILURE_MESSAGES: dict[FailureCode, str] = {
     FailureCode.PROCESSING_ERROR: "An error occurred while processing the card.",
     FailureCode.PROCESSOR_ERROR: (
         "The payment processor refused the request; the card was not charged. This is not a "
-        "decline of the card: the operator has been alerted."
+        "decline of the card but a fault on the payment service's side."
     ),
 }
 

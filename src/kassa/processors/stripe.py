@@ -17,8 +17,9 @@ Outcomes:
   nothing moved, a 400 (Stripe refusing kassa's own request: an unknown parameter, a setting
   the account lacks — an integration fault, not the customer's) fails the payment with
   `processor_error`, and Stripe's error type and message are logged at error level
-  (`stripe_request_refused`, with Stripe's request id) for the operator; a 404 on an id the
-  client gave (a wallet token) stays `processing_error`;
+  (`stripe_request_refused`, with Stripe's request id) for the operator; other refusals (an
+  id Stripe does not know, such as a client's wallet token) are logged the same way at
+  warning level and stay `processing_error`;
 - a network fault, a timeout, 429, 5xx, and a bad key raise `ProcessorUnavailable`: the
   outcome is unknown, and reconciliation retrieves the PaymentIntent later;
 - a PaymentIntent that asks for customer action (3-D Secure), which a server-to-server API
@@ -251,9 +252,12 @@ class StripeProcessor:
             log.error("stripe_idempotency_error", operation=operation)
             raise ProcessorUnavailable(f"stripe {operation}: idempotency error") from None
         except stripe.InvalidRequestError as exc:
+            refused = _Refused(exc.code, exc.http_status)
             error = exc.error
             # Stripe's own words (`code` is often null): what the operator needs to fix it.
-            log.error(
+            # An integration fault is an error; an unknown id or a state conflict a warning.
+            report = log.error if refused.failure is FailureCode.PROCESSOR_ERROR else log.warning
+            report(
                 "stripe_request_refused",
                 operation=operation,
                 status=exc.http_status,
@@ -263,7 +267,7 @@ class StripeProcessor:
                 message=_field(error, "message") or exc.user_message,
                 request_id=exc.request_id,
             )
-            raise _Refused(exc.code, exc.http_status) from None
+            raise refused from None
         except stripe.StripeError as exc:
             # Connection errors, timeouts, 429, 5xx, and a wrong key or permissions: retry later.
             log.warning(
