@@ -80,7 +80,9 @@ BASE_ENV = {
 # Bump to rebuild every cached base (its tag is a hash of this recipe).
 BASE_RECIPE_VERSION = "1"
 
-IMAGE = "localhost/kassa:image-check"
+# Tags of this checkout's own (two checkouts on one machine never retag each other's image).
+CHECKOUT = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
+IMAGE = f"localhost/kassa:image-check-{CHECKOUT}"
 
 
 def _ulimit(name: str, limit: int, wanted: int) -> str:
@@ -903,7 +905,7 @@ def check_production(podman: Podman, image: str) -> dict[str, float]:
     return figures
 
 
-LOCALSTRIPE_IMAGE = "localhost/kassa-localstripe:image-check"
+LOCALSTRIPE_IMAGE = f"localhost/kassa-localstripe:image-check-{CHECKOUT}"
 SANDBOX_KEY = "sk_test_localstripe_sandbox"  # localstripe takes any test key; not a secret
 
 
