@@ -768,8 +768,15 @@ def require_services() -> None:
         asyncio.run(_admin("SELECT 1"))
     except (TimeoutError, OSError, ImportError) as exc:
         raise CheckFailed(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}") from None
-    except Exception as exc:  # asyncpg's own errors (authentication, missing database)
-        raise CheckFailed(f"PostgreSQL at {POSTGRES_ADMIN_URL} refused: {exc}") from None
+    except Exception as exc:  # asyncpg's own errors (authentication, too many clients)
+        # A server shared with other test runs may be full for a moment: wait, then fail.
+        for _ in range(15):
+            time.sleep(2)
+            with contextlib.suppress(Exception):
+                asyncio.run(_admin("SELECT 1"))
+                break
+        else:
+            raise CheckFailed(f"PostgreSQL at {POSTGRES_ADMIN_URL} refused: {exc}") from None
     target = httpx.URL(REDIS_URL.replace("redis://", "http://", 1))
     try:
         with socket.create_connection((target.host, target.port or 6379), timeout=3) as sock:
