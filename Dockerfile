@@ -34,9 +34,12 @@ LABEL org.opencontainers.image.title="kassa" \
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+# /srv/kassa is made here, by root: a WORKDIR that does not exist yet is created by some
+# builders (buildah, podman) as the USER in effect at commit, which would hand it to kassa.
 RUN groupadd --system --gid 10001 kassa \
     && useradd --system --uid 10001 --gid kassa --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin kassa
+       --home-dir /nonexistent --shell /usr/sbin/nologin kassa \
+    && install -d -o root -g root -m 0755 /srv/kassa
 # Owned by root and read-only for the service user: the code cannot be changed at run time.
 COPY --from=builder /app/.venv /app/.venv
 COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/kassa-entrypoint
@@ -45,8 +48,9 @@ COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/kassa-entrypoint
 WORKDIR /srv/kassa
 USER 10001:10001
 EXPOSE 8000
-# The slim image has no curl; the interpreter kassa runs on does the probe.
+# The slim image has no curl; the interpreter kassa runs on does the probe, on the port the
+# entry point serves on (KASSA_PORT, 8000 unless set).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('KASSA_PORT', '8000'), timeout=4).status == 200 else 1)"]
 ENTRYPOINT ["kassa-entrypoint"]
 CMD ["serve"]

@@ -31,16 +31,16 @@ migrate: install
 	$(BIN)/kassa migrate
 
 fmt: install-dev
-	$(BIN)/ruff format src tests migrations bench scripts
-	$(BIN)/ruff check --fix src tests migrations bench scripts
+	$(BIN)/ruff format src tests migrations bench scripts deploy/localstripe
+	$(BIN)/ruff check --fix src tests migrations bench scripts deploy/localstripe
 
 lint: install-dev
-	$(BIN)/ruff format --check src tests migrations bench scripts
-	$(BIN)/ruff check src tests migrations bench scripts
+	$(BIN)/ruff format --check src tests migrations bench scripts deploy/localstripe
+	$(BIN)/ruff check src tests migrations bench scripts deploy/localstripe
 
 typecheck: install-dev
 	$(BIN)/mypy
-	$(BIN)/mypy scripts/render_dashboard.py bench
+	$(BIN)/mypy scripts/render_dashboard.py scripts/image_check.py scripts/check_migrations.py bench
 
 # The delivery files, checked statically (no Docker engine needed): the Dockerfiles with
 # hadolint, the GitHub workflows and compose files against their JSON schemas (vendored in
@@ -52,6 +52,7 @@ check-deploy: install-dev
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml compose.sandbox.yaml
 	@for script in deploy/docker/entrypoint.sh deploy/make-env.sh; do sh -n "$$script" || exit 1; done
+	@for script in .ci/run scripts/sandbox.sh scripts/screenshots.sh; do bash -n "$$script" || exit 1; done
 	@rules="$(wildcard deploy/observability/*rules*.yml)"; [ -n "$$rules" ] || exit 0; \
 	if ! command -v promtool >/dev/null 2>&1; then \
 	  case "$${CI:-}" in 1|true|TRUE|True|yes) \
@@ -65,11 +66,40 @@ check-deploy: install-dev
 	for tests in $(wildcard deploy/observability/*test*.yml); do \
 	  echo "promtool test rules $$tests"; promtool test rules "$$tests"; done
 
-test: lint typecheck check-deploy
+test: lint typecheck check-deploy test-suite
+
+# The test suite alone (CI runs lint, typecheck and check-deploy as steps of their own, once).
+.PHONY: test-suite
+test-suite: install-dev
 	$(BIN)/pytest -n auto $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
+
+# Migrations added since the newest release tag (or BASE=<ref>) must leave that release
+# working while they run: expand before contract (scripts/check_migrations.py).
+.PHONY: check-migrations
+check-migrations:
+	$(PYTHON) scripts/check_migrations.py $(if $(BASE),--base $(BASE))
+
+# The Stripe-shaped sandbox without containers: localstripe on 127.0.0.1:$(LOCALSTRIPE_PORT)
+# (deploy/localstripe/kassa_localstripe.py) and kassa on $(HOST):$(PORT) with
+# KASSA_PROCESSOR=stripe pointed at it, on SQLite (kassa-sandbox.db). See README, Stripe.
+LOCALSTRIPE_PORT ?= 8420
+.PHONY: sandbox
+sandbox: install-dev
+	HOST=$(HOST) PORT=$(PORT) LOCALSTRIPE_PORT=$(LOCALSTRIPE_PORT) BIN=$(BIN) scripts/sandbox.sh
+
+# The image built with podman and run as production runs it (scripts/image_check.py): a
+# local stand-in for python:3.11-slim (debootstrap, cached in .cache/image/), kassa's image
+# from the Dockerfile, then migrate, serve, health check, a payment's life, a webhook from
+# the worker and SIGTERM against this machine's PostgreSQL and Redis; then the tests that
+# show its checks fail on broken variants of the image. Needs root, podman, runc and
+# debootstrap (apt-get install podman runc debootstrap; .ci/run installs them).
+.PHONY: image-check
+image-check: install-dev
+	$(BIN)/python scripts/image_check.py
+	$(BIN)/pytest -p no:randomly -q -n 0 -m image tests/deploy/test_image_check.py
 
 # The dashboard renderer uses plotly, a development dependency.
 screenshots: install-dev

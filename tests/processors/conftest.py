@@ -40,7 +40,8 @@ from kassa.processors.stripe import StripeProcessor
 from tests.conftest import migrated_postgres, migrated_sqlite
 
 STRIPE_TEST_KEY = "sk_test_kassa_localstripe"
-LOCALSTRIPE_SCRIPT = Path(__file__).with_name("localstripe_server.py")
+# The one wrapper the tests, `make sandbox` and the sandbox image all run.
+LOCALSTRIPE_SCRIPT = Path(__file__).parents[2] / "deploy/localstripe/kassa_localstripe.py"
 
 
 # Databases of this package -----------------------------------------------------------------
@@ -76,7 +77,7 @@ async def store_sessions(database_url: str) -> AsyncIterator[async_sessionmaker[
 @pytest.fixture(scope="session")
 def localstripe_url() -> Iterator[str]:
     process = subprocess.Popen(
-        [sys.executable, str(LOCALSTRIPE_SCRIPT)],
+        [sys.executable, str(LOCALSTRIPE_SCRIPT), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -249,8 +249,9 @@ async def test_an_unknown_outcome_stays_processing_and_reconciles_to_one_charge(
     settled = await _payment(api, user, payment["id"])
     if operation == "prepare_charge" and not backend.takes_cards_without_cvc:
         # The card must be sent again, and the CVC is gone (destroyed when processing
-        # started): localstripe refuses such a card, so the payment fails — uncharged.
-        expected = ("failed", "processing_error", 0)
+        # started): localstripe refuses such a request (400, no code), so the payment fails
+        # uncharged, as a processor refusal rather than a decline.
+        expected = ("failed", "processor_error", 0)
     else:
         expected = ("completed", None, 1)
     moved = await backend.money_moved(user.id, [payment["id"]], store_sessions)

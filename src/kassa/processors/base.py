@@ -29,6 +29,9 @@ class FailureCode(StrEnum):
     EXPIRED_CARD = "expired_card"
     INCORRECT_CVC = "incorrect_cvc"
     PROCESSING_ERROR = "processing_error"
+    # The processor refused kassa's own request (HTTP 400: an integration or configuration
+    # fault, never the customer's card); logged with the processor's message for the operator.
+    PROCESSOR_ERROR = "processor_error"
 
 
 FAILURE_MESSAGES: dict[FailureCode, str] = {
@@ -37,6 +40,10 @@ FAILURE_MESSAGES: dict[FailureCode, str] = {
     FailureCode.EXPIRED_CARD: "The card has expired.",
     FailureCode.INCORRECT_CVC: "The card's security code is incorrect.",
     FailureCode.PROCESSING_ERROR: "An error occurred while processing the card.",
+    FailureCode.PROCESSOR_ERROR: (
+        "The payment processor refused the request; the card was not charged. This is not a "
+        "decline of the card but a fault on the payment service's side."
+    ),
 }
 
 

@@ -13,7 +13,13 @@ design does not depend on it).
 Outcomes:
 - a decline (HTTP 402, or a PaymentIntent whose `last_payment_error` says so) fails with a
   contract failure code (`failure_code_for`); a decline is final for the payment;
-- a request Stripe refuses (400/404) is settled by what the PaymentIntent then says;
+- a request Stripe refuses (400/404) is settled by what the PaymentIntent then says; when
+  nothing moved, a 400 (Stripe refusing kassa's own request: an unknown parameter, a setting
+  the account lacks — an integration fault, not the customer's) fails the payment with
+  `processor_error`, and Stripe's error type and message are logged at error level
+  (`stripe_request_refused`, with Stripe's request id) for the operator; other refusals (an
+  id Stripe does not know, such as a client's wallet token) are logged the same way at
+  warning level and stay `processing_error`;
 - a network fault, a timeout, 429, 5xx, and a bad key raise `ProcessorUnavailable`: the
   outcome is unknown, and reconciliation retrieves the PaymentIntent later;
 - a PaymentIntent that asks for customer action (3-D Secure), which a server-to-server API
@@ -130,9 +136,20 @@ class _Declined(Exception):
 class _Refused(Exception):
     """Stripe refused the request itself (HTTP 400/404); what it did is still to be asked."""
 
-    def __init__(self, code: str | None) -> None:
+    def __init__(self, code: str | None, http_status: int | None = None) -> None:
         super().__init__(code or "invalid_request")
         self.code = code
+        self.http_status = http_status
+
+    @property
+    def failure(self) -> FailureCode:
+        """A 400 about the request kassa built — no code (as for an unknown parameter), or a
+        `parameter_*` code — is an integration fault: `processor_error`. Anything else (an
+        id Stripe does not know, such as a client's wallet token; an object in another state;
+        a refusal kassa made itself) is `processing_error`."""
+        if self.http_status == 400 and (self.code is None or self.code.startswith("parameter_")):
+            return FailureCode.PROCESSOR_ERROR
+        return FailureCode.PROCESSING_ERROR
 
 
 def _failed(
@@ -235,10 +252,22 @@ class StripeProcessor:
             log.error("stripe_idempotency_error", operation=operation)
             raise ProcessorUnavailable(f"stripe {operation}: idempotency error") from None
         except stripe.InvalidRequestError as exc:
-            log.warning(
-                "stripe_refused", operation=operation, code=exc.code, status=exc.http_status
+            refused = _Refused(exc.code, exc.http_status)
+            error = exc.error
+            # Stripe's own words (`code` is often null): what the operator needs to fix it.
+            # An integration fault is an error; an unknown id or a state conflict a warning.
+            report = log.error if refused.failure is FailureCode.PROCESSOR_ERROR else log.warning
+            report(
+                "stripe_request_refused",
+                operation=operation,
+                status=exc.http_status,
+                type=_field(error, "type"),
+                code=exc.code,
+                param=_field(error, "param"),
+                message=_field(error, "message") or exc.user_message,
+                request_id=exc.request_id,
             )
-            raise _Refused(exc.code) from None
+            raise refused from None
         except stripe.StripeError as exc:
             # Connection errors, timeouts, 429, 5xx, and a wrong key or permissions: retry later.
             log.warning(
@@ -381,8 +410,8 @@ class StripeProcessor:
             return await self._create_intent(request, amount, customer, method)
         except _Declined as exc:
             raise ChargeDeclined(_failed(request.reference, exc.failure)) from None
-        except _Refused:
-            raise ChargeDeclined(_failed(request.reference, FailureCode.PROCESSING_ERROR)) from None
+        except _Refused as exc:
+            raise ChargeDeclined(_failed(request.reference, exc.failure)) from None
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
         """Confirm the prepared PaymentIntent — or answer what it already did."""
@@ -419,11 +448,11 @@ class StripeProcessor:
             )
         except _Declined as exc:
             return _failed(intent_id, exc.failure)
-        except _Refused:
+        except _Refused as exc:
             # Stripe refused one step; the PaymentIntent says whether money moved.
             intent = await self._retrieve(intent_id)
             known = await self._settle_from(intent)
-            return known or _failed(intent_id, FailureCode.PROCESSING_ERROR)
+            return known or _failed(intent_id, exc.failure)
         known = await self._settle_from(intent)
         if known is None:
             raise ProcessorUnavailable(f"the PaymentIntent is {intent.status} after confirming")
