@@ -79,11 +79,13 @@ def test_committed_document_is_the_served_one(document: dict[str, Any]) -> None:
 
 def test_every_operation_has_a_short_unique_id_and_a_tag(document: dict[str, Any]) -> None:
     ids = [op.get("operationId") for _, _, op in operations(document)]
-    assert all(isinstance(i, str) and re.fullmatch(r"[a-z]+_[a-z_]+", i) for i in ids), ids
+    assert all(isinstance(i, str) and re.fullmatch(r"[a-z]+_[a-z_]{2,28}", i) for i in ids), ids
     assert len(ids) == len(set(ids))
+    described = {tag["name"] for tag in document["tags"]}
     for method, path, operation in operations(document):
         tags = operation.get("tags") or []
         assert len(tags) == 1, (method, path)
+        assert tags[0] in described, (method, path, "describe the tag in kassa.openapi.TAGS")
         # The id's domain is its tag's (`payments_refund` lives beside the payment it refunds).
         assert operation["operationId"].split("_")[0] in {tags[0], "payments"}, (method, path)
 

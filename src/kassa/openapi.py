@@ -210,6 +210,14 @@ SCHEMAS: Final[Mapping[str, dict[str, Any]]] = {
     },
 }
 
+TAGS: Final = [
+    {"name": "auth", "description": "Accounts, login tokens and sessions"},
+    {"name": "payments", "description": "Payments by card or wallet, and their processing"},
+    {"name": "refunds", "description": "Refunds of completed payments"},
+    {"name": "transactions", "description": "Charges and refunds, newest first"},
+    {"name": "events", "description": "What happened to payments and refunds"},
+    {"name": "webhooks", "description": "Endpoints that receive events, signed"},
+]
 LICENSE: Final = {"name": "MIT", "identifier": "MIT"}
 SERVERS: Final = [{"url": "/", "description": "This kassa server"}]
 _METHODS: Final = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -301,6 +309,7 @@ def customise(document: Document) -> Document:
     doc = copy.deepcopy(document)
     doc["info"]["license"] = dict(LICENSE)
     doc["servers"] = copy.deepcopy(SERVERS)
+    doc["tags"] = copy.deepcopy(TAGS)
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.update(copy.deepcopy(dict(SCHEMAS)))
