@@ -13,12 +13,13 @@ from typing import Any
 import jsonschema
 import prance
 import pytest
+from fastapi import APIRouter, FastAPI
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from kassa.app import create_app
-from kassa.openapi import PROBLEM_CODES, render
+from kassa.openapi import PROBLEM_CODES, install_openapi, render
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,19 +78,6 @@ def test_committed_document_is_the_served_one(document: dict[str, Any]) -> None:
 # Operations ------------------------------------------------------------------------------
 
 
-def test_every_operation_has_a_short_unique_id_and_a_tag(document: dict[str, Any]) -> None:
-    ids = [op.get("operationId") for _, _, op in operations(document)]
-    assert all(isinstance(i, str) and re.fullmatch(r"[a-z]+_[a-z_]{2,28}", i) for i in ids), ids
-    assert len(ids) == len(set(ids))
-    described = {tag["name"] for tag in document["tags"]}
-    for method, path, operation in operations(document):
-        tags = operation.get("tags") or []
-        assert len(tags) == 1, (method, path)
-        assert tags[0] in described, (method, path, "describe the tag in kassa.openapi.TAGS")
-        # The id's domain is its tag's (`payments_refund` lives beside the payment it refunds).
-        assert operation["operationId"].split("_")[0] in {tags[0], "payments"}, (method, path)
-
-
 def test_contract_operations_have_their_domain_ids(document: dict[str, Any]) -> None:
     ids = {(method, path): op["operationId"] for method, path, op in operations(document)}
     assert ids[("post", "/api/auth/register")] == "auth_register"
@@ -105,9 +93,23 @@ def test_contract_operations_have_their_domain_ids(document: dict[str, Any]) -> 
     assert ids[("get", "/api/events")] == "events_list"
 
 
-def test_every_operation_declares_its_problems(document: dict[str, Any]) -> None:
+def operation_faults(document: dict[str, Any]) -> list[str]:
+    """What a generated client would miss: an operation without a short domain id, without
+    one described tag, or without its problem responses."""
+    faults: list[str] = []
+    described = {tag["name"] for tag in document.get("tags", [])}
+    seen: set[str] = set()
     for method, path, operation in operations(document):
-        declared = set(operation["responses"])
+        where = f"{method.upper()} {path}"
+        op_id, tags = operation.get("operationId", ""), operation.get("tags") or []
+        if not re.fullmatch(r"[a-z]+_[a-z_]{2,28}", op_id) or op_id in seen:
+            faults.append(f"{where}: operation id {op_id!r} is not short, snake_case, unique")
+        seen.add(op_id)
+        if len(tags) != 1 or tags[0] not in described:
+            faults.append(f"{where}: tags {tags} are not one tag of kassa.openapi.TAGS")
+        # The id's domain is its tag's (`payments_refund` lives beside the payment it refunds).
+        elif op_id.split("_")[0] not in {tags[0], "payments"}:
+            faults.append(f"{where}: operation id {op_id!r} does not start with its domain")
         expected = set(TRANSPORT_PROBLEMS)
         if operation.get("security"):
             expected.add("401")
@@ -115,7 +117,35 @@ def test_every_operation_declares_its_problems(document: dict[str, Any]) -> None
             expected.add("404")
         if "requestBody" in operation:
             expected.add("400")
-        assert expected <= declared, (method, path, expected - declared)
+        if missing := sorted(expected - set(operation["responses"])):
+            faults.append(f"{where}: problem responses {missing} are not declared")
+    return faults
+
+
+def test_every_operation_has_a_short_domain_id_a_tag_and_its_problems(
+    document: dict[str, Any],
+) -> None:
+    assert operation_faults(document) == []
+
+
+def test_an_operation_without_id_tag_or_problems_is_a_fault() -> None:
+    app = FastAPI()
+    install_openapi(app)
+    router = APIRouter(prefix="/api/things", tags=["things"])
+
+    @router.get("/{thing_id}")
+    async def get_thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    @app.get("/v2/payments", operation_id="payments_list", tags=["payments"])
+    async def outside_api() -> list[str]:
+        return []
+
+    app.include_router(router)
+    faults = operation_faults(app.openapi())
+    assert any("GET /api/things/{thing_id}: operation id" in f for f in faults), faults
+    assert any("GET /api/things/{thing_id}: tags ['things']" in f for f in faults), faults
+    assert any("GET /v2/payments: problem responses" in f for f in faults), faults
 
 
 def test_every_error_response_is_the_shared_problem(document: dict[str, Any]) -> None:
@@ -136,34 +166,62 @@ def test_problem_has_the_rfc_9457_fields_and_a_code_enum(document: dict[str, Any
     assert set(field["properties"]) == {"field", "message"}
 
 
-def _raised_codes() -> dict[str, str]:
-    """Every problem code written in src/: `code=` arguments, `self.code =` assignments,
-    `("code", <4xx/5xx>, …)` calls (KassaError and its subclasses), and the values of
-    status → code tables."""
-    found: dict[str, str] = {}
+def _is_status(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) is int and node.value >= 400
 
-    def is_status(node: ast.AST) -> bool:
-        return isinstance(node, ast.Constant) and type(node.value) is int and node.value >= 400
 
-    for file in SRC.rglob("*.py"):
-        if file.name == "openapi.py":
-            continue
-        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
-            strings: list[ast.AST] = []
-            if isinstance(node, ast.Call):
-                strings += [k.value for k in node.keywords if k.arg == "code"]
-                if len(node.args) >= 2 and is_status(node.args[1]):
-                    strings.append(node.args[0])
-            elif isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Attribute) and t.attr == "code" for t in node.targets
-            ):
-                strings.append(node.value)
-            elif isinstance(node, ast.Dict) and node.keys and all(map(is_status, node.keys)):
-                strings += node.values
-            for string in strings:
-                if isinstance(string, ast.Constant) and re.fullmatch(CODE, str(string.value)):
-                    found[string.value] = f"{file.relative_to(ROOT)}:{string.lineno}"
+def codes_in(source: str) -> dict[str, int]:
+    """The problem codes written in Python source, with their line: `code=` arguments,
+    `self.code =` assignments, `("code", <4xx/5xx>, …)` calls (KassaError and its
+    subclasses), and the values of status → code tables."""
+    found: dict[str, int] = {}
+    for node in ast.walk(ast.parse(source)):
+        strings: list[ast.AST] = []
+        if isinstance(node, ast.Call):
+            strings += [k.value for k in node.keywords if k.arg == "code"]
+            if len(node.args) >= 2 and _is_status(node.args[1]):
+                strings.append(node.args[0])
+        elif isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Attribute) and t.attr == "code" for t in node.targets
+        ):
+            strings.append(node.value)
+        elif isinstance(node, ast.Dict) and node.keys and all(map(_is_status, node.keys)):
+            strings += node.values
+        for string in strings:
+            if isinstance(string, ast.Constant) and re.fullmatch(CODE, str(string.value)):
+                found[string.value] = string.lineno
     return found
+
+
+def _raised_codes() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for file in SRC.rglob("*.py"):
+        if file.name != "openapi.py":
+            for code, line in codes_in(file.read_text(encoding="utf-8")).items():
+                found[code] = f"{file.relative_to(ROOT)}:{line}"
+    return found
+
+
+def test_the_code_scan_finds_each_way_a_code_is_raised() -> None:
+    source = """
+class DuplicateKey(KassaError):
+    def __init__(self) -> None:
+        super().__init__("duplicate_key", 400, "A key is repeated.")
+
+class Gone(NotFound):
+    def __init__(self) -> None:
+        super().__init__("thing")
+        self.code = "thing_not_found"
+
+def refuse() -> Response:
+    return problem_response(status=400, code="control_character", detail="No.")
+
+_TABLE = {418: "teapot"}
+detail = {404: "No such resource."}
+"""
+    found = set(codes_in(source))
+    assert found == {"duplicate_key", "thing_not_found", "control_character", "teapot"}
+    assert found - set(PROBLEM_CODES)  # so the test below would name them
 
 
 def test_problem_code_enum_lists_every_code_raised_in_src() -> None:
