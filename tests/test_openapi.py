@@ -313,8 +313,23 @@ def test_every_status_field_is_an_enum(document: dict[str, Any]) -> None:
             if prop in {"status", "type", "payment_method", "brand", "wallet"}:
                 value = resolve(document, value)
                 assert "enum" in value or "const" in value or "$ref" in value, (name, prop)
-    payment_status = document["components"]["schemas"]["PaymentOut"]["properties"]["status"]
-    assert "partially_refunded" in payment_status["enum"]
+    payment = document["components"]["schemas"]["PaymentOut"]["properties"]
+    assert "partially_refunded" in resolve(document, payment["status"])["enum"]
+
+
+def test_shared_enums_are_one_named_component(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    assert schemas["PaymentOut"]["properties"]["status"] == {
+        "$ref": "#/components/schemas/PaymentStatus"
+    }
+    assert schemas["PaymentStatusOut"]["properties"]["status"] == {
+        "$ref": "#/components/schemas/PaymentStatus"
+    }
+    listed = document["paths"]["/api/events"]["get"]["parameters"]
+    type_param = next(p for p in listed if p.get("name") == "type")
+    assert {"$ref": "#/components/schemas/EventType"} in type_param["schema"]["anyOf"]
+    inline = json.dumps(document).count('"payment.partially_refunded"')
+    assert inline == 1  # only in the EventType component
 
 
 def test_payment_method_union_has_a_discriminator(document: dict[str, Any]) -> None:

@@ -20,6 +20,8 @@ from typing import Any, Final
 from fastapi import FastAPI
 
 from kassa.errors import PROBLEM_JSON
+from kassa.events.schemas import EVENT_TYPES
+from kassa.payments.states import PaymentStatus
 from kassa.vault.cards import CardBrand
 
 Document = dict[str, Any]
@@ -218,6 +220,20 @@ TAGS: Final = [
     {"name": "events", "description": "What happened to payments and refunds"},
     {"name": "webhooks", "description": "Endpoints that receive events, signed"},
 ]
+# String enums that several schemas and query parameters share, by their values: each becomes
+# one named component, so a generated client has one PaymentStatus, not one per field.
+NAMED_ENUMS: Final[Mapping[str, tuple[str, ...]]] = {
+    "PaymentStatus": tuple(s.value for s in PaymentStatus),
+    "PaymentMethod": ("credit_card", "debit_card", "digital_wallet"),
+    "CardBrand": tuple(b.value for b in CardBrand),
+    "WalletName": ("apple_pay", "google_pay", "paypal"),
+    "TransactionType": ("charge", "refund"),
+    # A refund's and a transaction's status (a charge's is its payment's outcome).
+    "TransactionStatus": ("pending", "succeeded", "failed"),
+    "EventType": EVENT_TYPES,
+    "WebhookStatus": ("enabled", "disabled"),
+    "DeliveryStatus": ("succeeded", "failed"),
+}
 LICENSE: Final = {"name": "MIT", "identifier": "MIT"}
 SERVERS: Final = [{"url": "/", "description": "This kassa server"}]
 _METHODS: Final = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -296,12 +312,46 @@ def _name_free_form_objects(schemas: dict[str, Any]) -> None:
             "description": payment["details"].get("description", ""),
             "oneOf": [_ref("schemas", "CardDetailsOut"), _ref("schemas", "WalletDetailsOut")],
         }
+    # One Metadata: what a payment returns is what its create accepted.
+    for name, schema in list(schemas.items()):
+        prop = schema.get("properties", {}).get("metadata")
+        if prop is None or name == "Metadata":
+            continue
+        members = prop.get("anyOf", [prop])
+        objects = [m for m in members if m.get("type") == "object"]
+        if len(objects) != 1:
+            continue
+        if "maxProperties" in objects[0]:
+            schemas["Metadata"] = {
+                "title": "Metadata",
+                "description": "Up to 20 string keys (1–40 characters) to string values",
+                **{k: v for k, v in objects[0].items() if k != "title"},
+            }
+        named = [_ref("schemas", "Metadata") if m is objects[0] else m for m in members]
+        schema["properties"]["metadata"] = (
+            {"anyOf": named} if "anyOf" in prop else _ref("schemas", "Metadata")
+        )
     data = schemas.get("EventData", {}).get("properties", {})
     if "object" in data:
         data["object"] = {
             "description": data["object"].get("description", ""),
             "oneOf": [_ref("schemas", "PaymentOut"), _ref("schemas", "RefundOut")],
         }
+
+
+def _name_enums(node: Any, by_values: Mapping[frozenset[str], str]) -> Any:
+    """`node` with every inline string enum of NAMED_ENUMS replaced by a reference."""
+    if isinstance(node, list):
+        return [_name_enums(item, by_values) for item in node]
+    if not isinstance(node, dict):
+        return node
+    values = node.get("enum")
+    if node.get("type") == "string" and isinstance(values, list):
+        name = by_values.get(frozenset(values))
+        if name is not None:
+            kept = {k: node[k] for k in ("description", "default") if k in node}
+            return {"$ref": f"#/components/schemas/{name}", **kept}
+    return {key: _name_enums(value, by_values) for key, value in node.items()}
 
 
 def customise(document: Document) -> Document:
@@ -338,6 +388,12 @@ def customise(document: Document) -> Document:
                 _add_headers(status, response, idempotent, api)
             operation["responses"] = dict(sorted(responses.items()))
     _name_free_form_objects(schemas)
+    by_values = {frozenset(values): name for name, values in NAMED_ENUMS.items()}
+    doc["paths"] = _name_enums(doc["paths"], by_values)
+    for name in list(schemas):
+        schemas[name] = _name_enums(schemas[name], by_values)
+    for name, values in NAMED_ENUMS.items():
+        schemas[name] = {"title": name, "type": "string", "enum": list(values)}
     # FastAPI's default 422 models, unused once every 422 is a Problem.
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
