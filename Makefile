@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test install install-dev lint fmt typecheck migrate bench clean screenshots
+.PHONY: run test install install-dev lint fmt typecheck migrate bench clean screenshots openapi
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -65,6 +65,11 @@ check-deploy: install-dev
 	  echo "promtool check config $$config"; promtool check config "$$config"; done; \
 	for tests in $(wildcard deploy/observability/*test*.yml); do \
 	  echo "promtool test rules $$tests"; promtool test rules "$$tests"; done
+
+# The OpenAPI document kassa serves, committed as docs/openapi.json (tests/test_openapi.py
+# fails when the two differ, and validates it with openapi-spec-validator and prance).
+openapi: install-dev
+	$(BIN)/python scripts/export_openapi.py
 
 test: lint typecheck check-deploy test-suite
 

@@ -20,6 +20,7 @@ from kassa.observability.bodylimit import BodySizeLimitMiddleware
 from kassa.observability.logging import configure_logging, log_file_of
 from kassa.observability.middleware import RequestContextMiddleware
 from kassa.observability.tracing import FASTAPI_TELEMETRY, setup_tracing
+from kassa.openapi import install_openapi
 from kassa.payments.router import committed_answers as payment_answers
 from kassa.payments.router import router as payments_router
 from kassa.ratelimit.limiter import RateLimiter
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     app.state.container = container
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(service_router)
     app.mount("/docs-static", docs_static(), name="docs-static")
     app.include_router(auth_router)

@@ -3,58 +3,14 @@ known parameters, each at most once, holding no control characters)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 
-from kassa.errors import PROBLEM_JSON, FieldError, ValidationFailed
+from kassa.errors import FieldError, ValidationFailed
+from kassa.openapi import problem_responses
 from kassa.text import text_problem
 
-_PROBLEM_SCHEMA = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail", "code"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "code": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-            },
-        },
-    },
-}
-_DESCRIPTIONS = {
-    400: (
-        "Malformed JSON body: `malformed_json` (not JSON), `json_too_deep` (nested deeper than"
-        " 32 levels) or `duplicate_key` (an object repeats a key; `errors` names its path)"
-    ),
-    401: "Missing, invalid or expired bearer token",
-    404: "No such object (or not yours)",
-    409: "Conflict with the object's current state",
-    413: "Request body too large",
-    422: (
-        "`validation_error`: the fields at fault are listed under `errors` (among them unknown"
-        " or repeated query parameters, control characters in any text, and card numbers in"
-        " free text)"
-    ),
-    429: "Too many requests",
-}
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        s: {
-            "description": _DESCRIPTIONS.get(s, "Error"),
-            "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
-        }
-        for s in statuses
-    }
+__all__ = ["problem_responses", "reject_unknown_query"]
 
 
 async def _reject_unknown_query(request: Request) -> None:

@@ -25,6 +25,7 @@ router = APIRouter(
 
 @router.post(
     "/register",
+    operation_id="auth_register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
     responses=problem_responses(400, 409, 422),
@@ -35,7 +36,12 @@ async def register(body: RegisterRequest, auth: AuthServiceDep) -> Any:
     return UserOut.model_validate(user, from_attributes=True)
 
 
-@router.post("/login", response_model=TokenOut, responses=problem_responses(400, 401, 422, 429))
+@router.post(
+    "/login",
+    operation_id="auth_login",
+    response_model=TokenOut,
+    responses=problem_responses(400, 401, 422, 429),
+)
 async def login(body: LoginRequest, auth: AuthServiceDep) -> Any:
     """Exchange an email and password for an access token and a refresh token."""
     issued = await auth.login(body.email, body.password)
@@ -46,7 +52,12 @@ async def login(body: LoginRequest, auth: AuthServiceDep) -> Any:
     )
 
 
-@router.get("/profile", response_model=UserOut, responses=problem_responses(401))
+@router.get(
+    "/profile",
+    operation_id="auth_profile",
+    response_model=UserOut,
+    responses=problem_responses(401),
+)
 async def profile(principal: CurrentPrincipal) -> Any:
     """The authenticated user."""
     return UserOut(
@@ -57,7 +68,12 @@ async def profile(principal: CurrentPrincipal) -> Any:
     )
 
 
-@router.post("/refresh", response_model=TokenOut, responses=problem_responses(400, 401, 422))
+@router.post(
+    "/refresh",
+    operation_id="auth_refresh",
+    response_model=TokenOut,
+    responses=problem_responses(400, 401, 422),
+)
 async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> Any:
     """Rotate a refresh token. Presenting a spent refresh token again ends the session."""
     issued = await auth.refresh(body.refresh_token)
@@ -68,7 +84,12 @@ async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> Any:
     )
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401))
+@router.post(
+    "/logout",
+    operation_id="auth_logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401),
+)
 async def logout(principal: CurrentPrincipal, auth: AuthServiceDep) -> Response:
     """End this session: its access and refresh tokens stop working."""
     await auth.logout(principal)
@@ -77,6 +98,7 @@ async def logout(principal: CurrentPrincipal, auth: AuthServiceDep) -> Response:
 
 @router.post(
     "/password",
+    operation_id="auth_change_password",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(400, 401, 422),
 )

@@ -25,7 +25,9 @@ async def get_event_service(request: Request) -> EventService:
 EventServiceDep = Annotated[EventService, Depends(get_event_service)]
 
 
-@router.get("", response_model=EventList, responses=problem_responses(401, 422))
+@router.get(
+    "", operation_id="events_list", response_model=EventList, responses=problem_responses(401, 422)
+)
 async def list_events(
     principal: CurrentPrincipal,
     events: EventServiceDep,
@@ -42,7 +44,12 @@ async def list_events(
     )
 
 
-@router.get("/{event_id}", response_model=EventOut, responses=problem_responses(401, 404, 422))
+@router.get(
+    "/{event_id}",
+    operation_id="events_get",
+    response_model=EventOut,
+    responses=problem_responses(401, 404, 422),
+)
 async def get_event(event_id: str, principal: CurrentPrincipal, events: EventServiceDep) -> Any:
     """One of the caller's events."""
     return event_out(await events.get(principal.user_id, event_id))
@@ -50,6 +57,7 @@ async def get_event(event_id: str, principal: CurrentPrincipal, events: EventSer
 
 @router.post(
     "/{event_id}/redeliver",
+    operation_id="events_redeliver",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RedeliveryOut,
     responses=problem_responses(401, 404, 422),

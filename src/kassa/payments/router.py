@@ -38,6 +38,7 @@ PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
 
 @router.post(
     "",
+    operation_id="payments_create",
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentOut,
     responses=problem_responses(400, 401, 422),
@@ -55,9 +56,13 @@ async def create_payment(
 
 @router.post(
     "/process",
+    operation_id="payments_process",
     response_model=PaymentOut,
     responses={
-        202: {"description": "The processor's answer is unknown; the payment stays processing"},
+        202: {
+            "model": PaymentOut,
+            "description": "The processor's answer is unknown; the payment stays processing",
+        },
         **problem_responses(400, 401, 404, 409, 422),
     },
 )
@@ -76,7 +81,12 @@ async def process_payment(
     return payment_out(outcome.payment)
 
 
-@router.get("/{payment_id}", response_model=PaymentOut, responses=problem_responses(401, 404, 422))
+@router.get(
+    "/{payment_id}",
+    operation_id="payments_get",
+    response_model=PaymentOut,
+    responses=problem_responses(401, 404, 422),
+)
 async def get_payment(
     payment_id: str, principal: CurrentPrincipal, payments: PaymentServiceDep
 ) -> Any:
@@ -86,6 +96,7 @@ async def get_payment(
 
 @router.get(
     "/{payment_id}/status",
+    operation_id="payments_status",
     response_model=PaymentStatusOut,
     responses=problem_responses(401, 404, 422),
 )
@@ -99,6 +110,7 @@ async def get_payment_status(
 
 @router.post(
     "/{payment_id}/cancel",
+    operation_id="payments_cancel",
     response_model=PaymentOut,
     responses=problem_responses(401, 404, 409, 422),
 )

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from kassa.money import normalize_currency
+from kassa.payments.states import PaymentStatus
 from kassa.text import NoControl, NoControlNoCardNumber, ProseNoCardNumber
 from kassa.vault.cards import card_expired, detect_brand, normalize_card_number, validate_cvc
 
@@ -35,6 +36,31 @@ MetadataValue = Annotated[str, StringConstraints(max_length=500), ProseNoCardNum
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)]
 Description = Annotated[str, StringConstraints(max_length=500), ProseNoCardNumber]
 Amount = Annotated[int, Field(gt=0, description="Minor units of the currency (1050 = 10.50 USD)")]
+
+
+# Examples /docs sends as they stand ("Try it out"): the simulator's test card that succeeds,
+# with an expiry far enough ahead that the committed document stays valid for decades.
+CARD_PAYMENT_EXAMPLE: dict[str, Any] = {
+    "amount": 1050,
+    "currency": "USD",
+    "payment_method": "credit_card",
+    "details": {
+        "number": "4242424242424242",
+        "exp_month": 12,
+        "exp_year": 2099,
+        "cvc": "123",
+        "holder_name": "Ada Lovelace",
+    },
+    "description": "Order 1001",
+    "metadata": {"order_id": "1001"},
+}
+WALLET_PAYMENT_EXAMPLE: dict[str, Any] = {
+    "amount": 1050,
+    "currency": "USD",
+    "payment_method": "digital_wallet",
+    "details": {"wallet": "apple_pay", "token": "tok_wallet_example"},
+}
+PAYMENT_ID_EXAMPLE = "00000000-0000-4000-8000-000000000000"
 
 
 class StrictBody(BaseModel):
@@ -89,11 +115,15 @@ class _PaymentFields(StrictBody):
 
 
 class CardPaymentRequest(_PaymentFields):
+    model_config = ConfigDict(json_schema_extra={"examples": [CARD_PAYMENT_EXAMPLE]})
+
     payment_method: Literal["credit_card", "debit_card"]
     details: CardDetailsIn
 
 
 class WalletPaymentRequest(_PaymentFields):
+    model_config = ConfigDict(json_schema_extra={"examples": [WALLET_PAYMENT_EXAMPLE]})
+
     payment_method: Literal["digital_wallet"]
     details: WalletDetailsIn
 
@@ -127,7 +157,11 @@ CreatePaymentRequest = Annotated[
 
 
 class ProcessPaymentRequest(StrictBody):
-    payment_id: Annotated[str, NoControl] | None = None
+    model_config = ConfigDict(json_schema_extra={"examples": [{"payment_id": PAYMENT_ID_EXAMPLE}]})
+
+    payment_id: Annotated[str, NoControl] | None = Field(
+        default=None, description="The id of a pending payment (from create's answer)"
+    )
     paymentId: Annotated[str, NoControl] | None = None  # noqa: N815  (the seed's clients send camelCase)
 
     @model_validator(mode="after")
@@ -143,10 +177,14 @@ class ProcessPaymentRequest(StrictBody):
         return value
 
 
+# The schema's enum of statuses; the field stays `str` (describing only).
+_STATUS = Field(json_schema_extra={"enum": [s.value for s in PaymentStatus]})
+
+
 class PaymentOut(BaseModel):
     id: uuid.UUID
     user_id: uuid.UUID
-    status: str
+    status: Annotated[str, _STATUS]
     amount: int
     amount_refunded: int
     currency: str
@@ -164,7 +202,7 @@ class PaymentOut(BaseModel):
 
 class PaymentStatusOut(BaseModel):
     id: uuid.UUID
-    status: str
+    status: Annotated[str, _STATUS]
     amount: int
     amount_refunded: int
     currency: str

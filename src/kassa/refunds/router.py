@@ -27,6 +27,7 @@ async def get_refund_service(request: Request) -> RefundService:
 
 @router.post(
     "/{payment_id}/refund",
+    operation_id="payments_refund",
     status_code=status.HTTP_201_CREATED,
     response_model=RefundOut,
     responses=problem_responses(400, 401, 404, 409, 422),

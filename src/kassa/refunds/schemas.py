@@ -13,7 +13,12 @@ if TYPE_CHECKING:
 
 
 class RefundRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        # Part of the 1050 of create's example, so /docs can send it as it stands.
+        json_schema_extra={"examples": [{"amount": 500, "reason": "One item returned"}]},
+    )
 
     amount: Annotated[
         int | None, Field(gt=0, description="Minor units; omit to refund what is left")

@@ -27,7 +27,12 @@ async def get_transaction_service(request: Request) -> TransactionService:
     return service
 
 
-@router.get("/transactions", response_model=TransactionList, responses=problem_responses(401, 422))
+@router.get(
+    "/transactions",
+    operation_id="transactions_list",
+    response_model=TransactionList,
+    responses=problem_responses(401, 422),
+)
 async def list_transactions(
     principal: CurrentPrincipal,
     service: Annotated[TransactionService, Depends(get_transaction_service)],

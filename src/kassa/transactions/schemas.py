@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 TransactionType = Literal["charge", "refund"]
 TransactionStatus = Literal["pending", "succeeded", "failed"]
@@ -17,7 +17,9 @@ class TransactionOut(BaseModel):
     amount: int
     currency: str
     status: TransactionStatus
-    payment_method: str
+    payment_method: Annotated[
+        str, Field(json_schema_extra={"enum": ["credit_card", "debit_card", "digital_wallet"]})
+    ]
     created_at: datetime
 
 

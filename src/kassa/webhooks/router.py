@@ -50,6 +50,7 @@ def attempt_out(attempt: WebhookAttempt) -> AttemptOut:
 
 @router.post(
     "",
+    operation_id="webhooks_create",
     status_code=status.HTTP_201_CREATED,
     response_model=CreatedWebhookOut,
     responses=problem_responses(400, 401, 422),
@@ -65,13 +66,23 @@ async def create_webhook(
     return CreatedWebhookOut(**webhook_out(created.endpoint).model_dump(), secret=created.secret)
 
 
-@router.get("", response_model=WebhookList, responses=problem_responses(401, 422))
+@router.get(
+    "",
+    operation_id="webhooks_list",
+    response_model=WebhookList,
+    responses=problem_responses(401, 422),
+)
 async def list_webhooks(principal: CurrentPrincipal, webhooks: WebhookServiceDep) -> Any:
     """The caller's webhook endpoints (never their secrets)."""
     return WebhookList(data=[webhook_out(e) for e in await webhooks.list(principal.user_id)])
 
 
-@router.get("/{webhook_id}", response_model=WebhookOut, responses=problem_responses(401, 404, 422))
+@router.get(
+    "/{webhook_id}",
+    operation_id="webhooks_get",
+    response_model=WebhookOut,
+    responses=problem_responses(401, 404, 422),
+)
 async def get_webhook(
     webhook_id: str, principal: CurrentPrincipal, webhooks: WebhookServiceDep
 ) -> Any:
@@ -81,6 +92,7 @@ async def get_webhook(
 
 @router.delete(
     "/{webhook_id}",
+    operation_id="webhooks_delete",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=problem_responses(401, 404, 422),
@@ -95,6 +107,7 @@ async def delete_webhook(
 
 @router.get(
     "/{webhook_id}/deliveries",
+    operation_id="webhooks_deliveries_list",
     response_model=AttemptList,
     responses=problem_responses(401, 404, 422),
 )
