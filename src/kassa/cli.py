@@ -234,32 +234,47 @@ app.add_typer(ledger_app, name="ledger")
 
 
 @ledger_app.command("verify")
-def ledger_verify() -> None:
-    """Check that every posting sums to zero per currency and that the ledger agrees with
-    payment and refund totals; exit 1 with the first mismatches."""
+def ledger_verify(
+    batch_size: Annotated[
+        int, typer.Option(min=100, max=1_000_000, help="Payments checked per statement.")
+    ] = 5000,
+) -> None:
+    """Check the books in one consistent snapshot: every posting sums to zero per currency;
+    the ledger agrees with every payment and refund; with the simulator, every charged
+    payment has exactly one processor charge and every posted refund exactly one processor
+    refund. Safe to run on a live system (read-only; it blocks no writer). Progress goes to
+    stderr; exit 1 with the first mismatches."""
     settings = _settings()
     _configure_logging(settings, "WARNING")
     _migrate(settings.resolved_database_url)
 
     async def work(container: Container) -> int:
-        from kassa.ledger.service import LedgerVerifier
+        from kassa.audit.service import BooksAuditor
 
-        verifier = LedgerVerifier(container.sessions, _count_progress("ledger verify"))
-        report = await verifier.verify()
+        auditor = BooksAuditor(
+            container.engine,
+            processor_records=settings.processor == "simulator",
+            progress=_progress("ledger verify"),
+            batch_size=batch_size,
+        )
+        report = await auditor.verify()
         for mismatch in report.mismatches:
             print(f"MISMATCH {mismatch}")
         verdict = "OK" if report.ok else "FAILED"
-        print(f"ledger {verdict}: {report.postings} postings, {report.payments} payments checked")
+        if report.processor_charges is None:
+            processor = "processor records skipped (Stripe keeps them: see its balance report)"
+        else:
+            processor = (
+                f"{report.processor_charges} processor charges and "
+                f"{report.processor_refunds} processor refunds checked"
+            )
+        print(
+            f"ledger {verdict}: {report.postings} postings, {report.payments} payments "
+            f"checked; {processor}"
+        )
         return 0 if report.ok else 1
 
     raise typer.Exit(code=_with_container(settings, work))
-
-
-def _count_progress(label: str) -> Callable[[int], None]:
-    def report(done: int) -> None:
-        print(f"{label}: {done} payments checked", file=sys.stderr, flush=True)
-
-    return report
 
 
 @app.command()

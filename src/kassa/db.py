@@ -6,6 +6,7 @@ and returned as an aware UTC datetime on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -129,10 +130,15 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
     cursor.close()
 
 
+_READ_ONLY = "kassa_read_only"
+
+
 def _sqlite_begin(conn: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front, so two read-then-write transactions
-    # serialize instead of deadlocking when the second tries to upgrade its lock.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # serialize instead of deadlocking when the second tries to upgrade its lock. A read-only
+    # transaction takes no write lock: in WAL mode it reads one snapshot beside the writer.
+    read_only = conn.get_execution_options().get(_READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
@@ -286,6 +292,25 @@ class DriverStatement:
             if driver.is_closed() and isinstance(db, AsyncConnection):
                 await db.invalidate()
             raise
+
+
+@contextlib.asynccontextmanager
+async def read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A read-only transaction over one consistent snapshot of the whole database, for
+    audits that must see every committed change whole or not at all while writers go on.
+
+    PostgreSQL: REPEATABLE READ, READ ONLY (the snapshot is taken at the first statement).
+    SQLite: a deferred transaction, which in WAL mode reads one snapshot and blocks no
+    writer (the ordinary BEGIN IMMEDIATE would hold the write lock throughout)."""
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        else:
+            await conn.execution_options(**{_READ_ONLY: True})
+        async with conn.begin():
+            yield conn
 
 
 def engine_of(factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:
