@@ -7,6 +7,7 @@ line on stderr and exit status 2 — never a traceback.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import tempfile
@@ -115,7 +116,7 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kassa-metrics-")
     import uvicorn
 
-    uvicorn.run(
+    config = uvicorn.Config(
         "kassa.app:create_app_from_env",
         factory=True,
         host=host,
@@ -134,8 +135,18 @@ def serve(
         server_header=False,
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=10,
+        # SIGTERM closes the listening socket at once, then waits this long for in-flight
+        # requests: longer than a request may spend at the processor, so none is cut short
+        # and left `processing`.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
     )
+    if workers > 1:
+        server.DrainingMultiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    instance = uvicorn.Server(config)
+    instance.run()
+    if not instance.started:
+        raise typer.Exit(code=3)  # uvicorn's start-up failure status; it logged why
 
 
 def _progress(label: str) -> Callable[[int, int], None]:

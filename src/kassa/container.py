@@ -102,6 +102,7 @@ def build_container(
         processor,
         clock,
         settings.max_amount,
+        processor_timeout=settings.processor_timeout_seconds,
         fingerprints=fingerprints,
     )
     webhooks = WebhookService(
@@ -127,7 +128,9 @@ def build_container(
         processor=processor,
         auth=AuthService(sessions, tokens, LoginThrottle(storage), clock),
         payments=payments,
-        refunds=RefundService(sessions, processor, clock),
+        refunds=RefundService(
+            sessions, processor, clock, processor_timeout=settings.processor_timeout_seconds
+        ),
         transactions=TransactionService(sessions),
         idempotency=IdempotencyService(
             sessions,
