@@ -148,5 +148,7 @@ def build_container(
             require_https=settings.env == "production",
             allow_private=settings.webhook_allow_private,
             resolver=resolver,
+            concurrency=settings.webhook_concurrency,
+            per_endpoint=settings.webhook_endpoint_concurrency,
         ),
     )

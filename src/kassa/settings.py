@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # How long SIGTERM waits for in-flight requests; unset: 2 × the processor timeout + 5 s.
     shutdown_grace_seconds: Annotated[float | None, Field(gt=0, le=600)] = None
     webhook_allow_private: bool = False
+    # Webhook attempts one `kassa worker` makes at once, and at most per endpoint (over every
+    # worker): a slow endpoint holds only its share.
+    webhook_concurrency: Annotated[int, Field(ge=2, le=1000)] = 32
+    webhook_endpoint_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
     access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
     refresh_token_ttl_seconds: Annotated[int, Field(ge=300, le=90 * 86_400)] = 30 * 86_400
     max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
@@ -181,6 +185,16 @@ class Settings(BaseSettings):
                 f"KASSA_SHUTDOWN_GRACE_SECONDS ({self.shutdown_grace_seconds:g}) must be longer "
                 f"than KASSA_PROCESSOR_TIMEOUT_SECONDS ({self.processor_timeout_seconds:g}), "
                 "or a shutdown cuts processor calls short and leaves payments processing"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_pool_outsizes_one_endpoint(self) -> Settings:
+        if self.webhook_endpoint_concurrency >= self.webhook_concurrency:
+            raise ValueError(
+                f"KASSA_WEBHOOK_ENDPOINT_CONCURRENCY ({self.webhook_endpoint_concurrency}) must "
+                f"be less than KASSA_WEBHOOK_CONCURRENCY ({self.webhook_concurrency}), or one "
+                "slow endpoint could hold every delivery slot"
             )
         return self
 
