@@ -111,6 +111,7 @@ def serve(
             _fail(problem)
     _configure_logging(settings)
     _migrate(settings.resolved_database_url)
+    _check_connection_budget(settings, workers)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics here; /metrics in any worker sums them all.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kassa-metrics-")
@@ -147,6 +148,42 @@ def serve(
     instance.run()
     if not instance.started:
         raise typer.Exit(code=3)  # uvicorn's start-up failure status; it logged why
+
+
+# Beside the serving workers: `kassa migrate`, `kassa reconcile`, `kassa ledger verify` or an
+# operator's psql, one at a time.
+TOOL_CONNECTIONS = 1
+
+
+def connections_needed(workers: int, pool_size: int) -> int:
+    """PostgreSQL connections one host running `kassa serve --workers N` and one
+    `kassa worker` may hold at once, each process at its full pool, plus one for tools."""
+    return workers * pool_size + pool_size + TOOL_CONNECTIONS
+
+
+def _check_connection_budget(settings: Settings, workers: int) -> None:
+    """Refuse to start when the pools could exhaust the server's connections: past
+    `max_connections` a new connection fails with "too many clients", mid-traffic."""
+    from kassa.db import connection_budget
+
+    url = settings.resolved_database_url
+    try:
+        budget = asyncio.run(connection_budget(url))
+    except Exception as exc:  # the driver's many error types; the migration just worked
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _fail(f"cannot read max_connections at {_safe_url(url)}: {reason[:200]}")
+    if budget is None:
+        return
+    pool = settings.database_pool_size
+    needed = connections_needed(workers, pool)
+    if needed > budget.available:
+        _fail(
+            f"--workers {workers} × KASSA_DATABASE_POOL_SIZE {pool} = {workers * pool} "
+            f"connections, + {pool} for a kassa worker + {TOOL_CONNECTIONS} for tools = {needed}, "
+            f"exceed the {budget.available} the database allows (max_connections "
+            f"{budget.max_connections} less {budget.reserved} reserved); lower "
+            "KASSA_DATABASE_POOL_SIZE or --workers, or raise max_connections"
+        )
 
 
 def _progress(label: str) -> Callable[[int, int], None]:

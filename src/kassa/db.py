@@ -10,10 +10,11 @@ import contextlib
 import functools
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import BigInteger, DateTime, Insert, Integer, MetaData, Table, event
+from sqlalchemy import BigInteger, DateTime, Insert, Integer, MetaData, Table, event, text
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.expression import Executable
@@ -141,7 +142,7 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An engine for `url`. On PostgreSQL the pool keeps `pool_size` connections and never
     opens more: a connection opened past the pool would be closed again on return, and that
     churn (a new server process, asyncpg's set-up queries) cost more CPU than waiting for a
@@ -166,6 +167,40 @@ def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
         pool_recycle=1800,
         connect_args={"server_settings": {"application_name": "kassa"}, "timeout": 5},
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionBudget:
+    """What one PostgreSQL server allows kassa: `max_connections` less the slots it keeps
+    for superusers (and, from PostgreSQL 16, for roles granted pg_use_reserved_connections)."""
+
+    max_connections: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.max_connections - self.reserved
+
+
+async def connection_budget(url: str) -> ConnectionBudget | None:
+    """The server's connection limits (None on SQLite), asked over one short connection."""
+    if make_url(url).get_backend_name() != "postgresql":
+        return None
+    engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 5})
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT current_setting('max_connections')::int, "
+                        "current_setting('superuser_reserved_connections')::int "
+                        "+ coalesce(current_setting('reserved_connections', true)::int, 0)"
+                    )
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    return ConnectionBudget(max_connections=int(row[0]), reserved=int(row[1]))
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

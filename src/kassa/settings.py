@@ -58,8 +58,10 @@ class Settings(BaseSettings):
         return (init_settings,)
 
     database_url: str = ""
-    # Connections each worker keeps open to PostgreSQL (its pool never opens more).
-    database_pool_size: Annotated[int, Field(ge=1, le=1000)] = 40
+    # Connections each process keeps open to PostgreSQL (its pool never opens more). A
+    # request holds one only for its short transactions (milliseconds; never across a
+    # processor call), so a few serve a worker's whole load: see the README's arithmetic.
+    database_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
     redis_url: str | None = None
     env: Literal["development", "production", "test"] = "development"
     jwt_secret: SecretStr | None = None
