@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -159,8 +160,9 @@ async def looping(work: Callable[[], Awaitable[int]]) -> AsyncIterator[list[floa
         await task
 
 
-async def load(base: str, clients: int, seconds: float) -> float:
-    """create + process lifecycles per second over `clients` concurrent users."""
+async def load(base: str, clients: int, seconds: float, errors: Counter[str]) -> float:
+    """create + process lifecycles per second over `clients` concurrent users; what went
+    wrong is counted in `errors`."""
     done = 0
     until = time.monotonic() + seconds
 
@@ -177,15 +179,22 @@ async def load(base: str, clients: int, seconds: float) -> float:
             headers = {"Authorization": f"Bearer {token}"}
             body = {"amount": 1500, "currency": "USD", "payment_method": "credit_card"}
             while time.monotonic() < until:
-                created = await http.post(
-                    "/api/payments", json={**body, "details": CARD}, headers=headers
-                )
-                await http.post(
-                    "/api/payments/process",
-                    json={"payment_id": created.json()["id"]},
-                    headers=headers,
-                )
-                done += 1
+                try:
+                    created = await http.post(
+                        "/api/payments", json={**body, "details": CARD}, headers=headers
+                    )
+                    processed = await http.post(
+                        "/api/payments/process",
+                        json={"payment_id": created.json()["id"]},
+                        headers=headers,
+                    )
+                except httpx.HTTPError as exc:
+                    errors[type(exc).__name__] += 1
+                    continue
+                if processed.status_code == 200:
+                    done += 1
+                else:
+                    errors[str(processed.status_code)] += 1
 
     started = time.monotonic()
     await asyncio.gather(*(user(i) for i in range(clients)))
@@ -234,12 +243,13 @@ async def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         server.start()
         await server.ready()
         base = server.base
-        await load(base, args.clients, 3)  # warm up
-        plain = await load(base, args.clients, args.seconds)
+        errors: Counter[str] = Counter()
+        await load(base, args.clients, 3, errors)  # warm up
+        plain = await load(base, args.clients, args.seconds, errors)
         async with looping(lambda: new_verify(engine)) as new_runs:
-            with_new = await load(base, args.clients, args.seconds)
+            with_new = await load(base, args.clients, args.seconds, errors)
         async with looping(lambda: old_verify(sessions)) as old_runs:
-            with_old = await load(base, args.clients, args.seconds)
+            with_old = await load(base, args.clients, args.seconds, errors)
         return {
             "payments in the ledger": args.payments,
             "verify, idle (s)": round(new_idle, 2),
@@ -251,6 +261,7 @@ async def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "throughput cost of old verify": f"{100 * (1 - with_old / plain):.0f} %",
             "verify runs under load (mean s)": round(sum(new_runs) / max(1, len(new_runs)), 2),
             "old verify runs under load (mean s)": round(sum(old_runs) / max(1, len(old_runs)), 2),
+            "failed requests": dict(errors) or 0,
         }
     finally:
         if engine is not None:
