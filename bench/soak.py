@@ -441,14 +441,17 @@ async def verifier(
         started = time.monotonic()
         done = await asyncio.to_thread(kassa, env, work, "ledger", "verify")
         ended = time.monotonic()
-        verdict = "OK" if done.returncode == 0 else "FAILED" if done.returncode == 1 else "ERROR"
+        mismatches = [line for line in done.stdout.splitlines() if line.startswith("MISMATCH")]
+        # FAILED is a verdict on the books (mismatches listed); ERROR is a verify that could
+        # not finish (the database restarting under it).
+        verdict = "OK" if done.returncode == 0 else "FAILED" if mismatches else "ERROR"
         run = {
             "started": started,
             "ended": ended,
             "seconds": round(ended - started, 2),
             "verdict": verdict,
             "summary": (done.stdout.strip().splitlines() or [done.stderr.strip()[-200:]])[-1],
-            "mismatches": [line for line in done.stdout.splitlines() if line.startswith("MIS")],
+            "mismatches": mismatches,
         }
         stats.verify_runs.append(run)
         say(f"ledger verify while loaded: {verdict} in {run['seconds']} s")

@@ -291,7 +291,7 @@ def ledger_verify(
     the ledger agrees with every payment and refund; with the simulator, every charged
     payment has exactly one processor charge and every posted refund exactly one processor
     refund. Safe to run on a live system (read-only; it blocks no writer). Progress goes to
-    stderr; exit 1 with the first mismatches."""
+    stderr; exit 1 with the first mismatches, 2 when the database could not be read."""
     settings = _settings()
     _configure_logging(settings, "WARNING")
     _migrate(settings.resolved_database_url)
@@ -305,8 +305,17 @@ def ledger_verify(
             progress=_progress("ledger verify"),
             batch_size=batch_size,
         )
+        from sqlalchemy.exc import SQLAlchemyError
+
         started = time.monotonic()
-        report = await auditor.verify()
+        try:
+            report = await auditor.verify()
+        except (SQLAlchemyError, OSError) as exc:
+            # Not a verdict on the books: the database went away mid-check. Say so in one
+            # line and exit 2, as for any start-up problem, so callers can tell it from 1.
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"kassa: ledger verify could not finish: {reason[:200]}", file=sys.stderr)
+            return 2
         seconds = time.monotonic() - started
         for mismatch in report.mismatches:
             print(f"MISMATCH {mismatch}")
