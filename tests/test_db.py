@@ -60,7 +60,7 @@ def test_the_pool_size_comes_from_the_settings() -> None:
         assert container.engine.sync_engine.pool.size() == 12  # type: ignore[attr-defined]
     finally:
         asyncio.run(container.aclose())
-    assert load_settings({}).database_pool_size == 40
+    assert load_settings({}).database_pool_size == 10
 
 
 @pytest.mark.parametrize("size", ["0", "-1", "1001", "many"])

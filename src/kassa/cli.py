@@ -7,6 +7,7 @@ line on stderr and exit status 2 — never a traceback.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import tempfile
@@ -136,12 +137,13 @@ def serve(
         _fail(problem)
     _configure_logging(settings)
     _migrate(settings.resolved_database_url)
+    _check_connection_budget(settings, workers)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics here; /metrics in any worker sums them all.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kassa-metrics-")
     import uvicorn
 
-    uvicorn.run(
+    config = uvicorn.Config(
         "kassa.app:create_app_from_env",
         factory=True,
         host=host,
@@ -160,8 +162,54 @@ def serve(
         server_header=False,
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=10,
+        # SIGTERM closes the listening socket at once, then waits this long for in-flight
+        # requests: longer than a request may spend at the processor, so none is cut short
+        # and left `processing`.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
     )
+    if workers > 1:
+        server.DrainingMultiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    instance = uvicorn.Server(config)
+    instance.run()
+    if not instance.started:
+        raise typer.Exit(code=3)  # uvicorn's start-up failure status; it logged why
+
+
+# Beside the serving workers: `kassa migrate`, `kassa reconcile`, `kassa ledger verify` or an
+# operator's psql, one at a time.
+TOOL_CONNECTIONS = 1
+
+
+def connections_needed(workers: int, pool_size: int) -> int:
+    """PostgreSQL connections one host running `kassa serve --workers N` and one
+    `kassa worker` may hold at once, each process at its full pool, plus one for tools."""
+    return workers * pool_size + pool_size + TOOL_CONNECTIONS
+
+
+def _check_connection_budget(settings: Settings, workers: int) -> None:
+    """Refuse to start when the pools could exhaust the server's connections: past
+    `max_connections` a new connection fails with "too many clients", mid-traffic."""
+    from kassa.db import connection_budget
+
+    url = settings.resolved_database_url
+    try:
+        budget = asyncio.run(connection_budget(url))
+    except Exception as exc:  # the driver's many error types; the migration just worked
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _fail(f"cannot read max_connections at {_safe_url(url)}: {reason[:200]}")
+    if budget is None:
+        return
+    pool = settings.database_pool_size
+    needed = connections_needed(workers, pool)
+    if needed > budget.available:
+        _fail(
+            f"--workers {workers} × KASSA_DATABASE_POOL_SIZE {pool} = {workers * pool} "
+            f"connections, + {pool} for a kassa worker + {TOOL_CONNECTIONS} for tools = {needed}, "
+            f"exceed the {budget.available} the database allows (max_connections "
+            f"{budget.max_connections} less {budget.reserved} reserved); lower "
+            "KASSA_DATABASE_POOL_SIZE or --workers, or raise max_connections"
+        )
 
 
 def _progress(label: str) -> Callable[[int, int], None]:
@@ -259,33 +307,59 @@ ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 
 
-@ledger_app.command("verify", short_help="Check that the ledger balances.")
-def ledger_verify() -> None:
-    """Check that every posting sums to zero per currency and that the ledger agrees with
-    payment and refund totals; exit 1 with the first mismatches."""
+@ledger_app.command("verify", short_help="Check that the books balance and match the processor.")
+def ledger_verify(
+    batch_size: Annotated[
+        int, typer.Option(min=100, max=1_000_000, help="Payments checked per statement.")
+    ] = 20_000,
+) -> None:
+    """Check the books in one consistent snapshot: every posting sums to zero per currency;
+    the ledger agrees with every payment and refund; with the simulator, every charged
+    payment has exactly one processor charge and every posted refund exactly one processor
+    refund. Safe to run on a live system (read-only; it blocks no writer). Progress goes to
+    stderr; exit 1 with the first mismatches, 2 when the database could not be read."""
     settings = _settings()
     _configure_logging(settings, "WARNING")
     _migrate(settings.resolved_database_url)
 
     async def work(container: Container) -> int:
-        from kassa.ledger.service import LedgerVerifier
+        from kassa.audit.service import BooksAuditor
 
-        verifier = LedgerVerifier(container.sessions, _count_progress("ledger verify"))
-        report = await verifier.verify()
+        auditor = BooksAuditor(
+            container.engine,
+            processor_records=settings.processor == "simulator",
+            progress=_progress("ledger verify"),
+            batch_size=batch_size,
+        )
+        from sqlalchemy.exc import SQLAlchemyError
+
+        started = time.monotonic()
+        try:
+            report = await auditor.verify()
+        except (SQLAlchemyError, OSError) as exc:
+            # Not a verdict on the books: the database went away mid-check. Say so in one
+            # line and exit 2, as for any start-up problem, so callers can tell it from 1.
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"kassa: ledger verify could not finish: {reason[:200]}", file=sys.stderr)
+            return 2
+        seconds = time.monotonic() - started
         for mismatch in report.mismatches:
             print(f"MISMATCH {mismatch}")
         verdict = "OK" if report.ok else "FAILED"
-        print(f"ledger {verdict}: {report.postings} postings, {report.payments} payments checked")
+        if report.processor_charges is None:
+            processor = "processor records skipped (Stripe keeps them: see its balance report)"
+        else:
+            processor = (
+                f"{report.processor_charges} processor charges and "
+                f"{report.processor_refunds} processor refunds checked"
+            )
+        print(
+            f"ledger {verdict}: {report.postings} postings, {report.payments} payments "
+            f"checked; {processor}; in {seconds:.2f} s"
+        )
         return 0 if report.ok else 1
 
     raise typer.Exit(code=_with_container(settings, work))
-
-
-def _count_progress(label: str) -> Callable[[int], None]:
-    def report(done: int) -> None:
-        print(f"{label}: {done} payments checked", file=sys.stderr, flush=True)
-
-    return report
 
 
 @app.command(short_help="Deliver webhooks and run background jobs.")

@@ -109,6 +109,7 @@ def build_container(
         processor,
         clock,
         settings.max_amount,
+        processor_timeout=settings.processor_timeout_seconds,
         fingerprints=fingerprints,
     )
     webhooks = WebhookService(
@@ -134,7 +135,9 @@ def build_container(
         processor=processor,
         auth=AuthService(sessions, tokens, LoginThrottle(storage), clock),
         payments=payments,
-        refunds=RefundService(sessions, processor, clock),
+        refunds=RefundService(
+            sessions, processor, clock, processor_timeout=settings.processor_timeout_seconds
+        ),
         transactions=TransactionService(sessions),
         idempotency=IdempotencyService(
             sessions,
@@ -153,5 +156,7 @@ def build_container(
             require_https=settings.env == "production",
             allow_private=settings.webhook_allow_private,
             resolver=resolver,
+            concurrency=settings.webhook_concurrency,
+            per_endpoint=settings.webhook_endpoint_concurrency,
         ),
     )

@@ -6,16 +6,18 @@ and returned as an aware UTC datetime on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import asyncpg
-from sqlalchemy import BigInteger, DateTime, Insert, Integer, MetaData, Table, event
+from sqlalchemy import BigInteger, DateTime, Insert, Integer, MetaData, Table, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,7 +31,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.expression import Executable
@@ -133,10 +135,15 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
     cursor.close()
 
 
+_READ_ONLY = "kassa_read_only"
+
+
 def _sqlite_begin(conn: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front, so two read-then-write transactions
-    # serialize instead of deadlocking when the second tries to upgrade its lock.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # serialize instead of deadlocking when the second tries to upgrade its lock. A read-only
+    # transaction takes no write lock: in WAL mode it reads one snapshot beside the writer.
+    read_only = conn.get_execution_options().get(_READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 # The database is out of reach, or a connection to it broke: the request may be retried.
@@ -215,7 +222,7 @@ def _refuse_closed(_dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> Non
         raise sa_exc.DisconnectionError("the pooled connection was closed")
 
 
-def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An engine for `url`. On PostgreSQL the pool keeps `pool_size` connections and never
     opens more: a connection opened past the pool would be closed again on return, and that
     churn (a new server process, asyncpg's set-up queries) cost more CPU than waiting for a
@@ -247,6 +254,40 @@ def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
     event.listen(engine.sync_engine, "handle_error", _invalidate_broken)
     event.listen(engine.sync_engine, "checkout", _refuse_closed)
     return engine
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionBudget:
+    """What one PostgreSQL server allows kassa: `max_connections` less the slots it keeps
+    for superusers (and, from PostgreSQL 16, for roles granted pg_use_reserved_connections)."""
+
+    max_connections: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.max_connections - self.reserved
+
+
+async def connection_budget(url: str) -> ConnectionBudget | None:
+    """The server's connection limits (None on SQLite), asked over one short connection."""
+    if make_url(url).get_backend_name() != "postgresql":
+        return None
+    engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 5})
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT current_setting('max_connections')::int, "
+                        "current_setting('superuser_reserved_connections')::int "
+                        "+ coalesce(current_setting('reserved_connections', true)::int, 0)"
+                    )
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    return ConnectionBudget(max_connections=int(row[0]), reserved=int(row[1]))
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -373,6 +414,25 @@ class DriverStatement:
             if (driver.is_closed() or broken_connection(exc)) and isinstance(db, AsyncConnection):
                 await db.invalidate()
             raise
+
+
+@contextlib.asynccontextmanager
+async def read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A read-only transaction over one consistent snapshot of the whole database, for
+    audits that must see every committed change whole or not at all while writers go on.
+
+    PostgreSQL: REPEATABLE READ, READ ONLY (the snapshot is taken at the first statement).
+    SQLite: a deferred transaction, which in WAL mode reads one snapshot and blocks no
+    writer (the ordinary BEGIN IMMEDIATE would hold the write lock throughout)."""
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        else:
+            await conn.execution_options(**{_READ_ONLY: True})
+        async with conn.begin():
+            yield conn
 
 
 def engine_of(factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:

@@ -59,8 +59,10 @@ class Settings(BaseSettings):
         return (init_settings,)
 
     database_url: str = ""
-    # Connections each worker keeps open to PostgreSQL (its pool never opens more).
-    database_pool_size: Annotated[int, Field(ge=1, le=1000)] = 40
+    # Connections each process keeps open to PostgreSQL (its pool never opens more). A
+    # request holds one only for its short transactions (milliseconds; never across a
+    # processor call), so a few serve a worker's whole load: see the README's arithmetic.
+    database_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
     redis_url: str | None = None
     env: Literal["development", "production", "test"] = "development"
     jwt_secret: SecretStr | None = None
@@ -85,7 +87,16 @@ class Settings(BaseSettings):
     simulator_faults: str = ""
     # How long a claimed Idempotency-Key counts as in flight before a retry may take it over.
     idempotency_lease_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    # One call to the processor; a `process` may make two (Stripe prepares, then confirms).
+    # At most 25 s, so that a request stays inside its idempotency key's 60-second lease.
+    processor_timeout_seconds: Annotated[float, Field(gt=0, le=25)] = 15.0
+    # How long SIGTERM waits for in-flight requests; unset: 2 × the processor timeout + 5 s.
+    shutdown_grace_seconds: Annotated[float | None, Field(gt=0, le=600)] = None
     webhook_allow_private: bool = False
+    # Webhook attempts one `kassa worker` makes at once, and at most per endpoint (over every
+    # worker): a slow endpoint holds only its share.
+    webhook_concurrency: Annotated[int, Field(ge=2, le=1000)] = 32
+    webhook_endpoint_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
     access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
     refresh_token_ttl_seconds: Annotated[int, Field(ge=300, le=90 * 86_400)] = 30 * 86_400
     max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
@@ -186,6 +197,28 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _grace_outlasts_the_processor(self) -> Settings:
+        if self.shutdown_grace_seconds is not None and (
+            self.shutdown_grace_seconds <= self.processor_timeout_seconds
+        ):
+            raise ValueError(
+                f"KASSA_SHUTDOWN_GRACE_SECONDS ({self.shutdown_grace_seconds:g}) must be longer "
+                f"than KASSA_PROCESSOR_TIMEOUT_SECONDS ({self.processor_timeout_seconds:g}), "
+                "or a shutdown cuts processor calls short and leaves payments processing"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_pool_outsizes_one_endpoint(self) -> Settings:
+        if self.webhook_endpoint_concurrency >= self.webhook_concurrency:
+            raise ValueError(
+                f"KASSA_WEBHOOK_ENDPOINT_CONCURRENCY ({self.webhook_endpoint_concurrency}) must "
+                f"be less than KASSA_WEBHOOK_CONCURRENCY ({self.webhook_concurrency}), or one "
+                "slow endpoint could hold every delivery slot"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _production_rules(self) -> Settings:
         if self.env != "production":
             return self
@@ -195,6 +228,11 @@ class Settings(BaseSettings):
             raise ValueError("production needs KASSA_VAULT_KEYS (generated keys are refused)")
         if not self.database_url or self.database_url.startswith("sqlite"):
             raise ValueError("production needs PostgreSQL in KASSA_DATABASE_URL, not SQLite")
+        if self.simulator_delay_ms:
+            raise ValueError(
+                "production refuses KASSA_SIMULATOR_DELAY_MS (a test hook that slows the "
+                "simulator down)"
+            )
         if any(network.prefixlen == 0 for network in self.trusted_proxy_networks):
             raise ValueError(
                 "production refuses KASSA_TRUSTED_PROXIES that trust every address "
@@ -205,6 +243,14 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_networks(self) -> tuple[Network, ...]:
         return parse_trusted_proxies(self.trusted_proxies)
+
+    @property
+    def shutdown_grace(self) -> float:
+        """Seconds SIGTERM waits for in-flight requests: longer than the longest time a
+        request may spend at the processor (two calls), unless set."""
+        if self.shutdown_grace_seconds is not None:
+            return self.shutdown_grace_seconds
+        return 2 * self.processor_timeout_seconds + 5
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -5,9 +5,11 @@ Every round reconciles stale `processing` payments and `pending` refunds and pur
 idempotency keys. Rounds of several workers may overlap: every settlement is a conditional
 update and the processor dedups by reference, so nothing is done twice.
 
-Beside the rounds, webhook deliveries are polled for every `delivery_poll` seconds and sent
-(`kassa.webhooks.delivery`); workers claim disjoint deliveries, and a killed worker's claims
-go to another once their lease runs out.
+Beside the rounds, webhooks are delivered by a bounded pool that claims due deliveries as
+its slots free (and polls every `delivery_poll` seconds when nothing is due), at most
+`KASSA_WEBHOOK_CONCURRENCY` attempts at once and `KASSA_WEBHOOK_ENDPOINT_CONCURRENCY` per
+endpoint (`kassa.webhooks.delivery`); workers claim disjoint deliveries, and a killed
+worker's claims go to another once their lease runs out.
 """
 
 from __future__ import annotations
@@ -32,13 +34,11 @@ class Worker:
         interval: float,
         older_than: timedelta,
         delivery_poll: float = 0.5,
-        delivery_batch: int = 20,
     ) -> None:
         self._container = container
         self._interval = interval
         self._older_than = older_than
         self._delivery_poll = delivery_poll
-        self._delivery_batch = delivery_batch
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -59,12 +59,14 @@ class Worker:
             )
 
     async def run_deliveries(self) -> int:
-        """Send every webhook delivery due now, batch after batch; the number attempted."""
+        """Send every webhook delivery due now, a pool's worth at a time; the number
+        attempted (`--once`)."""
         attempted = 0
+        batch = self._container.settings.webhook_concurrency
         while not self._stopping.is_set():
-            claimed = await self._container.deliveries.deliver_due(self._delivery_batch)
+            claimed = await self._container.deliveries.deliver_due(batch)
             attempted += claimed
-            if claimed < self._delivery_batch:
+            if claimed == 0:
                 break
         return attempted
 
@@ -80,14 +82,13 @@ class Worker:
             await self._pause(self._interval)
 
     async def _deliveries(self, once: bool) -> None:
-        while not self._stopping.is_set():
+        if once:
             try:
                 await self.run_deliveries()
             except Exception:
                 log.exception("webhook_delivery_round_failed")
-            if once:
-                break
-            await self._pause(self._delivery_poll)
+            return
+        await self._container.deliveries.run(self._stopping, poll=self._delivery_poll)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -98,5 +99,9 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         log.info("worker_started", interval_seconds=self._interval)
-        await asyncio.gather(self._rounds(once), self._deliveries(once))
+        try:
+            await asyncio.gather(self._rounds(once), self._deliveries(once))
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
         log.info("worker_stopped")

@@ -155,3 +155,8 @@ def test_production_behind_a_trusted_proxy_serves_plain_http(
         trusted_proxies="10.0.0.0/8",
     )
     assert httpx.get(server.base_url + "/readyz", timeout=10).status_code == 200
+
+
+def test_production_refuses_the_simulators_delay_hook(tmp_path: Path) -> None:
+    line = serve_refused(tmp_path, **production(KASSA_SIMULATOR_DELAY_MS="12000"))
+    assert "KASSA_SIMULATOR_DELAY_MS" in line

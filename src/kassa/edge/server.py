@@ -1,6 +1,6 @@
-"""What `kassa serve` hands to uvicorn: the HTTP parser with a capped request head, and the
-TLS context (TLS 1.2 or newer only); and the checks that turn a bad address or TLS file into
-one line on stderr before it starts.
+"""What `kassa serve` hands to uvicorn: the HTTP parser with a capped request head, the
+TLS context (TLS 1.2 or newer only), and the supervisor of several worker processes; and the
+checks that turn a bad address or TLS file into one line on stderr before it starts.
 
 Both are named by import path in the server's configuration, so every worker process builds
 its own.
@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
 
 from kassa.errors import PROBLEM_JSON, TYPE_BASE
 
@@ -135,3 +136,16 @@ def check_tls_files(certfile: Path, keyfile: Path) -> str | None:
     except OSError as exc:
         return f"cannot read the TLS files: {exc.strerror or exc}"
     return None
+
+
+class DrainingMultiprocess(Multiprocess):
+    """uvicorn's supervisor of worker processes, which closes its own copy of the listening
+    socket the moment it is told to stop. Each worker closes its copy at SIGTERM and drains
+    its in-flight requests; without this, the supervisor's copy would keep the port open and
+    new connections would queue for workers that no longer accept them, instead of being
+    refused at once (so a load balancer or client goes elsewhere)."""
+
+    def terminate_all(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()

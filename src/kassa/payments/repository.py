@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Update, bindparam, delete, func, select, update
+from sqlalchemy import Update, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kassa.db import Executor, record_of, table_of
@@ -133,16 +133,6 @@ async def count_stale_processing(session: AsyncSession, before: datetime) -> int
         .where(Payment.status == PaymentStatus.PROCESSING.value, Payment.updated_at < before)
     )
     return int(result or 0)
-
-
-async def stream_totals(
-    session: AsyncSession,
-) -> AsyncIterator[Row[uuid.UUID, str, int, int]]:
-    result = await session.stream(
-        select(Payment.id, Payment.status, Payment.amount, Payment.amount_refunded)
-    )
-    async for row in result:
-        yield row
 
 
 async def keep_processor_reference(

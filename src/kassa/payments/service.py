@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +30,6 @@ from kassa.payments.errors import AmountTooLarge, PaymentNotFound, PaymentNotPen
 from kassa.payments.models import Payment, PaymentSecret
 from kassa.payments.schemas import CardPaymentRequest, WalletPaymentRequest, payment_object
 from kassa.payments.states import (
-    CHARGED,
     REFUNDABLE,
     PaymentStatus,
     can_transition,
@@ -70,14 +69,6 @@ class ReconcileReport:
 
 
 ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentTotals:
-    id: uuid.UUID
-    amount: int
-    amount_refunded: int
-    settled: bool  # the charge succeeded (completed, partially refunded or refunded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,17 +577,6 @@ class PaymentService:
     @staticmethod
     async def save_refund(db: Executor, payment: Payment) -> None:
         await repository.save_refund_amounts(db, payment)
-
-    @staticmethod
-    async def iter_totals(session: AsyncSession) -> AsyncIterator[PaymentTotals]:
-        """Every payment's amounts, streamed (for ledger verification)."""
-        async for row in repository.stream_totals(session):
-            yield PaymentTotals(
-                id=row.id,
-                amount=row.amount,
-                amount_refunded=row.amount_refunded,
-                settled=PaymentStatus(row.status) in CHARGED,
-            )
 
     @staticmethod
     async def processor_reference(

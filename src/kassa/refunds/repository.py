@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kassa.db import Executor, record_of, table_of
@@ -50,12 +50,3 @@ async def list_stale_pending(
         query = query.where(Refund.id > after_id)
     result = await session.execute(query.order_by(Refund.id).limit(limit))
     return result.scalars().all()
-
-
-async def succeeded_totals(session: AsyncSession) -> dict[uuid.UUID, int]:
-    result = await session.execute(
-        select(Refund.payment_id, func.sum(Refund.amount))
-        .where(Refund.status == "succeeded")
-        .group_by(Refund.payment_id)
-    )
-    return {pid: int(total) for pid, total in result}

@@ -140,11 +140,6 @@ class RefundService:
             return None
         return answer.value.outcome, answer.value.processor_reference
 
-    @staticmethod
-    async def succeeded_totals(session: AsyncSession) -> dict[uuid.UUID, int]:
-        """Per payment, the sum of its succeeded refunds (for ledger verification)."""
-        return await repository.succeeded_totals(session)
-
     async def reconcile(self, *, older_than: timedelta, batch_size: int = 100) -> ReconcileReport:
         """Ask the processor again, under the same reference, about every refund left
         `pending` for longer than `older_than`; the processor refunds at most once per

@@ -1,9 +1,14 @@
 """Signed webhook delivery, at least once, by any number of workers on any hosts.
 
-A round (`WebhookDeliverer.deliver_due`):
-1. claims due deliveries in one short transaction — `SELECT … FOR UPDATE SKIP LOCKED` on
-   PostgreSQL, so concurrent workers take disjoint rows (SQLite serializes writers) — and
-   gives them a lease (`LEASE`) with this claim's token;
+`WebhookDeliverer.run` keeps a bounded pool of attempts (`concurrency`) and fills each slot
+the moment it frees, so a receiver that hangs holds one slot until its timeout, never a
+whole batch; and no endpoint has more than `per_endpoint` attempts in flight across every
+worker, so one tenant's slow endpoint takes a few slots and everyone else's deliveries go
+on. Each attempt:
+1. is claimed in one short transaction — claims are serialized (an advisory lock on
+   PostgreSQL; SQLite serializes writers) so that the per-endpoint count is exact, and
+   `SELECT … FOR UPDATE SKIP LOCKED` passes over rows being recorded — with a lease
+   (`LEASE`) under this claim's token;
 2. POSTs each event outside any transaction, signed per Standard Webhooks
    (`webhook-id` = the event id, `webhook-timestamp`, `webhook-signature: v1,…`), after
    checking the URL's addresses again, to one of the addresses checked;
@@ -51,6 +56,8 @@ log = structlog.get_logger("kassa.webhooks")
 
 LEASE = timedelta(seconds=60)
 ATTEMPT_TIMEOUT_SECONDS = 10.0
+CONCURRENCY = 32
+PER_ENDPOINT = 4
 RETRY_WINDOW = timedelta(days=3)
 BACKOFF_BASE = timedelta(seconds=15)
 BACKOFF_CAP = timedelta(hours=8)
@@ -104,6 +111,8 @@ class WebhookDeliverer:
         resolver: Resolver,
         lease: timedelta = LEASE,
         timeout: float = ATTEMPT_TIMEOUT_SECONDS,
+        concurrency: int = CONCURRENCY,
+        per_endpoint: int = PER_ENDPOINT,
         rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -115,6 +124,8 @@ class WebhookDeliverer:
         self._resolver = resolver
         self._lease = lease
         self._timeout = timeout
+        self._concurrency = concurrency
+        self._per_endpoint = per_endpoint
         self._rng = rng or random.SystemRandom()
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -134,9 +145,42 @@ class WebhookDeliverer:
             )
         return self._client
 
+    async def run(self, stopping: asyncio.Event, *, poll: float = 0.5) -> None:
+        """Deliver until `stopping` is set, at most `concurrency` attempts at once: whenever a
+        slot frees (or every `poll` seconds when nothing was due), claim what is due for the
+        free slots. On stop, the attempts under way finish (each within its timeout)."""
+        running: set[asyncio.Task[None]] = set()
+        freed = asyncio.Event()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            freed.set()
+
+        try:
+            while not stopping.is_set():
+                freed.clear()
+                free = self._concurrency - len(running)
+                if free > 0:
+                    try:
+                        claims = await self._claim(free)
+                    except Exception:
+                        # A database outage must not end delivery; try again next poll.
+                        log.exception("webhook_claim_failed")
+                        claims = []
+                    for claim in claims:
+                        task = asyncio.create_task(self._deliver(claim))
+                        running.add(task)
+                        task.add_done_callback(finished)
+                    if len(claims) == free and free > 0:
+                        continue  # more may be due: fill the pool before waiting
+                await _first_of(freed, stopping, seconds=poll)
+        finally:
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
     async def deliver_due(self, batch: int = 20) -> int:
-        """Claim up to `batch` due deliveries and attempt each once, concurrently; the number
-        attempted (fewer than `batch`: nothing more is due right now)."""
+        """Claim up to `batch` due deliveries (within the per-endpoint cap) and attempt each
+        once, concurrently; the number attempted. For `kassa worker --once` and tests."""
         claims = await self._claim(batch)
         if claims:
             await asyncio.gather(*(self._deliver(claim) for claim in claims))
@@ -146,7 +190,7 @@ class WebhookDeliverer:
         now = self._clock()
         token = new_id()
         async with self._sessions.begin() as session:
-            rows = await repository.claim_due(session, now, batch)
+            rows = await repository.claim_due(session, now, batch, self._per_endpoint)
             if not rows:
                 return []
             await repository.lease(session, [d.id for d, _ in rows], now + self._lease, token, now)
@@ -303,3 +347,13 @@ class WebhookDeliverer:
             outcome=outcome,
             duration_ms=result.duration_ms,
         )
+
+
+async def _first_of(*events: asyncio.Event, seconds: float) -> None:
+    """Wait until one of `events` is set, or `seconds`."""
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

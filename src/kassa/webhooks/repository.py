@@ -74,23 +74,59 @@ async def lock_deliveries_of_event(
     return result.scalars().all()
 
 
+# Claims are serialized by this transaction-scoped lock (PostgreSQL; SQLite serializes
+# writers anyway), so that counting an endpoint's leased deliveries and leasing more is one
+# decision: the per-endpoint cap holds across every worker. A claim is one short statement.
+_CLAIM_LOCK = 0x6B61737361_01  # "kassa", 1
+
+
 async def claim_due(
-    session: AsyncSession, now: datetime, limit: int
+    session: AsyncSession, now: datetime, limit: int, per_endpoint: int
 ) -> Sequence[tuple[WebhookDelivery, WebhookEndpoint]]:
-    """Due deliveries of enabled endpoints, oldest due first, row-locked with SKIP LOCKED
-    (PostgreSQL) so that concurrent claimers take disjoint rows; SQLite serializes writers."""
-    query = (
-        select(WebhookDelivery, WebhookEndpoint)
-        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .where(
-            WebhookDelivery.status == "pending",
-            WebhookDelivery.next_attempt_at <= now,
-            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until <= now),
-            WebhookEndpoint.enabled.is_(True),
+    """Due deliveries of enabled endpoints, oldest due first, at most `per_endpoint` in flight
+    per endpoint (counting the leases already out, by any worker), row-locked with SKIP
+    LOCKED (PostgreSQL) so that a delivery being recorded is passed over."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
+    d = WebhookDelivery
+    due = and_(
+        d.status == "pending",
+        d.next_attempt_at <= now,
+        or_(d.lease_until.is_(None), d.lease_until <= now),
+        WebhookEndpoint.enabled.is_(True),
+    )
+    in_flight = (
+        select(d.endpoint_id, func.count().label("leased"))
+        .where(d.status == "pending", d.lease_until > now)
+        .group_by(d.endpoint_id)
+        .subquery()
+    )
+    ranked = (
+        select(
+            d.id,
+            d.endpoint_id,
+            d.next_attempt_at,
+            func.row_number()
+            .over(partition_by=d.endpoint_id, order_by=(d.next_attempt_at, d.id))
+            .label("rank"),
         )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .join(WebhookEndpoint, WebhookEndpoint.id == d.endpoint_id)
+        .where(due)
+        .subquery()
+    )
+    chosen = (
+        select(ranked.c.id)
+        .outerjoin(in_flight, in_flight.c.endpoint_id == ranked.c.endpoint_id)
+        .where(ranked.c.rank <= per_endpoint - func.coalesce(in_flight.c.leased, 0))
+        .order_by(ranked.c.next_attempt_at, ranked.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=WebhookDelivery)
+    )
+    query = (
+        select(d, WebhookEndpoint)
+        .join(WebhookEndpoint, WebhookEndpoint.id == d.endpoint_id)
+        .where(d.id.in_(chosen), due)
+        .order_by(d.next_attempt_at, d.id)
+        .with_for_update(skip_locked=True, of=d)
         .execution_options(populate_existing=True)
     )
     return [(row[0], row[1]) for row in (await session.execute(query)).all()]
