@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +32,9 @@ log = structlog.get_logger("kassa.auth")
 
 
 def email_key(email: str) -> str:
-    """Emails compare case-insensitively; this is the form the unique index holds."""
-    return email.strip().casefold()
+    """Emails compare case-insensitively and by NFKC form (a decomposed `ü` is the composed
+    one); this is the form the unique index holds, computed alike at registration and login."""
+    return unicodedata.normalize("NFKC", email.strip()).casefold()
 
 
 @dataclass(frozen=True, slots=True)
