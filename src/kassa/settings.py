@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
     refresh_token_ttl_seconds: Annotated[int, Field(ge=300, le=90 * 86_400)] = 30 * 86_400
     max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
+    # Every Redis call (rate limits, readiness) is bounded by this; a slower Redis counts as
+    # down and the limits count in-process for a moment.
+    redis_timeout_ms: Annotated[int, Field(ge=10, le=5000)] = 100
+    # Argon2id cost: OWASP's recommendation by default (19 MiB, 2 iterations, 1 lane).
+    argon2_memory_kib: Annotated[int, Field(ge=8, le=4 * 1024 * 1024)] = 19_456
+    argon2_time_cost: Annotated[int, Field(ge=1, le=100)] = 2
+    argon2_parallelism: Annotated[int, Field(ge=1, le=64)] = 1
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -164,6 +171,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "production sends card data to Stripe only over https: "
                 "KASSA_STRIPE_API_BASE must start with https://"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _argon2_rules(self) -> Settings:
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            raise ValueError(
+                "KASSA_ARGON2_MEMORY_KIB must be at least 8 × KASSA_ARGON2_PARALLELISM "
+                "(Argon2's own minimum)"
             )
         return self
 
