@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import Depends, Request
@@ -9,7 +10,7 @@ from fastapi.params import Depends as DependsParam
 
 from kassa.errors import PROBLEM_JSON, FieldError, ValidationFailed
 
-_PROBLEM_SCHEMA = {
+_PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["type", "title", "status", "detail", "code"],
     "properties": {
@@ -38,14 +39,26 @@ _DESCRIPTIONS = {
 }
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        s: {
-            "description": _DESCRIPTIONS.get(s, "Error"),
-            "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+def problem_responses(
+    *statuses: int, codes: Mapping[int, Sequence[str]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """Problem-document responses for `statuses`; `codes` names the `code` values a status
+    may carry (listed in its description and as the schema's enum)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        schema: dict[str, Any] = _PROBLEM_SCHEMA
+        description = _DESCRIPTIONS.get(status, "Error")
+        named = list((codes or {}).get(status, ()))
+        if named:
+            properties: dict[str, Any] = dict(_PROBLEM_SCHEMA["properties"])
+            properties["code"] = {"type": "string", "enum": named}
+            schema = {**_PROBLEM_SCHEMA, "properties": properties}
+            description += " (" + ", ".join(f"`{code}`" for code in named) + ")"
+        responses[status] = {
+            "description": description,
+            "content": {PROBLEM_JSON: {"schema": schema}},
         }
-        for s in statuses
-    }
+    return responses
 
 
 async def _reject_unknown_query(request: Request) -> None:

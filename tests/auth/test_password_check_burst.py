@@ -207,3 +207,12 @@ async def test_the_right_password_early_in_a_burst_buys_no_more_checks(
     statuses = await asyncio.gather(*attempts)
     assert statuses[0] == 200
     assert_at_most_ten_checked(list(statuses), hasher.verified, 401)
+
+
+@pytest.mark.parametrize("path", ["/api/auth/login", "/api/auth/password"])
+async def test_the_openapi_declares_the_lockout_429(api: Api, path: str) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    refused = document["paths"][path]["post"]["responses"]["429"]
+    schema = refused["content"]["application/problem+json"]["schema"]
+    assert "too_many_attempts" in schema["properties"]["code"]["enum"]
+    assert "too_many_attempts" in refused["description"]
