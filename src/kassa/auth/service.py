@@ -202,7 +202,10 @@ class AuthService:
         key = str(principal.user_id)
         lockout = await self._password_throttle.reserve(key)
         if lockout.locked:
-            raise TooManyAttempts(lockout.retry_after)
+            raise TooManyAttempts(
+                lockout.retry_after,
+                "Too many wrong current passwords for this account; try again later.",
+            )
         async with self._sessions() as session:
             user = await repository.get_user(session, principal.user_id)
         if user is None or not await self._passwords.verify(user.password_hash, current_password):

@@ -90,11 +90,12 @@ def create_storage(
 
 class LimitStore:
     """Where every limit counts: the configured storage, and — when that is Redis — an
-    in-process fallback used while Redis fails.
+    in-process count kept beside it, which decides while Redis fails.
 
-    `run(name, call)` hands `call` the storage to count in: Redis, within `timeout` seconds,
-    unless the breaker is open; the in-process storage otherwise, or when Redis fails or does
-    not answer in time (which opens the breaker for `retry_after` seconds). One warning per
+    `run(name, call)` runs `call` on the in-process storage, then on Redis within `timeout`
+    seconds unless the breaker is open. When Redis fails or does not answer in time, the
+    in-process answer stands and the breaker opens for `retry_after` seconds; then one
+    request tries Redis again while the others keep counting in-process. One warning per
     outage, one info line when Redis answers again; every fallback decision is counted."""
 
     def __init__(
