@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from kassa.app import create_app
+from kassa.auth.passwords import Passwords
 from kassa.container import Container, build_container
 from kassa.migrate import upgrade
 from kassa.processors.base import Processor
@@ -32,6 +33,14 @@ from kassa.settings import Settings, load_settings
 PG_ADMIN_DSN = os.environ.get("KASSA_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 TEST_VAULT_KEY = "test:" + base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
+# Argon2id at its cheapest (8 KiB, one pass): tests that are not about the cost of hashing
+# spend microseconds instead of tens of milliseconds a password. Tests about the cost set
+# their own `argon2_*` settings.
+CHEAP_ARGON2 = {
+    "KASSA_ARGON2_MEMORY_KIB": "8",
+    "KASSA_ARGON2_TIME_COST": "1",
+    "KASSA_ARGON2_PARALLELISM": "1",
+}
 
 
 def _pg_reachable() -> bool:
@@ -125,6 +134,7 @@ def make_settings(database_url: str, tmp_dir: Path | None = None, **overrides: A
         "KASSA_VAULT_KEYS": TEST_VAULT_KEY,
         "KASSA_RATE_LIMIT": "100000/minute",
         "KASSA_LOG_LEVEL": "WARNING",
+        **CHEAP_ARGON2,
         **{f"KASSA_{k.upper()}": str(v) for k, v in overrides.items()},
     }
     return load_settings(env)
@@ -149,6 +159,7 @@ async def api_factory(
         *,
         processor: Processor | None = None,
         clock: Callable[[], Any] | None = None,
+        passwords: Passwords | None = None,
         **settings: Any,
     ) -> Api:
         config = make_settings(database_url, **settings)
@@ -156,6 +167,8 @@ async def api_factory(
         extra: dict[str, Any] = {"processor": processor}
         if clock is not None:
             extra["clock"] = clock
+        if passwords is not None:
+            extra["passwords"] = passwords
         container = build_container(config, **extra)
         app = create_app(container=container)
         client = httpx.AsyncClient(

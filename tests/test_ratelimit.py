@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 import kassa.ratelimit.limiter
 from kassa.app import create_app
 from kassa.container import build_container
-from kassa.ratelimit.limiter import FailOpen, LoginThrottle, RateLimiter, Verdict
+from kassa.ratelimit.limiter import LimitStore, LoginThrottle, RateLimiter, Verdict
 from tests.conftest import Api, make_settings, register_user, unique_email
 
 RATE_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
@@ -368,6 +368,7 @@ async def test_two_apps_on_one_redis_share_the_count(database_url: str) -> None:
         redis_url="redis://127.0.0.1:6379/0",
         redis_key_prefix=prefix,
         rate_limit="3/minute",
+        redis_timeout_ms=1000,  # a busy machine must not split the shared count
     )
     containers = [build_container(settings), build_container(settings)]
     clients = [
@@ -387,16 +388,16 @@ async def test_two_apps_on_one_redis_share_the_count(database_url: str) -> None:
     assert statuses == [401, 401, 401, 429, 429]
 
 
-async def test_requests_are_served_while_the_limit_storage_is_down(
+async def test_requests_are_counted_in_process_while_the_limit_storage_is_down(
     api_factory: Callable[..., Any],
 ) -> None:
     api: Api = await api_factory(redis_url=DEAD_REDIS, rate_limit="2/minute")
     before = REGISTRY.get_sample_value("kassa_rate_limit_errors_total", {"limit": "ip"}) or 0.0
     responses = [await api.client.get(LIMITED_PATH) for _ in range(5)]
-    assert [r.status_code for r in responses] == [401] * 5
+    assert [r.status_code for r in responses] == [401, 401, 429, 429, 429]
     for response in responses:
         assert response.headers["ratelimit-limit"] == "2"
-        assert response.headers["ratelimit-remaining"] == "2"
+    assert [r.headers["ratelimit-remaining"] for r in responses[:2]] == ["1", "0"]
     after = REGISTRY.get_sample_value("kassa_rate_limit_errors_total", {"limit": "ip"}) or 0.0
     assert after >= before + 1
 
@@ -404,10 +405,12 @@ async def test_requests_are_served_while_the_limit_storage_is_down(
 async def test_login_works_while_the_limit_storage_is_down(
     api_factory: Callable[..., Any],
 ) -> None:
-    api: Api = await api_factory(redis_url=DEAD_REDIS, user_rate_limit="1/minute")
+    api: Api = await api_factory(redis_url=DEAD_REDIS, user_rate_limit="3/minute")
     user = await register_user(api.client)  # register and log in
-    for _ in range(3):
-        assert (await api.client.get(LIMITED_PATH, headers=user.headers)).status_code == 200
+    statuses = [
+        (await api.client.get(LIMITED_PATH, headers=user.headers)).status_code for _ in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]
     ready = await api.client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"] == {"database": "ok", "redis": "unavailable"}
@@ -454,48 +457,55 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     return recorded
 
 
-async def test_fail_open_logs_once_per_outage_and_resumes(recorder: Recorder) -> None:
+async def test_limit_store_falls_back_logs_once_per_outage_and_resumes(
+    recorder: Recorder,
+) -> None:
     storage, clock = FlakyStorage(), Clock()
-    guard = FailOpen("ip", storage, retry_after=1.0, clock=clock)
+    # As for Redis: a separate in-process fallback.
+    store = LimitStore(storage, fallback=MemoryStorage(), retry_after=1.0, clock=clock)
 
-    async def count() -> int:
-        return await storage.incr("k", 60)
+    async def count(where: Any) -> int:
+        return int(await where.incr("k", 60))
 
-    assert await guard.run(count, -1) == 1
+    assert await store.run("ip", count) == 1  # the shared count
     storage.down = True
-    assert await guard.run(count, -1) == -1
-    assert await guard.run(count, -1) == -1  # within retry_after: the storage is not asked
+    # This process's own count, kept all along, answers: 2 hits so far.
+    assert await store.run("ip", count) == 2
+    assert await store.run("ip", count) == 3  # within retry_after: the storage is not asked
     assert storage.calls == 2
     clock.now += 1.5
-    assert await guard.run(count, -1) == -1  # asked again, still down
+    assert await store.run("ip", count) == 4  # asked again, still down
     assert storage.calls == 3
     assert [e for e, _ in recorder.events] == ["rate_limit_storage_unavailable"]
     assert recorder.events[0][1]["limit"] == "ip"
+    assert store.degraded
     storage.down = False
     clock.now += 1.5
-    assert await guard.run(count, -1) == 2
+    assert await store.run("ip", count) == 2  # the shared count again
     assert [e for e, _ in recorder.events][-1] == "rate_limit_storage_recovered"
-    assert not guard.storage_down
+    assert not store.degraded
 
 
-async def test_rate_limiter_over_a_failing_storage_allows_with_full_headers(
-    recorder: Recorder,
-) -> None:
+async def test_rate_limiter_over_a_failing_storage_keeps_counting(recorder: Recorder) -> None:
     storage = FlakyStorage()
     storage.down = True
-    limiter = RateLimiter(storage, "5/minute", name="user")
-    verdict = await limiter.hit("someone")
-    assert verdict == Verdict(True, 5, 5, 60, "user")
+    store = LimitStore(storage, fallback=MemoryStorage())
+    limiter = RateLimiter(store, "2/minute", name="user")
+    verdicts = [await limiter.hit("someone") for _ in range(3)]
+    assert [v.allowed for v in verdicts] == [True, True, False]
+    assert verdicts[0] == Verdict(True, 2, 1, 60, "user")
 
 
-async def test_login_throttle_over_a_failing_storage_never_locks(recorder: Recorder) -> None:
+async def test_login_throttle_over_a_failing_storage_still_locks(recorder: Recorder) -> None:
     storage = FlakyStorage()
-    throttle = LoginThrottle(storage)
+    store = LimitStore(storage, fallback=MemoryStorage())
+    throttle = LoginThrottle(store)
     storage.down = True
-    for _ in range(12):
-        assert not (await throttle.record_failure("a@example.com")).locked
-    assert not (await throttle.check("a@example.com")).locked
-    await throttle.record_success("a@example.com")
+    for _ in range(10):
+        assert not (await throttle.reserve("a@example.com")).locked
+        await throttle.record_failure("a@example.com")
+    assert (await throttle.check("a@example.com")).locked
+    assert (await throttle.reserve("a@example.com")).locked
 
 
 def _sample(name: str, labels: dict[str, str]) -> float:

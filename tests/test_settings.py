@@ -11,7 +11,7 @@ import pytest
 from kassa.settings import JWT_SECRET_FILE, VAULT_KEYS_FILE, SettingsError, load_settings
 from tests.conftest import TEST_VAULT_KEY
 
-JWT_SECRET = "s3cret-" + "j" * 40
+JWT_SECRET = "s3cret-G4_MTS4BREydFpMtbplphLn88VbLNtVjyUJ4etuo5MKMJN3k"
 PG_URL = "postgresql+asyncpg://kassa:pw@db.internal:5432/kassa"
 
 

@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         RateLimitMiddleware,
         limiter=container.limiter,
         trusted=settings.trusted_proxy_networks,
-        user_limiter=RateLimiter(container.storage, settings.user_rate_limit, name="user"),
+        user_limiter=RateLimiter(container.limits, settings.user_rate_limit, name="user"),
         auth=container.auth,
     )
     if settings.cors_origin_list:

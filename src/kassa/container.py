@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from limits.aio.storage import Storage
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
 from kassa.db import create_engine, create_session_factory, utcnow
@@ -25,7 +26,7 @@ from kassa.processors.faults import FaultInjectingProcessor, parse_faults
 from kassa.processors.simulator import SimulatorProcessor
 from kassa.processors.simulator_store import DatabaseSimulatorStore
 from kassa.processors.stripe import StripeProcessor
-from kassa.ratelimit.limiter import LoginThrottle, RateLimiter, create_storage
+from kassa.ratelimit.limiter import LimitStore, LoginThrottle, RateLimiter, create_storage
 from kassa.refunds.service import RefundService
 from kassa.settings import Settings
 from kassa.transactions.service import TransactionService
@@ -43,6 +44,7 @@ class Container:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     storage: Storage
+    limits: LimitStore  # the storage behind every limit, with its in-process fallback
     limiter: RateLimiter
     processor: Processor
     auth: AuthService
@@ -93,11 +95,23 @@ def build_container(
     clock: Callable[[], datetime] = utcnow,
     storage: Storage | None = None,
     resolver: Resolver = system_resolver,
+    passwords: Passwords | None = None,
 ) -> Container:
     engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
     instrument_pool(engine)
     sessions = create_session_factory(engine)
-    storage = storage or create_storage(settings.redis_url, prefix=settings.redis_key_prefix)
+    redis_timeout = settings.redis_timeout_ms / 1000
+    storage = storage or create_storage(
+        settings.redis_url, prefix=settings.redis_key_prefix, timeout=redis_timeout
+    )
+    limits = LimitStore(storage, timeout=redis_timeout)
+    passwords = passwords or Passwords(
+        Argon2Params(
+            memory_kib=settings.argon2_memory_kib,
+            time_cost=settings.argon2_time_cost,
+            parallelism=settings.argon2_parallelism,
+        ).hasher()
+    )
     owns_processor = processor is None
     processor = processor or build_processor(settings, sessions)
     secrets = settings.secrets
@@ -131,9 +145,17 @@ def build_container(
         engine=engine,
         sessions=sessions,
         storage=storage,
-        limiter=RateLimiter(storage, settings.rate_limit),
+        limits=limits,
+        limiter=RateLimiter(limits, settings.rate_limit),
         processor=processor,
-        auth=AuthService(sessions, tokens, LoginThrottle(storage), clock),
+        auth=AuthService(
+            sessions,
+            tokens,
+            LoginThrottle(limits),
+            clock,
+            passwords=passwords,
+            password_throttle=LoginThrottle(limits, scope="password"),
+        ),
         payments=payments,
         refunds=RefundService(
             sessions, processor, clock, processor_timeout=settings.processor_timeout_seconds

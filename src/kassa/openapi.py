@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -92,18 +92,23 @@ def _codes_of(status: int) -> list[str]:
     return [code for code, s in PROBLEM_CODES.items() if s == status]
 
 
-def problem_response(status: int) -> dict[str, Any]:
-    codes = ", ".join(f"`{c}`" for c in _codes_of(status))
+def problem_response(status: int, codes: Sequence[str] | None = None) -> dict[str, Any]:
+    """A problem response for `status`; `codes` narrows the codes its description lists to
+    those the operation can give (every code of the status by default)."""
+    listed = ", ".join(f"`{c}`" for c in (codes if codes is not None else _codes_of(status)))
     description = _DESCRIPTIONS.get(status, "Error")
     return {
-        "description": f"{description}. Codes: {codes}." if codes else description,
+        "description": f"{description}. Codes: {listed}." if listed else description,
         "content": {PROBLEM_JSON: {"schema": dict(PROBLEM_REF)}},
     }
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """A route's problem responses, for its decorator's `responses=`."""
-    return {status: problem_response(status) for status in statuses}
+def problem_responses(
+    *statuses: int, codes: Mapping[int, Sequence[str]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """A route's problem responses, for its decorator's `responses=`; `codes` names, per
+    status, the codes this route gives when they are fewer than all of that status."""
+    return {status: problem_response(status, (codes or {}).get(status)) for status in statuses}
 
 
 def _header(description: str, schema: dict[str, Any]) -> dict[str, Any]:

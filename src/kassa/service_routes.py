@@ -19,7 +19,6 @@ from kassa.observability.metrics import render_metrics
 router = APIRouter(include_in_schema=False, redirect_slashes=False)
 SWAGGER_STATIC = Path(fastapi_offline.__file__).parent / "static"
 READY_TIMEOUT_SECONDS = 2.0
-REDIS_READY_TIMEOUT_SECONDS = 1.0
 
 
 def docs_static() -> StaticFiles:
@@ -46,11 +45,9 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception:  # any failure means not ready; the reason is not the client's business
         checks["database"] = "unavailable"
     if container.settings.redis_url:
-        try:
-            ok = await asyncio.wait_for(container.storage.check(), REDIS_READY_TIMEOUT_SECONDS)
-            checks["redis"] = "ok" if ok else "unavailable"
-        except Exception:
-            checks["redis"] = "unavailable"
+        # Bounded by the Redis timeout, and answered at once while the limits' breaker is
+        # open: a hung Redis makes readiness fail fast, not slow.
+        checks["redis"] = "ok" if await container.limits.check() else "unavailable"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},

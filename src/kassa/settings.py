@@ -7,9 +7,11 @@ next to the SQLite file); `KASSA_ENV=production` refuses those defaults.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,6 +34,18 @@ DEFAULT_DATABASE_FILE = "kassa.db"
 JWT_SECRET_FILE = "kassa.jwt.key"  # noqa: S105  (a file name)
 VAULT_KEYS_FILE = "kassa.vault.keys"
 MIN_JWT_SECRET_BYTES = 32
+# Production refuses a JWT secret whose characters carry less than this many bits by a
+# Shannon estimate (length × entropy of its character frequencies), or that repeats a
+# shorter pattern: `openssl rand -hex 16` carries ~118 bits, 32 × `a` none.
+MIN_JWT_SECRET_BITS = 96
+# Production trusts X-Forwarded-For from at most a private network's worth of addresses:
+# for IPv4 the three RFC 1918 networks together (10/8, 172.16/12, 192.168/16), for IPv6
+# sixteen /32s (a CDN's published ranges fit; `::/1` or `0.0.0.0/1,128.0.0.0/1` do not).
+MAX_TRUSTED_IPV4_ADDRESSES = 2**24 + 2**20 + 2**16
+MAX_TRUSTED_IPV6_ADDRESSES = 16 * 2**96
+# Argon2id may not be made weaker in production than the weakest configuration OWASP lists
+# (m=7168 KiB with t=5): memory in KiB × iterations at least this.
+MIN_PRODUCTION_ARGON2_WORK = 7168 * 5
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
@@ -100,6 +114,13 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
     refresh_token_ttl_seconds: Annotated[int, Field(ge=300, le=90 * 86_400)] = 30 * 86_400
     max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
+    # Every Redis call (rate limits, readiness) is bounded by this; a slower Redis counts as
+    # down and the limits count in-process for a moment.
+    redis_timeout_ms: Annotated[int, Field(ge=10, le=5000)] = 100
+    # Argon2id cost: OWASP's recommendation by default (19 MiB, 2 iterations, 1 lane).
+    argon2_memory_kib: Annotated[int, Field(ge=8, le=4 * 1024 * 1024)] = 19_456
+    argon2_time_cost: Annotated[int, Field(ge=1, le=100)] = 2
+    argon2_parallelism: Annotated[int, Field(ge=1, le=64)] = 1
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -115,9 +136,11 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_rate_limit(cls, value: str) -> str:
         try:
-            parse_many(value)
+            items = parse_many(value)
         except ValueError:
             raise ValueError("expected a rate such as 100/15minutes") from None
+        if any(item.amount < 1 for item in items):
+            raise ValueError("a rate of zero refuses every request; expected at least 1/...")
         return value
 
     @field_validator("trusted_proxies")
@@ -174,6 +197,15 @@ class Settings(BaseSettings):
                 "expected an http(s)://host[:port] base such as https://api.stripe.com"
             )
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _argon2_rules(self) -> Settings:
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            raise ValueError(
+                "KASSA_ARGON2_MEMORY_KIB must be at least 8 × KASSA_ARGON2_PARALLELISM "
+                "(Argon2's own minimum)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stripe_rules(self) -> Settings:
@@ -238,6 +270,26 @@ class Settings(BaseSettings):
                 "production refuses KASSA_TRUSTED_PROXIES that trust every address "
                 "(anyone could forge X-Forwarded-For); list your proxies"
             )
+        _check_trusted_proxy_size(self.trusted_proxy_networks)
+        jwt_secret = self.jwt_secret.get_secret_value().encode()
+        # (A secret that is too short is refused, saying so, once the secrets are read.)
+        if len(jwt_secret) >= MIN_JWT_SECRET_BYTES and not _strong_secret(jwt_secret):
+            raise ValueError(
+                "production refuses a KASSA_JWT_SECRET with almost no entropy "
+                "(repeated characters or a repeated pattern); generate one, e.g. "
+                "`openssl rand -base64 48`"
+            )
+        if "*" in self.cors_origin_list:
+            raise ValueError(
+                "production refuses `*` in KASSA_CORS_ORIGINS; list the origins that may call "
+                "the API"
+            )
+        if self.argon2_memory_kib * self.argon2_time_cost < MIN_PRODUCTION_ARGON2_WORK:
+            raise ValueError(
+                "production refuses Argon2id weaker than OWASP's weakest configuration: "
+                "KASSA_ARGON2_MEMORY_KIB × KASSA_ARGON2_TIME_COST must be at least "
+                f"{MIN_PRODUCTION_ARGON2_WORK}"
+            )
         return self
 
     @property
@@ -275,6 +327,29 @@ class Settings(BaseSettings):
     @cached_property
     def secrets(self) -> Secrets:
         return _load_secrets(self)
+
+
+def _check_trusted_proxy_size(networks: tuple[Network, ...]) -> None:
+    """ValueError when the networks trust more addresses than a private network holds."""
+    for version, most in ((4, MAX_TRUSTED_IPV4_ADDRESSES), (6, MAX_TRUSTED_IPV6_ADDRESSES)):
+        total = sum(n.num_addresses for n in networks if n.version == version)
+        if total > most:
+            raise ValueError(
+                f"production refuses KASSA_TRUSTED_PROXIES that trust {total} IPv{version} "
+                f"addresses (at most {most}, a private network's worth): list your proxies"
+            )
+
+
+def _strong_secret(data: bytes) -> bool:
+    """Not a repeated pattern, and at least MIN_JWT_SECRET_BITS by a Shannon estimate."""
+    if not data:
+        return False
+    for period in range(1, len(data) // 2 + 1):
+        if len(data) % period == 0 and data == data[:period] * (len(data) // period):
+            return False
+    counts = Counter(data)
+    per_byte = -sum(c / len(data) * math.log2(c / len(data)) for c in counts.values())
+    return per_byte * len(data) >= MIN_JWT_SECRET_BITS
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import (
+    CHEAP_ARGON2,
     IN_CI,
     PG_ADMIN_DSN,
     _create_pg_database,
@@ -71,6 +72,10 @@ def clean_env(workdir: Path, **kassa: str) -> dict[str, str]:
         "KASSA_LOG_LEVEL": "INFO",
     }
     env.update({f"KASSA_{k.upper()}": v for k, v in kassa.items()})
+    if env.get("KASSA_ENV") != "production":
+        # Cheap Argon2id: these servers test everything but the cost of hashing.
+        for name, value in CHEAP_ARGON2.items():
+            env.setdefault(name, value)
     return env
 
 

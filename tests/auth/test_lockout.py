@@ -6,15 +6,17 @@ their modules' `time`, which the `frozen_time` fixture replaces with a settable 
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
-from limits.aio.storage import MemoryStorage
 
 import kassa.ratelimit.limiter
-from kassa.ratelimit.limiter import LoginThrottle
+from kassa.ratelimit.limiter import InProcessStorage, LoginThrottle
 from tests.auth.test_register_login import assert_problem
 from tests.conftest import Api, register_user, unique_email
 
@@ -45,13 +47,16 @@ def frozen_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
 
 @pytest.fixture
 def throttle(frozen_time: FakeTime) -> LoginThrottle:
-    return LoginThrottle(MemoryStorage())
+    return LoginThrottle(InProcessStorage())
 
 
 async def fail(throttle: LoginThrottle, email: str, times: int) -> bool:
-    """Record `times` failures; whether the last one locked the email."""
+    """Reserve and record `times` failed checks; whether the last one locked the email."""
     locked = False
     for _ in range(times):
+        reserved = await throttle.reserve(email)
+        if reserved.locked:
+            return True
         locked = (await throttle.record_failure(email)).locked
     return locked
 
@@ -227,3 +232,28 @@ async def test_lock_expires_after_thirty_minutes(api: Api, frozen_time: FakeTime
     assert_locked(await login(api, user.email, user.password), 1)
     frozen_time.advance(1)
     assert (await login(api, user.email, user.password)).status_code == 200
+
+
+async def test_a_success_clearing_the_window_loses_no_later_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The in-process storage trims windows in a task that holds the key's lock across an
+    # await (here held open by a gate); a success's clear must wait for it, or the failures
+    # recorded meanwhile are cut back to the old window's length and the lock never comes.
+    gate = asyncio.Event()
+
+    async def gated(function: Callable[..., Any], *args: Any) -> Any:
+        await gate.wait()
+        return function(*args)
+
+    monkeypatch.setattr(asyncio, "to_thread", gated)
+    throttle = LoginThrottle(InProcessStorage())
+    assert not (await throttle.reserve("a@example.com")).locked  # starts the trimming task
+    cleared = asyncio.create_task(throttle.record_success("a@example.com"))
+    half = LIMIT // 2
+    failures = [asyncio.create_task(fail(throttle, "a@example.com", 1)) for _ in range(half)]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(cleared, *failures)
+    assert not await fail(throttle, "a@example.com", LIMIT - half - 1)
+    assert await fail(throttle, "a@example.com", 1)  # the 10th failure locks

@@ -264,3 +264,39 @@ async def test_login_issues_distinct_sessions_each_time(api: Api) -> None:
     second = (await login(api, user.email, user.password)).json()
     assert first["access_token"] != second["access_token"]
     assert first["refresh_token"] != second["refresh_token"]
+
+
+COMPOSED_U = "\u00fc"  # ü as one code point (NFC)
+DECOMPOSED_U = "u\u0308"  # u followed by a combining diaeresis
+
+
+@pytest.mark.parametrize(
+    ("registered", "logged_in"),
+    [(COMPOSED_U, DECOMPOSED_U), (DECOMPOSED_U, COMPOSED_U), (DECOMPOSED_U, DECOMPOSED_U)],
+)
+async def test_login_email_compares_by_nfkc_form(api: Api, registered: str, logged_in: str) -> None:
+    local = f"j{{}}rgen-{uuid.uuid4().hex[:8]}"
+    user = await register_user(api.client, email=local.format(registered) + "@example.com")
+    body = {"email": local.format(logged_in) + "@example.com", "password": user.password}
+    response = await api.client.post("/api/auth/login", json=body)
+    assert response.status_code == 200, response.text
+
+
+async def test_registering_the_decomposed_form_of_a_taken_email_is_409(api: Api) -> None:
+    local = f"m{{}}ller-{uuid.uuid4().hex[:8]}@example.com"
+    await register_user(api.client, email=local.format(COMPOSED_U))
+    body = {"name": "Twin", "email": local.format(DECOMPOSED_U), "password": "x" * 16}
+    response = await api.client.post("/api/auth/register", json=body)
+    assert response.status_code == 409
+    assert response.json()["code"] == "email_taken"
+
+
+async def test_a_lockout_counts_both_forms_of_one_email(api: Api) -> None:
+    local = f"g{{}}nter-{uuid.uuid4().hex[:8]}@example.com"
+    user = await register_user(api.client, email=local.format(COMPOSED_U))
+    for i in range(10):
+        form = DECOMPOSED_U if i % 2 else COMPOSED_U
+        wrong = {"email": local.format(form), "password": "definitely wrong password"}
+        assert (await api.client.post("/api/auth/login", json=wrong)).status_code == 401
+    right = {"email": user.email, "password": user.password}
+    assert (await api.client.post("/api/auth/login", json=right)).status_code == 429

@@ -22,7 +22,7 @@ from tests.conftest import TEST_VAULT_KEY
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(300)]
 
 KASSA = shutil.which("kassa", path=str(Path(sys.executable).parent))
-JWT_SECRET = "production-secret-" + "p" * 40
+JWT_SECRET = "production-secret-G4_MTS4BREydFpMtbplphLn88VbLNtVjyUJ4etuo5MKMJN3k"
 UNREACHABLE_PG = "postgresql+asyncpg://kassa@127.0.0.1:1/kassa"
 
 
@@ -160,3 +160,14 @@ def test_production_behind_a_trusted_proxy_serves_plain_http(
 def test_production_refuses_the_simulators_delay_hook(tmp_path: Path) -> None:
     line = serve_refused(tmp_path, **production(KASSA_SIMULATOR_DELAY_MS="12000"))
     assert "KASSA_SIMULATOR_DELAY_MS" in line
+
+
+def test_production_refuses_trusting_everyone_in_two_halves_in_one_line(tmp_path: Path) -> None:
+    line = serve_refused(tmp_path, **production(KASSA_TRUSTED_PROXIES="0.0.0.0/1,128.0.0.0/1"))
+    assert "KASSA_TRUSTED_PROXIES" in line
+
+
+def test_production_refuses_a_low_entropy_jwt_secret_in_one_line(tmp_path: Path) -> None:
+    line = serve_refused(tmp_path, **production(KASSA_JWT_SECRET="a" * 32))
+    assert "KASSA_JWT_SECRET" in line
+    assert "a" * 32 not in line

@@ -4,6 +4,7 @@ and an outage of Redis neither stops the service nor ends limiting for good."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,8 @@ def log_events(server: Server) -> list[dict[str, object]]:
 def metric(server: Server, name: str, labels: str) -> float:
     text = get(server, "/metrics").text
     for line in text.splitlines():
-        if line.startswith(f"{name}{{{labels}}} "):
+        series = f"{name}{{{labels}}}" if labels else name
+        if line.startswith(series + " "):
             return float(line.split()[-1])
     return 0.0
 
@@ -47,6 +49,8 @@ def two_servers(
         "redis_url": redis_url,
         "redis_key_prefix": prefix,
         "database_url": f"sqlite+aiosqlite:///{shared / 'kassa.db'}",
+        # A busy test machine must not make a shared count fall back to per-process ones.
+        "redis_timeout_ms": "1000",
         **settings,
     }
     return serve(**common), serve(**common)
@@ -117,31 +121,40 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
-def test_redis_outage_fails_open_and_limiting_resumes_when_redis_returns(
+def redis_keys(redis: OwnRedis) -> int:
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as sock:
+        sock.sendall(b"DBSIZE\r\n")
+        return int(sock.recv(64).strip().lstrip(b":"))
+
+
+def test_redis_outage_counts_in_process_and_shared_limiting_resumes_when_redis_returns(
     serve: Callable[..., Server], own_redis: OwnRedis
 ) -> None:
-    server = serve(redis_url=own_redis.url, rate_limit="3/minute")
-    assert [get(server).status_code for _ in range(4)] == [401, 401, 401, 429]
+    server = serve(redis_url=own_redis.url, rate_limit="6/minute", redis_timeout_ms="1000")
+    assert [get(server).status_code for _ in range(2)] == [401, 401]
 
     own_redis.kill()
     started = time.monotonic()
     during = [get(server) for _ in range(6)]
-    # Served (the route's own 401), quickly, with the contract's headers still on.
-    assert [r.status_code for r in during] == [401] * 6
+    # Served (the route's own 401), quickly, with the contract's headers still on, and
+    # still limited: this process kept its own count all along (2 so far), and goes on.
+    assert [r.status_code for r in during] == [401] * 4 + [429] * 2
     assert time.monotonic() - started < 10.0
     assert all("ratelimit-limit" in r.headers for r in during)
     ready = get(server, "/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["redis"] == "unavailable"
     assert metric(server, "kassa_rate_limit_errors_total", 'limit="ip"') >= 1
-    assert metric(server, "kassa_rate_limit_fail_open_total", 'limit="ip"') >= 6
-    warnings = [e for e in log_events(server) if e["event"] == "rate_limit_storage_unavailable"]
-    assert warnings
+    assert metric(server, "kassa_rate_limit_fallback_total", 'limit="ip"') >= 6
+    assert metric(server, "kassa_ratelimit_degraded", "") == 1
+    events = log_events(server)
+    warnings = [e for e in events if e["event"] == "rate_limit_storage_unavailable"]
+    assert len(warnings) == 1  # once for the outage, not once a request
     assert warnings[0]["level"] == "warning"
 
-    own_redis.start()  # same port, empty: counting starts again
+    own_redis.start()  # same port, empty: the shared count starts again
+    assert redis_keys(own_redis) == 0
     wait_for(lambda: get(server, "/readyz").status_code == 200)
-    # The first request that reaches Redis again counts as the first of a fresh window.
-    wait_for(lambda: get(server).headers["ratelimit-remaining"] == "2")
-    assert [get(server).status_code for _ in range(3)] == [401, 401, 429]
+    wait_for(lambda: get(server).status_code == 429 and redis_keys(own_redis) > 0)
+    assert metric(server, "kassa_ratelimit_degraded", "") == 0
     assert any(e["event"] == "rate_limit_storage_recovered" for e in log_events(server))

@@ -20,11 +20,15 @@ class InvalidCredentials(KassaError):
 
 
 class TooManyAttempts(KassaError):
-    def __init__(self, retry_after: int) -> None:
+    def __init__(
+        self,
+        retry_after: int,
+        detail: str = "Too many failed logins for this email; try again later.",
+    ) -> None:
         super().__init__(
             "too_many_attempts",
             429,
-            "Too many failed logins for this email; try again later.",
+            detail,
             title="Too Many Attempts",
             headers={"Retry-After": str(retry_after)},
         )

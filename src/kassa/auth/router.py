@@ -36,11 +36,15 @@ async def register(body: RegisterRequest, auth: AuthServiceDep) -> Any:
     return UserOut.model_validate(user, from_attributes=True)
 
 
+# The per-IP limit's 429 is `rate_limited`; the per-email lockout's `too_many_attempts`.
+_LOCKED = {429: ["too_many_attempts", "rate_limited"]}
+
+
 @router.post(
     "/login",
     operation_id="auth_login",
     response_model=TokenOut,
-    responses=problem_responses(400, 401, 422, 429),
+    responses=problem_responses(400, 401, 422, 429, codes=_LOCKED),
 )
 async def login(body: LoginRequest, auth: AuthServiceDep) -> Any:
     """Exchange an email and password for an access token and a refresh token."""
@@ -100,11 +104,12 @@ async def logout(principal: CurrentPrincipal, auth: AuthServiceDep) -> Response:
     "/password",
     operation_id="auth_change_password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(400, 401, 422),
+    responses=problem_responses(400, 401, 422, 429, codes=_LOCKED),
 )
 async def change_password(
     body: PasswordChangeRequest, principal: CurrentPrincipal, auth: AuthServiceDep
 ) -> Response:
-    """Change the password; every other session ends."""
+    """Change the password; every other session ends. After 10 wrong current passwords
+    within 15 minutes, password changes are refused for 30 minutes (429)."""
     await auth.change_password(principal, body.current_password, body.new_password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

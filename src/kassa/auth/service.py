@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from kassa.auth.errors import (
     WrongPassword,
 )
 from kassa.auth.models import AuthSession, User
-from kassa.auth.passwords import hash_password, needs_rehash, verify_password
+from kassa.auth.passwords import Passwords
 from kassa.auth.tokens import InvalidToken, TokenCodec
 from kassa.db import autocommit_engine, engine_of, new_id
 from kassa.errors import Unauthorized
@@ -31,8 +32,9 @@ log = structlog.get_logger("kassa.auth")
 
 
 def email_key(email: str) -> str:
-    """Emails compare case-insensitively; this is the form the unique index holds."""
-    return email.strip().casefold()
+    """Emails compare case-insensitively and by NFKC form (a decomposed `ü` is the composed
+    one); this is the form the unique index holds, computed alike at registration and login."""
+    return unicodedata.normalize("NFKC", email.strip()).casefold()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +62,25 @@ class AuthService:
         tokens: TokenCodec,
         throttle: LoginThrottle,
         clock: Callable[[], datetime],
+        *,
+        passwords: Passwords | None = None,
+        password_throttle: LoginThrottle | None = None,
     ) -> None:
         self._sessions = sessions
         # Authentication is one statement on every request: no session, one round trip.
         self._single = autocommit_engine(engine_of(sessions))
         self._tokens = tokens
         self._throttle = throttle
+        # The current-password check of a password change is throttled per user like logins.
+        self._password_throttle = password_throttle or LoginThrottle(
+            throttle.store, scope="password"
+        )
         self._clock = clock
+        self._passwords = passwords or Passwords()
 
     async def register(self, name: str, email: str, password: str) -> User:
         now = self._clock()
-        password_hash = await hash_password(password)
+        password_hash = await self._passwords.hash(password)
         user = User(
             id=new_id(),
             name=name,
@@ -90,12 +100,14 @@ class AuthService:
 
     async def login(self, email: str, password: str) -> IssuedTokens:
         key = email_key(email)
-        lockout = await self._throttle.check(key)
+        # The attempt is counted before the password is looked at, atomically, so a burst
+        # cannot have more passwords checked than the lockout allows.
+        lockout = await self._throttle.reserve(key)
         if lockout.locked:
             raise TooManyAttempts(lockout.retry_after)
         async with self._sessions() as session:
             user = await repository.get_user_by_email_key(session, key)
-        ok = await verify_password(user.password_hash if user else None, password)
+        ok = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             LOGIN_FAILURES.inc()
             lockout = await self._throttle.record_failure(key)
@@ -111,12 +123,18 @@ class AuthService:
             created_at=now,
             expires_at=now + self._tokens.refresh_ttl,
         )
+        rehashed = None
+        if self._passwords.needs_rehash(user.password_hash):
+            # The hashing parameters changed since this hash was made: store one made with
+            # the current ones, now that the password is known (hashed before the
+            # transaction opens, so no transaction waits on Argon2).
+            rehashed = await self._passwords.hash(password)
         async with self._sessions.begin() as session:
             session.add(auth_session)
-            if needs_rehash(user.password_hash):
+            if rehashed is not None:
                 stored = await session.get(User, user.id)
-                if stored is not None:
-                    stored.password_hash = await hash_password(password)
+                if stored is not None and stored.password_hash == user.password_hash:
+                    stored.password_hash = rehashed
         log.info("login_succeeded", user_id=str(user.id))
         return self._issue(user.id, auth_session.id, generation=0, now=now)
 
@@ -181,11 +199,20 @@ class AuthService:
     async def change_password(
         self, principal: Principal, current_password: str, new_password: str
     ) -> None:
+        key = str(principal.user_id)
+        lockout = await self._password_throttle.reserve(key)
+        if lockout.locked:
+            raise TooManyAttempts(
+                lockout.retry_after,
+                "Too many wrong current passwords for this account; try again later.",
+            )
         async with self._sessions() as session:
             user = await repository.get_user(session, principal.user_id)
-        if user is None or not await verify_password(user.password_hash, current_password):
+        if user is None or not await self._passwords.verify(user.password_hash, current_password):
+            await self._password_throttle.record_failure(key)
             raise WrongPassword
-        new_hash = await hash_password(new_password)
+        await self._password_throttle.record_success(key)
+        new_hash = await self._passwords.hash(new_password)
         now = self._clock()
         async with self._sessions.begin() as session:
             stored = await repository.get_user(session, principal.user_id)

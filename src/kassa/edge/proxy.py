@@ -25,12 +25,44 @@ def parse_trusted_proxies(raw: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# IPv6 clients are counted per /64: one subscriber usually holds a whole /64, so counting
+# per address would hand each of them 2**64 buckets.
+IPV6_CLIENT_PREFIX = 64
+
+
+def parse_address(text: str) -> Address | None:
+    """An address written as a proxy may write it — `2001:DB8::1`, `[2001:db8::1]:443`,
+    `192.0.2.1:8080`, an IPv4-mapped IPv6 — or None when it is not one (`unknown`, garbage)."""
+    text = text.strip()
+    if text.startswith("["):  # [v6] or [v6]:port
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:  # v4:port
+        text = text.split(":", 1)[0]
+    text = text.split("%", 1)[0]  # a zone index names an interface, not another host
     try:
-        ip = ipaddress.ip_address(address)
+        address = ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return any(ip in network for network in trusted)
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def client_key(address: str) -> str:
+    """The rate-limit key of a client address: the canonical IPv4 address, the /64 of an
+    IPv6 address (every spelling of one address, and every address of one /64, share it);
+    text that is no address is kept as it is (the peer of a non-TCP transport)."""
+    parsed = parse_address(address)
+    if parsed is None:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((parsed, IPV6_CLIENT_PREFIX), strict=False))
+    return str(parsed)
+
+
+def _is_trusted(address: Address | None, trusted: Sequence[Network]) -> bool:
+    return address is not None and any(address in network for network in trusted)
 
 
 def _peer(scope: Scope) -> str:
@@ -48,14 +80,21 @@ def _header_values(scope: Scope, name: bytes) -> list[str]:
 
 def client_ip(scope: Scope, trusted: Sequence[Network]) -> str:
     """The peer, or — when the peer is a trusted proxy — the right-most untrusted hop of
-    X-Forwarded-For; a client cannot choose its own key by forging the header."""
+    X-Forwarded-For; a client cannot choose its own key by forging the header. Hops that
+    are not addresses (`unknown`, garbage) are skipped; the address is returned in its
+    canonical form (`2001:DB8:0::1` is `2001:db8::1`)."""
     peer = _peer(scope)
-    if not trusted or not _is_trusted(peer, trusted):
-        return peer
+    parsed_peer = parse_address(peer)
+    canonical_peer = str(parsed_peer) if parsed_peer is not None else peer
+    if not trusted or not _is_trusted(parsed_peer, trusted):
+        return canonical_peer
     for hop in reversed(_header_values(scope, b"x-forwarded-for")):
-        if not _is_trusted(hop, trusted):
-            return hop
-    return peer
+        address = parse_address(hop)
+        if address is None:
+            continue
+        if not _is_trusted(address, trusted):
+            return str(address)
+    return canonical_peer
 
 
 def is_https(scope: Scope, trusted: Sequence[Network]) -> bool:
@@ -63,7 +102,7 @@ def is_https(scope: Scope, trusted: Sequence[Network]) -> bool:
     `X-Forwarded-Proto` (the value the nearest proxy wrote)."""
     if scope.get("scheme") == "https":
         return True
-    if not trusted or not _is_trusted(_peer(scope), trusted):
+    if not trusted or not _is_trusted(parse_address(_peer(scope)), trusted):
         return False
     protos = _header_values(scope, b"x-forwarded-proto")
     return bool(protos) and protos[-1].lower() == "https"

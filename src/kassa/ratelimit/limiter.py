@@ -1,13 +1,16 @@
 """Rate limiting built on the `limits` library.
 
-Counts live in-process, or in Redis when `KASSA_REDIS_URL` is set so that every worker
-and host shares one count. A limit whose storage fails is not enforced (it fails open): the
-API keeps answering, a warning is logged and `kassa_rate_limit_errors_total` counts it, and
-limiting resumes by itself once the storage answers again.
+Counts live in-process, or in Redis when `KASSA_REDIS_URL` is set so that every worker and
+host shares one count. Every Redis call is bounded by `KASSA_REDIS_TIMEOUT_MS`; when Redis
+fails or hangs, the limits keep counting in-process (each process its own window) — they
+degrade, they never switch off — and a breaker keeps requests off Redis for a moment before
+one request tries it again. The outage is logged once, counted, and shown by the
+`kassa_ratelimit_degraded` gauge; the shared count resumes by itself once Redis answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -22,91 +25,182 @@ from limits.aio.storage.redis.coredis import CoredisBridge
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 LOGIN_FAILURE_LIMIT = parse("10/15minutes")
 LOGIN_LOCKOUT = parse("1/30minutes")
-# A rate limit must never make a request slow: Redis gets this long to connect or answer.
-REDIS_TIMEOUT_SECONDS = 0.5
+# How long a count of password checks still running outlives its last change: a check takes
+# well under a second, and a process that dies mid-check must not hold the count for long.
+CHECKS_RUNNING_TTL_SECONDS = 60
+# A rate limit must never make a request slow: by default Redis gets this long to connect or
+# answer (`KASSA_REDIS_TIMEOUT_MS`).
+REDIS_TIMEOUT_SECONDS = 0.1
 # After a storage failure, the next this-many seconds skip the storage (no request waits for
-# a dead Redis); then one request tries it again.
+# a dead or hung Redis); then one request tries it again while the others count in-process.
 RETRY_STORAGE_AFTER_SECONDS = 1.0
 
 log = structlog.get_logger("kassa.ratelimit")
 RATE_LIMIT_ERRORS = Counter(
     "kassa_rate_limit_errors_total",
-    "Rate-limit storage failures (e.g. Redis unreachable), by limit name.",
+    "Rate-limit storage failures (e.g. Redis unreachable or too slow), by limit name.",
     ["limit"],
 )
-RATE_LIMIT_FAIL_OPEN = Counter(
-    "kassa_rate_limit_fail_open_total",
-    "Requests let through unchecked because the rate-limit storage failed, by limit name.",
+RATE_LIMIT_FALLBACK = Counter(
+    "kassa_rate_limit_fallback_total",
+    "Limit decisions counted in-process because the shared storage failed, by limit name.",
     ["limit"],
+)
+RATE_LIMIT_DEGRADED = Gauge(
+    "kassa_ratelimit_degraded",
+    "1 while this process counts its limits in-process because the shared storage is "
+    "unreachable (summed over live processes).",
+    multiprocess_mode="livesum",
 )
 T = TypeVar("T")
 
 
-def create_storage(redis_url: str | None, *, prefix: str = "kassa") -> Storage:
+class InProcessStorage(MemoryStorage):
+    """limits' in-process storage, with `clear` taken under the key's lock.
+
+    Its expiry task trims a key's moving window under that lock, across an await; the
+    library's `clear` drops the key (and its lock) without waiting, so hits made meanwhile
+    went into a new window that the task then cut back to the old one's length — a login
+    lockout that lost failures and never locked."""
+
+    async def clear(self, key: str) -> None:
+        async with self.locks[key]:
+            await super().clear(key)
+
+
+def create_storage(
+    redis_url: str | None, *, prefix: str = "kassa", timeout: float = REDIS_TIMEOUT_SECONDS
+) -> Storage:
     if not redis_url:
-        return MemoryStorage()
+        return InProcessStorage()
     storage = storage_from_string(
         f"async+{redis_url}",
         key_prefix=prefix,
         wrap_exceptions=True,
-        connect_timeout=REDIS_TIMEOUT_SECONDS,
-        stream_timeout=REDIS_TIMEOUT_SECONDS,
+        connect_timeout=timeout,
+        stream_timeout=timeout,
     )
     assert isinstance(storage, Storage)
     return storage
 
 
-class FailOpen:
-    """Runs storage calls for one limit; when the storage fails, answers `fallback` instead,
-    logs one warning per outage, counts every failure, and keeps off the storage for
-    `retry_after` seconds before trying it again."""
+class LimitStore:
+    """Where every limit counts: the configured storage, and — when that is Redis — an
+    in-process count kept beside it, which decides while Redis fails.
+
+    `run(name, call)` runs `call` on the in-process storage, then on Redis within `timeout`
+    seconds unless the breaker is open. When Redis fails or does not answer in time, the
+    in-process answer stands and the breaker opens for `retry_after` seconds; then one
+    request tries Redis again while the others keep counting in-process. One warning per
+    outage, one info line when Redis answers again; every fallback decision is counted."""
 
     def __init__(
         self,
-        name: str,
         storage: Storage,
         *,
+        fallback: Storage | None = None,
+        timeout: float = REDIS_TIMEOUT_SECONDS,
         retry_after: float = RETRY_STORAGE_AFTER_SECONDS,
         clock: Callable[[], float] = monotonic,
     ) -> None:
-        self.name = name
+        self.storage = storage
+        if fallback is None:
+            fallback = storage if isinstance(storage, MemoryStorage) else InProcessStorage()
+        self.local: Storage = fallback
+        self.timeout = timeout
         self._errors: tuple[type[BaseException], ...] = (StorageError, OSError, TimeoutError)
         base = storage.base_exceptions
         self._errors += base if isinstance(base, tuple) else (base,)
         self._retry_after = retry_after
         self._clock = clock
         self._down_until: float | None = None
+        self._probing = False
+        self.redis_windows = RedisWindows.of(storage)
 
     @property
-    def storage_down(self) -> bool:
+    def shared(self) -> bool:
+        """Whether counts are kept outside this process (so a fallback exists)."""
+        return self.local is not self.storage
+
+    @property
+    def degraded(self) -> bool:
         return self._down_until is not None
 
-    async def run(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
-        if self._down_until is not None and self._clock() < self._down_until:
-            RATE_LIMIT_FAIL_OPEN.labels(self.name).inc()
-            return fallback
+    def _skip_storage(self) -> bool:
+        if self._down_until is None:
+            return False
+        return self._probing or self._clock() < self._down_until
+
+    async def run(
+        self,
+        name: str,
+        call: Callable[[Storage], Awaitable[T]],
+        stricter: Callable[[T, T], T] | None = None,
+    ) -> T:
+        """`call` on the in-process storage, then — when the storage is shared — on it too.
+
+        The in-process count is always kept (this process's own share of the count), so a
+        fallback never starts from zero: were it to, a Redis that fails in the middle of a
+        burst would hand the burst a fresh allowance. While the shared storage answers, the
+        answer is `stricter(local, shared)` (the shared one alone without `stricter`)."""
+        local = await call(self.local)
+        if not self.shared:
+            return local
+        if self._skip_storage():
+            RATE_LIMIT_FALLBACK.labels(name).inc()
+            return local
+        probing = self._down_until is not None
+        self._probing = probing
         try:
-            result = await call()
+            shared = await asyncio.wait_for(call(self.storage), self.timeout)
         except self._errors as exc:
-            RATE_LIMIT_ERRORS.labels(self.name).inc()
-            RATE_LIMIT_FAIL_OPEN.labels(self.name).inc()
-            if self._down_until is None:
-                log.warning(
-                    "rate_limit_storage_unavailable",
-                    limit=self.name,
-                    error=type(getattr(exc, "storage_error", exc)).__name__,
-                    action="requests are served without this limit until the storage answers",
-                )
-            self._down_until = self._clock() + self._retry_after
-            return fallback
+            self._trip(name, exc)
+            return local
+        finally:
+            if probing:
+                self._probing = False
         if self._down_until is not None:
-            self._down_until = None
-            log.info("rate_limit_storage_recovered", limit=self.name)
-        return result
+            self._recovered(name)
+        return stricter(local, shared) if stricter is not None else shared
+
+    def _recovered(self, name: str) -> None:
+        self._down_until = None
+        RATE_LIMIT_DEGRADED.set(0)
+        log.info("rate_limit_storage_recovered", limit=name)
+
+    def _trip(self, name: str, exc: BaseException, *, fallback: bool = True) -> None:
+        RATE_LIMIT_ERRORS.labels(name).inc()
+        if fallback:
+            RATE_LIMIT_FALLBACK.labels(name).inc()
+        if self._down_until is None:
+            RATE_LIMIT_DEGRADED.set(1)
+            log.warning(
+                "rate_limit_storage_unavailable",
+                limit=name,
+                error=type(getattr(exc, "storage_error", exc)).__name__,
+                action="limits are counted in this process until the storage answers",
+            )
+        self._down_until = self._clock() + self._retry_after
+
+    async def check(self) -> bool:
+        """Whether the shared storage answers, within the timeout; False at once while the
+        breaker is open (readiness must not wait on a store that just failed)."""
+        if not self.shared:
+            return True
+        if self._skip_storage():
+            return False
+        try:
+            ok = bool(await asyncio.wait_for(self.storage.check(), self.timeout))
+        except Exception as exc:  # any failure means not ready
+            self._trip("readiness", exc, fallback=False)
+            return False
+        if ok and self._down_until is not None:
+            self._recovered("readiness")
+        return ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,43 +294,52 @@ class RedisWindows:
         return [(count, max(1, ttl)) for count, ttl in zip(values[::2], values[1::2], strict=True)]
 
 
+def _stricter_verdict(local: Verdict, shared: Verdict) -> Verdict:
+    """The shared count's verdict, unless this process's own count already refuses (the
+    shared one lost hits, e.g. Redis restarted empty)."""
+    return local if not local.allowed and shared.allowed else shared
+
+
+def _as_store(store: LimitStore | Storage) -> LimitStore:
+    return store if isinstance(store, LimitStore) else LimitStore(store)
+
+
 class RateLimiter:
     """One named limit (`ip`, `user`); several rates (`100/15minutes;10/second`) all apply.
 
     Each rate is a fixed window in the storage, counted in turn until one refuses; a refused
     request is not counted in the windows after the refusing one. Over Redis a hit costs one
-    round trip, whatever the number of rates.
+    round trip, whatever the number of rates; while Redis fails, the hit is counted in this
+    process's own windows instead."""
 
-    When the storage fails the request is allowed, and its headers show the full limit: the
-    count is unknown, and the contract wants the headers on every answer."""
-
-    def __init__(self, storage: Storage, rate: str, *, name: str = "ip") -> None:
+    def __init__(self, store: LimitStore | Storage, rate: str, *, name: str = "ip") -> None:
         self.name = name
-        self._storage = storage
+        self._store = _as_store(store)
         self._items: list[RateLimitItem] = parse_many(rate)
-        self._guard = FailOpen(name, storage)
-        self._redis = RedisWindows.of(storage)
 
     async def hit(self, key: str) -> Verdict:
-        first = self._items[0]
-        unchecked = Verdict(True, first.amount, first.amount, first.get_expiry(), self.name)
-        return await self._guard.run(lambda: self._hit(key), unchecked)
+        return await self._store.run(
+            self.name, lambda storage: self._hit(storage, key), _stricter_verdict
+        )
 
-    async def _hit(self, key: str) -> Verdict:
+    async def _hit(self, storage: Storage, key: str) -> Verdict:
         windows = [(item.key_for(self.name, key), item) for item in self._items]
-        if self._redis is not None:
-            counted = await self._redis.hit(windows)
+        redis = self._store.redis_windows
+        if redis is not None and storage is self._store.storage:
+            counted = await redis.hit(windows)
         else:
-            counted = await self._hit_each(windows)
+            counted = await self._hit_each(storage, windows)
         return self._verdict(counted)
 
-    async def _hit_each(self, windows: list[tuple[str, RateLimitItem]]) -> list[tuple[int, int]]:
+    async def _hit_each(
+        self, storage: Storage, windows: list[tuple[str, RateLimitItem]]
+    ) -> list[tuple[int, int]]:
         """The same count as the script, through limits' storage calls one by one: the count
         `incr` returns is what get_window_stats would read back."""
         counted: list[tuple[int, int]] = []
         for window, item in windows:
-            count = await self._storage.incr(window, item.get_expiry())
-            counted.append((count, _seconds_until(await self._storage.get_expiry(window))))
+            count = await storage.incr(window, item.get_expiry())
+            counted.append((count, _seconds_until(await storage.get_expiry(window))))
             if count > item.amount:
                 break
         return counted
@@ -270,45 +373,113 @@ class Lockout:
 _UNLOCKED = Lockout(locked=False)
 
 
+def _stricter_lock(local: Lockout, shared: Lockout) -> Lockout:
+    if local.locked and shared.locked:
+        return local if local.retry_after >= shared.retry_after else shared
+    return local if local.locked else shared
+
+
+@dataclass(frozen=True, slots=True)
+class _Strategies:
+    lock: FixedWindowRateLimiter
+    failures: MovingWindowRateLimiter
+
+
 class LoginThrottle:
-    """After 10 failed logins for one email within 15 minutes, refuse it for 30 minutes.
+    """After 10 failed password checks for one key within 15 minutes, refuse it for 30 minutes.
 
-    Keyed by the normalised email whether or not the account exists (so the lockout does not
-    reveal which emails are registered); attempts made while locked neither count nor extend
-    the lock; a successful login clears the failures. Like the other limits it fails open:
-    while its storage is down, no email is locked (Argon2 still makes guessing slow).
-    """
+    The key is the normalised email for logins (whether or not the account exists, so the
+    lockout does not reveal which emails are registered), the user for password changes —
+    `scope` keeps the two apart. Each check of a password first reserves one of the 10 slots
+    atomically (`reserve`); a check that finds no slot free is refused without looking at the
+    password, so however the requests are timed — a concurrent burst included — no more than
+    10 passwords are checked in the window. A reservation stays as a failure unless the
+    password was right: a success clears the failures, once no other check of the key is
+    still running (a burst that holds the right password cannot buy itself more guesses).
+    The 10th failure locks the key; attempts made while locked neither count nor extend the
+    lock.
 
-    def __init__(self, storage: Storage) -> None:
-        self._strategy = FixedWindowRateLimiter(storage)
-        # "10 failures within 15 minutes" is a moving window: a fixed one would let 9 failures
-        # at the end of one window and 9 at the start of the next pass unlocked.
-        self._failures = MovingWindowRateLimiter(storage)
-        self._guard = FailOpen("login", storage)
+    While a shared storage fails, the slots are counted in this process instead."""
 
-    async def check(self, email: str) -> Lockout:
-        return await self._guard.run(lambda: self._check(email), _UNLOCKED)
+    def __init__(self, store: LimitStore | Storage, *, scope: str = "login") -> None:
+        self._store = _as_store(store)
+        self._scope = scope
+        self._by_storage = {
+            id(storage): _Strategies(
+                FixedWindowRateLimiter(storage),
+                # "10 failures within 15 minutes" is a moving window: a fixed one would let
+                # 9 failures at the end of one window and 9 at the start of the next pass.
+                MovingWindowRateLimiter(storage),
+            )
+            for storage in (self._store.storage, self._store.local)
+        }
 
-    async def record_failure(self, email: str) -> Lockout:
-        return await self._guard.run(lambda: self._record_failure(email), _UNLOCKED)
+    @property
+    def store(self) -> LimitStore:
+        return self._store
 
-    async def record_success(self, email: str) -> None:
-        await self._guard.run(lambda: self._record_success(email), None)
+    def _on(self, storage: Storage) -> _Strategies:
+        return self._by_storage[id(storage)]
 
-    async def _check(self, email: str) -> Lockout:
-        stats = await self._strategy.get_window_stats(LOGIN_LOCKOUT, "login-lock", email)
+    async def check(self, key: str) -> Lockout:
+        return await self._store.run(self._scope, lambda s: self._check(s, key), _stricter_lock)
+
+    async def reserve(self, key: str) -> Lockout:
+        """Take one password check for `key`: unlocked if it may go ahead (then report its
+        outcome with `record_failure` or `record_success`), locked if it must be refused.
+
+        The slot is taken in this process's count and in the shared one; a check goes ahead
+        only if both have a slot free, so one process never checks more than 10 passwords,
+        whatever the shared storage does meanwhile."""
+        return await self._store.run(self._scope, lambda s: self._reserve(s, key), _stricter_lock)
+
+    async def record_failure(self, key: str) -> Lockout:
+        """A reserved check failed: lock the key if that was the last free slot."""
+        return await self._store.run(
+            self._scope, lambda s: self._record_failure(s, key), _stricter_lock
+        )
+
+    async def record_success(self, key: str) -> None:
+        await self._store.run(self._scope, lambda s: self._record_success(s, key))
+
+    async def _check(self, storage: Storage, key: str) -> Lockout:
+        stats = await self._on(storage).lock.get_window_stats(
+            LOGIN_LOCKOUT, f"{self._scope}-lock", key
+        )
         if stats.remaining <= 0:
             return Lockout(locked=True, retry_after=_seconds_until(stats.reset_time))
         return _UNLOCKED
 
-    async def _record_failure(self, email: str) -> Lockout:
-        await self._failures.hit(LOGIN_FAILURE_LIMIT, "login-fail", email)
-        stats = await self._failures.get_window_stats(LOGIN_FAILURE_LIMIT, "login-fail", email)
+    async def _reserve(self, storage: Storage, key: str) -> Lockout:
+        lockout = await self._check(storage, key)
+        if lockout.locked:
+            return lockout
+        failures = self._on(storage).failures
+        if await failures.hit(LOGIN_FAILURE_LIMIT, f"{self._scope}-fail", key):
+            await storage.incr(self._running(key), CHECKS_RUNNING_TTL_SECONDS)
+            return _UNLOCKED
+        # Every slot is taken by failures or by checks still running: refused until the
+        # oldest slot frees, or for the lock one of the running checks may set.
+        stats = await failures.get_window_stats(LOGIN_FAILURE_LIMIT, f"{self._scope}-fail", key)
+        return Lockout(locked=True, retry_after=_seconds_until(stats.reset_time))
+
+    def _running(self, key: str) -> str:
+        return f"{self._scope}-running/{key}"
+
+    async def _record_failure(self, storage: Storage, key: str) -> Lockout:
+        await storage.incr(self._running(key), CHECKS_RUNNING_TTL_SECONDS, amount=-1)
+        strategies = self._on(storage)
+        stats = await strategies.failures.get_window_stats(
+            LOGIN_FAILURE_LIMIT, f"{self._scope}-fail", key
+        )
         if stats.remaining > 0:
             return _UNLOCKED
-        await self._strategy.hit(LOGIN_LOCKOUT, "login-lock", email)
-        await self._failures.clear(LOGIN_FAILURE_LIMIT, "login-fail", email)
-        return await self._check(email)
+        # The failures stay in their window (they age out in 15 minutes, before the lock
+        # ends): a check that slipped past the lock check still finds no free slot.
+        await strategies.lock.hit(LOGIN_LOCKOUT, f"{self._scope}-lock", key)
+        return await self._check(storage, key)
 
-    async def _record_success(self, email: str) -> None:
-        await self._failures.clear(LOGIN_FAILURE_LIMIT, "login-fail", email)
+    async def _record_success(self, storage: Storage, key: str) -> None:
+        running = await storage.incr(self._running(key), CHECKS_RUNNING_TTL_SECONDS, amount=-1)
+        if running <= 0:
+            await self._on(storage).failures.clear(LOGIN_FAILURE_LIMIT, f"{self._scope}-fail", key)

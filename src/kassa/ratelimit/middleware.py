@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.auth.deps import bearer_token
 from kassa.auth.service import AuthService
-from kassa.edge.proxy import Network, client_ip
+from kassa.edge.proxy import Network, client_ip, client_key
 from kassa.errors import KassaError, problem_response
 from kassa.observability.metrics import RATE_LIMITED
 from kassa.ratelimit.limiter import RateLimiter, Verdict
@@ -48,7 +48,7 @@ class RateLimitMiddleware:
         state = scope.setdefault("state", {})
         ip = client_ip(scope, self.trusted)
         state["client_ip"] = ip
-        verdict = await self.limiter.hit(ip)
+        verdict = await self.limiter.hit(client_key(ip))
         if verdict.allowed:
             user_verdict = await self._hit_user(scope)
             if user_verdict is not None and (
