@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from kassa_client import AuthenticatedClient, Client
@@ -41,6 +42,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.acceptance.conftest import Server
+from tests.clients.conftest import a_real_delivery, readme_examples
 from tests.webhooks import Receiver
 
 pytestmark = pytest.mark.acceptance
@@ -206,3 +208,22 @@ def test_problems_are_typed_and_carry_their_code(kassa: AuthenticatedClient) -> 
     )
     assert isinstance(twice, Problem)
     assert (twice.status, twice.code) == (409, ProblemCode.INVALID_STATE)
+
+
+def test_the_readme_examples_run_as_shown(live: Server, kassa: AuthenticatedClient) -> None:
+    pay, verify = readme_examples("python")
+    namespace: dict[str, Any] = {"access_token": kassa.token}
+    # The README's own text, run as a merchant would paste it (only the address differs).
+    exec(pay.replace('"http://127.0.0.1:8000"', repr(live.base_url)), namespace)  # noqa: S102
+    assert isinstance(namespace["payment"], PaymentOut), namespace["payment"]
+    assert namespace["payment"].status == PaymentStatus.COMPLETED
+
+    delivery = a_real_delivery(live)
+    namespace = {"endpoint_secret": delivery.secret}
+    exec(verify, namespace)  # noqa: S102
+    event = namespace["receive"](delivery.body, delivery.headers)
+    assert event["type"] == "payment.completed"
+    with pytest.raises(WebhookVerificationError):
+        namespace["receive"](
+            delivery.body.replace(b'"amount":2500', b'"amount":1'), delivery.headers
+        )
