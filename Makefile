@@ -80,7 +80,7 @@ PYTHON_GENERATOR := $(TOOLS)/python-generator
 NODE_MODULES := clients/typescript/node_modules/.package-lock.json
 
 $(PYTHON_GENERATOR)/bin/openapi-python-client: clients/python-generator/uv.lock | $(UV)
-	UV_PROJECT_ENVIRONMENT=$(PYTHON_GENERATOR) $(UV) sync --frozen --quiet --project clients/python-generator
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(PYTHON_GENERATOR) $(UV) sync --frozen --quiet --project clients/python-generator
 	touch $@
 
 $(NODE_MODULES): clients/typescript/package-lock.json
