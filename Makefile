@@ -38,9 +38,12 @@ lint: install-dev
 	$(BIN)/ruff format --check src tests migrations bench scripts deploy/localstripe
 	$(BIN)/ruff check src tests migrations bench scripts deploy/localstripe
 
+# mypy strict on src/, the scripts, the benchmark, and the client walks in tests/clients (so
+# they are checked against the generated client's types).
 typecheck: install-dev
 	$(BIN)/mypy
 	$(BIN)/mypy scripts/render_dashboard.py scripts/image_check.py scripts/check_migrations.py scripts/generate_clients.py bench
+	$(BIN)/mypy tests/clients
 
 # The delivery files, checked statically (no Docker engine needed): the Dockerfiles with
 # hadolint, the GitHub workflows and compose files against their JSON schemas (vendored in

@@ -18,13 +18,18 @@ from tests.acceptance.test_lifecycle import card_payment, register_and_login
 from tests.webhooks import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+# Loopback webhooks for the receivers in the tests; no rate limit in the way of the walks.
 SETTINGS = {"webhook_allow_private": "true", "rate_limit": "100000/minute"}
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("clients")
-    server = launch(workdir, **SETTINGS)
+    server = launch(
+        workdir,
+        webhook_allow_private=SETTINGS["webhook_allow_private"],
+        rate_limit=SETTINGS["rate_limit"],
+    )
     with (workdir / "worker.log").open("wb") as log:
         worker = subprocess.Popen(
             [str(KASSA), "worker", "--interval", "1"],

@@ -124,12 +124,14 @@ def test_a_retry_with_the_same_idempotency_key_replays_the_payment(
 def test_a_processed_payment_is_refunded_in_part(kassa: AuthenticatedClient) -> None:
     payment = paid(kassa, 2000)
     refund = payments_refund.sync(
-        payment.id, client=kassa, body=RefundRequest(amount=500, reason="requested by customer")
+        str(payment.id),
+        client=kassa,
+        body=RefundRequest(amount=500, reason="requested by customer"),
     )
     assert isinstance(refund, RefundOut), refund
     assert (refund.amount, refund.currency, refund.payment_id) == (500, "EUR", payment.id)
 
-    after = payments_get.sync(payment.id, client=kassa)
+    after = payments_get.sync(str(payment.id), client=kassa)
     assert isinstance(after, PaymentOut)
     assert (after.status, after.amount_refunded) == (PaymentStatus.PARTIALLY_REFUNDED, 500)
 
@@ -137,7 +139,7 @@ def test_a_processed_payment_is_refunded_in_part(kassa: AuthenticatedClient) -> 
 def test_transactions_are_listed_page_by_page_with_a_cursor(live: Server) -> None:
     with log_in(live) as merchant:  # a merchant of its own, so the list is only this test's
         payments = [paid(merchant, amount) for amount in (100, 200, 300)]
-        payments_refund.sync(payments[0].id, client=merchant, body=RefundRequest())
+        payments_refund.sync(str(payments[0].id), client=merchant, body=RefundRequest())
         pages: list[TransactionList] = []
         cursor: str | None = None
         while not pages or pages[-1].has_more:
@@ -182,7 +184,7 @@ def test_a_webhook_endpoint_receives_deliveries_standardwebhooks_verifies(
         listed = webhooks_list.sync(client=kassa)
         assert isinstance(listed, WebhookList)
         assert [w.id for w in listed.data] == [endpoint.id]
-        deleted = webhooks_delete.sync_detailed(endpoint.id, client=kassa)
+        deleted = webhooks_delete.sync_detailed(str(endpoint.id), client=kassa)
         assert deleted.status_code == 204
         after = webhooks_list.sync(client=kassa)
         assert isinstance(after, WebhookList)
@@ -192,7 +194,7 @@ def test_a_webhook_endpoint_receives_deliveries_standardwebhooks_verifies(
 
 
 def test_problems_are_typed_and_carry_their_code(kassa: AuthenticatedClient) -> None:
-    unknown = payments_get.sync_detailed(uuid.uuid4(), client=kassa)
+    unknown = payments_get.sync_detailed(str(uuid.uuid4()), client=kassa)
     assert unknown.status_code == 404
     assert unknown.headers["Content-Type"] == "application/problem+json"
     assert isinstance(unknown.parsed, Problem)
