@@ -13,23 +13,23 @@ from pathlib import Path
 
 import pytest
 
+from kassa.settings import Settings
 from tests.acceptance.conftest import KASSA, Server, clean_env, launch, stop
 from tests.acceptance.test_lifecycle import card_payment, register_and_login
 from tests.webhooks import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-# Loopback webhooks for the receivers in the tests; no rate limit in the way of the walks.
+# Loopback webhooks for the receivers in the tests; no rate limit in the way of the walks;
+# the cheapest password hashing the settings allow, where they have Argon2 cost settings.
 SETTINGS = {"webhook_allow_private": "true", "rate_limit": "100000/minute"}
+if "argon2_memory_kib" in Settings.model_fields:
+    SETTINGS |= {"argon2_memory_kib": "8", "argon2_time_cost": "1", "argon2_parallelism": "1"}
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("clients")
-    server = launch(
-        workdir,
-        webhook_allow_private=SETTINGS["webhook_allow_private"],
-        rate_limit=SETTINGS["rate_limit"],
-    )
+    server = launch(workdir, extra_env={f"KASSA_{k.upper()}": v for k, v in SETTINGS.items()})
     with (workdir / "worker.log").open("wb") as log:
         worker = subprocess.Popen(
             [str(KASSA), "worker", "--interval", "1"],
