@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test install install-dev lint fmt typecheck migrate bench clean screenshots openapi
+.PHONY: run test install install-dev lint fmt typecheck migrate bench clean screenshots openapi clients client-tools
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -38,9 +38,12 @@ lint: install-dev
 	$(BIN)/ruff format --check src tests migrations bench scripts deploy/localstripe
 	$(BIN)/ruff check src tests migrations bench scripts deploy/localstripe
 
+# mypy strict on src/, the scripts, the benchmark, and the client walks in tests/clients (so
+# they are checked against the generated client's types).
 typecheck: install-dev
 	$(BIN)/mypy
-	$(BIN)/mypy scripts/render_dashboard.py scripts/image_check.py scripts/check_migrations.py bench
+	$(BIN)/mypy scripts/render_dashboard.py scripts/image_check.py scripts/check_migrations.py scripts/generate_clients.py bench
+	$(BIN)/mypy tests/clients
 
 # The delivery files, checked statically (no Docker engine needed): the Dockerfiles with
 # hadolint, the GitHub workflows and compose files against their JSON schemas (vendored in
@@ -71,15 +74,35 @@ check-deploy: install-dev
 openapi: install-dev
 	$(BIN)/python scripts/export_openapi.py
 
+# The client libraries generated from docs/openapi.json (scripts/generate_clients.py): a typed
+# Python package (openapi-python-client, in a locked environment of its own because it pins
+# an older typer than kassa) and a TypeScript one (openapi-typescript types for openapi-fetch,
+# packages from clients/typescript/package-lock.json). tests/clients/ fails when they are stale
+# and walks a payment's life with each against `kassa serve`.
+PYTHON_GENERATOR := $(TOOLS)/python-generator
+NODE_MODULES := clients/typescript/node_modules/.package-lock.json
+
+$(PYTHON_GENERATOR)/bin/openapi-python-client: clients/python-generator/uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(PYTHON_GENERATOR) $(UV) sync --frozen --quiet --project clients/python-generator
+	touch $@
+
+$(NODE_MODULES): clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
+
+client-tools: $(PYTHON_GENERATOR)/bin/openapi-python-client $(NODE_MODULES)
+
+clients: openapi client-tools
+	$(BIN)/python scripts/generate_clients.py
+
 test: lint typecheck check-deploy test-suite
 
 # The test suite alone (CI runs lint, typecheck and check-deploy as steps of their own, once).
 .PHONY: test-suite
-test-suite: install-dev
+test-suite: install-dev client-tools
 	$(BIN)/pytest -n auto $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache clients/typescript/node_modules
 
 # Migrations added since the newest release tag (or BASE=<ref>) must leave that release
 # working while they run: expand before contract (scripts/check_migrations.py).

@@ -1,0 +1,91 @@
+"""Contains all the data models used in inputs/outputs"""
+
+from .attempt_list import AttemptList
+from .attempt_out import AttemptOut
+from .card_brand import CardBrand
+from .card_details_in import CardDetailsIn
+from .card_details_out import CardDetailsOut
+from .card_payment_request import CardPaymentRequest
+from .card_payment_request_payment_method import CardPaymentRequestPaymentMethod
+from .create_webhook_request import CreateWebhookRequest
+from .created_webhook_out import CreatedWebhookOut
+from .delivery_status import DeliveryStatus
+from .event_data import EventData
+from .event_list import EventList
+from .event_out import EventOut
+from .event_type import EventType
+from .login_request import LoginRequest
+from .metadata import Metadata
+from .password_change_request import PasswordChangeRequest
+from .payment_method import PaymentMethod
+from .payment_out import PaymentOut
+from .payment_status import PaymentStatus
+from .payment_status_out import PaymentStatusOut
+from .problem import Problem
+from .problem_code import ProblemCode
+from .problem_field_error import ProblemFieldError
+from .process_payment_request import ProcessPaymentRequest
+from .redelivery_out import RedeliveryOut
+from .refresh_request import RefreshRequest
+from .refund_out import RefundOut
+from .refund_request import RefundRequest
+from .register_request import RegisterRequest
+from .token_out import TokenOut
+from .transaction_list import TransactionList
+from .transaction_out import TransactionOut
+from .transaction_status import TransactionStatus
+from .transaction_type import TransactionType
+from .user_out import UserOut
+from .wallet_details_in import WalletDetailsIn
+from .wallet_details_out import WalletDetailsOut
+from .wallet_name import WalletName
+from .wallet_payment_request import WalletPaymentRequest
+from .webhook_list import WebhookList
+from .webhook_out import WebhookOut
+from .webhook_status import WebhookStatus
+
+__all__ = (
+    "AttemptList",
+    "AttemptOut",
+    "CardBrand",
+    "CardDetailsIn",
+    "CardDetailsOut",
+    "CardPaymentRequest",
+    "CardPaymentRequestPaymentMethod",
+    "CreatedWebhookOut",
+    "CreateWebhookRequest",
+    "DeliveryStatus",
+    "EventData",
+    "EventList",
+    "EventOut",
+    "EventType",
+    "LoginRequest",
+    "Metadata",
+    "PasswordChangeRequest",
+    "PaymentMethod",
+    "PaymentOut",
+    "PaymentStatus",
+    "PaymentStatusOut",
+    "Problem",
+    "ProblemCode",
+    "ProblemFieldError",
+    "ProcessPaymentRequest",
+    "RedeliveryOut",
+    "RefreshRequest",
+    "RefundOut",
+    "RefundRequest",
+    "RegisterRequest",
+    "TokenOut",
+    "TransactionList",
+    "TransactionOut",
+    "TransactionStatus",
+    "TransactionType",
+    "UserOut",
+    "WalletDetailsIn",
+    "WalletDetailsOut",
+    "WalletName",
+    "WalletPaymentRequest",
+    "WebhookList",
+    "WebhookOut",
+    "WebhookStatus",
+)

@@ -1,0 +1,15 @@
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    PAYMENT_CANCELED = "payment.canceled"
+    PAYMENT_COMPLETED = "payment.completed"
+    PAYMENT_CREATED = "payment.created"
+    PAYMENT_FAILED = "payment.failed"
+    PAYMENT_PARTIALLY_REFUNDED = "payment.partially_refunded"
+    PAYMENT_PROCESSING = "payment.processing"
+    PAYMENT_REFUNDED = "payment.refunded"
+    REFUND_CREATED = "refund.created"
+
+    def __str__(self) -> str:
+        return str(self.value)

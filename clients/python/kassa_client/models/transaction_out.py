@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any, TypeVar
+from uuid import UUID
+
+from attrs import define as _attrs_define
+from attrs import field as _attrs_field
+
+from ..models.payment_method import PaymentMethod
+from ..models.transaction_status import TransactionStatus
+from ..models.transaction_type import TransactionType
+
+T = TypeVar("T", bound="TransactionOut")
+
+
+@_attrs_define
+class TransactionOut:
+    """
+    Attributes:
+        id (UUID):
+        type_ (TransactionType):
+        payment_id (UUID):
+        amount (int):
+        currency (str):
+        status (TransactionStatus):
+        payment_method (PaymentMethod):
+        created_at (datetime.datetime):
+    """
+
+    id: UUID
+    type_: TransactionType
+    payment_id: UUID
+    amount: int
+    currency: str
+    status: TransactionStatus
+    payment_method: PaymentMethod
+    created_at: datetime.datetime
+    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        id = str(self.id)
+
+        type_ = self.type_.value
+
+        payment_id = str(self.payment_id)
+
+        amount = self.amount
+
+        currency = self.currency
+
+        status = self.status.value
+
+        payment_method = self.payment_method.value
+
+        created_at = self.created_at.isoformat()
+
+        field_dict: dict[str, Any] = {}
+        field_dict.update(self.additional_properties)
+        field_dict.update(
+            {
+                "id": id,
+                "type": type_,
+                "payment_id": payment_id,
+                "amount": amount,
+                "currency": currency,
+                "status": status,
+                "payment_method": payment_method,
+                "created_at": created_at,
+            }
+        )
+
+        return field_dict
+
+    @classmethod
+    def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        d = dict(src_dict)
+        id = UUID(d.pop("id"))
+
+        type_ = TransactionType(d.pop("type"))
+
+        payment_id = UUID(d.pop("payment_id"))
+
+        amount = d.pop("amount")
+
+        currency = d.pop("currency")
+
+        status = TransactionStatus(d.pop("status"))
+
+        payment_method = PaymentMethod(d.pop("payment_method"))
+
+        created_at = datetime.datetime.fromisoformat(d.pop("created_at"))
+
+        transaction_out = cls(
+            id=id,
+            type_=type_,
+            payment_id=payment_id,
+            amount=amount,
+            currency=currency,
+            status=status,
+            payment_method=payment_method,
+            created_at=created_at,
+        )
+
+        transaction_out.additional_properties = d
+        return transaction_out
+
+    @property
+    def additional_keys(self) -> list[str]:
+        return list(self.additional_properties.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.additional_properties[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.additional_properties[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.additional_properties[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.additional_properties

@@ -1,0 +1,233 @@
+/**
+ * A payment's life walked with the generated client against a running `kassa serve` (and a
+ * `kassa worker` delivering webhooks), whose address is in KASSA_BASE_URL; the Python test
+ * tests/clients/test_typescript_client.py starts both and runs this file with `node --test`.
+ */
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingHttpHeaders } from "node:http";
+import type { AddressInfo } from "node:net";
+import { test } from "node:test";
+import { Webhook, WebhookVerificationError } from "standardwebhooks";
+import {
+  createKassaClient,
+  KassaError,
+  unwrap,
+  type KassaClient,
+  type Payment,
+  type Transaction,
+} from "../src/index.js";
+
+const baseUrl = process.env.KASSA_BASE_URL;
+assert.ok(baseUrl, "KASSA_BASE_URL is not set");
+
+interface Delivery {
+  body: string;
+  headers: Record<string, string>;
+}
+
+/** An HTTP server on loopback that keeps every POST it receives, as a merchant's would. */
+async function receiver(): Promise<{ url: string; deliveries: Delivery[]; close: () => void }> {
+  const deliveries: Delivery[] = [];
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on("data", (chunk: Buffer) => chunks.push(chunk));
+    request.on("end", () => {
+      deliveries.push({ body: Buffer.concat(chunks).toString("utf8"), headers: flat(request.headers) });
+      response.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}/hooks`, deliveries, close: () => server.close() };
+}
+
+function flat(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value === "string") out[name] = value;
+  }
+  return out;
+}
+
+async function until<T>(what: string, probe: () => T | undefined, seconds = 20): Promise<T> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const found = probe();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+const card = {
+  number: "4242 4242 4242 4242",
+  exp_month: 12,
+  exp_year: 2099,
+  cvc: "123",
+  holder_name: "Ada Lovelace",
+};
+
+async function pay(kassa: KassaClient, amount: number, key?: string) {
+  return kassa.POST("/api/payments", {
+    params: { header: key === undefined ? {} : { "Idempotency-Key": key } },
+    body: { amount, currency: "eur", payment_method: "credit_card", details: card },
+  });
+}
+
+test("a payment's life with the TypeScript client", async (t) => {
+  const hooks = await receiver();
+  t.after(hooks.close);
+  const anonymous = createKassaClient({ baseUrl });
+  const email = `ts-${randomUUID()}@example.com`;
+  const password = `walk ${randomUUID()}`;
+  let kassa = anonymous;
+
+  await t.test("register and log in", async () => {
+    const user = unwrap(
+      await anonymous.POST("/api/auth/register", { body: { name: "Ada Lovelace", email, password } }),
+    );
+    assert.equal(user.email, email);
+    const tokens = unwrap(await anonymous.POST("/api/auth/login", { body: { email, password } }));
+    assert.equal(tokens.token_type, "bearer");
+    // A login token for now: an API key (sk_test_…) takes its place once kassa has them.
+    kassa = createKassaClient({ baseUrl, token: tokens.access_token });
+    assert.equal(unwrap(await kassa.GET("/api/auth/profile")).id, user.id);
+  });
+
+  let webhook: { id: string; secret: string } | undefined;
+  await t.test("a webhook endpoint is created", async () => {
+    const created = unwrap(
+      await kassa.POST("/api/webhooks", { body: { url: hooks.url, events: ["payment.completed"] } }),
+    );
+    assert.match(created.secret, /^whsec_/);
+    webhook = { id: created.id, secret: created.secret };
+  });
+
+  let payment: Payment | undefined;
+  await t.test("create with an Idempotency-Key; the retry replays", async () => {
+    const key = randomUUID();
+    const first = await pay(kassa, 1050, key);
+    payment = unwrap(first);
+    assert.equal(first.response.status, 201);
+    assert.equal(payment.status, "pending");
+    assert.equal(payment.currency, "EUR");
+    assert.equal(first.response.headers.get("Idempotent-Replayed"), null);
+
+    const retry = await pay(kassa, 1050, key);
+    assert.equal(retry.response.status, 201);
+    assert.equal(retry.response.headers.get("Idempotent-Replayed"), "true");
+    assert.deepEqual(unwrap(retry), payment);
+  });
+
+  await t.test("process, then refund part of it", async () => {
+    assert.ok(payment);
+    const processed = unwrap(
+      await kassa.POST("/api/payments/process", { body: { payment_id: payment.id } }),
+    );
+    assert.equal(processed.status, "completed");
+    const refund = unwrap(
+      await kassa.POST("/api/payments/{payment_id}/refund", {
+        params: { path: { payment_id: payment.id } },
+        body: { amount: 50, reason: "requested_by_customer" },
+      }),
+    );
+    assert.equal(refund.amount, 50);
+    assert.equal(refund.status, "succeeded");
+    const after = unwrap(
+      await kassa.GET("/api/payments/{payment_id}", { params: { path: { payment_id: payment.id } } }),
+    );
+    assert.equal(after.status, "partially_refunded");
+    assert.equal(after.amount_refunded, 50);
+  });
+
+  await t.test("the completed event arrives signed, and standardwebhooks verifies it", async () => {
+    assert.ok(webhook && payment);
+    const paid = payment;
+    const delivery = await until("the payment.completed delivery", () =>
+      hooks.deliveries.find((d) => d.body.includes(paid.id)),
+    );
+    const verifier = new Webhook(webhook.secret);
+    const event = verifier.verify(delivery.body, delivery.headers) as {
+      id: string;
+      type: string;
+      data: { object: Payment };
+    };
+    assert.equal(event.type, "payment.completed");
+    assert.equal(event.id, delivery.headers["webhook-id"]);
+    assert.equal(event.data.object.id, paid.id);
+    assert.throws(
+      () => verifier.verify(delivery.body.replace("1050", "1051"), delivery.headers),
+      WebhookVerificationError,
+    );
+    assert.throws(
+      () => new Webhook(`whsec_${Buffer.from("another secret").toString("base64")}`).verify(
+        delivery.body,
+        delivery.headers,
+      ),
+      WebhookVerificationError,
+    );
+  });
+
+  await t.test("transactions list page by page with a cursor", async () => {
+    for (const amount of [700, 800]) {
+      const more = unwrap(await pay(kassa, amount));
+      unwrap(await kassa.POST("/api/payments/process", { body: { payment_id: more.id } }));
+    }
+    const seen: Transaction[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    for (;;) {
+      const page = unwrap(
+        await kassa.GET("/api/transactions", { params: { query: { limit: 2, cursor } } }),
+      );
+      seen.push(...page.data);
+      pages += 1;
+      if (!page.has_more) break;
+      assert.ok(page.next_cursor);
+      cursor = page.next_cursor;
+    }
+    assert.equal(pages, 2);
+    assert.equal(new Set(seen.map((tx) => tx.id)).size, 4);
+    assert.deepEqual(
+      seen.map((tx) => [tx.type, tx.amount]),
+      [["charge", 800], ["charge", 700], ["refund", 50], ["charge", 1050]],
+    );
+  });
+
+  await t.test("webhook endpoints list, and delete", async () => {
+    assert.ok(webhook);
+    const id = webhook.id;
+    const listed = unwrap(await kassa.GET("/api/webhooks"));
+    assert.deepEqual(listed.data.map((w) => w.id), [id]);
+    assert.equal("secret" in (listed.data[0] ?? {}), false);
+    const deleted = await kassa.DELETE("/api/webhooks/{webhook_id}", {
+      params: { path: { webhook_id: id } },
+    });
+    assert.equal(deleted.response.status, 204);
+    assert.deepEqual(unwrap(await kassa.GET("/api/webhooks")).data, []);
+  });
+
+  await t.test("problems are typed errors carrying their code", async () => {
+    const unknown = await kassa.GET("/api/payments/{payment_id}", {
+      params: { path: { payment_id: randomUUID() } },
+    });
+    assert.equal(unknown.response.status, 404);
+    assert.equal(unknown.error?.code, "payment_not_found");
+    assert.equal(
+      unknown.response.headers.get("Content-Type"),
+      "application/problem+json",
+    );
+
+    const bad = await pay(kassa, -5);
+    assert.ok(bad.error);
+    assert.equal(bad.error.code, "validation_error");
+    assert.deepEqual(bad.error.errors?.map((e) => e.field), ["amount"]);
+
+    await assert.rejects(
+      async () => unwrap(await pay(kassa, 0)),
+      (error: unknown) =>
+        error instanceof KassaError && error.code === "validation_error" && error.status === 422,
+    );
+  });
+});

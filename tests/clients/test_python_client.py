@@ -1,0 +1,231 @@
+"""The generated Python client (clients/python, package `kassa_client`) walks a payment's
+life against `kassa serve`, and a webhook that `kassa worker` really delivers is verified
+with the `standardwebhooks` library, as the README shows a merchant."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from kassa_client import AuthenticatedClient, Client
+from kassa_client.api.auth import auth_login, auth_profile, auth_register
+from kassa_client.api.payments import payments_create, payments_get, payments_process
+from kassa_client.api.refunds import payments_refund
+from kassa_client.api.transactions import transactions_list
+from kassa_client.api.webhooks import webhooks_create, webhooks_delete, webhooks_list
+from kassa_client.models import (
+    CardDetailsIn,
+    CardPaymentRequest,
+    CardPaymentRequestPaymentMethod,
+    CreatedWebhookOut,
+    CreateWebhookRequest,
+    LoginRequest,
+    PaymentOut,
+    PaymentStatus,
+    Problem,
+    ProblemCode,
+    ProcessPaymentRequest,
+    RefundOut,
+    RefundRequest,
+    RegisterRequest,
+    TokenOut,
+    TransactionList,
+    TransactionType,
+    UserOut,
+    WebhookList,
+)
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from tests.acceptance.conftest import Server
+from tests.clients.conftest import a_real_delivery, readme_examples
+from tests.webhooks import Receiver
+
+pytestmark = pytest.mark.acceptance
+
+
+@contextmanager
+def log_in(server: Server) -> Iterator[AuthenticatedClient]:
+    """A new merchant, registered and logged in. A login token for now: an API key
+    (`sk_test_…`) takes its place, in the same `token`, once kassa has them."""
+    with Client(base_url=server.base_url, raise_on_unexpected_status=True) as anonymous:
+        tokens, user = register(anonymous)
+    with AuthenticatedClient(
+        base_url=server.base_url, token=tokens.access_token, raise_on_unexpected_status=True
+    ) as kassa:
+        profile = auth_profile.sync(client=kassa)
+        assert isinstance(profile, UserOut)
+        assert profile.id == user.id
+        yield kassa
+
+
+def register(anonymous: Client) -> tuple[TokenOut, UserOut]:
+    email = f"py-{uuid.uuid4().hex}@example.com"
+    password = f"walk {uuid.uuid4().hex}"
+    user = auth_register.sync(
+        client=anonymous, body=RegisterRequest(name="Ada Lovelace", email=email, password=password)
+    )
+    assert isinstance(user, UserOut), user
+    tokens = auth_login.sync(client=anonymous, body=LoginRequest(email=email, password=password))
+    assert isinstance(tokens, TokenOut), tokens
+    return tokens, user
+
+
+@pytest.fixture(scope="module")
+def kassa(live: Server) -> Iterator[AuthenticatedClient]:
+    with log_in(live) as client:
+        yield client
+
+
+def card_payment(amount: int) -> CardPaymentRequest:
+    return CardPaymentRequest(
+        amount=amount,
+        currency="eur",
+        payment_method=CardPaymentRequestPaymentMethod.CREDIT_CARD,
+        details=CardDetailsIn(number="4242 4242 4242 4242", exp_month=12, exp_year=2099, cvc="123"),
+    )
+
+
+def paid(kassa: AuthenticatedClient, amount: int) -> PaymentOut:
+    payment = payments_create.sync(client=kassa, body=card_payment(amount))
+    assert isinstance(payment, PaymentOut), payment
+    processed = payments_process.sync(
+        client=kassa, body=ProcessPaymentRequest(payment_id=str(payment.id))
+    )
+    assert isinstance(processed, PaymentOut), processed
+    assert processed.status == PaymentStatus.COMPLETED
+    return processed
+
+
+def test_a_retry_with_the_same_idempotency_key_replays_the_payment(
+    kassa: AuthenticatedClient,
+) -> None:
+    key = str(uuid.uuid4())
+    first = payments_create.sync_detailed(
+        client=kassa, body=card_payment(1050), idempotency_key=key
+    )
+    retry = payments_create.sync_detailed(
+        client=kassa, body=card_payment(1050), idempotency_key=key
+    )
+
+    assert first.status_code == retry.status_code == 201
+    assert "Idempotent-Replayed" not in first.headers
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert isinstance(first.parsed, PaymentOut)
+    assert isinstance(retry.parsed, PaymentOut)
+    assert retry.parsed == first.parsed
+    assert (first.parsed.status, first.parsed.currency) == (PaymentStatus.PENDING, "EUR")
+
+
+def test_a_processed_payment_is_refunded_in_part(kassa: AuthenticatedClient) -> None:
+    payment = paid(kassa, 2000)
+    refund = payments_refund.sync(
+        str(payment.id),
+        client=kassa,
+        body=RefundRequest(amount=500, reason="requested by customer"),
+    )
+    assert isinstance(refund, RefundOut), refund
+    assert (refund.amount, refund.currency, refund.payment_id) == (500, "EUR", payment.id)
+
+    after = payments_get.sync(str(payment.id), client=kassa)
+    assert isinstance(after, PaymentOut)
+    assert (after.status, after.amount_refunded) == (PaymentStatus.PARTIALLY_REFUNDED, 500)
+
+
+def test_transactions_are_listed_page_by_page_with_a_cursor(live: Server) -> None:
+    with log_in(live) as merchant:  # a merchant of its own, so the list is only this test's
+        payments = [paid(merchant, amount) for amount in (100, 200, 300)]
+        payments_refund.sync(str(payments[0].id), client=merchant, body=RefundRequest())
+        pages: list[TransactionList] = []
+        cursor: str | None = None
+        while not pages or pages[-1].has_more:
+            page = transactions_list.sync(client=merchant, limit=3, cursor=cursor)
+            assert isinstance(page, TransactionList), page
+            pages.append(page)
+            cursor = page.next_cursor
+
+    assert [len(page.data) for page in pages] == [3, 1]
+    listed = [(t.type_, t.amount) for page in pages for t in page.data]
+    charge, refund = TransactionType.CHARGE, TransactionType.REFUND
+    assert listed == [(refund, 100), (charge, 300), (charge, 200), (charge, 100)]
+    assert pages[-1].next_cursor is None
+
+
+def test_a_webhook_endpoint_receives_deliveries_standardwebhooks_verifies(
+    kassa: AuthenticatedClient,
+) -> None:
+    receiver = Receiver().start()
+    try:
+        endpoint = webhooks_create.sync(
+            client=kassa, body=CreateWebhookRequest(url=receiver.url, events=["payment.completed"])
+        )
+        assert isinstance(endpoint, CreatedWebhookOut), endpoint
+        payment = paid(kassa, 4200)
+        deadline = time.monotonic() + 20
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert receiver.requests, "kassa worker delivered nothing"
+        delivery = receiver.requests[0]
+
+        # What a merchant's endpoint does with the body and headers it was sent:
+        event = Webhook(endpoint.secret).verify(delivery.body, delivery.headers)
+        assert event["type"] == "payment.completed"
+        assert event["id"] == delivery.headers["webhook-id"]
+        assert event["data"]["object"]["id"] == str(payment.id)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(endpoint.secret).verify(
+                delivery.body.replace(b"4200", b"4201"), delivery.headers
+            )
+
+        listed = webhooks_list.sync(client=kassa)
+        assert isinstance(listed, WebhookList)
+        assert [w.id for w in listed.data] == [endpoint.id]
+        deleted = webhooks_delete.sync_detailed(str(endpoint.id), client=kassa)
+        assert deleted.status_code == 204
+        after = webhooks_list.sync(client=kassa)
+        assert isinstance(after, WebhookList)
+        assert after.data == []
+    finally:
+        receiver.stop()
+
+
+def test_problems_are_typed_and_carry_their_code(kassa: AuthenticatedClient) -> None:
+    unknown = payments_get.sync_detailed(str(uuid.uuid4()), client=kassa)
+    assert unknown.status_code == 404
+    assert unknown.headers["Content-Type"] == "application/problem+json"
+    assert isinstance(unknown.parsed, Problem)
+    assert unknown.parsed.code is ProblemCode.PAYMENT_NOT_FOUND
+
+    bad = payments_create.sync(client=kassa, body=card_payment(-5))
+    assert isinstance(bad, Problem)
+    assert (bad.status, bad.code) == (422, ProblemCode.VALIDATION_ERROR)
+    assert [error.field for error in bad.errors or []] == ["amount"]
+
+    twice = payments_process.sync(
+        client=kassa, body=ProcessPaymentRequest(payment_id=str(paid(kassa, 900).id))
+    )
+    assert isinstance(twice, Problem)
+    assert (twice.status, twice.code) == (409, ProblemCode.INVALID_STATE)
+
+
+def test_the_readme_examples_run_as_shown(live: Server, kassa: AuthenticatedClient) -> None:
+    pay, verify = readme_examples("python")
+    namespace: dict[str, Any] = {"access_token": kassa.token}
+    # The README's own text, run as a merchant would paste it (only the address differs).
+    exec(pay.replace('"http://127.0.0.1:8000"', repr(live.base_url)), namespace)  # noqa: S102
+    assert isinstance(namespace["payment"], PaymentOut), namespace["payment"]
+    assert namespace["payment"].status == PaymentStatus.COMPLETED
+
+    delivery = a_real_delivery(live)
+    namespace = {"endpoint_secret": delivery.secret}
+    exec(verify, namespace)  # noqa: S102
+    event = namespace["receive"](delivery.body, delivery.headers)
+    assert event["type"] == "payment.completed"
+    with pytest.raises(WebhookVerificationError):
+        namespace["receive"](
+            delivery.body.replace(b'"amount":2500', b'"amount":1'), delivery.headers
+        )
