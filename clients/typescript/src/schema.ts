@@ -115,7 +115,8 @@ export interface paths {
         put?: never;
         /**
          * Change Password
-         * @description Change the password; every other session ends.
+         * @description Change the password; every other session ends. After 10 wrong current passwords
+         *     within 15 minutes, password changes are refused for 30 minutes (429).
          */
         post: operations["auth_change_password"];
         delete?: never;
@@ -1212,7 +1213,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `too_many_attempts`, `rate_limited`. */
             429: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1726,7 +1727,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `too_many_attempts`, `rate_limited`. */
             429: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];

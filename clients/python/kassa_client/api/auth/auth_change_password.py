@@ -100,7 +100,8 @@ def sync_detailed(
 ) -> Response[Any | Problem]:
     """Change Password
 
-     Change the password; every other session ends.
+     Change the password; every other session ends. After 10 wrong current passwords
+    within 15 minutes, password changes are refused for 30 minutes (429).
 
     Args:
         x_request_id (str | Unset):
@@ -134,7 +135,8 @@ def sync(
 ) -> Any | Problem | None:
     """Change Password
 
-     Change the password; every other session ends.
+     Change the password; every other session ends. After 10 wrong current passwords
+    within 15 minutes, password changes are refused for 30 minutes (429).
 
     Args:
         x_request_id (str | Unset):
@@ -163,7 +165,8 @@ async def asyncio_detailed(
 ) -> Response[Any | Problem]:
     """Change Password
 
-     Change the password; every other session ends.
+     Change the password; every other session ends. After 10 wrong current passwords
+    within 15 minutes, password changes are refused for 30 minutes (429).
 
     Args:
         x_request_id (str | Unset):
@@ -195,7 +198,8 @@ async def asyncio(
 ) -> Any | Problem | None:
     """Change Password
 
-     Change the password; every other session ends.
+     Change the password; every other session ends. After 10 wrong current passwords
+    within 15 minutes, password changes are refused for 30 minutes (429).
 
     Args:
         x_request_id (str | Unset):
