@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from kassa.auth.middleware import AuthenticationMiddleware
 from kassa.auth.router import router as auth_router
 from kassa.container import Container, build_container
 from kassa.edge.cors import ProblemCORSMiddleware, cors_options
@@ -82,7 +83,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(events_router)
     app.include_router(webhooks_router)
     # Added last = runs first: request id, access log and security headers wrap everything,
-    # then CORS (a preflight is answered before it spends any limit), the rate limits (so every
+    # then CORS (a preflight is answered before it spends any limit), authentication (once:
+    # every later layer and route reads its outcome), the rate limits (so every
     # /api answer, 413, 431 and 500 included, counts and carries RateLimit-*), the header,
     # body-size and JSON-nesting caps, and idempotency just outside the routes. A crash in a
     # route becomes a 500 problem document innermost, so idempotency and the outer layers see
@@ -91,7 +93,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.add_middleware(
         IdempotencyMiddleware,
         service=container.idempotency,
-        auth=container.auth,
         answers={**payment_answers(container.payments), **refund_answers(container.refunds)},
     )
     app.add_middleware(JsonDepthMiddleware)
@@ -102,8 +103,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         limiter=container.limiter,
         trusted=settings.trusted_proxy_networks,
         user_limiter=RateLimiter(container.limits, settings.user_rate_limit, name="user"),
-        auth=container.auth,
     )
+    app.add_middleware(AuthenticationMiddleware, auth=container.auth)
     if settings.cors_origin_list:
         app.add_middleware(ProblemCORSMiddleware, **cors_options(settings.cors_origin_list))
     app.add_middleware(UnhandledErrorMiddleware)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import asyncpg
-from sqlalchemy import BigInteger, DateTime, Insert, Integer, MetaData, Table, event, text
+from sqlalchemy import DateTime, Insert, MetaData, Table, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -44,9 +44,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-# SQLite's INTEGER PRIMARY KEY is only an alias for rowid when spelled INTEGER, not BIGINT.
-BigInt = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -442,10 +439,3 @@ def engine_of(factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:
     if not isinstance(bind, AsyncEngine):
         raise TypeError("the session factory is not bound to an async engine")
     return bind
-
-
-async def session_scope(
-    factory: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[AsyncSession]:
-    async with factory() as session:
-        yield session

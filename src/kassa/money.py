@@ -1,27 +1,25 @@
-"""Money as an integer count of a currency's minor unit.
+"""Currencies and their minor units: every amount in kassa is an ``int`` count of its
+currency's minor unit (``1050`` USD is 10.50 USD, ``500`` JPY is 500 JPY) beside a CHAR(3)
+currency code.
 
 Invariants:
-- an amount is always a Python ``int`` (never ``bool``, ``float`` or ``Decimal``) counting the
-  currency's minor unit: ``Money(1050, "USD")`` is 10.50 USD, ``Money(500, "JPY")`` is 500 JPY;
 - a currency is always the upper-case code of an active ISO 4217 currency that people pay with:
   test codes (``XTS``), "no currency" (``XXX``), precious metals, funds and units of account are
   refused, because none of them can be charged to a card or a wallet;
-- amounts of different currencies are never added, subtracted or ordered against each other.
+- amounts of different currencies are never added, subtracted or compared (the ledger sums
+  per currency).
 
-Nothing here uses floating point: the exponent table and every formatting step are integers.
+Nothing here uses floating point: the exponent table is integers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from iso4217 import Currency, raw_xml
 
 __all__ = [
-    "CurrencyMismatch",
-    "Money",
     "UnsupportedCurrency",
     "currency_exponent",
     "normalize_currency",
@@ -47,15 +45,6 @@ class UnsupportedCurrency(ValueError):
             # The raw input is not echoed: it may be arbitrarily long or contain control text.
             message = "currency must be a three-letter ISO 4217 code"
         super().__init__(message)
-
-
-class CurrencyMismatch(ValueError):
-    """Two amounts of different currencies were combined or compared."""
-
-    def __init__(self, left: str, right: str) -> None:
-        super().__init__(f"cannot combine amounts in {left} and {right}")
-        self.left = left
-        self.right = right
 
 
 def _is_three_ascii_letters(code: object) -> bool:
@@ -107,86 +96,3 @@ def normalize_currency(code: str) -> str:
 def currency_exponent(code: str) -> int:
     """Number of decimal places of the currency's minor unit (USD 2, JPY 0, BHD 3)."""
     return _EXPONENTS[normalize_currency(code)]
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    """An exact amount: ``amount_minor`` minor units of ``currency``.
-
-    ``currency`` is normalized to upper case on construction, so two ``Money`` values are equal
-    exactly when they denote the same amount of the same currency. Amounts may be negative or
-    zero here (ledger postings need both); whether an amount is acceptable for a payment is
-    decided by the caller. Different currencies never mix: arithmetic and ordering between
-    them raise ``CurrencyMismatch``.
-    """
-
-    amount_minor: int
-    currency: str
-
-    def __post_init__(self) -> None:
-        # bool is an int subclass and True would otherwise pass as one minor unit.
-        if type(self.amount_minor) is not int:
-            raise TypeError("amount_minor must be an int count of minor units")
-        if not isinstance(self.currency, str):
-            raise TypeError("currency must be a str")
-        object.__setattr__(self, "currency", normalize_currency(self.currency))
-
-    @classmethod
-    def zero(cls, currency: str) -> Money:
-        """Zero of ``currency``: the identity for ``+`` and ``-``."""
-        return cls(0, currency)
-
-    def is_zero(self) -> bool:
-        return self.amount_minor == 0
-
-    def _same_currency(self, other: Money) -> None:
-        if self.currency != other.currency:
-            raise CurrencyMismatch(self.currency, other.currency)
-
-    def __add__(self, other: Money) -> Money:
-        if not isinstance(other, Money):
-            return NotImplemented
-        self._same_currency(other)
-        return Money(self.amount_minor + other.amount_minor, self.currency)
-
-    def __sub__(self, other: Money) -> Money:
-        if not isinstance(other, Money):
-            return NotImplemented
-        self._same_currency(other)
-        return Money(self.amount_minor - other.amount_minor, self.currency)
-
-    def __neg__(self) -> Money:
-        return Money(-self.amount_minor, self.currency)
-
-    def __lt__(self, other: Money) -> bool:
-        if not isinstance(other, Money):
-            return NotImplemented
-        self._same_currency(other)
-        return self.amount_minor < other.amount_minor
-
-    def __le__(self, other: Money) -> bool:
-        if not isinstance(other, Money):
-            return NotImplemented
-        self._same_currency(other)
-        return self.amount_minor <= other.amount_minor
-
-    def __gt__(self, other: Money) -> bool:
-        if not isinstance(other, Money):
-            return NotImplemented
-        self._same_currency(other)
-        return self.amount_minor > other.amount_minor
-
-    def __ge__(self, other: Money) -> bool:
-        if not isinstance(other, Money):
-            return NotImplemented
-        self._same_currency(other)
-        return self.amount_minor >= other.amount_minor
-
-    def format(self) -> str:
-        """Human form with exactly the currency's decimals: "10.50 USD", "500 JPY", "-1.234 BHD"."""
-        exponent = _EXPONENTS[self.currency]
-        sign = "-" if self.amount_minor < 0 else ""
-        major, minor = divmod(abs(self.amount_minor), 10**exponent)
-        if exponent == 0:
-            return f"{sign}{major} {self.currency}"
-        return f"{sign}{major}.{minor:0{exponent}d} {self.currency}"

@@ -1,28 +1,28 @@
-"""Authentication dependency: `Authorization: Bearer <access token>` → `Principal`."""
+"""The route's principal: what `AuthenticationMiddleware` found for the request's bearer token
+(the header is read there, once, and nowhere else)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.types import Scope
+from fastapi.security import HTTPBearer
 
+from kassa.auth.middleware import STATE, Authentication
 from kassa.auth.service import AuthService, Principal
 from kassa.errors import Unauthorized
 
 
-def bearer_token(scope: Scope) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, for middleware that runs
-    before FastAPI's dependencies (rate limits, idempotency)."""
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return None
+class _DocumentedBearer(HTTPBearer):
+    """Declares the bearer scheme in the OpenAPI document; reads nothing (the middleware has)."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
 
 
-bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /api/auth/login")
+bearer_scheme = _DocumentedBearer(
+    scheme_name="HTTPBearer", auto_error=False, description="An access token from /api/auth/login"
+)
 
 
 async def get_auth_service(request: Request) -> AuthService:
@@ -31,19 +31,15 @@ async def get_auth_service(request: Request) -> AuthService:
 
 
 async def current_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    auth: Annotated[AuthService, Depends(get_auth_service)],
+    request: Request, _documented: Annotated[None, Depends(bearer_scheme)]
 ) -> Principal:
-    known = request.scope.get("state", {}).get("principal")
-    if isinstance(known, Principal):
-        principal = known  # already authenticated by the idempotency middleware
-    elif credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized()
-    else:
-        principal = await auth.authenticate(credentials.credentials)
-    request.scope.setdefault("state", {})["user_id"] = str(principal.user_id)
-    return principal
+    outcome = request.scope.get("state", {}).get(STATE)
+    if not isinstance(outcome, Authentication):
+        raise Unauthorized()  # no bearer token
+    if outcome.principal is None:
+        assert outcome.error is not None
+        raise outcome.error
+    return outcome.principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

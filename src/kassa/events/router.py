@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
 from kassa.auth.deps import CurrentPrincipal
+from kassa.events.errors import EventNotFound
 from kassa.events.schemas import EventList, EventOut, EventType, RedeliveryOut
 from kassa.events.service import EventService, event_out
-from kassa.web import problem_responses, reject_unknown_query
+from kassa.web import path_id, problem_responses, reject_unknown_query
 
 router = APIRouter(
     prefix="/api/events",
@@ -23,6 +25,7 @@ async def get_event_service(request: Request) -> EventService:
 
 
 EventServiceDep = Annotated[EventService, Depends(get_event_service)]
+EventId = Annotated[uuid.UUID, path_id("event_id", EventNotFound)]
 
 
 @router.get(
@@ -50,7 +53,7 @@ async def list_events(
     response_model=EventOut,
     responses=problem_responses(401, 404, 422),
 )
-async def get_event(event_id: str, principal: CurrentPrincipal, events: EventServiceDep) -> Any:
+async def get_event(event_id: EventId, principal: CurrentPrincipal, events: EventServiceDep) -> Any:
     """One of the caller's events."""
     return event_out(await events.get(principal.user_id, event_id))
 
@@ -63,7 +66,7 @@ async def get_event(event_id: str, principal: CurrentPrincipal, events: EventSer
     responses=problem_responses(401, 404, 422),
 )
 async def redeliver_event(
-    event_id: str, principal: CurrentPrincipal, events: EventServiceDep
+    event_id: EventId, principal: CurrentPrincipal, events: EventServiceDep
 ) -> Any:
     """Send the event again, now, to every enabled webhook endpoint subscribed to it (a new
     attempt even if it was delivered before). Delivery happens in `kassa worker`."""

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import Executor, dialect_of, new_id, parse_id, table_of
+from kassa.db import Executor, dialect_of, new_id, table_of
 from kassa.events import repository
 from kassa.events.errors import EventNotFound
 from kassa.events.models import Event
@@ -122,10 +122,7 @@ class EventService:
         )
         return event
 
-    async def get(self, user_id: uuid.UUID, raw_id: str) -> Event:
-        event_id = parse_id(raw_id)
-        if event_id is None:
-            raise EventNotFound
+    async def get(self, user_id: uuid.UUID, event_id: uuid.UUID) -> Event:
         async with self._sessions() as session:
             event = await repository.get_event(session, user_id, event_id)
         if event is None:
@@ -145,12 +142,9 @@ class EventService:
         next_cursor = Cursor(page[-1].created_at, page[-1].id).encode() if has_more else None
         return EventPage(data=page, has_more=has_more, next_cursor=next_cursor)
 
-    async def redeliver(self, user_id: uuid.UUID, raw_id: str) -> tuple[Event, int]:
+    async def redeliver(self, user_id: uuid.UUID, event_id: uuid.UUID) -> tuple[Event, int]:
         """Queue the event again, due now, for every enabled endpoint subscribed to it; the
         number of endpoints it was queued for."""
-        event_id = parse_id(raw_id)
-        if event_id is None:
-            raise EventNotFound
         async with self._sessions.begin() as session:
             event = await repository.get_event(session, user_id, event_id)
             if event is None:

@@ -1,6 +1,7 @@
 """`Idempotency-Key` on every POST under /api/payments.
 
-The middleware authenticates the caller (keys are per user), claims the key, runs the
+The middleware takes the caller's principal (keys are per user; authenticated once, by
+`AuthenticationMiddleware`), claims the key, runs the
 request with the buffered body (the claim it holds in the request's state, for the service
 that commits the effect), and stores or releases the response. Requests that fail before
 the business rules (401, 429, malformed or invalid bodies, 5xx) are not kept, so the client
@@ -19,9 +20,8 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kassa.auth.deps import bearer_token
-from kassa.auth.service import AuthService, Principal
-from kassa.errors import KassaError, problem_response
+from kassa.auth.middleware import authenticated
+from kassa.errors import problem_response
 from kassa.idempotency.service import (
     AnswerFor,
     Claim,
@@ -66,12 +66,10 @@ class IdempotencyMiddleware:
         self,
         app: ASGIApp,
         service: IdempotencyService,
-        auth: AuthService,
         answers: Mapping[str, AnswerFor],
     ) -> None:
         self.app = app
         self.service = service
-        self.auth = auth
         self.answers = answers  # per effect name, the answer from its committed object
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,18 +92,10 @@ class IdempotencyMiddleware:
                 detail="Idempotency-Key must be 1 to 255 printable ASCII characters.",
             )(scope, receive, send)
             return
-        principal = scope.get("state", {}).get("principal")
-        if not isinstance(principal, Principal):  # the rate limiter did not authenticate it
-            token = bearer_token(scope)
-            if token is None:
-                await self.app(scope, receive, send)  # the route answers 401; nothing kept
-                return
-            try:
-                principal = await self.auth.authenticate(token)
-            except KassaError:
-                await self.app(scope, receive, send)
-                return
-            scope.setdefault("state", {})["principal"] = principal
+        principal = authenticated(scope)
+        if principal is None:
+            await self.app(scope, receive, send)  # the route answers 401; nothing kept
+            return
         body, replay_receive = await _buffer(receive)
         if body is None:
             # The client went away before its body was whole. Running the request on what

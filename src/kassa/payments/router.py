@@ -9,6 +9,7 @@ from kassa.auth.deps import CurrentPrincipal
 from kassa.errors import KassaError
 from kassa.idempotency.deps import HeldKeyDep
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
+from kassa.payments.errors import PaymentNotFound
 from kassa.payments.schemas import (
     CreatePaymentRequest,
     PaymentOut,
@@ -18,7 +19,7 @@ from kassa.payments.schemas import (
 )
 from kassa.payments.service import PaymentService
 from kassa.payments.states import PaymentStatus
-from kassa.web import problem_responses, reject_unknown_query
+from kassa.web import id_or_not_found, path_id, problem_responses, reject_unknown_query
 
 router = APIRouter(
     prefix="/api/payments",
@@ -34,6 +35,7 @@ async def get_payment_service(request: Request) -> PaymentService:
 
 
 PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
+PaymentId = Annotated[uuid.UUID, path_id("payment_id", PaymentNotFound)]
 
 
 @router.post(
@@ -75,7 +77,8 @@ async def process_payment(
 ) -> Any:
     """Ask the processor to charge a pending payment: 200 with `completed` or `failed`, or 202
     with `processing` when the outcome is not known yet (reconciliation settles it)."""
-    outcome = await payments.process(principal.user_id, body.target, held)
+    payment_id = id_or_not_found(body.target, PaymentNotFound)
+    outcome = await payments.process(principal.user_id, payment_id, held)
     if not outcome.settled:
         response.status_code = status.HTTP_202_ACCEPTED
     return payment_out(outcome.payment)
@@ -88,7 +91,7 @@ async def process_payment(
     responses=problem_responses(401, 404, 422),
 )
 async def get_payment(
-    payment_id: str, principal: CurrentPrincipal, payments: PaymentServiceDep
+    payment_id: PaymentId, principal: CurrentPrincipal, payments: PaymentServiceDep
 ) -> Any:
     """One of the caller's payments."""
     return payment_out(await payments.get(principal.user_id, payment_id))
@@ -101,7 +104,7 @@ async def get_payment(
     responses=problem_responses(401, 404, 422),
 )
 async def get_payment_status(
-    payment_id: str, principal: CurrentPrincipal, payments: PaymentServiceDep
+    payment_id: PaymentId, principal: CurrentPrincipal, payments: PaymentServiceDep
 ) -> Any:
     """The status and amounts of one of the caller's payments."""
     payment = await payments.get(principal.user_id, payment_id)
@@ -115,7 +118,10 @@ async def get_payment_status(
     responses=problem_responses(401, 404, 409, 422),
 )
 async def cancel_payment(
-    payment_id: str, principal: CurrentPrincipal, payments: PaymentServiceDep, held: HeldKeyDep
+    payment_id: PaymentId,
+    principal: CurrentPrincipal,
+    payments: PaymentServiceDep,
+    held: HeldKeyDep,
 ) -> Any:
     """Cancel a pending payment; its vaulted card data is destroyed."""
     return payment_out(await payments.cancel(principal.user_id, payment_id, held))
@@ -129,7 +135,7 @@ def committed_answers(payments: PaymentService) -> dict[str, AnswerFor]:
         user_id: uuid.UUID, payment_id: uuid.UUID, status_code: int
     ) -> CommittedAnswer | None:
         try:
-            payment = await payments.get(user_id, str(payment_id))
+            payment = await payments.get(user_id, payment_id)
         except KassaError:
             return None
         processing = payment.status == PaymentStatus.PROCESSING.value

@@ -20,7 +20,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import Executor, autocommit_engine, engine_of, new_id, parse_id, record_of
+from kassa.db import Executor, autocommit_engine, engine_of, new_id, record_of
 from kassa.events.service import EventService
 from kassa.idempotency.service import HeldKey, commit_effect
 from kassa.ledger.service import LedgerService
@@ -190,10 +190,7 @@ class PaymentService:
         )
         return payment
 
-    async def get(self, user_id: uuid.UUID, raw_id: str) -> Payment:
-        payment_id = parse_id(raw_id)
-        if payment_id is None:
-            raise PaymentNotFound
+    async def get(self, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment:
         async with self._single.connect() as db:
             payment = await repository.find_payment(db, user_id, payment_id)
         if payment is None:
@@ -208,11 +205,10 @@ class PaymentService:
             return PaymentNotFound()
         return PaymentNotPending(action, current.status)
 
-    async def cancel(self, user_id: uuid.UUID, raw_id: str, held: HeldKey | None = None) -> Payment:
+    async def cancel(
+        self, user_id: uuid.UUID, payment_id: uuid.UUID, held: HeldKey | None = None
+    ) -> Payment:
         """pending → canceled; the vaulted card data is destroyed in the same transaction."""
-        payment_id = parse_id(raw_id)
-        if payment_id is None:
-            raise PaymentNotFound
         async with self._engine.begin() as db:
             await commit_effect(db, held, "cancel", payment_id)
             payment = await repository.transition(
@@ -227,13 +223,10 @@ class PaymentService:
         return payment
 
     async def process(
-        self, user_id: uuid.UUID, raw_id: str, held: HeldKey | None = None
+        self, user_id: uuid.UUID, payment_id: uuid.UUID, held: HeldKey | None = None
     ) -> ProcessOutcome:
         """pending → processing (committed, with the Idempotency-Key's record of it, before
         the processor is asked) → completed or failed."""
-        payment_id = parse_id(raw_id)
-        if payment_id is None:
-            raise PaymentNotFound
         now = self._clock()
         async with self._engine.begin() as db:
             await commit_effect(db, held, "process", payment_id)

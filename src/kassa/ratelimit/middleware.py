@@ -8,10 +8,9 @@ from collections.abc import Sequence
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kassa.auth.deps import bearer_token
-from kassa.auth.service import AuthService
+from kassa.auth.middleware import authenticated
 from kassa.edge.proxy import Network, client_ip, client_key
-from kassa.errors import KassaError, problem_response
+from kassa.errors import problem_response
 from kassa.observability.metrics import RATE_LIMITED
 from kassa.ratelimit.limiter import RateLimiter, Verdict
 
@@ -19,9 +18,9 @@ log = structlog.get_logger("kassa.ratelimit")
 
 
 class RateLimitMiddleware:
-    """The user limit counts only requests whose token authenticates (signature, expiry and
-    a live session), so a forged or revoked token cannot spend a real user's budget; the
-    principal it finds is handed on, and the route does not authenticate the request again."""
+    """The user limit counts only requests whose token authenticated (signature, expiry and
+    a live session, checked once by `AuthenticationMiddleware` just outside), so a forged or
+    revoked token cannot spend a real user's budget."""
 
     def __init__(
         self,
@@ -29,13 +28,11 @@ class RateLimitMiddleware:
         limiter: RateLimiter,
         trusted: Sequence[Network],
         user_limiter: RateLimiter | None = None,
-        auth: AuthService | None = None,
     ) -> None:
         self.app = app
         self.limiter = limiter
         self.trusted = tuple(trusted)
         self.user_limiter = user_limiter
-        self.auth = auth
         # Each limit's series exists from the start, at 0, so rate() sees the first refusal.
         for named in (limiter, user_limiter):
             if named is not None:
@@ -68,21 +65,9 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send_with_headers)
 
     async def _hit_user(self, scope: Scope) -> Verdict | None:
-        if self.user_limiter is None or self.auth is None:
-            return None
-        token = bearer_token(scope)
-        if token is None:
-            return None
-        try:
-            principal = await self.auth.authenticate(token)
-        except KassaError:
-            return None  # the route answers 401
-        except Exception:
-            # The database failed: the route authenticates again and answers (and logs) the
-            # failure inside the error handling, with these headers on it.
-            return None
-        scope["state"]["principal"] = principal
-        scope["state"]["user_id"] = str(principal.user_id)
+        principal = authenticated(scope)
+        if self.user_limiter is None or principal is None:
+            return None  # no token, or one refused: the route answers 401
         return await self.user_limiter.hit(str(principal.user_id))
 
     async def _refuse(

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Body, Depends, Request, status
 from kassa.auth.deps import CurrentPrincipal
 from kassa.idempotency.deps import HeldKeyDep
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
+from kassa.payments.errors import PaymentNotFound
 from kassa.refunds.schemas import RefundOut, RefundRequest
 from kassa.refunds.service import RefundService
-from kassa.web import problem_responses, reject_unknown_query
+from kassa.web import path_id, problem_responses, reject_unknown_query
 
 router = APIRouter(
     prefix="/api/payments",
@@ -33,7 +34,7 @@ async def get_refund_service(request: Request) -> RefundService:
     responses=problem_responses(400, 401, 404, 409, 422),
 )
 async def refund_payment(
-    payment_id: str,
+    payment_id: Annotated[uuid.UUID, path_id("payment_id", PaymentNotFound)],
     principal: CurrentPrincipal,
     refunds: Annotated[RefundService, Depends(get_refund_service)],
     held: HeldKeyDep,

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import engine_of, new_id, parse_id
+from kassa.db import engine_of, new_id
 from kassa.events.service import EventService
 from kassa.idempotency.service import HeldKey, commit_effect
 from kassa.ledger.service import LedgerService
@@ -53,16 +53,13 @@ class RefundService:
     async def refund(
         self,
         user_id: uuid.UUID,
-        raw_payment_id: str,
+        payment_id: uuid.UUID,
         amount: int | None,
         reason: str | None,
         held: HeldKey | None = None,
     ) -> Refund:
         """Reserve the amount and record the refund `pending` (with the Idempotency-Key's
         record of it, in that transaction), ask the processor, then settle."""
-        payment_id = parse_id(raw_payment_id)
-        if payment_id is None:
-            raise PaymentNotFound
         now = self._clock()
         refund_id = new_id()
         async with self._engine.begin() as db:

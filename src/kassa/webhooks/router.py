@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from kassa.auth.deps import CurrentPrincipal
-from kassa.web import problem_responses, reject_unknown_query
+from kassa.web import path_id, problem_responses, reject_unknown_query
+from kassa.webhooks.errors import WebhookNotFound
 from kassa.webhooks.models import WebhookAttempt, WebhookEndpoint
 from kassa.webhooks.schemas import (
     AttemptList,
@@ -31,6 +33,7 @@ async def get_webhook_service(request: Request) -> WebhookService:
 
 
 WebhookServiceDep = Annotated[WebhookService, Depends(get_webhook_service)]
+WebhookId = Annotated[uuid.UUID, path_id("webhook_id", WebhookNotFound)]
 
 
 def webhook_out(endpoint: WebhookEndpoint) -> WebhookOut:
@@ -84,7 +87,7 @@ async def list_webhooks(principal: CurrentPrincipal, webhooks: WebhookServiceDep
     responses=problem_responses(401, 404, 422),
 )
 async def get_webhook(
-    webhook_id: str, principal: CurrentPrincipal, webhooks: WebhookServiceDep
+    webhook_id: WebhookId, principal: CurrentPrincipal, webhooks: WebhookServiceDep
 ) -> Any:
     """One of the caller's webhook endpoints (never its secret)."""
     return webhook_out(await webhooks.get(principal.user_id, webhook_id))
@@ -98,7 +101,7 @@ async def get_webhook(
     responses=problem_responses(401, 404, 422),
 )
 async def delete_webhook(
-    webhook_id: str, principal: CurrentPrincipal, webhooks: WebhookServiceDep
+    webhook_id: WebhookId, principal: CurrentPrincipal, webhooks: WebhookServiceDep
 ) -> Response:
     """Delete an endpoint: nothing more is sent to it."""
     await webhooks.delete(principal.user_id, webhook_id)
@@ -112,7 +115,7 @@ async def delete_webhook(
     responses=problem_responses(401, 404, 422),
 )
 async def list_deliveries(
-    webhook_id: str,
+    webhook_id: WebhookId,
     principal: CurrentPrincipal,
     webhooks: WebhookServiceDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,

@@ -18,7 +18,7 @@ from sqlalchemy import CTE, Insert, bindparam, cast, func, insert, literal, or_,
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import Executor, new_id, parse_id, table_of
+from kassa.db import Executor, new_id, table_of
 from kassa.errors import FieldError, ValidationFailed
 from kassa.pagination import Cursor
 from kassa.vault.crypto import Sealed, Vault, VaultError
@@ -216,22 +216,16 @@ class WebhookService:
         async with self._sessions() as session:
             return await repository.list_endpoints(session, user_id)
 
-    async def get(self, user_id: uuid.UUID, raw_id: str) -> WebhookEndpoint:
-        endpoint_id = parse_id(raw_id)
-        if endpoint_id is None:
-            raise WebhookNotFound
+    async def get(self, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> WebhookEndpoint:
         async with self._sessions() as session:
             endpoint = await repository.get_endpoint(session, user_id, endpoint_id)
         if endpoint is None:
             raise WebhookNotFound
         return endpoint
 
-    async def delete(self, user_id: uuid.UUID, raw_id: str) -> None:
+    async def delete(self, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> None:
         """The endpoint, its queued deliveries and its attempts are gone; a delivery in flight
         finishes but is not recorded."""
-        endpoint_id = parse_id(raw_id)
-        if endpoint_id is None:
-            raise WebhookNotFound
         async with self._sessions.begin() as session:
             if not await repository.delete_endpoint(session, user_id, endpoint_id):
                 raise WebhookNotFound
@@ -272,13 +266,10 @@ class WebhookService:
         )
 
     async def list_attempts(
-        self, user_id: uuid.UUID, raw_id: str, *, limit: int, cursor: str | None
+        self, user_id: uuid.UUID, endpoint_id: uuid.UUID, *, limit: int, cursor: str | None
     ) -> AttemptPage:
         """Every delivery attempt to one of the caller's endpoints, newest first."""
         after = Cursor.decode(cursor) if cursor else None
-        endpoint_id = parse_id(raw_id)
-        if endpoint_id is None:
-            raise WebhookNotFound
         async with self._sessions() as session:
             if await repository.get_endpoint(session, user_id, endpoint_id) is None:
                 raise WebhookNotFound
