@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import jwt
 
 SCHEMA = Path(__file__).with_name("schema.sql")
 
@@ -45,6 +46,31 @@ async def seed_login(dsn: str) -> tuple[str, str]:
     finally:
         await connection.close()
     return str(login), str(shopper)
+
+
+async def seed_tokens(dsn: str, jwt_secret: str, count: int, hours: int = 6) -> list[str]:
+    """`count` shoppers, each with a live login and its bearer token, written directly (the
+    benchmark measures payments, not Argon2id): the token is what /api/auth/login signs."""
+    now = datetime.now(UTC)
+    expires = now + timedelta(hours=hours)
+    rows = [(uuid.uuid4(), uuid.uuid4()) for _ in range(count)]
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.executemany(
+            "INSERT INTO shopper (id, email, name, secret_hash, joined_at) "
+            "VALUES ($1, $2, 'bench', 'none', $3)",
+            [(shopper, f"bench-{shopper.hex[:12]}@example.com", now) for shopper, _ in rows],
+        )
+        await connection.executemany(
+            "INSERT INTO login (id, shopper_id, expires_at) VALUES ($1, $2, $3)",
+            [(login, shopper, expires) for shopper, login in rows],
+        )
+    finally:
+        await connection.close()
+    return [
+        jwt.encode({"sub": str(shopper), "sid": str(login), "exp": expires}, jwt_secret)
+        for shopper, login in rows
+    ]
 
 
 async def check_reference(dsn: str, max_pending: int) -> dict[str, Any]:

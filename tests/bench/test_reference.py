@@ -23,7 +23,7 @@ import orjson
 import pytest
 
 from bench.reference.app import Config, create_app
-from bench.reference.checks import apply_schema, check_reference, seed_login
+from bench.reference.checks import apply_schema, check_reference, seed_login, seed_tokens
 from bench.reference.resp import Redis
 from bench.reference.sql import pgbench_script
 from bench.wirecount import CountingProxy, PgFrontend, RespCommands, round_trips
@@ -352,3 +352,17 @@ async def test_pgbench_runs_the_reference_sql_as_whole_lifecycles_that_pass_the_
     checked = await check_reference(reference.dsn, max_pending=0)
     assert checked["states"] == {"partially_refunded": 6}
     assert (checked["network_charges"], checked["refunds"]) == (6, 6)
+
+
+async def test_seeded_tokens_are_live_sessions_the_app_accepts(reference: Reference) -> None:
+    tokens = await seed_tokens(reference.dsn, reference.config.jwt_secret, 3)
+    assert len(set(tokens)) == 3
+    for token in tokens:
+        auth = {"Authorization": f"Bearer {token}"}
+        created = await reference.client.post(
+            "/api/payments", json=PAYMENT, headers={**auth, **_key()}
+        )
+        assert created.status_code == 201, created.text
+    forged = await seed_tokens(reference.dsn, "another secret " * 3, 1)
+    auth = {"Authorization": f"Bearer {forged[0]}"}
+    assert (await reference.client.get("/api/payments/x/status", headers=auth)).status_code == 401
