@@ -849,7 +849,19 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _commit(),
     }
     results: list[LoadResult] = []
+    failures: list[str] = report.setdefault("check_failures", [])
+
+    def checked(check: Callable[[], Any]) -> Any:
+        """A failed check is reported (and fails the run) without losing the figures."""
+        try:
+            return check()
+        except RuntimeError as error:
+            say(f"  CHECK FAILED: {str(error)[:2000]}")
+            failures.append(str(error)[:2000])
+            return f"FAILED: {str(error)[:300]}"
+
     say(f"machine: {report['machine']['cores']} cores, {report['machine']['cpu']}")
+    say(f"PostgreSQL: {pg_headroom(admin_dsn)}")
     try:
         kassa_db, floor_db = f"kassa_bench_{tag}", f"kassa_bench_{tag}_floor"
         lean_db, lean_pgbench_db = f"kassa_bench_{tag}_lean", f"kassa_bench_{tag}_leanpgb"
@@ -969,12 +981,14 @@ def main(argv: list[str] | None = None) -> int:
         wrk_runs = 2 * args.rounds * len(clients)  # warm-ups and measured runs
         cut_off = sum(clients) * 2 * args.rounds + open_errors
         say("checking: kassa ledger verify, payment states, simulator charges")
-        report["ledger_verify"] = ledger_verify(env, work)
-        report["kassa_states"] = check_states(pg, kassa_db, max_pending=cut_off)
+        report["ledger_verify"] = checked(lambda: ledger_verify(env, work))
+        report["kassa_states"] = checked(lambda: check_states(pg, kassa_db, max_pending=cut_off))
         say(f"  ledger: {report['ledger_verify']}; {report['kassa_states']}")
         say("checking the reference: books, states, network records")
-        report["reference_states"] = asyncio.run(
-            reference_checks.check_reference(pg.dsn(lean_db), max_pending=cut_off)
+        report["reference_states"] = checked(
+            lambda: asyncio.run(
+                reference_checks.check_reference(pg.dsn(lean_db), max_pending=cut_off)
+            )
         )
         say(f"  {report['reference_states']} ({wrk_runs} wrk runs each)")
         if (work / "profile.raw").exists():
@@ -1016,8 +1030,11 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
 
         if not args.skip_scale_out:
-            report["scale_out"] = scale_out(pg, tag, redis_url, work, max(clients), args)
-            results.extend(report["scale_out"].pop("results"))
+            report["scale_out"] = checked(
+                lambda: scale_out(pg, tag, redis_url, work, max(clients), args)
+            )
+            if isinstance(report["scale_out"], dict):
+                results.extend(report["scale_out"].pop("results"))
     finally:
         pg.drop_all()
         say(f"cleaned up: databases dropped, {redis_cleanup(redis_url, prefix)} Redis keys deleted")
@@ -1031,8 +1048,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=str))
     print_report(report, results, args, open_seconds)
+    for failure in failures:
+        print(f"CHECK FAILED: {failure[:600]}")
     errors = (
-        sum(r.errors for r in results)
+        len(failures)
+        + sum(r.errors for r in results)
         + sum(report["kassa_log_errors"].values())
         + sum(report["reference_log_errors"].values())
         + sum(r["errors"] for r in report.get("open_loop", []))
@@ -1046,6 +1066,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _KASSA_SECRETS = ("KASSA_JWT_SECRET", "KASSA_VAULT_KEYS")
+
+
+def pg_headroom(admin_dsn: str) -> str:
+    """max_connections and how many are in use now: the shared server's other clients can
+    leave kassa's pools (40 a worker today) short, which shows as 500s and stuck payments."""
+
+    async def ask() -> str:
+        connection = await asyncpg.connect(admin_dsn)
+        try:
+            limit = await connection.fetchval("SHOW max_connections")
+            used = await connection.fetchval("SELECT count(*) FROM pg_stat_activity")
+        finally:
+            await connection.close()
+        return f"max_connections {limit}, {used} in use before the run"
+
+    try:
+        return asyncio.run(ask())
+    except (OSError, asyncpg.PostgresError) as error:
+        return f"not asked ({error})"
 
 
 def _commit() -> str:
