@@ -74,6 +74,8 @@ class Connection:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.used = 0  # requests answered on it
+        self.idle_since = clock()
 
     async def request(
         self, method: str, path: str, headers: dict[str, str], body: bytes = b""
@@ -96,12 +98,15 @@ class Connection:
             elif name == "transfer-encoding" and "chunked" in value.lower():
                 chunked = True
         if not chunked:
-            return status, await self.reader.readexactly(length)
+            body = await self.reader.readexactly(length)
+            self.used += 1
+            return status, body
         chunks = []
         while True:
             size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
             chunks.append(await self.reader.readexactly(size + 2))
             if size == 0:
+                self.used += 1
                 return status, b"".join(c[:-2] for c in chunks)
 
     def close(self) -> None:
@@ -144,6 +149,10 @@ class OpenLoopResult:
 
 
 class OpenLoop:
+    # Servers close a keep-alive connection idle for a while (uvicorn: 5 s); one idle for
+    # longer than this is closed here rather than reused.
+    MAX_IDLE = 2.0
+
     def __init__(self, host: str, port: int, tokens: Sequence[str], timeout: float = 10.0):
         self.host, self.port = host, port
         self.tokens = list(tokens)
@@ -152,10 +161,30 @@ class OpenLoop:
         self.nonce = uuid.uuid4().hex[:12]
 
     async def _connection(self) -> Connection:
-        if self.idle:
-            return self.idle.pop()
+        while self.idle:
+            connection = self.idle.pop()
+            if clock() - connection.idle_since < self.MAX_IDLE:
+                return connection
+            connection.close()
         reader, writer = await asyncio.open_connection(self.host, self.port)
         return Connection(reader, writer)
+
+    async def _send(
+        self, connection: Connection, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[Connection, int, bytes]:
+        """One request; a reused connection the server closed before reading it (EOF before
+        any answer) is replaced once by a new one, as HTTP clients do. The time it took
+        stays in the request's latency."""
+        try:
+            status, answer = await connection.request(method, path, headers, body)
+        except (asyncio.IncompleteReadError, ConnectionResetError) as error:
+            partial = getattr(error, "partial", b"")
+            if not connection.used or partial:
+                raise
+            connection.close()
+            connection = await self._connection()
+            status, answer = await connection.request(method, path, headers, body)
+        return connection, status, answer
 
     async def lifecycle(self, index: int, due: float, result: OpenLoopResult) -> None:
         auth = "Bearer " + self.tokens[index % len(self.tokens)]
@@ -167,30 +196,30 @@ class OpenLoop:
                 headers = {"Authorization": auth}
                 if part != "status":
                     headers["Idempotency-Key"] = f"{self.nonce}-{index}-{step}"
+                body = b""
                 if part == "create":
-                    call = connection.request("POST", "/api/payments", headers, PAYMENT)
-                    expected = 201
+                    method, path, body, expected = "POST", "/api/payments", PAYMENT, 201
                 elif part == "process":
                     body = b'{"payment_id":"' + payment_id.encode() + b'"}'
-                    call = connection.request("POST", "/api/payments/process", headers, body)
-                    expected = 200
+                    method, path, expected = "POST", "/api/payments/process", 200
                 elif part == "status":
-                    call = connection.request("GET", f"/api/payments/{payment_id}/status", headers)
-                    expected = 200
+                    method, path, expected = "GET", f"/api/payments/{payment_id}/status", 200
                 else:
-                    path = f"/api/payments/{payment_id}/refund"
-                    call = connection.request("POST", path, headers, REFUND)
+                    method, path, body = "POST", f"/api/payments/{payment_id}/refund", REFUND
                     expected = 201
-                status, body = await asyncio.wait_for(call, self.timeout)
+                connection, status, answer = await asyncio.wait_for(
+                    self._send(connection, method, path, headers, body), self.timeout
+                )
                 now = clock()
                 result.latencies_ms.append(1000 * (now - started))
                 started = now
                 if status != expected:
-                    raise HttpError(f"{part}: {status} {body[:120]!r}")
+                    raise HttpError(f"{part}: {status} {answer[:120]!r}")
                 if part == "create":
-                    payment_id = orjson.loads(body)["id"]
+                    payment_id = orjson.loads(answer)["id"]
             result.completed += 1
             result.lifecycle_ms.append(1000 * (clock() - due))
+            connection.idle_since = clock()
             self.idle.append(connection)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, HttpError, ValueError) as e:
             result.errors += 1

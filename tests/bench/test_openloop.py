@@ -47,14 +47,19 @@ def test_percentile_is_nearest_rank() -> None:
 class SlowServer:
     """Answers the benchmark's four endpoints, one request at a time, each after `delay`."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, answers_per_connection: int = 0) -> None:
         self.delay = delay
+        self.answers_per_connection = answers_per_connection  # then close it unannounced
         self.lock = asyncio.Lock()
         self.paths: list[str] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = 0
         try:
             while True:
+                if answered and answered == self.answers_per_connection:
+                    writer.close()
+                    return
                 head = await reader.readuntil(b"\r\n\r\n")
                 method, path, _ = head.split(b"\r\n", 1)[0].decode().split(" ")
                 length = 0
@@ -70,6 +75,7 @@ class SlowServer:
                 writer.write(
                     f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
                 )
+                answered += 1
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
@@ -102,3 +108,15 @@ async def test_a_server_that_falls_behind_shows_as_latency_not_as_a_lower_rate()
     worst = max(result.latencies_ms)
     assert worst > 6 * 50, result.latencies_ms  # a closed loop of one would see ~50 ms
     assert max(result.lifecycle_ms) > 900
+
+
+async def test_a_kept_alive_connection_the_server_closed_is_replaced_not_counted_as_an_error() -> (
+    None
+):
+    # The server closes every connection after one answer, as a server closes one idle past
+    # its keep-alive timeout: the next request on it reads EOF before any answer.
+    server = SlowServer(delay=0.0, answers_per_connection=1)
+    async with _serve(server) as port:
+        result = await OpenLoop("127.0.0.1", port, ["t"]).run("closing", rate=40, seconds=0.2)
+    assert (result.completed, result.errors) == (8, 0), result.notes
+    assert server.paths.count("POST /api/payments/process") == 8
