@@ -133,9 +133,11 @@ image-check: install-dev
 screenshots: install-dev
 	scripts/screenshots.sh
 
-# The benchmark (never part of `make test`): kassa on PostgreSQL + Redis with --workers 2
-# against a floor app and pgbench running kassa's own SQL; needs wrk and pgbench
-# (apt-get install wrk postgresql-client). BENCH_ARGS="--profile" adds a py-spy profile.
+# The benchmark (never part of `make test`): kassa on PostgreSQL + Redis with --workers 2,
+# interleaved with the lean reference in bench/reference, closed loop (wrk) and open loop,
+# round trips counted on the wire, pgbench of each one's SQL; needs wrk and pgbench
+# (apt-get install wrk postgresql-client). BENCH_ARGS="--duration 10" shortens each run;
+# BENCH_ARGS="--profile" adds a py-spy profile; see `.venv/bin/python -m bench.run --help`.
 BENCH_ARGS ?=
 bench: install-dev
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import uuid
@@ -59,9 +60,9 @@ async def capture_lifecycles(
 
     `secrets` (KASSA_JWT_SECRET, KASSA_VAULT_KEYS) must be the served kassa's when it will
     use the same database: the card-fingerprint key the capture seals stays in it."""
+    import kassa.db
     from kassa.app import create_app
     from kassa.container import build_container
-    from kassa.db import DriverStatement
     from kassa.settings import load_settings
 
     key = base64.urlsafe_b64encode(b"b" * 32).decode().rstrip("=")
@@ -78,11 +79,17 @@ async def capture_lifecycles(
     )
     container = build_container(settings)
     app = create_app(settings, container)
-    # Statements kassa runs on the driver's connection (DriverStatement) bypass SQLAlchemy's
-    # events. During the capture they take SQLAlchemy's path, which sends the same SQL (the
-    # driver path is SQLAlchemy's own compilation), so every statement is recorded.
-    no_driver = patch.object(DriverStatement, "_driver", staticmethod(_no_driver))
-    no_driver.start()
+    # Statements kassa runs on the driver's connection (DriverStatement, where it still
+    # exists) bypass SQLAlchemy's events. During the capture they take SQLAlchemy's path,
+    # which sends the same SQL (the driver path is SQLAlchemy's own compilation), so every
+    # statement is recorded.
+    driver_statement = getattr(kassa.db, "DriverStatement", None)
+    no_driver = (
+        patch.object(driver_statement, "_driver", staticmethod(_no_driver))
+        if driver_statement is not None
+        else contextlib.nullcontext()
+    )
+    no_driver.__enter__()
     try:
         log: list[Statement] = []
         engine = container.engine.sync_engine
@@ -139,7 +146,7 @@ async def capture_lifecycles(
                     capture.parts[part] = list(log)
                 captures.append(capture)
     finally:
-        no_driver.stop()
+        no_driver.__exit__(None, None, None)
     await container.aclose()
     return captures
 
