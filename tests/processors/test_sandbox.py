@@ -107,6 +107,19 @@ def test_make_sandbox_completes_and_refunds_a_card_payment_through_localstripe(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    # Ctrl-C (or SIGTERM) stops both servers.
+    # Ctrl-C (or SIGTERM) stops both servers. make is only the group's leader: wait for
+    # every process of the group (the script, localstripe, kassa) to be gone before looking.
+    _wait_group_gone(process.pid)
     assert not _listening(port)
     assert not _listening(stripe_port)
+
+
+def _wait_group_gone(group: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the sandbox's processes were still running {timeout:g} s after SIGTERM")
