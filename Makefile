@@ -42,7 +42,7 @@ lint: install-dev
 # they are checked against the generated client's types).
 typecheck: install-dev
 	$(BIN)/mypy
-	$(BIN)/mypy scripts/render_dashboard.py scripts/image_check.py scripts/check_migrations.py scripts/generate_clients.py bench
+	$(BIN)/mypy scripts/render_dashboard.py scripts/image_check.py scripts/check_migrations.py scripts/generate_clients.py scripts/export_openapi.py bench
 	$(BIN)/mypy tests/clients
 
 # The delivery files, checked statically (no Docker engine needed): the Dockerfiles with

@@ -377,3 +377,33 @@ def test_simulator_faults_plan_the_simulator_in_tests() -> None:
     assert isinstance(processor, FaultInjectingProcessor)
     assert (processor.pending("charge"), processor.pending("refund")) == (1, 1)
     assert processor.pending("prepare_charge") == 0
+
+
+# issue 14's settings, refused when out of range ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KASSA_IDEMPOTENCY_LEASE_SECONDS", "0"),
+        ("KASSA_IDEMPOTENCY_LEASE_SECONDS", "3601"),
+        ("KASSA_IDEMPOTENCY_LEASE_SECONDS", "soon"),
+        ("KASSA_SHUTDOWN_GRACE_SECONDS", "0"),
+        ("KASSA_SHUTDOWN_GRACE_SECONDS", "601"),
+        ("KASSA_PROCESSOR_TIMEOUT_SECONDS", "0"),
+        ("KASSA_PROCESSOR_TIMEOUT_SECONDS", "26"),
+    ],
+)
+def test_out_of_range_reliability_settings_are_refused_in_one_line(name: str, value: str) -> None:
+    assert name in refused({name: value})
+
+
+def test_simulator_faults_are_refused_with_stripe_outside_production() -> None:
+    message = refused(
+        {
+            "KASSA_PROCESSOR": "stripe",
+            "KASSA_STRIPE_API_KEY": "sk_test_settings",
+            "KASSA_SIMULATOR_FAULTS": "charge:hang",
+        }
+    )
+    assert "KASSA_SIMULATOR_FAULTS" in message

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from kassa.edge.csp import html_page_policy
 from kassa.observability.metrics import render_metrics
 
-router = APIRouter(include_in_schema=False, redirect_slashes=False)
+router = APIRouter(include_in_schema=False)
 SWAGGER_STATIC = Path(fastapi_offline.__file__).parent / "static"
 READY_TIMEOUT_SECONDS = 2.0
 

@@ -151,3 +151,4 @@ async def test_an_unknown_wallet_token_stays_processing_error_and_is_logged_as_a
     assert refusal["operation"] == "retrieve_payment_method"
     assert refusal["status"] == 404
     assert refusal["message"]
+    assert "pm_nobody_made_this" not in str(refusal)

@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from kassa.audit import repository
 from kassa.db import read_snapshot
 from kassa.payments.service import charge_reference
+from kassa.payments.states import CHARGED
 from kassa.refunds.service import refund_reference
 
 _NO_ID = uuid.UUID(int=0)
@@ -185,7 +186,7 @@ class BooksAuditor:
 
 
 def _charge_mismatch(row: Any) -> str:
-    if row.status not in {"completed", "partially_refunded", "refunded"}:
+    if row.status not in CHARGED:
         return f"payment {row.id} is {row.status} but the processor charged it"
     if row.charge is None or row.outcome != "succeeded":
         return f"payment {row.id} is {row.status} with no successful processor charge"

@@ -19,7 +19,6 @@ router = APIRouter(
     prefix="/api/auth",
     tags=["auth"],
     dependencies=[reject_unknown_query],
-    redirect_slashes=False,
 )
 
 

@@ -15,7 +15,6 @@ router = APIRouter(
     prefix="/api/events",
     tags=["events"],
     dependencies=[reject_unknown_query],
-    redirect_slashes=False,
 )
 
 

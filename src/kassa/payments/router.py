@@ -25,7 +25,6 @@ router = APIRouter(
     prefix="/api/payments",
     tags=["payments"],
     dependencies=[reject_unknown_query],
-    redirect_slashes=False,
 )
 
 

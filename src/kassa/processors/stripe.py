@@ -37,6 +37,7 @@ at Stripe) and MGA (zero-decimal at Stripe), which `stripe_amount` converts exac
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -264,7 +265,7 @@ class StripeProcessor:
                 type=_field(error, "type"),
                 code=exc.code,
                 param=_field(error, "param"),
-                message=_field(error, "message") or exc.user_message,
+                message=_without_quoted_values(_field(error, "message") or exc.user_message),
                 request_id=exc.request_id,
             )
             raise refused from None
@@ -521,3 +522,12 @@ class StripeProcessor:
             return await self._find_refund(intent_id, reference)
         except (_Declined, _Refused):
             return None
+
+
+_QUOTED = re.compile(r"'[^']*'")
+
+
+def _without_quoted_values(message: str | None) -> str | None:
+    """Stripe's message without the values it quotes: "No such PaymentMethod: 'pm_…'" names a
+    client's wallet token, which no log line may hold; the words and `param` remain."""
+    return _QUOTED.sub("'…'", message) if message else message

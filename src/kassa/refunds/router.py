@@ -17,7 +17,6 @@ router = APIRouter(
     prefix="/api/payments",
     tags=["refunds"],
     dependencies=[reject_unknown_query],
-    redirect_slashes=False,
 )
 
 

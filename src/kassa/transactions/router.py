@@ -18,7 +18,6 @@ router = APIRouter(
     prefix="/api",
     tags=["transactions"],
     dependencies=[reject_unknown_query],
-    redirect_slashes=False,
 )
 
 

@@ -86,7 +86,7 @@ async def claim_due(
     """Due deliveries of enabled endpoints, oldest due first, at most `per_endpoint` in flight
     per endpoint (counting the leases already out, by any worker), row-locked with SKIP
     LOCKED (PostgreSQL) so that a delivery being recorded is passed over."""
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
     d = WebhookDelivery
     due = and_(

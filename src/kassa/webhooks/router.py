@@ -23,7 +23,6 @@ router = APIRouter(
     prefix="/api/webhooks",
     tags=["webhooks"],
     dependencies=[reject_unknown_query],
-    redirect_slashes=False,
 )
 
 
