@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
-from kassa.db import create_engine, create_session_factory, utcnow
+from kassa.db import Database, create_engine, create_session_factory, utcnow
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
@@ -42,6 +42,7 @@ from kassa.webhooks.urls import Resolver, system_resolver
 class Container:
     settings: Settings
     engine: AsyncEngine
+    db: Database  # the one way to the database (the engine and sessions go with issue 16)
     sessions: async_sessionmaker[AsyncSession]
     storage: Storage
     limits: LimitStore  # the storage behind every limit, with its in-process fallback
@@ -143,6 +144,7 @@ def build_container(
     return Container(
         settings=settings,
         engine=engine,
+        db=Database(engine),
         sessions=sessions,
         storage=storage,
         limits=limits,

@@ -22,7 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect, ExceptionContext, make_url
+from sqlalchemy.engine import Dialect, ExceptionContext, RowMapping, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -439,3 +439,103 @@ def engine_of(factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:
     if not isinstance(bind, AsyncEngine):
         raise TypeError("the session factory is not bound to an async engine")
     return bind
+
+
+# --- The one way to the database -----------------------------------------------------------
+#
+# Repositories take a `Runner`: either the `Database` itself, where each statement is its own
+# transaction (autocommit on PostgreSQL: one round trip, no BEGIN/COMMIT), or a `Transaction`
+# from `Database.transaction()` / `Database.snapshot()`. Services decide where transactions
+# begin and end through the `Database`; they never build SQL. Statements are SQLAlchemy Core
+# (built once at import where they can be) and run through SQLAlchemy's public API only.
+
+Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+
+
+class Runner:
+    """What a repository runs its statements on (a `Database` or a `Transaction`)."""
+
+    dialect: str
+
+    async def _result(self, statement: Executable, params: Params) -> Any:
+        raise NotImplementedError
+
+    async def rows(self, statement: Executable, params: Params = None) -> list[RowMapping]:
+        """Every row the statement returns, as mappings by column name."""
+        result = await self._result(statement, params)
+        return list(result.mappings())
+
+    async def first(self, statement: Executable, params: Params = None) -> RowMapping | None:
+        """The first row the statement returns, or None."""
+        result = await self._result(statement, params)
+        row: RowMapping | None = result.mappings().first()
+        return row
+
+    async def scalar(self, statement: Executable, params: Params = None) -> Any:
+        """The first column of the first row, or None."""
+        result = await self._result(statement, params)
+        return result.scalar()
+
+    async def execute(self, statement: Executable, params: Params = None) -> int:
+        """Run a statement that returns no rows; the number of rows it wrote."""
+        result = await self._result(statement, params)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+class Transaction(Runner):
+    """Statements on one connection inside one transaction (see `Database.transaction`)."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+        self.dialect = connection.dialect.name
+
+    async def _result(self, statement: Executable, params: Params) -> Any:
+        return await self._connection.execute(statement, params)
+
+
+class Database(Runner):
+    """The handle every repository and service reaches the database through.
+
+    Used directly, each statement is its own transaction: on PostgreSQL it runs in autocommit
+    (one round trip); on SQLite inside BEGIN IMMEDIATE … COMMIT on the ordinary engine. Use it
+    only where one statement does the whole job; anything that reads then writes, or writes
+    twice, takes `transaction()`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._autocommit = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else engine
+        )
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """One transaction: committed when the block ends, rolled back when it raises.
+        (SQLite: BEGIN IMMEDIATE, so read-then-write transactions serialize.)"""
+        async with self.engine.begin() as connection:
+            yield Transaction(connection)
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Transaction]:
+        """A read-only transaction over one consistent snapshot of the whole database
+        (PostgreSQL REPEATABLE READ READ ONLY; SQLite a deferred WAL read), for audits and
+        lists that must see every committed change whole or not at all."""
+        async with read_snapshot(self.engine) as connection:
+            yield Transaction(connection)
+
+    async def _result(self, statement: Executable, params: Params) -> Any:
+        if self.dialect == "postgresql":
+            async with self._autocommit.connect() as connection:
+                return _buffered(await connection.execute(statement, params))
+        async with self.engine.begin() as connection:
+            return _buffered(await connection.execute(statement, params))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _buffered(result: Any) -> Any:
+    """A result whose rows are read before its connection goes back to the pool."""
+    return result.freeze()() if result.returns_rows else result
