@@ -46,6 +46,8 @@ class Principal:
     name: str
     email: str
     created_at: datetime
+    # The mode the request acts in: every object it reads, writes or lists is of this mode.
+    livemode: bool = False
 
 
 @dataclass(frozen=True, slots=True)

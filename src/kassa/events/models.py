@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Uuid
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kassa.db import Base, UTCDateTime
@@ -31,4 +31,6 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(40))
     object_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Test or live: an object of one mode is invisible to a caller acting in the other.
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

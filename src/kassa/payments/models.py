@@ -8,6 +8,7 @@ from sqlalchemy import (
     CHAR,
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -64,6 +66,8 @@ class Payment(Base):
     charge_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Keyed HMAC of the card number (kassa.vault.fingerprint): the same card, recognised.
     card_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # Test or live: an object of one mode is invisible to a caller acting in the other.
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -3,7 +3,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CHAR, BigInteger, CheckConstraint, ForeignKey, Index, String, Uuid
+from sqlalchemy import (
+    CHAR,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Uuid,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kassa.db import Base, UTCDateTime
@@ -36,5 +46,7 @@ class Transaction(Base):
     currency: Mapped[str] = mapped_column(CHAR(3))
     status: Mapped[str] = mapped_column(String(16))
     payment_method: Mapped[str] = mapped_column(String(24))
+    # Test or live: an object of one mode is invisible to a caller acting in the other.
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
