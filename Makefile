@@ -91,6 +91,16 @@ $(NODE_MODULES): clients/typescript/package-lock.json
 
 client-tools: $(PYTHON_GENERATOR)/bin/openapi-python-client $(NODE_MODULES)
 
+# playwright-core for the browser tests (tests/browserkit.py): it drives Debian's chromium
+# (/usr/bin/chromium), so it never downloads a browser of its own.
+BROWSER_MODULES := tests/browser/node_modules/.package-lock.json
+
+$(BROWSER_MODULES): tests/browser/package-lock.json
+	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+
+.PHONY: browser-tools
+browser-tools: $(BROWSER_MODULES)
+
 clients: openapi client-tools
 	$(BIN)/python scripts/generate_clients.py
 
@@ -98,11 +108,11 @@ test: lint typecheck check-deploy test-suite
 
 # The test suite alone (CI runs lint, typecheck and check-deploy as steps of their own, once).
 .PHONY: test-suite
-test-suite: install-dev client-tools
+test-suite: install-dev client-tools browser-tools
 	$(BIN)/pytest -n auto $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache clients/typescript/node_modules
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache clients/typescript/node_modules tests/browser/node_modules
 
 # Migrations added since the newest release tag (or BASE=<ref>) must leave that release
 # working while they run: expand before contract (scripts/check_migrations.py).
