@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from limits.aio.storage import Storage
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from kassa.apikeys.service import ApiKeyService
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
@@ -49,6 +50,7 @@ class Container:
     limiter: RateLimiter
     processor: Processor
     auth: AuthService
+    keys: ApiKeyService
     payments: PaymentService
     refunds: RefundService
     transactions: TransactionService
@@ -141,10 +143,11 @@ def build_container(
         access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
     )
+    db = Database(engine)
     return Container(
         settings=settings,
         engine=engine,
-        db=Database(engine),
+        db=db,
         sessions=sessions,
         storage=storage,
         limits=limits,
@@ -157,6 +160,10 @@ def build_container(
             clock,
             passwords=passwords,
             password_throttle=LoginThrottle(limits, scope="password"),
+        ),
+        # Key secrets are hashed under a key of their own, derived from the JWT secret.
+        keys=ApiKeyService(
+            db, hmac.new(secrets.jwt_secret, b"kassa-api-key-hash", "sha256").digest(), clock
         ),
         payments=payments,
         refunds=RefundService(
