@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 
+from kassa.auth.service import SCOPES
 from kassa.errors import PROBLEM_JSON
 from kassa.events.schemas import EVENT_TYPES
 from kassa.payments.states import PaymentStatus
@@ -162,7 +163,7 @@ PARAMETERS: Final[Mapping[str, dict[str, Any]]] = {
             "in its own mode; naming the other one is refused (422 `invalid_mode`). Objects "
             "of one mode are invisible to a caller acting in the other."
         ),
-        "schema": {"type": "string", "enum": ["test", "live"]},
+        "schema": {"$ref": "#/components/schemas/Mode"},
     },
     "XRequestID": {
         "name": "X-Request-ID",
@@ -266,6 +267,8 @@ NAMED_ENUMS: Final[Mapping[str, tuple[str, ...]]] = {
     "EventType": EVENT_TYPES,
     "WebhookStatus": ("enabled", "disabled"),
     "DeliveryStatus": ("succeeded", "failed"),
+    "Mode": ("test", "live"),
+    "ApiKeyScope": SCOPES,
 }
 LICENSE: Final = {"name": "MIT", "identifier": "MIT"}
 SERVERS: Final = [{"url": "/", "description": "This kassa server"}]

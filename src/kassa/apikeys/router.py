@@ -62,7 +62,7 @@ async def list_keys(principal: LoginPrincipal, keys: ApiKeyServiceDep) -> Any:
     "/{key_id}",
     operation_id="keys_revoke",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403, 404, codes=_FORBIDDEN),
+    responses=problem_responses(401, 403, 404, 422, codes=_FORBIDDEN),
 )
 async def revoke_key(key_id: str, principal: LoginPrincipal, keys: ApiKeyServiceDep) -> Response:
     """Revoke a key: from the next request on, on every process and host, it is refused."""
