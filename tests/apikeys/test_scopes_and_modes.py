@@ -151,3 +151,24 @@ async def test_a_bad_token_with_a_bad_mode_is_401_first(api: Api) -> None:
         "/api/transactions", headers={"Authorization": "Bearer sk_test_x", "Kassa-Mode": "x"}
     )
     assert response.status_code == 401
+
+
+async def test_an_idempotency_key_of_one_mode_never_answers_the_other(api: Api) -> None:
+    user = await register_user(api.client)
+    test_key = await create_key(api.client, user, mode="test")
+    live_key = await create_key(api.client, user, mode="live")
+    idem = {"Idempotency-Key": f"order-{uuid.uuid4().hex}"}
+    first = await api.client.post(
+        "/api/payments", json=payment_body(), headers={**test_key.headers, **idem}
+    )
+    assert first.status_code == 201, first.text
+    replay = await api.client.post(
+        "/api/payments", json=payment_body(), headers={**user.headers, **idem}
+    )
+    assert replay.headers.get("idempotent-replayed") == "true"  # same user, same mode
+    for headers in (live_key.headers, {**user.headers, "Kassa-Mode": "live"}):
+        other = await api.client.post(
+            "/api/payments", json=payment_body(), headers={**headers, **idem}
+        )
+        assert other.status_code == 422, other.text
+        assert other.json()["code"] == "idempotency_key_reused"
