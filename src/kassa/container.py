@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from limits.aio.storage import Storage
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kassa.apikeys.service import ApiKeyService
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
-from kassa.db import Database, create_engine, create_session_factory, utcnow
+from kassa.db import Database, create_engine, utcnow
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
@@ -42,9 +41,7 @@ from kassa.webhooks.urls import Resolver, system_resolver
 @dataclass
 class Container:
     settings: Settings
-    engine: AsyncEngine
-    db: Database  # the one way to the database (the engine and sessions go with issue 16)
-    sessions: async_sessionmaker[AsyncSession]
+    db: Database  # the one way to the database
     storage: Storage
     limits: LimitStore  # the storage behind every limit, with its in-process fallback
     limiter: RateLimiter
@@ -66,21 +63,21 @@ class Container:
         if self.owns_processor and close is not None:
             await close()
         await self.deliveries.aclose()
-        await self.engine.dispose()
+        await self.db.dispose()
 
 
-def build_processor(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Processor:
+def build_processor(settings: Settings, db: Database) -> Processor:
     if settings.processor == "stripe":
         if settings.stripe_api_key is None:  # the settings refuse this; kept for callers
             raise ValueError("KASSA_PROCESSOR=stripe needs KASSA_STRIPE_API_KEY")
         return StripeProcessor.connect(
             settings.stripe_api_key.get_secret_value(),
-            DatabaseCustomerStore(sessions, StripeProcessor.name),
+            DatabaseCustomerStore(db, StripeProcessor.name),
             api_base=settings.stripe_api_base,
         )
     # The simulator keeps its records in the database, so every process agrees on them.
     simulator = SimulatorProcessor(
-        DatabaseSimulatorStore(sessions),
+        DatabaseSimulatorStore(db),
         delay_seconds=settings.simulator_delay_ms / 1000,
     )
     if not settings.simulator_faults:
@@ -101,8 +98,8 @@ def build_container(
     passwords: Passwords | None = None,
 ) -> Container:
     engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
-    instrument_pool(engine)
-    sessions = create_session_factory(engine)
+    db = Database(engine)
+    instrument_pool(db)
     redis_timeout = settings.redis_timeout_ms / 1000
     storage = storage or create_storage(
         settings.redis_url, prefix=settings.redis_key_prefix, timeout=redis_timeout
@@ -116,12 +113,12 @@ def build_container(
         ).hasher()
     )
     owns_processor = processor is None
-    processor = processor or build_processor(settings, sessions)
+    processor = processor or build_processor(settings, db)
     secrets = settings.secrets
     vault = Vault(secrets.vault_keys)
-    fingerprints = CardFingerprinter(sessions, vault)
+    fingerprints = CardFingerprinter(db, vault)
     payments = PaymentService(
-        sessions,
+        db,
         vault,
         processor,
         clock,
@@ -130,7 +127,7 @@ def build_container(
         fingerprints=fingerprints,
     )
     webhooks = WebhookService(
-        sessions,
+        db,
         vault,
         clock,
         event_types=EVENT_TYPES,
@@ -143,18 +140,15 @@ def build_container(
         access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
     )
-    db = Database(engine)
     return Container(
         settings=settings,
-        engine=engine,
         db=db,
-        sessions=sessions,
         storage=storage,
         limits=limits,
         limiter=RateLimiter(limits, settings.rate_limit),
         processor=processor,
         auth=AuthService(
-            sessions,
+            db,
             tokens,
             LoginThrottle(limits),
             clock,
@@ -167,21 +161,21 @@ def build_container(
         ),
         payments=payments,
         refunds=RefundService(
-            sessions, processor, clock, processor_timeout=settings.processor_timeout_seconds
+            db, processor, clock, processor_timeout=settings.processor_timeout_seconds
         ),
-        transactions=TransactionService(sessions),
+        transactions=TransactionService(db),
         idempotency=IdempotencyService(
-            sessions,
+            db,
             hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
             clock,
             lease=timedelta(seconds=settings.idempotency_lease_seconds),
         ),
         vault_rotator=VaultRotator(fingerprints, payments, webhooks),
         owns_processor=owns_processor,
-        events=EventService(sessions, clock),
+        events=EventService(db, clock),
         webhooks=webhooks,
         deliveries=WebhookDeliverer(
-            sessions,
+            db,
             vault,
             clock,
             require_https=settings.env == "production",

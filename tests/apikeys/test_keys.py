@@ -212,7 +212,7 @@ async def test_verifying_a_key_is_one_statement_by_a_unique_index(api: Api) -> N
     def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         statements.append(statement)
 
-    engine = api.container.engine.sync_engine
+    engine = api.container.db.engine.sync_engine
     sa_event.listen(engine, "before_cursor_execute", seen)
     try:
         principal = await api.container.keys.authenticate(key.secret)
@@ -230,5 +230,5 @@ async def test_verifying_a_key_is_one_statement_by_a_unique_index(api: Api) -> N
         indexes = [i["column_names"] for i in inspector.get_indexes("api_key") if i.get("unique")]
         return [list(c) for c in uniques + indexes]
 
-    async with api.container.engine.connect() as conn:
+    async with api.container.db.engine.connect() as conn:
         assert ["secret_hash"] in await conn.run_sync(unique_columns)
