@@ -28,12 +28,22 @@ PAYMENT_KEYS = {
     "metadata",
     "failure_code",
     "failure_message",
+    "livemode",
     "created_at",
     "updated_at",
 }
 CARD_DETAIL_KEYS = {"brand", "last4", "exp_month", "exp_year", "holder_name"}
 STATUS_KEYS = {"id", "status", "amount", "amount_refunded", "currency", "updated_at"}
-REFUND_KEYS = {"id", "payment_id", "amount", "currency", "status", "reason", "created_at"}
+REFUND_KEYS = {
+    "id",
+    "payment_id",
+    "amount",
+    "currency",
+    "status",
+    "reason",
+    "livemode",
+    "created_at",
+}
 TRANSACTION_KEYS = {
     "id",
     "type",
@@ -42,6 +52,7 @@ TRANSACTION_KEYS = {
     "currency",
     "status",
     "payment_method",
+    "livemode",
     "created_at",
 }
 DECLINING_CARDS = {

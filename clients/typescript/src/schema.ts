@@ -658,6 +658,11 @@ export interface components {
             /** Disabled At */
             disabled_at: string | null;
             /**
+             * Livemode
+             * @description Whether this is a live-mode object (false: test mode)
+             */
+            livemode: boolean;
+            /**
              * Created At
              * Format: date-time
              */
@@ -696,6 +701,11 @@ export interface components {
              */
             id: string;
             type: components["schemas"]["EventType"];
+            /**
+             * Livemode
+             * @description Whether this is a live-mode object (false: test mode)
+             */
+            livemode: boolean;
             /**
              * Created At
              * Format: date-time
@@ -801,6 +811,11 @@ export interface components {
             failure_code: string | null;
             /** Failure Message */
             failure_message: string | null;
+            /**
+             * Livemode
+             * @description Whether this is a live-mode object (false: test mode)
+             */
+            livemode: boolean;
             /**
              * Created At
              * Format: date-time
@@ -917,6 +932,11 @@ export interface components {
             /** Reason */
             reason: string | null;
             /**
+             * Livemode
+             * @description Whether this is a live-mode object (false: test mode)
+             */
+            livemode: boolean;
+            /**
              * Created At
              * Format: date-time
              */
@@ -993,6 +1013,11 @@ export interface components {
             currency: string;
             status: components["schemas"]["TransactionStatus"];
             payment_method: components["schemas"]["PaymentMethod"];
+            /**
+             * Livemode
+             * @description Whether this is a live-mode object (false: test mode)
+             */
+            livemode: boolean;
             /**
              * Created At
              * Format: date-time
@@ -1094,6 +1119,11 @@ export interface components {
             status: components["schemas"]["WebhookStatus"];
             /** Disabled At */
             disabled_at: string | null;
+            /**
+             * Livemode
+             * @description Whether this is a live-mode object (false: test mode)
+             */
+            livemode: boolean;
             /**
              * Created At
              * Format: date-time

@@ -103,9 +103,9 @@ class CommittedAnswer:
     final: bool
 
 
-# Per effect name, the answer from its object: (user id, object id) → answer, or None
-# when the object cannot be found.
-AnswerFor = Callable[[uuid.UUID, uuid.UUID], Awaitable[CommittedAnswer | None]]
+# Per effect name, the answer from its object: (user id, mode, object id) → answer, or None
+# when the object cannot be found (in that mode).
+AnswerFor = Callable[[uuid.UUID, bool, uuid.UUID], Awaitable[CommittedAnswer | None]]
 
 
 class KeyInUse(KassaError):

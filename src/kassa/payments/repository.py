@@ -19,7 +19,12 @@ _PAYMENT = table_of(Payment)
 _SECRET = table_of(PaymentSecret)
 _INSERT_PAYMENT = _PAYMENT.insert()
 _INSERT_SECRET = _SECRET.insert()
-_OWN_PAYMENT = (_PAYMENT.c.id == bindparam("payment")) & (_PAYMENT.c.user_id == bindparam("owner"))
+# A payment is the caller's when it is theirs and of the mode they act in.
+_OWN_PAYMENT = (
+    (_PAYMENT.c.id == bindparam("payment"))
+    & (_PAYMENT.c.user_id == bindparam("owner"))
+    & (_PAYMENT.c.livemode == bindparam("in_livemode"))
+)
 _GET_PAYMENT = select(_PAYMENT).where(_OWN_PAYMENT)
 _LOCK_PAYMENT = _GET_PAYMENT.with_for_update()
 _SAVE_REFUND_AMOUNTS = update(_PAYMENT).where(_PAYMENT.c.id == bindparam("payment"))
@@ -59,8 +64,12 @@ async def insert_payment(db: Runner, payment: dict[str, Any], secret: dict[str, 
     await db.execute(_INSERT_SECRET, secret)
 
 
-async def find_payment(db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
-    row = await db.first(_GET_PAYMENT, {"payment": payment_id, "owner": user_id})
+async def find_payment(
+    db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, livemode: bool
+) -> Payment | None:
+    row = await db.first(
+        _GET_PAYMENT, {"payment": payment_id, "owner": user_id, "in_livemode": livemode}
+    )
     return None if row is None else record_of(Payment, row)
 
 
@@ -77,11 +86,15 @@ async def delete_secret(db: Runner, payment_id: uuid.UUID) -> None:
     await db.execute(_DELETE_SECRET, {"payment": payment_id})
 
 
-async def lock_payment(db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
+async def lock_payment(
+    db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, livemode: bool
+) -> Payment | None:
     """The payment with a row lock held until the transaction ends (PostgreSQL); SQLite's
     write transactions are already serialized. A detached copy: write changes back with
     `save_refund_amounts`."""
-    row = await db.first(_LOCK_PAYMENT, {"payment": payment_id, "owner": user_id})
+    row = await db.first(
+        _LOCK_PAYMENT, {"payment": payment_id, "owner": user_id, "in_livemode": livemode}
+    )
     return None if row is None else record_of(Payment, row)
 
 
@@ -117,6 +130,7 @@ async def transition(
     payment_id: uuid.UUID,
     target: PaymentStatus,
     *,
+    livemode: bool,
     count_attempt: bool = False,
     **values: Any,
 ) -> Payment | None:
@@ -126,7 +140,13 @@ async def transition(
     the payment was in no such status."""
     row = await db.first(
         _transition_statement(target, count_attempt),
-        {"payment": payment_id, "owner": user_id, "status": target.value, **values},
+        {
+            "payment": payment_id,
+            "owner": user_id,
+            "in_livemode": livemode,
+            "status": target.value,
+            **values,
+        },
     )
     return None if row is None else record_of(Payment, row)
 

@@ -52,7 +52,9 @@ async def create_payment(
 ) -> Any:
     """Create a `pending` payment. Card numbers are checked (Luhn, expiry, CVC) and vaulted;
     only brand, last4 and expiry are ever returned."""
-    return payment_out(await payments.create(principal.user_id, body, held))
+    return payment_out(
+        await payments.create(principal.user_id, body, held, livemode=principal.livemode)
+    )
 
 
 @router.post(
@@ -77,7 +79,9 @@ async def process_payment(
     """Ask the processor to charge a pending payment: 200 with `completed` or `failed`, or 202
     with `processing` when the outcome is not known yet (reconciliation settles it)."""
     payment_id = id_or_not_found(body.target, PaymentNotFound)
-    outcome = await payments.process(principal.user_id, payment_id, held)
+    outcome = await payments.process(
+        principal.user_id, payment_id, held, livemode=principal.livemode
+    )
     if not outcome.settled:
         response.status_code = status.HTTP_202_ACCEPTED
     return payment_out(outcome.payment)
@@ -93,7 +97,9 @@ async def get_payment(
     payment_id: PaymentId, principal: CurrentPrincipal, payments: PaymentServiceDep
 ) -> Any:
     """One of the caller's payments."""
-    return payment_out(await payments.get(principal.user_id, payment_id))
+    return payment_out(
+        await payments.get(principal.user_id, payment_id, livemode=principal.livemode)
+    )
 
 
 @router.get(
@@ -106,7 +112,7 @@ async def get_payment_status(
     payment_id: PaymentId, principal: CurrentPrincipal, payments: PaymentServiceDep
 ) -> Any:
     """The status and amounts of one of the caller's payments."""
-    payment = await payments.get(principal.user_id, payment_id)
+    payment = await payments.get(principal.user_id, payment_id, livemode=principal.livemode)
     return PaymentStatusOut.model_validate(payment, from_attributes=True)
 
 
@@ -123,7 +129,9 @@ async def cancel_payment(
     held: HeldKeyDep,
 ) -> Any:
     """Cancel a pending payment; its vaulted card data is destroyed."""
-    return payment_out(await payments.cancel(principal.user_id, payment_id, held))
+    return payment_out(
+        await payments.cancel(principal.user_id, payment_id, held, livemode=principal.livemode)
+    )
 
 
 def committed_answers(payments: PaymentService) -> dict[str, AnswerFor]:
@@ -131,10 +139,10 @@ def committed_answers(payments: PaymentService) -> dict[str, AnswerFor]:
     it stands, as its route would answer (202 while the charge's outcome is unknown)."""
 
     async def answer(
-        user_id: uuid.UUID, payment_id: uuid.UUID, status_code: int
+        user_id: uuid.UUID, livemode: bool, payment_id: uuid.UUID, status_code: int
     ) -> CommittedAnswer | None:
         try:
-            payment = await payments.get(user_id, payment_id)
+            payment = await payments.get(user_id, payment_id, livemode=livemode)
         except KassaError:
             return None
         processing = payment.status == PaymentStatus.PROCESSING.value
@@ -143,10 +151,14 @@ def committed_answers(payments: PaymentService) -> dict[str, AnswerFor]:
         body = payment_out(payment).model_dump_json().encode()
         return CommittedAnswer(status_code, body, final=not processing)
 
-    async def created(user_id: uuid.UUID, payment_id: uuid.UUID) -> CommittedAnswer | None:
-        return await answer(user_id, payment_id, status.HTTP_201_CREATED)
+    async def created(
+        user_id: uuid.UUID, livemode: bool, payment_id: uuid.UUID
+    ) -> CommittedAnswer | None:
+        return await answer(user_id, livemode, payment_id, status.HTTP_201_CREATED)
 
-    async def processed(user_id: uuid.UUID, payment_id: uuid.UUID) -> CommittedAnswer | None:
-        return await answer(user_id, payment_id, status.HTTP_200_OK)
+    async def processed(
+        user_id: uuid.UUID, livemode: bool, payment_id: uuid.UUID
+    ) -> CommittedAnswer | None:
+        return await answer(user_id, livemode, payment_id, status.HTTP_200_OK)
 
     return {"create": created, "process": processed, "cancel": processed}

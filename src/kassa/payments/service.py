@@ -45,6 +45,7 @@ from kassa.processors.base import (
     WalletData,
 )
 from kassa.processors.calls import call_processor
+from kassa.processors.modes import Processors
 from kassa.transactions.service import TransactionService
 from kassa.vault.cards import detect_brand, last4
 from kassa.vault.crypto import Sealed, Vault, VaultError
@@ -85,7 +86,7 @@ class PaymentService:
         self,
         db: Database,
         vault: Vault,
-        processor: Processor,
+        processors: Processor | Processors,
         clock: Callable[[], datetime],
         max_amount: int,
         processor_timeout: float = PROCESSOR_TIMEOUT_SECONDS,
@@ -93,7 +94,7 @@ class PaymentService:
     ) -> None:
         self._db = db
         self._vault = vault
-        self._processor = processor
+        self._processors = Processors.either(processors)
         self._clock = clock
         self._max_amount = max_amount
         self._processor_timeout = processor_timeout
@@ -104,9 +105,12 @@ class PaymentService:
         user_id: uuid.UUID,
         request: CardPaymentRequest | WalletPaymentRequest,
         held: HeldKey | None = None,
+        *,
+        livemode: bool,
     ) -> Payment:
-        """A `pending` payment; the card number and CVC are sealed, never stored in clear.
-        With an Idempotency-Key, the key records this payment in the same transaction."""
+        """A `pending` payment of one mode; the card number and CVC are sealed, never stored
+        in clear. With an Idempotency-Key, the key records this payment in the same
+        transaction."""
         if request.amount > self._max_amount:
             raise AmountTooLarge(self._max_amount)
         now = self._clock()
@@ -155,7 +159,8 @@ class PaymentService:
             "metadata": request.metadata or {},
             "failure_code": None,
             "failure_message": None,
-            "processor": self._processor.name,
+            "processor": self._processors.of(livemode).name,
+            "livemode": livemode,
             "processor_reference": None,
             "charge_attempts": 0,
             "card_fingerprint": fingerprint,
@@ -186,31 +191,42 @@ class PaymentService:
         )
         return payment
 
-    async def get(self, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment:
-        payment = await repository.find_payment(self._db, user_id, payment_id)
+    async def get(self, user_id: uuid.UUID, payment_id: uuid.UUID, *, livemode: bool) -> Payment:
+        """One of the user's payments of one mode (another mode's is not found)."""
+        payment = await repository.find_payment(self._db, user_id, payment_id, livemode)
         if payment is None:
             raise PaymentNotFound
         return payment
 
     async def _explain_refusal(
-        self, db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, action: str
+        self, db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, livemode: bool, action: str
     ) -> Exception:
-        current = await repository.find_payment(db, user_id, payment_id)
+        current = await repository.find_payment(db, user_id, payment_id, livemode)
         if current is None:
             return PaymentNotFound()
         return PaymentNotPending(action, current.status)
 
     async def cancel(
-        self, user_id: uuid.UUID, payment_id: uuid.UUID, held: HeldKey | None = None
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        held: HeldKey | None = None,
+        *,
+        livemode: bool,
     ) -> Payment:
         """pending → canceled; the vaulted card data is destroyed in the same transaction."""
         async with self._db.transaction() as db:
             await commit_effect(db, held, "cancel", payment_id)
             payment = await repository.transition(
-                db, user_id, payment_id, PaymentStatus.CANCELED, updated_at=self._clock()
+                db,
+                user_id,
+                payment_id,
+                PaymentStatus.CANCELED,
+                livemode=livemode,
+                updated_at=self._clock(),
             )
             if payment is None:
-                raise await self._explain_refusal(db, user_id, payment_id, "canceled")
+                raise await self._explain_refusal(db, user_id, payment_id, livemode, "canceled")
             await self.record_event(db, payment, payment.updated_at)
             await repository.delete_secret(db, payment_id)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
@@ -218,10 +234,15 @@ class PaymentService:
         return payment
 
     async def process(
-        self, user_id: uuid.UUID, payment_id: uuid.UUID, held: HeldKey | None = None
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        held: HeldKey | None = None,
+        *,
+        livemode: bool,
     ) -> ProcessOutcome:
         """pending → processing (committed, with the Idempotency-Key's record of it, before
-        the processor is asked) → completed or failed."""
+        the processor of the payment's mode is asked) → completed or failed."""
         now = self._clock()
         async with self._db.transaction() as db:
             await commit_effect(db, held, "process", payment_id)
@@ -230,11 +251,12 @@ class PaymentService:
                 user_id,
                 payment_id,
                 PaymentStatus.PROCESSING,
+                livemode=livemode,
                 count_attempt=True,
                 updated_at=now,
             )
             if payment is None:
-                raise await self._explain_refusal(db, user_id, payment_id, "processed")
+                raise await self._explain_refusal(db, user_id, payment_id, livemode, "processed")
             await self.record_event(db, payment, now)
             secret = await repository.find_secret(db, payment_id)
             source = self._open_source(payment, secret)
@@ -243,6 +265,7 @@ class PaymentService:
             await TransactionService.record_charge(
                 db,
                 user_id=user_id,
+                livemode=livemode,
                 payment_id=payment_id,
                 amount=payment.amount,
                 currency=payment.currency,
@@ -259,24 +282,25 @@ class PaymentService:
             wallet=source if isinstance(source, WalletData) else None,
             attempt=payment.charge_attempts,
         )
-        result = await self._prepare_and_charge(payment_id, request)
+        result = await self._prepare_and_charge(payment_id, request, livemode)
         if result is None:
             log.warning("payment_outcome_unknown", payment_id=str(payment_id))
             return ProcessOutcome(payment=payment, settled=False)
-        settled = await self.settle(user_id, payment_id, result)
+        settled = await self.settle(user_id, payment_id, result, livemode=livemode)
         if settled is None:
             # Reconciliation recorded this same charge (one reference, one charge) while we
             # waited for the processor: answer with what it recorded, not a stale `processing`.
-            settled = await repository.find_payment(self._db, user_id, payment_id)
+            settled = await repository.find_payment(self._db, user_id, payment_id, livemode)
             if settled is None or settled.status == PaymentStatus.PROCESSING.value:
                 return ProcessOutcome(payment=settled or payment, settled=False)
         return ProcessOutcome(payment=settled, settled=True)
 
-    async def _charge(self, request: ChargeRequest) -> ChargeResult | None:
+    async def _charge(self, request: ChargeRequest, livemode: bool) -> ChargeResult | None:
+        processor = self._processors.of(livemode)
         answer = await call_processor(
-            self._processor.name,
+            processor.name,
             "charge",
-            self._processor.charge(request),
+            processor.charge(request),
             seconds=self._processor_timeout,
             reference=request.reference,
             outcome=lambda result: result.outcome.value,
@@ -284,30 +308,31 @@ class PaymentService:
         return None if answer is None else answer.value
 
     async def _prepare_and_charge(
-        self, payment_id: uuid.UUID, request: ChargeRequest
+        self, payment_id: uuid.UUID, request: ChargeRequest, livemode: bool
     ) -> ChargeResult | None:
         """Charge, preparing first unless the processor's reference is already stored; the
         definite outcome, or None when it is unknown."""
         if request.processor_reference is None:
-            prepared = await self._prepare(payment_id, request)
+            prepared = await self._prepare(payment_id, request, livemode)
             if not isinstance(prepared, ChargeRequest):
                 return prepared  # declined before anything could move, or unknown
             request = prepared
-        return await self._charge(request)
+        return await self._charge(request, livemode)
 
     async def _prepare(
-        self, payment_id: uuid.UUID, request: ChargeRequest
+        self, payment_id: uuid.UUID, request: ChargeRequest, livemode: bool
     ) -> ChargeRequest | ChargeResult | None:
         """Let the processor register the charge, and store its reference on the payment in
         a short transaction of its own — before anything can move money — so that
         reconciliation can always find what a charge did. The request to charge with; the
         result when the processor already declined; None when the outcome is unknown (no
         answer, or the payment was settled by another worker meanwhile)."""
+        processor = self._processors.of(livemode)
         try:
             answer = await call_processor(
-                self._processor.name,
+                processor.name,
                 "prepare",
-                self._processor.prepare_charge(request),
+                processor.prepare_charge(request),
                 seconds=self._processor_timeout,
                 reference=request.reference,
                 outcome=lambda _reference: "prepared",
@@ -325,7 +350,7 @@ class PaymentService:
         return dataclasses.replace(request, processor_reference=kept)
 
     async def settle(
-        self, user_id: uuid.UUID, payment_id: uuid.UUID, result: ChargeResult
+        self, user_id: uuid.UUID, payment_id: uuid.UUID, result: ChargeResult, *, livemode: bool
     ) -> Payment | None:
         """Record a definite charge outcome on a `processing` payment; None if another
         request (or reconciliation) settled it first."""
@@ -338,6 +363,7 @@ class PaymentService:
                 user_id,
                 payment_id,
                 target,
+                livemode=livemode,
                 updated_at=now,
                 processor_reference=result.processor_reference,
                 failure_code=None if succeeded else (result.failure_code or "processing_error"),
@@ -446,10 +472,12 @@ class PaymentService:
         reference = charge_reference(payment.id)
         # The processor's own reference when it prepared the charge, else kassa's.
         looked_up = payment.processor_reference or reference
+        # The processor of the payment's mode: the one its charge went to.
+        processor = self._processors.of(payment.livemode)
         answer = await call_processor(
-            self._processor.name,
+            processor.name,
             "lookup",
-            self._processor.lookup_charge(looked_up),
+            processor.lookup_charge(looked_up),
             seconds=self._processor_timeout,
             reference=looked_up,
             outcome=lambda found: "none" if found is None else found.outcome.value,
@@ -481,10 +509,10 @@ class PaymentService:
                     processor_reference=payment.processor_reference,
                     attempt=attempt,
                 )
-                result = await self._prepare_and_charge(payment.id, request)
+                result = await self._prepare_and_charge(payment.id, request, payment.livemode)
                 if result is None:
                     return False
-        await self.settle(payment.user_id, payment.id, result)
+        await self.settle(payment.user_id, payment.id, result, livemode=payment.livemode)
         return True
 
     # Vault rotation: re-seal vaulted card data under the vault's current key.
@@ -550,11 +578,11 @@ class PaymentService:
 
     @staticmethod
     async def lock_refundable(
-        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID
+        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, *, livemode: bool
     ) -> Payment | None:
-        """The payment, locked until the transaction ends; a detached copy whose refund
-        changes (`reserve_refund`, `release_refund`) `save_refund` writes back."""
-        return await repository.lock_payment(db, user_id, payment_id)
+        """The payment (of that mode), locked until the transaction ends; a detached copy
+        whose refund changes (`reserve_refund`, `release_refund`) `save_refund` writes back."""
+        return await repository.lock_payment(db, user_id, payment_id, livemode)
 
     @staticmethod
     async def save_refund(db: Runner, payment: Payment) -> None:
@@ -562,9 +590,9 @@ class PaymentService:
 
     @staticmethod
     async def processor_reference(
-        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID
+        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, *, livemode: bool
     ) -> str | None:
-        payment = await repository.find_payment(db, user_id, payment_id)
+        payment = await repository.find_payment(db, user_id, payment_id, livemode)
         return None if payment is None else payment.processor_reference
 
     @staticmethod

@@ -42,7 +42,12 @@ async def refund_payment(
     """Refund part or all of a completed payment; with no amount, refund what is left."""
     request = body or RefundRequest()
     refund = await refunds.refund(
-        principal.user_id, payment_id, request.amount, request.reason, held
+        principal.user_id,
+        payment_id,
+        request.amount,
+        request.reason,
+        held,
+        livemode=principal.livemode,
     )
     return RefundOut.model_validate(refund, from_attributes=True)
 
@@ -51,8 +56,10 @@ def committed_answers(refunds: RefundService) -> dict[str, AnswerFor]:
     """A retried keyed refund whose refund committed is answered with that refund as it
     stands: 201, `pending` until the processor's outcome is known."""
 
-    async def refunded(user_id: uuid.UUID, refund_id: uuid.UUID) -> CommittedAnswer | None:
-        refund = await refunds.find(user_id, refund_id)
+    async def refunded(
+        user_id: uuid.UUID, livemode: bool, refund_id: uuid.UUID
+    ) -> CommittedAnswer | None:
+        refund = await refunds.find(user_id, refund_id, livemode=livemode)
         if refund is None:
             return None
         body = RefundOut.model_validate(refund, from_attributes=True).model_dump_json().encode()

@@ -22,6 +22,7 @@ from kassa.payments.errors import PaymentNotFound
 from kassa.payments.service import PaymentService, ReconcileReport, refundable_amount
 from kassa.processors.base import Outcome, Processor, RefundRequest
 from kassa.processors.calls import call_processor
+from kassa.processors.modes import Processors
 from kassa.refunds import repository
 from kassa.refunds.errors import PaymentNotRefundable, RefundExceedsRefundable
 from kassa.refunds.models import Refund
@@ -39,12 +40,12 @@ class RefundService:
     def __init__(
         self,
         db: Database,
-        processor: Processor,
+        processors: Processor | Processors,
         clock: Callable[[], datetime],
         processor_timeout: float = 15.0,
     ) -> None:
         self._db = db
-        self._processor = processor
+        self._processors = Processors.either(processors)
         self._clock = clock
         self._processor_timeout = processor_timeout
 
@@ -55,14 +56,19 @@ class RefundService:
         amount: int | None,
         reason: str | None,
         held: HeldKey | None = None,
+        *,
+        livemode: bool,
     ) -> Refund:
         """Reserve the amount and record the refund `pending` (with the Idempotency-Key's
-        record of it, in that transaction), ask the processor, then settle."""
+        record of it, in that transaction), ask the processor of the payment's mode, then
+        settle. A payment of the other mode is not found."""
         now = self._clock()
         refund_id = new_id()
         async with self._db.transaction() as db:
             await commit_effect(db, held, "refund", refund_id)
-            payment = await PaymentService.lock_refundable(db, user_id, payment_id)
+            payment = await PaymentService.lock_refundable(
+                db, user_id, payment_id, livemode=livemode
+            )
             if payment is None:
                 raise PaymentNotFound
             if not PaymentService.is_refundable(payment):
@@ -79,6 +85,7 @@ class RefundService:
                     "id": refund_id,
                     "payment_id": payment_id,
                     "user_id": user_id,
+                    "livemode": payment.livemode,
                     "amount": wanted,
                     "currency": payment.currency,
                     "status": "pending",
@@ -92,6 +99,7 @@ class RefundService:
             await TransactionService.record_refund(
                 db,
                 user_id=user_id,
+                livemode=payment.livemode,
                 payment_id=payment_id,
                 refund_id=refund.id,
                 amount=wanted,
@@ -108,7 +116,8 @@ class RefundService:
                 charge_reference=charge_reference,
                 amount=wanted,
                 currency=refund.currency,
-            )
+            ),
+            livemode=refund.livemode,
         )
         if outcome is None:
             log.warning("refund_outcome_unknown", refund_id=str(refund.id))
@@ -116,16 +125,23 @@ class RefundService:
         settled = await self.settle(user_id, refund.id, outcome[0] is Outcome.SUCCEEDED, outcome[1])
         return settled or refund
 
-    async def find(self, user_id: uuid.UUID, refund_id: uuid.UUID) -> Refund | None:
-        """One of the user's refunds as it stands."""
+    async def find(
+        self, user_id: uuid.UUID, refund_id: uuid.UUID, *, livemode: bool
+    ) -> Refund | None:
+        """One of the user's refunds of one mode as it stands."""
         refund = await repository.get_refund(self._db, refund_id)
-        return refund if refund is not None and refund.user_id == user_id else None
+        if refund is None or refund.user_id != user_id or refund.livemode != livemode:
+            return None
+        return refund
 
-    async def _call_processor(self, request: RefundRequest) -> tuple[Outcome, str] | None:
+    async def _call_processor(
+        self, request: RefundRequest, *, livemode: bool
+    ) -> tuple[Outcome, str] | None:
+        processor = self._processors.of(livemode)
         answer = await call_processor(
-            self._processor.name,
+            processor.name,
             "refund",
-            self._processor.refund(request),
+            processor.refund(request),
             seconds=self._processor_timeout,
             reference=request.reference,
             outcome=lambda result: result.outcome.value,
@@ -144,7 +160,9 @@ class RefundService:
         while True:
             stale = await repository.list_stale_pending(self._db, cutoff, after, batch_size)
             references = {
-                r.id: await PaymentService.processor_reference(self._db, r.user_id, r.payment_id)
+                r.id: await PaymentService.processor_reference(
+                    self._db, r.user_id, r.payment_id, livemode=r.livemode
+                )
                 for r in stale
             }
             if not stale:
@@ -158,7 +176,8 @@ class RefundService:
                         charge_reference=references[refund.id] or "",
                         amount=refund.amount,
                         currency=refund.currency,
-                    )
+                    ),
+                    livemode=refund.livemode,
                 )
                 if outcome is None:
                     report.unresolved += 1
@@ -178,7 +197,9 @@ class RefundService:
             refund = await repository.get_refund(db, refund_id)
             if refund is None or refund.status != "pending":
                 return None
-            payment = await PaymentService.lock_refundable(db, user_id, refund.payment_id)
+            payment = await PaymentService.lock_refundable(
+                db, user_id, refund.payment_id, livemode=refund.livemode
+            )
             if payment is None:
                 return None
             # Re-read under the payment's lock so two settlers cannot both apply it.

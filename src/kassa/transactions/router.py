@@ -42,7 +42,12 @@ async def list_transactions(
 ) -> Any:
     """The caller's charges and refunds, newest first, with cursor pagination."""
     page = await service.list(
-        principal.user_id, limit=limit, cursor=cursor, type_=type, status=status
+        principal.user_id,
+        livemode=principal.livemode,
+        limit=limit,
+        cursor=cursor,
+        type_=type,
+        status=status,
     )
     return TransactionList(
         data=[TransactionOut.model_validate(t, from_attributes=True) for t in page.data],

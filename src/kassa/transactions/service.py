@@ -29,19 +29,21 @@ class TransactionService:
         db: Runner,
         *,
         user_id: uuid.UUID,
+        livemode: bool,
         payment_id: uuid.UUID,
         amount: int,
         currency: str,
         payment_method: str,
         now: datetime,
     ) -> None:
-        """Add the pending `charge` of a payment whose processing starts; call inside the
-        transaction that moves the payment to `processing`."""
+        """Add the pending `charge` of a payment whose processing starts (of its mode); call
+        inside the transaction that moves the payment to `processing`."""
         await repository.insert(
             db,
             {
                 "id": new_id(),
                 "user_id": user_id,
+                "livemode": livemode,
                 "type": "charge",
                 "payment_id": payment_id,
                 "refund_id": None,
@@ -59,6 +61,7 @@ class TransactionService:
         db: Runner,
         *,
         user_id: uuid.UUID,
+        livemode: bool,
         payment_id: uuid.UUID,
         refund_id: uuid.UUID,
         amount: int,
@@ -72,6 +75,7 @@ class TransactionService:
             {
                 "id": new_id(),
                 "user_id": user_id,
+                "livemode": livemode,
                 "type": "refund",
                 "payment_id": payment_id,
                 "refund_id": refund_id,
@@ -99,6 +103,7 @@ class TransactionService:
         self,
         user_id: uuid.UUID,
         *,
+        livemode: bool,
         limit: int,
         cursor: str | None,
         type_: str | None,
@@ -106,7 +111,13 @@ class TransactionService:
     ) -> TransactionPage:
         after = Cursor.decode(cursor) if cursor else None
         rows = await repository.list_transactions(
-            self._db, user_id, limit=limit + 1, cursor=after, type_=type_, status=status
+            self._db,
+            user_id,
+            livemode=livemode,
+            limit=limit + 1,
+            cursor=after,
+            type_=type_,
+            status=status,
         )
         page = rows[:limit]
         has_more = len(rows) > limit

@@ -42,6 +42,7 @@ def webhook_out(endpoint: WebhookEndpoint) -> WebhookOut:
         events=endpoint.events,
         status="enabled" if endpoint.enabled else "disabled",
         disabled_at=endpoint.disabled_at,
+        livemode=endpoint.livemode,
         created_at=endpoint.created_at,
     )
 
@@ -64,7 +65,9 @@ async def create_webhook(
 ) -> Any:
     """Register a URL for the caller's events. The answer holds the signing secret — the only
     time it is shown. Deliveries are signed per Standard Webhooks with it."""
-    created = await webhooks.create(principal.user_id, body.url, body.events)
+    created = await webhooks.create(
+        principal.user_id, body.url, body.events, livemode=principal.livemode
+    )
     return CreatedWebhookOut(**webhook_out(created.endpoint).model_dump(), secret=created.secret)
 
 
@@ -76,7 +79,12 @@ async def create_webhook(
 )
 async def list_webhooks(principal: CurrentPrincipal, webhooks: WebhookServiceDep) -> Any:
     """The caller's webhook endpoints (never their secrets)."""
-    return WebhookList(data=[webhook_out(e) for e in await webhooks.list(principal.user_id)])
+    return WebhookList(
+        data=[
+            webhook_out(e)
+            for e in await webhooks.list(principal.user_id, livemode=principal.livemode)
+        ]
+    )
 
 
 @router.get(
@@ -89,7 +97,9 @@ async def get_webhook(
     webhook_id: WebhookId, principal: CurrentPrincipal, webhooks: WebhookServiceDep
 ) -> Any:
     """One of the caller's webhook endpoints (never its secret)."""
-    return webhook_out(await webhooks.get(principal.user_id, webhook_id))
+    return webhook_out(
+        await webhooks.get(principal.user_id, webhook_id, livemode=principal.livemode)
+    )
 
 
 @router.delete(
@@ -103,7 +113,7 @@ async def delete_webhook(
     webhook_id: WebhookId, principal: CurrentPrincipal, webhooks: WebhookServiceDep
 ) -> Response:
     """Delete an endpoint: nothing more is sent to it."""
-    await webhooks.delete(principal.user_id, webhook_id)
+    await webhooks.delete(principal.user_id, webhook_id, livemode=principal.livemode)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -121,7 +131,9 @@ async def list_deliveries(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Any:
     """Every delivery attempt made to the endpoint, newest first, with cursor pagination."""
-    page = await webhooks.list_attempts(principal.user_id, webhook_id, limit=limit, cursor=cursor)
+    page = await webhooks.list_attempts(
+        principal.user_id, webhook_id, livemode=principal.livemode, limit=limit, cursor=cursor
+    )
     return AttemptList(
         data=[attempt_out(a) for a in page.data],
         has_more=page.has_more,
