@@ -38,12 +38,12 @@ REDIS = ("127.0.0.1", 6379)
 # Today's counts, held as ceilings: a request may get cheaper (then lower its number here),
 # never dearer. The goal (issue 16) is in the comment beside each one.
 DATABASE_CEILINGS = {
-    "login": 6,
+    "login": 7,  # the audit row (issue 17) is one more INSERT in the session's transaction
     "create": 9,  # goal: 2
     "process": 18,  # goal: 5 (the simulator's record included)
     "status": 2,  # goal: 2
     "get": 2,
-    "refund": 21,  # goal: 5
+    "refund": 22,  # goal: 6 (the audit row, issue 17, is one INSERT in the refund's)
     "transactions": 4,
 }
 # Redis calls, limits on Redis. Goal: one call per request for all its limits.

@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kassa.auditlog.service import Actor, AuditLog
 from kassa.auth import repository
 from kassa.auth.errors import (
     EmailTaken,
@@ -23,7 +24,7 @@ from kassa.auth.errors import (
 from kassa.auth.models import AuthSession, User
 from kassa.auth.passwords import Passwords
 from kassa.auth.tokens import InvalidToken, TokenCodec
-from kassa.db import autocommit_engine, engine_of, new_id
+from kassa.db import Database, Transaction, autocommit_engine, engine_of, new_id
 from kassa.errors import Unauthorized
 from kassa.observability.metrics import LOGIN_FAILURES
 from kassa.ratelimit.limiter import LoginThrottle
@@ -71,6 +72,7 @@ class AuthService:
         self._sessions = sessions
         # Authentication is one statement on every request: no session, one round trip.
         self._single = autocommit_engine(engine_of(sessions))
+        self._db = Database(engine_of(sessions))  # the audit of failed logins
         self._tokens = tokens
         self._throttle = throttle
         # The current-password check of a password change is throttled per user like logins.
@@ -100,7 +102,11 @@ class AuthService:
         log.info("user_registered", user_id=str(user.id))
         return user
 
-    async def login(self, email: str, password: str) -> IssuedTokens:
+    async def login(self, email: str, password: str, actor: Actor | None = None) -> IssuedTokens:
+        """Tokens for a new session. Audited: `login` in the transaction that opens the
+        session, `login_failed` (in the account's log when the email has one; never the
+        password, nor the email) for a wrong password or an unknown email."""
+        actor = actor or Actor(None)
         key = email_key(email)
         # The attempt is counted before the password is looked at, atomically, so a burst
         # cannot have more passwords checked than the lockout allows.
@@ -112,6 +118,15 @@ class AuthService:
         ok = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             LOGIN_FAILURES.inc()
+            await AuditLog.record(
+                self._db,
+                actor,
+                "login_failed",
+                object_type="user",
+                object_id=user.id if user is not None else None,
+                at=self._clock(),
+                user_id=user.id if user is not None else None,
+            )
             lockout = await self._throttle.record_failure(key)
             log.info("login_failed", locked=lockout.locked)
             # This attempt failed like any other; the lock it may have set answers the next.
@@ -133,6 +148,14 @@ class AuthService:
             rehashed = await self._passwords.hash(password)
         async with self._sessions.begin() as session:
             session.add(auth_session)
+            await AuditLog.record(
+                Transaction(await session.connection()),
+                actor.as_user(user.id),
+                "login",
+                object_type="user",
+                object_id=user.id,
+                at=now,
+            )
             if rehashed is not None:
                 stored = await session.get(User, user.id)
                 if stored is not None and stored.password_hash == user.password_hash:
@@ -199,8 +222,13 @@ class AuthService:
         log.info("logout", user_id=str(principal.user_id))
 
     async def change_password(
-        self, principal: Principal, current_password: str, new_password: str
+        self,
+        principal: Principal,
+        current_password: str,
+        new_password: str,
+        actor: Actor | None = None,
     ) -> None:
+        """Audited (`password_changed`) in the transaction that stores the new hash."""
         key = str(principal.user_id)
         lockout = await self._password_throttle.reserve(key)
         if lockout.locked:
@@ -224,5 +252,13 @@ class AuthService:
             stored.updated_at = now
             await repository.revoke_other_sessions(
                 session, principal.user_id, principal.session_id, now
+            )
+            await AuditLog.record(
+                Transaction(await session.connection()),
+                actor or Actor(principal.user_id),
+                "password_changed",
+                object_type="user",
+                object_id=principal.user_id,
+                at=now,
             )
         log.info("password_changed", user_id=str(principal.user_id))

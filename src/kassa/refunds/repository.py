@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kassa.db import Executor, record_of, table_of
+from kassa.db import Executor, Runner, record_of, table_of
+from kassa.pagination import Cursor, before_cursor
 from kassa.refunds.models import Refund
 
 _REFUND = table_of(Refund)
@@ -50,3 +51,36 @@ async def list_stale_pending(
         query = query.where(Refund.id > after_id)
     result = await session.execute(query.order_by(Refund.id).limit(limit))
     return result.scalars().all()
+
+
+_OWN_MODE = (_REFUND.c.user_id == bindparam("owner")) & (
+    _REFUND.c.livemode == bindparam("livemode")
+)
+_NEWEST_FIRST = (_REFUND.c.created_at.desc(), _REFUND.c.id.desc())
+
+
+def list_statement(payment_id: uuid.UUID | None, cursor: Cursor | None) -> Any:
+    """The statement `list_refunds` runs (its parameters: owner, livemode, limit)."""
+    statement = select(_REFUND).where(_OWN_MODE)
+    if payment_id is not None:
+        statement = statement.where(_REFUND.c.payment_id == payment_id)
+    if cursor is not None:
+        statement = statement.where(before_cursor(_REFUND.c.created_at, _REFUND.c.id, cursor))
+    return statement.order_by(*_NEWEST_FIRST).limit(bindparam("limit"))
+
+
+async def list_refunds(
+    db: Runner,
+    user_id: uuid.UUID,
+    livemode: bool,
+    *,
+    payment_id: uuid.UUID | None,
+    cursor: Cursor | None,
+    limit: int,
+) -> list[Refund]:
+    """The user's refunds of one mode (of one payment when `payment_id` is given), newest
+    first (created_at, id descending), after `cursor`, at most `limit`."""
+    rows = await db.rows(
+        list_statement(payment_id, cursor), {"owner": user_id, "livemode": livemode, "limit": limit}
+    )
+    return [record_of(Refund, row) for row in rows]

@@ -52,14 +52,16 @@ async def list_endpoints(session: AsyncSession, user_id: uuid.UUID) -> Sequence[
 
 async def delete_endpoint(
     session: AsyncSession, user_id: uuid.UUID, endpoint_id: uuid.UUID
-) -> bool:
-    """Deletes the endpoint; its deliveries and attempts go with it (ON DELETE CASCADE)."""
+) -> bool | None:
+    """Deletes the endpoint; its deliveries and attempts go with it (ON DELETE CASCADE).
+    The deleted endpoint's mode (livemode), or None when there was no such endpoint."""
     result = await session.execute(
         delete(WebhookEndpoint)
         .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.user_id == user_id)
-        .returning(WebhookEndpoint.id)
+        .returning(WebhookEndpoint.livemode)
     )
-    return result.first() is not None
+    livemode: bool | None = result.scalar_one_or_none()
+    return livemode
 
 
 async def lock_deliveries_of_event(
