@@ -326,3 +326,33 @@ async def test_postgresql_refuses_changes_from_any_session(postgres_url: str) ->
         )
     finally:
         await conn.close()
+
+
+async def test_a_refund_whose_audit_row_fails_is_not_made(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit row is written in the refund's transaction: when it cannot be written, the
+    refund, its reservation and its event are rolled back with it."""
+    user = await register_user(api.client)
+    payment = await completed_payment(api.client, user, amount=1000)
+
+    async def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("the audit log is out of reach")
+
+    monkeypatch.setattr(AuditLog, "record", staticmethod(refuse))
+    response = await api.client.post(
+        f"/api/payments/{payment['id']}/refund", json={"amount": 100}, headers=user.headers
+    )
+    assert response.status_code == 500
+    monkeypatch.undo()
+    assert (await get_list(api, user, "/api/refunds"))["data"] == []
+    status = await api.client.get(f"/api/payments/{payment['id']}/status", headers=user.headers)
+    assert status.json()["status"] == "completed"
+    events = await api.client.get(
+        "/api/events", params={"type": "refund.created"}, headers=user.headers
+    )
+    assert events.json()["data"] == []
+    refunded = await api.client.post(
+        f"/api/payments/{payment['id']}/refund", json={"amount": 1000}, headers=user.headers
+    )
+    assert refunded.status_code == 201  # nothing was reserved by the failed attempt
