@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from limits.aio.storage import Storage
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kassa.auditlog.service import AuditLog
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
-from kassa.db import Database, create_engine, create_session_factory, utcnow
+from kassa.db import Database, create_engine, utcnow
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
@@ -44,9 +43,7 @@ from kassa.webhooks.urls import Resolver, system_resolver
 @dataclass
 class Container:
     settings: Settings
-    engine: AsyncEngine
-    db: Database  # the one way to the database (the engine and sessions go with issue 16)
-    sessions: async_sessionmaker[AsyncSession]
+    db: Database  # the one way to the database
     storage: Storage
     limits: LimitStore  # the storage behind every limit, with its in-process fallback
     limiter: RateLimiter
@@ -70,21 +67,21 @@ class Container:
         if self.owns_processor and close is not None:
             await close()
         await self.deliveries.aclose()
-        await self.engine.dispose()
+        await self.db.dispose()
 
 
-def build_processor(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Processor:
+def build_processor(settings: Settings, db: Database) -> Processor:
     if settings.processor == "stripe":
         if settings.stripe_api_key is None:  # the settings refuse this; kept for callers
             raise ValueError("KASSA_PROCESSOR=stripe needs KASSA_STRIPE_API_KEY")
         return StripeProcessor.connect(
             settings.stripe_api_key.get_secret_value(),
-            DatabaseCustomerStore(sessions, StripeProcessor.name),
+            DatabaseCustomerStore(db, StripeProcessor.name),
             api_base=settings.stripe_api_base,
         )
     # The simulator keeps its records in the database, so every process agrees on them.
     simulator = SimulatorProcessor(
-        DatabaseSimulatorStore(sessions),
+        DatabaseSimulatorStore(db),
         delay_seconds=settings.simulator_delay_ms / 1000,
     )
     if not settings.simulator_faults:
@@ -105,8 +102,8 @@ def build_container(
     passwords: Passwords | None = None,
 ) -> Container:
     engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
-    instrument_pool(engine)
-    sessions = create_session_factory(engine)
+    db = Database(engine)
+    instrument_pool(db)
     redis_timeout = settings.redis_timeout_ms / 1000
     storage = storage or create_storage(
         settings.redis_url, prefix=settings.redis_key_prefix, timeout=redis_timeout
@@ -120,12 +117,12 @@ def build_container(
         ).hasher()
     )
     owns_processor = processor is None
-    processor = processor or build_processor(settings, sessions)
+    processor = processor or build_processor(settings, db)
     secrets = settings.secrets
     vault = Vault(secrets.vault_keys)
-    fingerprints = CardFingerprinter(sessions, vault)
+    fingerprints = CardFingerprinter(db, vault)
     payments = PaymentService(
-        sessions,
+        db,
         vault,
         processor,
         clock,
@@ -134,7 +131,7 @@ def build_container(
         fingerprints=fingerprints,
     )
     webhooks = WebhookService(
-        sessions,
+        db,
         vault,
         clock,
         event_types=EVENT_TYPES,
@@ -147,19 +144,16 @@ def build_container(
         access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
     )
-    db = Database(engine)
     payment_lists = PaymentLists(db)
     return Container(
         settings=settings,
-        engine=engine,
         db=db,
-        sessions=sessions,
         storage=storage,
         limits=limits,
         limiter=RateLimiter(limits, settings.rate_limit),
         processor=processor,
         auth=AuthService(
-            sessions,
+            db,
             tokens,
             LoginThrottle(limits),
             clock,
@@ -168,11 +162,11 @@ def build_container(
         ),
         payments=payments,
         refunds=RefundService(
-            sessions, processor, clock, processor_timeout=settings.processor_timeout_seconds
+            db, processor, clock, processor_timeout=settings.processor_timeout_seconds
         ),
-        transactions=TransactionService(sessions),
+        transactions=TransactionService(db),
         idempotency=IdempotencyService(
-            sessions,
+            db,
             hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
             clock,
             lease=timedelta(seconds=settings.idempotency_lease_seconds),
@@ -182,10 +176,10 @@ def build_container(
         refund_lists=RefundLists(db, payment_lists),
         audit_log=AuditLog(db),
         owns_processor=owns_processor,
-        events=EventService(sessions, clock),
+        events=EventService(db, clock),
         webhooks=webhooks,
         deliveries=WebhookDeliverer(
-            sessions,
+            db,
             vault,
             clock,
             require_https=settings.env == "production",

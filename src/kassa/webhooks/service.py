@@ -16,10 +16,9 @@ from datetime import datetime
 import structlog
 from sqlalchemy import CTE, Insert, bindparam, cast, func, insert, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kassa.auditlog.service import Actor, AuditLog
-from kassa.db import Executor, Transaction, new_id, table_of
+from kassa.db import Database, Runner, new_id, table_of
 from kassa.errors import FieldError, ValidationFailed
 from kassa.pagination import Cursor
 from kassa.vault.crypto import Sealed, Vault, VaultError
@@ -49,7 +48,6 @@ _ENABLED_ENDPOINTS = (
     .order_by(_ENDPOINT.c.created_at, _ENDPOINT.c.id)
 )
 _DELIVERY = table_of(WebhookDelivery)
-_INSERT_DELIVERY = _DELIVERY.insert()
 
 
 def queue_for_subscribers(event: CTE) -> Insert:
@@ -115,10 +113,10 @@ def subscribed(events: Sequence[str], event_type: str) -> bool:
     return ALL_EVENTS in events or event_type in events
 
 
-async def _subscribers(db: Executor, user_id: uuid.UUID, event_type: str) -> list[uuid.UUID]:
+async def _subscribers(db: Runner, user_id: uuid.UUID, event_type: str) -> list[uuid.UUID]:
     """The user's enabled endpoints subscribed to `event_type`, oldest first."""
-    rows = (await db.execute(_ENABLED_ENDPOINTS, {"owner": user_id})).all()
-    return [row.id for row in rows if subscribed(row.events, event_type)]
+    rows = await db.rows(_ENABLED_ENDPOINTS, {"owner": user_id})
+    return [row["id"] for row in rows if subscribed(row["events"], event_type)]
 
 
 def delivery_row(
@@ -150,7 +148,7 @@ def delivery_row(
 class WebhookService:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         vault: Vault,
         clock: Callable[[], datetime],
         *,
@@ -159,7 +157,7 @@ class WebhookService:
         allow_private: bool,
         resolver: Resolver,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._vault = vault
         self._clock = clock
         self._event_types = tuple(event_types)
@@ -214,12 +212,12 @@ class WebhookService:
             created_at=now,
             updated_at=now,
         )
-        async with self._sessions.begin() as session:
-            if await repository.count_endpoints(session, user_id) >= MAX_ENDPOINTS_PER_USER:
+        async with self._db.transaction() as db:
+            if await repository.count_endpoints(db, user_id) >= MAX_ENDPOINTS_PER_USER:
                 raise TooManyWebhooks(MAX_ENDPOINTS_PER_USER)
-            session.add(endpoint)
+            await repository.insert_endpoint(db, endpoint)
             await AuditLog.record(
-                Transaction(await session.connection()),
+                db,
                 actor or Actor(user_id),
                 "webhook_endpoint.created",
                 object_type="webhook_endpoint",
@@ -231,12 +229,10 @@ class WebhookService:
         return CreatedEndpoint(endpoint=endpoint, secret=secret)
 
     async def list(self, user_id: uuid.UUID) -> Sequence[WebhookEndpoint]:
-        async with self._sessions() as session:
-            return await repository.list_endpoints(session, user_id)
+        return await repository.list_endpoints(self._db, user_id)
 
     async def get(self, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> WebhookEndpoint:
-        async with self._sessions() as session:
-            endpoint = await repository.get_endpoint(session, user_id, endpoint_id)
+        endpoint = await repository.get_endpoint(self._db, user_id, endpoint_id)
         if endpoint is None:
             raise WebhookNotFound
         return endpoint
@@ -247,12 +243,12 @@ class WebhookService:
         """The endpoint, its queued deliveries and its attempts are gone; a delivery in flight
         finishes but is not recorded. Audited (`webhook_endpoint.deleted`) in the same
         transaction."""
-        async with self._sessions.begin() as session:
-            livemode = await repository.delete_endpoint(session, user_id, endpoint_id)
+        async with self._db.transaction() as db:
+            livemode = await repository.delete_endpoint(db, user_id, endpoint_id)
             if livemode is None:
                 raise WebhookNotFound
             await AuditLog.record(
-                Transaction(await session.connection()),
+                db,
                 actor or Actor(user_id),
                 "webhook_endpoint.deleted",
                 object_type="webhook_endpoint",
@@ -266,8 +262,7 @@ class WebhookService:
     # `kassa vault rotate` re-seals them too (webhooks.service is one of its row stores).
 
     async def count_to_reseal(self) -> int:
-        async with self._sessions() as session:
-            return await repository.count_secrets_to_reseal(session, self._vault.primary_kid)
+        return await repository.count_secrets_to_reseal(self._db, self._vault.primary_kid)
 
     async def reseal_batch(self, after: uuid.UUID | None, batch_size: int) -> ResealBatch:
         """Re-seal up to `batch_size` signing secrets (endpoints after `after`) under the
@@ -275,8 +270,8 @@ class WebhookService:
         skipped."""
         primary = self._vault.primary_kid
         resealed = unreadable = 0
-        async with self._sessions.begin() as session:
-            endpoints = await repository.lock_secrets_to_reseal(session, primary, after, batch_size)
+        async with self._db.transaction() as db:
+            endpoints = await repository.lock_secrets_to_reseal(db, primary, after, batch_size)
             for endpoint in endpoints:
                 context = secret_context(endpoint.id)
                 try:
@@ -289,6 +284,7 @@ class WebhookService:
                     continue
                 sealed = self._vault.encrypt(secret, context=context)
                 endpoint.secret_key_id, endpoint.secret_sealed = sealed.kid, sealed.blob
+                await repository.save_endpoint(db, endpoint)
                 resealed += 1
         return ResealBatch(
             examined=len(endpoints),
@@ -302,12 +298,10 @@ class WebhookService:
     ) -> AttemptPage:
         """Every delivery attempt to one of the caller's endpoints, newest first."""
         after = Cursor.decode(cursor) if cursor else None
-        async with self._sessions() as session:
-            if await repository.get_endpoint(session, user_id, endpoint_id) is None:
+        async with self._db.snapshot() as db:
+            if await repository.get_endpoint(db, user_id, endpoint_id) is None:
                 raise WebhookNotFound
-            rows = await repository.list_attempts(
-                session, endpoint_id, limit=limit + 1, cursor=after
-            )
+            rows = await repository.list_attempts(db, endpoint_id, limit=limit + 1, cursor=after)
         page = rows[:limit]
         has_more = len(rows) > limit
         next_cursor = Cursor(page[-1].created_at, page[-1].id).encode() if has_more else None
@@ -317,7 +311,7 @@ class WebhookService:
 
     @staticmethod
     async def enqueue(
-        db: Executor,
+        db: Runner,
         *,
         user_id: uuid.UUID,
         event_id: uuid.UUID,
@@ -343,12 +337,12 @@ class WebhookService:
             )
             for endpoint_id in wanted
         ]
-        await db.execute(_INSERT_DELIVERY, deliveries)
+        await repository.insert_deliveries(db, deliveries)
         return len(deliveries)
 
     @staticmethod
     async def redeliver(
-        session: AsyncSession,
+        db: Runner,
         *,
         user_id: uuid.UUID,
         event_id: uuid.UUID,
@@ -360,9 +354,9 @@ class WebhookService:
         subscribed to it — whatever became of earlier deliveries. A delivery in flight loses
         its lease, so its outcome no longer decides; the number queued."""
         existing = {
-            d.endpoint_id: d for d in await repository.lock_deliveries_of_event(session, event_id)
+            d.endpoint_id: d for d in await repository.lock_deliveries_of_event(db, event_id)
         }
-        wanted = await _subscribers(session, user_id, event_type)
+        wanted = await _subscribers(db, user_id, event_type)
         fresh = [
             delivery_row(
                 endpoint_id,
@@ -376,7 +370,7 @@ class WebhookService:
             if endpoint_id not in existing
         ]
         if fresh:
-            await session.execute(_INSERT_DELIVERY, fresh)
+            await repository.insert_deliveries(db, fresh)
         for endpoint_id in wanted:
             delivery = existing.get(endpoint_id)
             if delivery is not None:
@@ -387,4 +381,5 @@ class WebhookService:
                 delivery.lease_until = None
                 delivery.lease_token = None
                 delivery.updated_at = now
+                await repository.save_delivery(db, delivery)
         return len(wanted)
