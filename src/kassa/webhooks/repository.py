@@ -76,8 +76,10 @@ async def list_endpoints(
 
 async def delete_endpoint(
     db: Runner, user_id: uuid.UUID, endpoint_id: uuid.UUID, livemode: bool
-) -> bool:
-    """Deletes the endpoint; its deliveries and attempts go with it (ON DELETE CASCADE)."""
+) -> bool | None:
+    """Deletes the user's endpoint of that mode; its deliveries and attempts go with it (ON
+    DELETE CASCADE). The deleted endpoint's mode (livemode), or None when there was no such
+    endpoint."""
     row = await db.first(
         delete(_ENDPOINT)
         .where(
@@ -85,9 +87,9 @@ async def delete_endpoint(
             _ENDPOINT.c.user_id == user_id,
             _ENDPOINT.c.livemode == livemode,
         )
-        .returning(_ENDPOINT.c.id)
+        .returning(_ENDPOINT.c.livemode)
     )
-    return row is not None
+    return None if row is None else bool(row["livemode"])
 
 
 async def lock_deliveries_of_event(db: Runner, event_id: uuid.UUID) -> Sequence[WebhookDelivery]:

@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import CTE, Insert, bindparam, cast, func, insert, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 
+from kassa.auditlog.service import Actor, AuditLog
 from kassa.db import Database, Runner, new_id, table_of
 from kassa.errors import FieldError, ValidationFailed
 from kassa.pagination import Cursor
@@ -186,11 +187,17 @@ class WebhookService:
         return list(dict.fromkeys(events))
 
     async def create(
-        self, user_id: uuid.UUID, url: str, events: Sequence[str], *, livemode: bool
+        self,
+        user_id: uuid.UUID,
+        url: str,
+        events: Sequence[str],
+        actor: Actor | None = None,
+        *,
+        livemode: bool,
     ) -> CreatedEndpoint:
         """A new enabled endpoint of one mode (it receives that mode's events only). Its URL
         must be allowed now (after DNS resolution) and is checked again before every
-        delivery."""
+        delivery. Audited (`webhook_endpoint.created`) in the transaction that adds it."""
         subscriptions = self._check_events(events)
         try:
             target = parse_url(url, require_https=self._require_https)
@@ -221,6 +228,16 @@ class WebhookService:
             if await repository.count_endpoints(db, user_id, livemode) >= MAX_ENDPOINTS_PER_USER:
                 raise TooManyWebhooks(MAX_ENDPOINTS_PER_USER)
             await repository.insert_endpoint(db, endpoint)
+            await AuditLog.record(
+                db,
+                actor or Actor(user_id),
+                "webhook_endpoint.created",
+                object_type="webhook_endpoint",
+                object_id=endpoint_id,
+                at=now,
+                user_id=user_id,
+                livemode=bool(endpoint.livemode),
+            )
         return CreatedEndpoint(endpoint=endpoint, secret=secret)
 
     async def list(self, user_id: uuid.UUID, *, livemode: bool) -> Sequence[WebhookEndpoint]:
@@ -234,11 +251,31 @@ class WebhookService:
             raise WebhookNotFound
         return endpoint
 
-    async def delete(self, user_id: uuid.UUID, endpoint_id: uuid.UUID, *, livemode: bool) -> None:
+    async def delete(
+        self,
+        user_id: uuid.UUID,
+        endpoint_id: uuid.UUID,
+        actor: Actor | None = None,
+        *,
+        livemode: bool,
+    ) -> None:
         """The endpoint, its queued deliveries and its attempts are gone; a delivery in flight
-        finishes but is not recorded."""
-        if not await repository.delete_endpoint(self._db, user_id, endpoint_id, livemode):
-            raise WebhookNotFound
+        finishes but is not recorded. Audited (`webhook_endpoint.deleted`) in the same
+        transaction. Another mode's endpoint is not found."""
+        async with self._db.transaction() as db:
+            deleted = await repository.delete_endpoint(db, user_id, endpoint_id, livemode)
+            if deleted is None:
+                raise WebhookNotFound
+            await AuditLog.record(
+                db,
+                actor or Actor(user_id),
+                "webhook_endpoint.deleted",
+                object_type="webhook_endpoint",
+                object_id=endpoint_id,
+                at=self._clock(),
+                user_id=user_id,
+                livemode=deleted,
+            )
 
     # Vault rotation: signing secrets are sealed by the vault like card data, so
     # `kassa vault rotate` re-seals them too (webhooks.service is one of its row stores).
