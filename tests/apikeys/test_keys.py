@@ -232,3 +232,34 @@ async def test_verifying_a_key_is_one_statement_by_a_unique_index(api: Api) -> N
 
     async with api.container.db.engine.connect() as conn:
         assert ["secret_hash"] in await conn.run_sync(unique_columns)
+
+
+async def test_key_creation_and_revocation_and_a_keys_refund_are_audited_by_id(api: Api) -> None:
+    user = await register_user(api.client)
+    key = await create_key(api.client, user, mode="live")
+    paid = await api.client.post("/api/payments", json=payment_body(), headers=key.headers)
+    pid = paid.json()["id"]
+    await api.client.post("/api/payments/process", json={"payment_id": pid}, headers=key.headers)
+    refunded = await api.client.post(f"/api/payments/{pid}/refund", headers=key.headers)
+    assert refunded.status_code == 201
+    assert (await api.client.delete(f"/api/keys/{key.id}", headers=user.headers)).status_code == 204
+
+    listed = await api.client.get(
+        "/api/audit-events", headers={**user.headers, "Kassa-Mode": "live"}
+    )
+    assert listed.status_code == 200, listed.text
+    events = {e["action"]: e for e in listed.json()["data"]}
+    assert key.secret not in listed.text
+    created, revoked = events["api_key.created"], events["api_key.revoked"]
+    for event in (created, revoked):
+        assert event["object_type"] == "api_key"
+        assert event["object_id"] == key.id
+        assert event["actor_type"] == "user"
+        assert event["actor_id"] == user.id
+        assert event["livemode"] is None  # the account's, seen in both modes
+    assert created["details"] == {"mode": "live"}
+    refund = events["refund.created"]
+    assert (refund["actor_type"], refund["actor_id"]) == ("api_key", key.id)
+    assert refund["livemode"] is True
+    test_mode = await api.client.get("/api/audit-events", headers=user.headers)
+    assert "refund.created" not in {e["action"] for e in test_mode.json()["data"]}

@@ -16,6 +16,7 @@ from kassa.apikeys.schemas import (
     key_out,
 )
 from kassa.apikeys.service import ApiKeyService
+from kassa.auditlog.deps import RequestActor
 from kassa.auth.deps import LoginPrincipal
 from kassa.web import id_or_not_found, problem_responses, reject_unknown_query
 
@@ -39,11 +40,13 @@ _FORBIDDEN = {403: ["forbidden"]}
     responses=problem_responses(400, 401, 403, 422, codes=_FORBIDDEN),
 )
 async def create_key(
-    body: CreateKeyRequest, principal: LoginPrincipal, keys: ApiKeyServiceDep
+    body: CreateKeyRequest, principal: LoginPrincipal, keys: ApiKeyServiceDep, actor: RequestActor
 ) -> Any:
     """Create a secret key of one mode. Its `secret` is shown only in this answer: kassa keeps
     a keyed hash of it, never the secret."""
-    created = await keys.create(principal.user_id, body.name, body.mode == "live", body.scopes)
+    created = await keys.create(
+        principal.user_id, body.name, body.mode == "live", body.scopes, actor
+    )
     return CreatedKeyOut(**key_out(created.key).model_dump(), secret=created.secret)
 
 
@@ -64,8 +67,10 @@ async def list_keys(principal: LoginPrincipal, keys: ApiKeyServiceDep) -> Any:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 422, codes=_FORBIDDEN),
 )
-async def revoke_key(key_id: str, principal: LoginPrincipal, keys: ApiKeyServiceDep) -> Response:
+async def revoke_key(
+    key_id: str, principal: LoginPrincipal, keys: ApiKeyServiceDep, actor: RequestActor
+) -> Response:
     """Revoke a key: from the next request on, on every process and host, it is refused."""
     parsed: uuid.UUID = id_or_not_found(key_id, ApiKeyNotFound)
-    await keys.revoke(principal.user_id, parsed)
+    await keys.revoke(principal.user_id, parsed, actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

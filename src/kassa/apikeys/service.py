@@ -23,6 +23,7 @@ import structlog
 
 from kassa.apikeys import repository
 from kassa.apikeys.errors import ApiKeyNotFound
+from kassa.auditlog.service import Actor, AuditLog
 from kassa.auth.service import SCOPES, Principal
 from kassa.db import Database, new_id
 from kassa.errors import Unauthorized
@@ -77,8 +78,14 @@ class ApiKeyService:
         return hmac.new(self._hash_key, secret.encode("utf-8"), hashlib.sha256).digest()
 
     async def create(
-        self, user_id: uuid.UUID, name: str, livemode: bool, scopes: Sequence[str] | None
+        self,
+        user_id: uuid.UUID,
+        name: str,
+        livemode: bool,
+        scopes: Sequence[str] | None,
+        actor: Actor | None = None,
     ) -> CreatedKey:
+        """A new key; audited (`api_key.created`, by id) in the transaction that adds it."""
         secret = PREFIXES[livemode] + _random_body()
         kept = sorted(set(scopes)) if scopes is not None else None
         view = KeyView(
@@ -89,17 +96,28 @@ class ApiKeyService:
             last4=secret[-4:],
             created_at=self._clock(),
         )
-        await repository.insert_key(
-            self._db,
-            key_id=view.id,
-            user_id=user_id,
-            name=name,
-            livemode=livemode,
-            scopes=kept,
-            secret_hash=self.secret_hash(secret),
-            last4=view.last4,
-            now=view.created_at,
-        )
+        async with self._db.transaction() as db:
+            await repository.insert_key(
+                db,
+                key_id=view.id,
+                user_id=user_id,
+                name=name,
+                livemode=livemode,
+                scopes=kept,
+                secret_hash=self.secret_hash(secret),
+                last4=view.last4,
+                now=view.created_at,
+            )
+            await AuditLog.record(
+                db,
+                actor or Actor(user_id),
+                "api_key.created",
+                object_type="api_key",
+                object_id=view.id,
+                at=view.created_at,
+                user_id=user_id,
+                details={"mode": "live" if livemode else "test"},
+            )
         log.info("api_key_created", key_id=str(view.id), livemode=livemode)
         return CreatedKey(view, secret)
 
@@ -117,11 +135,24 @@ class ApiKeyService:
             for row in rows
         ]
 
-    async def revoke(self, user_id: uuid.UUID, key_id: uuid.UUID) -> None:
+    async def revoke(
+        self, user_id: uuid.UUID, key_id: uuid.UUID, actor: Actor | None = None
+    ) -> None:
         """Revoke the key: committed when this returns, so the next request with it (on any
-        process or host) is refused."""
-        if not await repository.revoke(self._db, user_id, key_id, self._clock()):
-            raise ApiKeyNotFound
+        process or host) is refused. Audited (`api_key.revoked`) in the same transaction."""
+        now = self._clock()
+        async with self._db.transaction() as db:
+            if not await repository.revoke(db, user_id, key_id, now):
+                raise ApiKeyNotFound
+            await AuditLog.record(
+                db,
+                actor or Actor(user_id),
+                "api_key.revoked",
+                object_type="api_key",
+                object_id=key_id,
+                at=now,
+                user_id=user_id,
+            )
         log.info("api_key_revoked", key_id=str(key_id))
 
     async def authenticate(self, secret: str) -> Principal:
