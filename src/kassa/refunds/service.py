@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import CTE, Select
 from sqlalchemy.exc import IntegrityError
 
+from kassa.auditlog.service import Actor, AuditLog
 from kassa.db import Database, new_id, record_of, values_of
 from kassa.events.service import EventService
 from kassa.idempotency.service import (
@@ -44,6 +45,26 @@ log = structlog.get_logger("kassa.refunds")
 
 def refund_reference(refund_id: uuid.UUID) -> str:
     return f"kassa_refund_{refund_id.hex}"
+
+
+def _audited(refund: Refund, payment: Payment, now: datetime) -> dict[str, Any]:
+    """What the audit log records of a refund made (`refund.created`)."""
+    return {
+        "object_type": "refund",
+        "object_id": refund.id,
+        "at": now,
+        "user_id": refund.user_id,
+        "livemode": payment.livemode,
+        "details": {
+            "payment_id": str(payment.id),
+            "amount": refund.amount,
+            "currency": refund.currency,
+        },
+    }
+
+
+def _audit_values(actor: Actor, refund: Refund, payment: Payment, now: datetime) -> dict[str, Any]:
+    return AuditLog.record_values(actor, "refund.created", **_audited(refund, payment, now))
 
 
 def _answer(refund: Refund) -> bytes:
@@ -76,7 +97,8 @@ def _reserve_statement(keyed: bool) -> Select[Any]:
     def parts(reserved: CTE) -> list[CTE]:
         claim = [IdempotencyService.claim_part(reserved)] if keyed else []
         transaction = TransactionService.record_part(reserved, "refund_transaction")
-        return [*EventService.record_part(reserved), transaction, *claim]
+        audited = AuditLog.record_part(reserved)
+        return [*EventService.record_part(reserved), audited, transaction, *claim]
 
     return repository.reserving(PaymentService.reserve_part(), parts)
 
@@ -113,19 +135,22 @@ class RefundService:
         amount: int | None,
         reason: str | None,
         held: HeldKey | None = None,
+        actor: Actor | None = None,
     ) -> Refund:
         """Reserve the amount and record the refund `pending` (with the Idempotency-Key's
-        record of it, in that transaction), ask the processor, then settle."""
+        record of it and its audit event, in that transaction), ask the processor, then
+        settle."""
         now = self._clock()
         refund_id = new_id()
         reserved = None
+        actor = actor or Actor(user_id)
         if self._db.writes_at_once and (held is None or held.unclaimed):
             reserved = await self._reserve(
-                user_id, payment_id, amount, reason, held, now, refund_id
+                user_id, payment_id, amount, reason, held, now, refund_id, actor
             )
         if reserved is None:
             reserved = await self._reserve_locked(
-                user_id, payment_id, amount, reason, held, now, refund_id
+                user_id, payment_id, amount, reason, held, now, refund_id, actor
             )
         refund, payment = reserved
         REFUNDS.labels("pending", refund.currency).inc()
@@ -159,11 +184,12 @@ class RefundService:
         held: HeldKey | None,
         now: datetime,
         refund_id: uuid.UUID,
+        actor: Actor,
     ) -> tuple[Refund, Payment] | None:
         """PostgreSQL: read the payment, then hold the amount on it and record the refund,
-        its event, its transaction and the key's claim in one statement, only if the payment
-        is still as read. The refund and the payment as reserved; None when the payment
-        changed meanwhile (the locked path decides then)."""
+        its event, its audit event, its transaction and the key's claim in one statement,
+        only if the payment is still as read. The refund and the payment as reserved; None
+        when the payment changed meanwhile (the locked path decides then)."""
         payment = await PaymentService.find(self._db, user_id, payment_id)
         wanted = self._refundable(payment, amount)
         assert payment is not None
@@ -180,6 +206,7 @@ class RefundService:
             "now": now,
             **repository.refund_values(values),
             **EventService.record_values(user_id, "refund.created", refund_object(refund), now),
+            **_audit_values(actor, refund, payment, now),
             **TransactionService.refund_values(
                 user_id=user_id,
                 payment_id=payment_id,
@@ -222,6 +249,7 @@ class RefundService:
         held: HeldKey | None,
         now: datetime,
         refund_id: uuid.UUID,
+        actor: Actor,
     ) -> tuple[Refund, Payment]:
         """Reserve under the payment's row lock, step by step in one transaction."""
         async with self._db.transaction() as db:
@@ -235,6 +263,7 @@ class RefundService:
                 db, _refund_row(refund_id, payment, wanted, reason, now)
             )
             await EventService.record(db, user_id, "refund.created", refund_object(refund), now)
+            await AuditLog.record(db, actor, "refund.created", **_audited(refund, payment, now))
             await TransactionService.record_refund(
                 db,
                 user_id=user_id,
