@@ -10,6 +10,7 @@ looking the charge up under the same deterministic reference — so nothing is c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,20 +19,34 @@ from typing import Any
 
 import orjson
 import structlog
+from sqlalchemy import CTE, ColumnElement, Select
+from sqlalchemy.exc import IntegrityError
 
-from kassa.db import Database, Runner, new_id, record_of
+from kassa.db import Database, Runner, new_id, record_of, values_of
 from kassa.events.service import EventService
-from kassa.idempotency.service import HeldKey, commit_effect
+from kassa.idempotency.service import (
+    HeldKey,
+    IdempotencyService,
+    claim_conflict,
+    commit_effect,
+    keep_with_effect,
+)
 from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import PAYMENT_AMOUNT, PAYMENTS
 from kassa.payments import repository
 from kassa.payments.errors import AmountTooLarge, PaymentNotFound, PaymentNotPending
 from kassa.payments.models import Payment, PaymentSecret
-from kassa.payments.schemas import CardPaymentRequest, WalletPaymentRequest, payment_object
+from kassa.payments.schemas import (
+    CardPaymentRequest,
+    WalletPaymentRequest,
+    payment_object,
+    payment_out,
+)
 from kassa.payments.states import (
     REFUNDABLE,
     PaymentStatus,
     can_transition,
+    sources_of,
     status_after_refund,
 )
 from kassa.processors.base import (
@@ -75,6 +90,49 @@ ProgressCallback = Callable[[int, int], None]
 class ProcessOutcome:
     payment: Payment
     settled: bool  # False: the processor's answer is unknown; the payment stays processing
+
+
+# PostgreSQL: each request's writes in one statement, built once per shape (with or without
+# an Idempotency-Key to claim or keep; a charge that succeeded posts to the ledger).
+
+
+@functools.cache
+def _create_statement(keyed: bool) -> Select[Any]:
+    def parts(made: CTE) -> list[CTE]:
+        claim = [IdempotencyService.claim_part(made)] if keyed else []
+        return [*EventService.record_part(made), *claim]
+
+    return repository.creating(parts)
+
+
+@functools.cache
+def _start_statement(keyed: bool) -> Select[Any]:
+    def parts(moved: CTE) -> list[CTE]:
+        claim = [IdempotencyService.claim_part(moved)] if keyed else []
+        charge = TransactionService.record_part(moved, "charge_transaction")
+        return [*EventService.record_part(moved), charge, *claim]
+
+    return repository.moving_to_processing(parts)
+
+
+@functools.cache
+def _settle_statement(succeeded: bool, keyed: bool) -> Select[Any]:
+    def parts(settled: CTE) -> list[CTE]:
+        posting = LedgerService.post_part(settled) if succeeded else []
+        kept = [IdempotencyService.complete_part(settled)] if keyed else []
+        charge = TransactionService.settle_part(settled, of_refund=False)
+        return [*EventService.record_part(settled), charge, *posting, *kept]
+
+    return repository.settling(parts)
+
+
+def changed(payment: Payment, **values: Any) -> Payment:
+    """A copy of `payment` with `values` (attribute names) changed: the payment as a
+    conditional update that matches it leaves it."""
+    copy = record_of(Payment, values_of(payment))
+    for name, value in values.items():
+        setattr(copy, name, value)
+    return copy
 
 
 def _secret_context(payment_id: uuid.UUID, part: str) -> bytes:
@@ -176,10 +234,30 @@ class PaymentService:
             "created_at": now,
         }
         payment = record_of(Payment, columns)
-        async with self._db.transaction() as db:
-            await commit_effect(db, held, "create", payment_id)
-            await repository.insert_payment(db, columns, secret)
-            await self.record_event(db, payment, now)
+        # The answer is known now: a keyed request keeps it with the payment it made.
+        answer = (201, payment_out(payment).model_dump_json().encode())
+        if self._db.writes_at_once and (held is None or held.unclaimed):
+            params = {
+                **repository.create_values(columns, secret),
+                **EventService.record_values(
+                    user_id, "payment.created", payment_object(payment), now
+                ),
+            }
+            if held is not None:
+                params |= IdempotencyService.claim_values(
+                    held.claim_row("create", payment_id, answer)
+                )
+            try:
+                await self._db.first(_create_statement(held is not None), params)
+            except IntegrityError as exc:
+                raise claim_conflict(held, exc) or exc from None
+            if held is not None:
+                held.claimed = held.kept = True
+        else:
+            async with self._db.transaction() as db:
+                await commit_effect(db, held, "create", payment_id, answer)
+                await repository.insert_payment(db, columns, secret)
+                await self.record_event(db, payment, now)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         log.info(
             "payment_created",
@@ -244,6 +322,98 @@ class PaymentService:
         """pending → processing (committed, with the Idempotency-Key's record of it, before
         the processor of the payment's mode is asked) → completed or failed."""
         now = self._clock()
+        if self._db.writes_at_once and (held is None or held.unclaimed):
+            payment, source = await self._start(user_id, payment_id, held, now, livemode)
+        else:
+            payment, source = await self._start_in_transaction(
+                user_id, payment_id, held, now, livemode
+            )
+        PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
+        request = ChargeRequest(
+            reference=charge_reference(payment_id),
+            amount=payment.amount,
+            currency=payment.currency,
+            customer_id=str(user_id),
+            card=source if isinstance(source, CardData) else None,
+            wallet=source if isinstance(source, WalletData) else None,
+            attempt=payment.charge_attempts,
+        )
+        result = await self._prepare_and_charge(payment_id, request, livemode)
+        if result is None:
+            log.warning("payment_outcome_unknown", payment_id=str(payment_id))
+            return ProcessOutcome(payment=payment, settled=False)
+        settled = await self.settle(
+            user_id, payment_id, result, livemode=livemode, held=held, current=payment
+        )
+        if settled is None:
+            # Reconciliation recorded this same charge (one reference, one charge) while we
+            # waited for the processor: answer with what it recorded, not a stale `processing`.
+            settled = await repository.find_payment(self._db, user_id, payment_id, livemode)
+            if settled is None or settled.status == PaymentStatus.PROCESSING.value:
+                return ProcessOutcome(payment=settled or payment, settled=False)
+        return ProcessOutcome(payment=settled, settled=True)
+
+    async def _start(
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        held: HeldKey | None,
+        now: datetime,
+        livemode: bool,
+    ) -> tuple[Payment, CardData | WalletData]:
+        """PostgreSQL: read the payment and its source, then move it to processing with its
+        event, its pending charge, its CVC destroyed and the key's claim in one statement,
+        only if it is still as read."""
+        found = await repository.find_payment_and_secret(self._db, user_id, payment_id, livemode)
+        if found is None:
+            raise PaymentNotFound
+        current, secret = found
+        if PaymentStatus(current.status) not in sources_of(PaymentStatus.PROCESSING):
+            raise PaymentNotPending("processed", current.status)
+        source = self._open_source(current, secret)
+        moved = changed(
+            current,
+            status=PaymentStatus.PROCESSING.value,
+            charge_attempts=current.charge_attempts + 1,
+            updated_at=now,
+        )
+        params: dict[str, Any] = {
+            "payment": payment_id,
+            "owner": user_id,
+            "in_livemode": livemode,
+            "seen_status": current.status,
+            "now": now,
+            **EventService.record_values(user_id, "payment.processing", payment_object(moved), now),
+            **TransactionService.charge_values(
+                user_id=user_id,
+                livemode=livemode,
+                payment_id=payment_id,
+                amount=current.amount,
+                currency=current.currency,
+                payment_method=current.payment_method,
+                now=now,
+            ),
+        }
+        if held is not None:
+            params |= IdempotencyService.claim_values(held.claim_row("process", payment_id))
+        try:
+            row = await self._db.first(_start_statement(held is not None), params)
+        except IntegrityError as exc:
+            raise claim_conflict(held, exc) or exc from None
+        if held is not None:
+            held.claimed = True
+        if row is None:  # another request moved it since it was read
+            raise await self._explain_refusal(self._db, user_id, payment_id, livemode, "processed")
+        return moved, source
+
+    async def _start_in_transaction(
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        held: HeldKey | None,
+        now: datetime,
+        livemode: bool,
+    ) -> tuple[Payment, CardData | WalletData]:
         async with self._db.transaction() as db:
             await commit_effect(db, held, "process", payment_id)
             payment = await repository.transition(
@@ -272,28 +442,7 @@ class PaymentService:
                 payment_method=payment.payment_method,
                 now=now,
             )
-        PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
-        request = ChargeRequest(
-            reference=charge_reference(payment_id),
-            amount=payment.amount,
-            currency=payment.currency,
-            customer_id=str(user_id),
-            card=source if isinstance(source, CardData) else None,
-            wallet=source if isinstance(source, WalletData) else None,
-            attempt=payment.charge_attempts,
-        )
-        result = await self._prepare_and_charge(payment_id, request, livemode)
-        if result is None:
-            log.warning("payment_outcome_unknown", payment_id=str(payment_id))
-            return ProcessOutcome(payment=payment, settled=False)
-        settled = await self.settle(user_id, payment_id, result, livemode=livemode)
-        if settled is None:
-            # Reconciliation recorded this same charge (one reference, one charge) while we
-            # waited for the processor: answer with what it recorded, not a stale `processing`.
-            settled = await repository.find_payment(self._db, user_id, payment_id, livemode)
-            if settled is None or settled.status == PaymentStatus.PROCESSING.value:
-                return ProcessOutcome(payment=settled or payment, settled=False)
-        return ProcessOutcome(payment=settled, settled=True)
+        return payment, source
 
     async def _charge(self, request: ChargeRequest, livemode: bool) -> ChargeResult | None:
         processor = self._processors.of(livemode)
@@ -350,15 +499,68 @@ class PaymentService:
         return dataclasses.replace(request, processor_reference=kept)
 
     async def settle(
-        self, user_id: uuid.UUID, payment_id: uuid.UUID, result: ChargeResult, *, livemode: bool
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        result: ChargeResult,
+        *,
+        livemode: bool,
+        held: HeldKey | None = None,
+        current: Payment | None = None,
     ) -> Payment | None:
         """Record a definite charge outcome on a `processing` payment; None if another
-        request (or reconciliation) settled it first."""
+        request (or reconciliation) settled it first. With `held`, the request's answer
+        (200, the settled payment) is kept with it. `current`: the payment as this request
+        moved it to processing, so that its settled state is known before it is written."""
         now = self._clock()
         succeeded = result.outcome is Outcome.SUCCEEDED
         target = PaymentStatus.COMPLETED if succeeded else PaymentStatus.FAILED
+        failure_code = None if succeeded else (result.failure_code or "processing_error")
+        failure_message = None if succeeded else result.failure_message
+        keyed = held is not None and not held.unclaimed
+        if self._db.writes_at_once and current is not None:
+            payment = changed(
+                current,
+                status=target.value,
+                processor_reference=result.processor_reference,
+                failure_code=failure_code,
+                failure_message=failure_message,
+                updated_at=now,
+            )
+            params: dict[str, Any] = {
+                "payment": payment_id,
+                "owner": user_id,
+                "in_livemode": livemode,
+                "target": target.value,
+                "reference": result.processor_reference,
+                "failure_code": failure_code,
+                "failure_message": failure_message,
+                "now": now,
+                **EventService.record_values(
+                    user_id, f"payment.{target.value}", payment_object(payment), now
+                ),
+                **TransactionService.settle_values(
+                    payment_id, "succeeded" if succeeded else "failed", now
+                ),
+            }
+            if succeeded:
+                params |= LedgerService.charge_values(
+                    user_id=user_id,
+                    payment_id=payment_id,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    now=now,
+                )
+            if held is not None and keyed:
+                params |= held.answer_values((200, payment_out(payment).model_dump_json().encode()))
+            if await self._db.first(_settle_statement(succeeded, keyed), params) is None:
+                return None
+            if held is not None and keyed:
+                held.kept = True
+            self._settled(payment, succeeded)
+            return payment
         async with self._db.transaction() as db:
-            payment = await repository.transition(
+            moved = await repository.transition(
                 db,
                 user_id,
                 payment_id,
@@ -366,11 +568,12 @@ class PaymentService:
                 livemode=livemode,
                 updated_at=now,
                 processor_reference=result.processor_reference,
-                failure_code=None if succeeded else (result.failure_code or "processing_error"),
-                failure_message=None if succeeded else result.failure_message,
+                failure_code=failure_code,
+                failure_message=failure_message,
             )
-            if payment is None:
+            if moved is None:
                 return None
+            payment = moved
             await self.record_event(db, payment, now)
             await TransactionService.settle_charge(db, payment_id, succeeded, now)
             if succeeded:
@@ -383,18 +586,26 @@ class PaymentService:
                     now=now,
                 )
             await repository.delete_secret(db, payment_id)
+            if held is not None and keyed:
+                await keep_with_effect(
+                    db, held, (200, payment_out(payment).model_dump_json().encode())
+                )
+        self._settled(payment, succeeded)
+        return payment
+
+    @staticmethod
+    def _settled(payment: Payment, succeeded: bool) -> None:
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         if succeeded:
             PAYMENT_AMOUNT.labels(payment.currency).inc(payment.amount)
         log.info(
             "payment_processed",
-            payment_id=str(payment_id),
+            payment_id=str(payment.id),
             status=payment.status,
             amount=payment.amount,
             currency=payment.currency,
             failure_code=payment.failure_code,
         )
-        return payment
 
     def _open_source(self, payment: Payment, secret: PaymentSecret | None) -> CardData | WalletData:
         if secret is None:
@@ -575,6 +786,38 @@ class PaymentService:
         )
 
     # Refund support: called by the refunds service inside its own transaction.
+
+    @staticmethod
+    async def find(
+        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, *, livemode: bool
+    ) -> Payment | None:
+        """The caller's payment of that mode as it stands (no lock)."""
+        return await repository.find_payment(db, user_id, payment_id, livemode)
+
+    # PostgreSQL: a refund's changes to its payment inside the refund's own statements,
+    # decided on the payment as the refund read it (`seen_values`).
+
+    @staticmethod
+    def seen_values(payment: Payment) -> dict[str, Any]:
+        return repository.seen_values(payment)
+
+    @staticmethod
+    def reserve_part() -> CTE:
+        return repository.reserve_part()
+
+    @staticmethod
+    def release_part(when: ColumnElement[bool]) -> CTE:
+        return repository.release_part(when)
+
+    @staticmethod
+    def event_values(payment: Payment, now: datetime) -> dict[str, Any]:
+        """The parameters of `EventService.record_part` for the event `record_event`
+        would write."""
+        status = PaymentStatus(payment.status)
+        kind = "created" if status is PaymentStatus.PENDING else status.value
+        return EventService.record_values(
+            payment.user_id, f"payment.{kind}", payment_object(payment), now
+        )
 
     @staticmethod
     async def lock_refundable(

@@ -54,16 +54,22 @@ class RateLimitMiddleware:
         state["client_ip"] = ip
         principal = authenticated(scope)
         if principal is not None and principal.key_id is not None and self.key_limiters:
+            # A key's request counts against the key alone: one count, one round trip.
             key_limiter = self.key_limiters[1 if principal.livemode else 0]
             verdict = await key_limiter.hit(str(principal.key_id))
+            user_verdict = None
         else:
-            verdict = await self.limiter.hit(client_key(ip))
-        if verdict.allowed and (principal is None or principal.key_id is None):
-            user_verdict = await self._hit_user(scope)
-            if user_verdict is not None and (
-                not user_verdict.allowed or user_verdict.remaining < verdict.remaining
-            ):
-                verdict = user_verdict
+            # The client's limit, then (when it allows) the user's: one round trip for both.
+            user_key = None if principal is None else str(principal.user_id)
+            verdict, user_verdict = await self.limiter.hit_with(
+                client_key(ip), self.user_limiter, user_key
+            )
+        if (
+            verdict.allowed
+            and user_verdict is not None
+            and (not user_verdict.allowed or user_verdict.remaining < verdict.remaining)
+        ):
+            verdict = user_verdict
         extra = verdict.headers()
         if not verdict.allowed:
             await self._refuse(verdict, extra, scope, receive, send)
@@ -75,12 +81,6 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-    async def _hit_user(self, scope: Scope) -> Verdict | None:
-        principal = authenticated(scope)
-        if self.user_limiter is None or principal is None:
-            return None  # no token, or one refused: the route answers 401
-        return await self.user_limiter.hit(str(principal.user_id))
 
     async def _refuse(
         self,
