@@ -95,3 +95,15 @@ async def test_no_request_sent_after_a_revoke_answered_succeeds(api_factory: Any
     assert {status for status, _ in after} == {401}, after[:3]
     before = [status for started, status, _ in sent if started <= answered[0]]
     assert set(before) <= {200, 201, 401}
+
+
+async def test_login_keeps_the_ip_limit_even_with_a_key_in_the_request(api_factory: Any) -> None:
+    api: Api = await api_factory(rate_limit="4/minute", key_rate_limit_test="1000/minute")
+    user = await register_user(api.client)  # 2 of the IP's 4
+    key = await create_key(api.client, user)  # 3
+    login = {"email": user.email, "password": user.password}
+    answers = [
+        await api.client.post("/api/auth/login", json=login, headers=key.headers) for _ in "xy"
+    ]
+    assert [r.status_code for r in answers] == [200, 429]
+    assert answers[1].json()["code"] == "rate_limited"

@@ -4,7 +4,8 @@ valid login token, with the contract's RateLimit-* headers (those of the tighter
 A request with a valid API key counts against its key alone, at its mode's rate
 (`KASSA_KEY_RATE_LIMIT_LIVE` / `_TEST`): one count, one Redis call. The per-IP limit stays for
 every other request — no token, a refused token or key (so guessing keys spends the IP's
-budget), login tokens, login and registration."""
+budget), login tokens, and `/api/auth/*` (login and registration) whatever the request
+carries."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from kassa.observability.metrics import RATE_LIMITED
 from kassa.ratelimit.limiter import RateLimiter, Verdict
 
 log = structlog.get_logger("kassa.ratelimit")
+# Login, registration and the other account routes keep the client's limit whatever key the
+# request carries: a key never buys a budget for guessing passwords.
+_ACCOUNT_ROUTES = "/api/auth/"
 
 
 class RateLimitMiddleware:
@@ -53,7 +57,12 @@ class RateLimitMiddleware:
         ip = client_ip(scope, self.trusted)
         state["client_ip"] = ip
         principal = authenticated(scope)
-        if principal is not None and principal.key_id is not None and self.key_limiters:
+        if (
+            principal is not None
+            and principal.key_id is not None
+            and self.key_limiters
+            and not scope["path"].startswith(_ACCOUNT_ROUTES)
+        ):
             # A key's request counts against the key alone: one count, one round trip.
             key_limiter = self.key_limiters[1 if principal.livemode else 0]
             verdict = await key_limiter.hit(str(principal.key_id))
