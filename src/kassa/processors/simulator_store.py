@@ -342,12 +342,12 @@ _MOVE_CHARGE = (
     .returning(*_CHARGE.c)
 )
 _GET_CHARGE = select(_CHARGE).where(_CHARGE.c.reference == bindparam("ref"))
-_GET_CHALLENGE = select(_CHALLENGE).where(_CHALLENGE.c.token == bindparam("token"))
+_GET_CHALLENGE = select(_CHALLENGE).where(_CHALLENGE.c.token == bindparam("tok"))
 _CHALLENGE_OF = select(_CHALLENGE).where(_CHALLENGE.c.reference == bindparam("ref"))
 _FINISH_CHALLENGE = (
     update(_CHALLENGE)
     .where(
-        _CHALLENGE.c.token == bindparam("token"),
+        _CHALLENGE.c.token == bindparam("tok"),
         _CHALLENGE.c.status == "open",
         _CHALLENGE.c.expires_at > bindparam("not_before"),
     )
@@ -450,7 +450,7 @@ class DatabaseSimulatorStore:
         return _challenge(row)
 
     async def get_challenge(self, token: str) -> Challenge | None:
-        row = await self._db.first(_GET_CHALLENGE, {"token": token})
+        row = await self._db.first(_GET_CHALLENGE, {"tok": token})
         return None if row is None else _challenge(row)
 
     async def challenge_of(self, reference: str) -> Challenge | None:
@@ -463,7 +463,7 @@ class DatabaseSimulatorStore:
         row = await self._db.first(
             _FINISH_CHALLENGE,
             {
-                "token": token,
+                "tok": token,
                 "to": status,
                 "now": now,
                 "not_before": now if unexpired else _LONG_AGO,

@@ -534,6 +534,7 @@ class StripeProcessor:
         amount = stripe_amount(request.amount, request.currency)
         if amount is None:
             return _failed(intent_id, FailureCode.PROCESSING_ERROR, _not_whole(request.currency))
+        captured_now = True
         try:
             intent = await self._call(
                 "capture_payment_intent",
@@ -544,11 +545,14 @@ class StripeProcessor:
                 ),
             )
         except (_Declined, _Refused):
+            # Captured already (Stripe captures once), voided, or expired: as it stands.
             intent = await self._retrieve(intent_id)
+            captured_now = False
         known = _intent_outcome(intent)
         if known is None:
             return _failed(intent_id, FailureCode.PROCESSING_ERROR)
-        if known.outcome is Outcome.SUCCEEDED and known.amount_captured is None:
+        if known.outcome is Outcome.SUCCEEDED and known.amount_captured is None and captured_now:
+            # This capture took exactly `amount_to_capture` (for fakes without amount_received).
             return dataclasses.replace(known, amount_captured=request.amount)
         return known
 
