@@ -257,7 +257,9 @@ class SimulatorProcessor:
     async def void(self, reference: str) -> ChargeResult:
         voided = await self._store.move_charge(reference, _VOIDABLE, Outcome.VOIDED)
         if voided is not None:
-            challenge = await self._store.challenge_of(reference)
+            record = await self._store.get_charge_record(reference)
+            kassa_reference = record.reference if record is not None else reference
+            challenge = await self._store.challenge_of(kassa_reference)
             if challenge is not None:
                 await self._store.finish_challenge(
                     challenge.token, "voided", self._clock(), unexpired=False
@@ -276,5 +278,7 @@ class SimulatorProcessor:
         )
 
     async def lookup_charge(self, reference: str) -> ChargeResult | None:
-        current = await self._store.get_charge(reference)
-        return None if current is None else await self._answer(reference, current)
+        record = await self._store.get_charge_record(reference)
+        if record is None:
+            return None
+        return await self._answer(record.reference or reference, record.result)

@@ -108,6 +108,7 @@ class ChargeRecord:
     currency: str
     manual: bool = False
     failure_after_action: FailureCode | None = None
+    reference: str = ""  # kassa's
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,15 +197,24 @@ class MemorySimulatorStore:
         manual: bool = False,
         failure_after_action: FailureCode | None = None,
     ) -> ChargeResult:
-        record = ChargeRecord(result, amount, currency, manual, failure_after_action)
+        record = ChargeRecord(result, amount, currency, manual, failure_after_action, reference)
         return self._charges.setdefault(reference, record).result
 
+    def _key(self, reference: str) -> str:
+        """kassa's reference of a charge found by either reference (see `_GET_CHARGE`)."""
+        if reference in self._charges:
+            return reference
+        return next(
+            (k for k, r in self._charges.items() if r.result.processor_reference == reference),
+            reference,
+        )
+
     async def get_charge(self, reference: str) -> ChargeResult | None:
-        record = self._charges.get(reference)
+        record = self._charges.get(self._key(reference))
         return None if record is None else record.result
 
     async def get_charge_record(self, reference: str) -> ChargeRecord | None:
-        return self._charges.get(reference)
+        return self._charges.get(self._key(reference))
 
     async def move_charge(
         self,
@@ -215,6 +225,7 @@ class MemorySimulatorStore:
         failure_code: FailureCode | None = None,
         amount_captured: int | None = None,
     ) -> ChargeResult | None:
+        reference = self._key(reference)
         record = self._charges.get(reference)
         if record is None or record.result.outcome not in sources:
             return None
@@ -290,6 +301,7 @@ def _charge_record(row: Mapping[Any, Any]) -> ChargeRecord:
         currency=row["currency"],
         manual=bool(row["manual"]),
         failure_after_action=FailureCode(after) if after else None,
+        reference=row["reference"],
     )
 
 
@@ -329,7 +341,8 @@ _CHALLENGE = table_of(SimulatorChallenge)
 _MOVE_CHARGE = (
     update(_CHARGE)
     .where(
-        _CHARGE.c.reference == bindparam("ref"),
+        (_CHARGE.c.reference == bindparam("ref"))
+        | (_CHARGE.c.processor_reference == bindparam("ref")),
         _CHARGE.c.outcome.in_(bindparam("sources", expanding=True)),
         _CHARGE.c.amount >= bindparam("at_most"),
     )
@@ -341,7 +354,11 @@ _MOVE_CHARGE = (
     )
     .returning(*_CHARGE.c)
 )
-_GET_CHARGE = select(_CHARGE).where(_CHARGE.c.reference == bindparam("ref"))
+# A charge is found by kassa's reference or by the simulator's own (`sim_ch_…`), which kassa
+# stores on the payment once the charge answers: the way a processor finds its charges.
+_GET_CHARGE = select(_CHARGE).where(
+    (_CHARGE.c.reference == bindparam("ref")) | (_CHARGE.c.processor_reference == bindparam("ref"))
+)
 _GET_CHALLENGE = select(_CHALLENGE).where(_CHALLENGE.c.token == bindparam("tok"))
 _CHALLENGE_OF = select(_CHALLENGE).where(_CHALLENGE.c.reference == bindparam("ref"))
 _FINISH_CHALLENGE = (
@@ -472,9 +489,8 @@ class DatabaseSimulatorStore:
         return None if row is None else _challenge(row)
 
     async def get_charge(self, reference: str) -> ChargeResult | None:
-        async with self._single.connect() as db:
-            rows = await _GET[_CHARGE.name].rows(db, {"ref": reference})
-        return _charge_result(rows[0]) if rows else None
+        row = await self._db.first(_GET_CHARGE, {"ref": reference})
+        return None if row is None else _charge_result(row)
 
     async def put_refund(
         self,
