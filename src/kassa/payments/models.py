@@ -80,9 +80,7 @@ class Payment(Base):
     )
     amount_captured: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
     # When the authorization of a manual-capture payment was granted (its expiry runs from it).
-    authorized_at: Mapped[datetime | None] = mapped_column(
-        UTCDateTime, nullable=True, default=None
-    )
+    authorized_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=None)
     # While `processing`: what the processor is being asked (charge, capture, void), so
     # reconciliation repeats that step; with `capture`, the amount asked for.
     processor_step: Mapped[str | None] = mapped_column(String(16), nullable=True, default=None)
@@ -94,6 +92,7 @@ class Payment(Base):
     def captured_amount(self) -> int:
         """What the charge took: `amount` unless a manual capture took less."""
         return self.amount if self.amount_captured is None else self.amount_captured
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

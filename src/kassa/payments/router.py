@@ -115,7 +115,7 @@ async def get_payment_status(
     return payment_status_out(payment)
 
 
-_UNKNOWN = {
+_UNKNOWN: dict[int | str, dict[str, Any]] = {
     202: {
         "model": PaymentOut,
         "description": "The processor's answer is unknown; the payment stays processing",
