@@ -3,8 +3,9 @@ webhook delivery.
 
 Every round reconciles stale `processing` payments and `pending` refunds, looks up payments
 left waiting for their customer (3-D Secure), voids authorizations older than
-`KASSA_AUTHORIZATION_EXPIRY_HOURS`, and purges expired idempotency keys. Rounds of several workers may overlap: every settlement is a conditional
-update and the processor dedups by reference, so nothing is done twice.
+`KASSA_AUTHORIZATION_EXPIRY_HOURS`, and purges expired idempotency keys. Rounds of several
+workers may overlap: every settlement is a conditional update and the processor dedups by
+reference, so nothing is done twice.
 
 Beside the rounds, webhooks are delivered by a bounded pool that claims due deliveries as
 its slots free (and polls every `delivery_poll` seconds when nothing is due), at most

@@ -85,7 +85,7 @@ def problems(body: str) -> list[str]:
         'with op.batch_alter_table("payment") as batch_op:\n'
         '    batch_op.drop_constraint("ck_payment_status_valid", type_="check")\n'
         "    # expand-safe: a superset of the statuses the running release writes\n"
-        '    batch_op.create_check_constraint("status_valid", "status IN (\'a\', \'b\')")',
+        "    batch_op.create_check_constraint(\"status_valid\", \"status IN ('a', 'b')\")",
     ],
 )
 def test_expand_steps_and_safe_contract_steps_pass(body: str) -> None:

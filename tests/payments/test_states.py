@@ -77,11 +77,11 @@ def test_only_completed_and_partially_refunded_payments_are_refundable() -> None
 
 
 def test_each_processor_step_starts_only_where_the_contract_allows() -> None:
-    assert STEP_SOURCES == {
+    assert {
         ProcessorStep.CHARGE: {S.PENDING},
         ProcessorStep.CAPTURE: {S.REQUIRES_CAPTURE},
         ProcessorStep.VOID: {S.REQUIRES_CAPTURE, S.REQUIRES_ACTION},
-    }
+    } == STEP_SOURCES
     assert frozenset({S.PENDING, S.REQUIRES_ACTION, S.REQUIRES_CAPTURE}) == CANCELABLE
     for sources in STEP_SOURCES.values():
         assert all(can_transition(source, S.PROCESSING) for source in sources)
