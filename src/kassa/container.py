@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from limits.aio.storage import Storage
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
-from kassa.db import Database, create_engine, create_session_factory, utcnow
+from kassa.db import Database, create_engine, utcnow
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
@@ -41,9 +40,7 @@ from kassa.webhooks.urls import Resolver, system_resolver
 @dataclass
 class Container:
     settings: Settings
-    engine: AsyncEngine
-    db: Database  # the one way to the database (the engine and sessions go with issue 16)
-    sessions: async_sessionmaker[AsyncSession]
+    db: Database  # the one way to the database
     storage: Storage
     limits: LimitStore  # the storage behind every limit, with its in-process fallback
     limiter: RateLimiter
@@ -64,21 +61,21 @@ class Container:
         if self.owns_processor and close is not None:
             await close()
         await self.deliveries.aclose()
-        await self.engine.dispose()
+        await self.db.dispose()
 
 
-def build_processor(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Processor:
+def build_processor(settings: Settings, db: Database) -> Processor:
     if settings.processor == "stripe":
         if settings.stripe_api_key is None:  # the settings refuse this; kept for callers
             raise ValueError("KASSA_PROCESSOR=stripe needs KASSA_STRIPE_API_KEY")
         return StripeProcessor.connect(
             settings.stripe_api_key.get_secret_value(),
-            DatabaseCustomerStore(sessions, StripeProcessor.name),
+            DatabaseCustomerStore(db, StripeProcessor.name),
             api_base=settings.stripe_api_base,
         )
     # The simulator keeps its records in the database, so every process agrees on them.
     simulator = SimulatorProcessor(
-        DatabaseSimulatorStore(sessions),
+        DatabaseSimulatorStore(db),
         delay_seconds=settings.simulator_delay_ms / 1000,
         public_url=settings.public_url or "http://127.0.0.1:8000",
     )
@@ -100,8 +97,8 @@ def build_container(
     passwords: Passwords | None = None,
 ) -> Container:
     engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
-    instrument_pool(engine)
-    sessions = create_session_factory(engine)
+    db = Database(engine)
+    instrument_pool(db)
     redis_timeout = settings.redis_timeout_ms / 1000
     storage = storage or create_storage(
         settings.redis_url, prefix=settings.redis_key_prefix, timeout=redis_timeout
@@ -115,12 +112,12 @@ def build_container(
         ).hasher()
     )
     owns_processor = processor is None
-    processor = processor or build_processor(settings, sessions)
+    processor = processor or build_processor(settings, db)
     secrets = settings.secrets
     vault = Vault(secrets.vault_keys)
-    fingerprints = CardFingerprinter(sessions, vault)
+    fingerprints = CardFingerprinter(db, vault)
     payments = PaymentService(
-        sessions,
+        db,
         vault,
         processor,
         clock,
@@ -131,7 +128,7 @@ def build_container(
         require_https_return=settings.env != "development",
     )
     webhooks = WebhookService(
-        sessions,
+        db,
         vault,
         clock,
         event_types=EVENT_TYPES,
@@ -146,15 +143,13 @@ def build_container(
     )
     return Container(
         settings=settings,
-        engine=engine,
-        db=Database(engine),
-        sessions=sessions,
+        db=db,
         storage=storage,
         limits=limits,
         limiter=RateLimiter(limits, settings.rate_limit),
         processor=processor,
         auth=AuthService(
-            sessions,
+            db,
             tokens,
             LoginThrottle(limits),
             clock,
@@ -163,21 +158,21 @@ def build_container(
         ),
         payments=payments,
         refunds=RefundService(
-            sessions, processor, clock, processor_timeout=settings.processor_timeout_seconds
+            db, processor, clock, processor_timeout=settings.processor_timeout_seconds
         ),
-        transactions=TransactionService(sessions),
+        transactions=TransactionService(db),
         idempotency=IdempotencyService(
-            sessions,
+            db,
             hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
             clock,
             lease=timedelta(seconds=settings.idempotency_lease_seconds),
         ),
         vault_rotator=VaultRotator(fingerprints, payments, webhooks),
         owns_processor=owns_processor,
-        events=EventService(sessions, clock),
+        events=EventService(db, clock),
         webhooks=webhooks,
         deliveries=WebhookDeliverer(
-            sessions,
+            db,
             vault,
             clock,
             require_https=settings.env == "production",

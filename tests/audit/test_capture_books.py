@@ -18,7 +18,7 @@ from sqlalchemy import delete
 from kassa.app import create_app
 from kassa.audit.service import BooksAuditor
 from kassa.container import build_container
-from kassa.db import create_engine, create_session_factory
+from kassa.db import Database, create_engine
 from kassa.ledger.models import LedgerEntry
 from kassa.processors.faults import Fault, FaultInjectingProcessor
 from kassa.processors.simulator import SimulatorProcessor
@@ -27,7 +27,7 @@ from tests.conftest import Api, User, card_details, create_payment, make_setting
 
 
 async def _verify(api: Api) -> list[str]:
-    report = await BooksAuditor(api.container.engine, processor_records=True).verify()
+    report = await BooksAuditor(api.container.db, processor_records=True).verify()
     return [str(m) for m in report.mismatches]
 
 
@@ -83,12 +83,11 @@ async def test_a_mix_of_captures_voids_3ds_and_refunds_verifies(books: Api) -> N
 async def test_an_authorization_whose_hold_was_never_posted_is_reported(books: Api) -> None:
     user = await register_user(books.client)
     payment = await _manual(books, user, 500)
-    async with books.container.sessions.begin() as session:
-        await session.execute(
-            delete(LedgerEntry).where(
-                LedgerEntry.payment_id == uuid.UUID(payment["id"]), LedgerEntry.kind == "hold"
-            )
+    await books.container.db.execute(
+        delete(LedgerEntry).where(
+            LedgerEntry.payment_id == uuid.UUID(payment["id"]), LedgerEntry.kind == "hold"
         )
+    )
     [mismatch] = await _verify(books)
     assert "authorization holds in ledger 0 != 500" in mismatch
 
@@ -98,9 +97,7 @@ async def faulty_books(books_url: str) -> AsyncIterator[tuple[Api, FaultInjectin
     """The books' app with faults injected between kassa and the simulator (whose records
     are in the same database, as with `kassa serve`)."""
     engine = create_engine(books_url)
-    faulty = FaultInjectingProcessor(
-        SimulatorProcessor(DatabaseSimulatorStore(create_session_factory(engine)))
-    )
+    faulty = FaultInjectingProcessor(SimulatorProcessor(DatabaseSimulatorStore(Database(engine))))
     container = build_container(make_settings(books_url), processor=faulty)
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=create_app(container=container)),

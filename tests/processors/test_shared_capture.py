@@ -17,8 +17,8 @@ import dataclasses
 import uuid
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kassa.db import Database
 from kassa.processors.base import (
     CaptureRequest,
     CardData,
@@ -144,10 +144,10 @@ async def test_a_capture_above_the_authorization_takes_nothing(backend: Backend)
 
 
 async def test_twenty_racing_captures_and_voids_of_one_authorization_have_one_winner(
-    backend: Backend, store_sessions: async_sessionmaker[AsyncSession]
+    backend: Backend, store_db: Database
 ) -> None:
     simulator_only(backend, "a shared store that races across connections")
-    processors = [backend.processor(store_sessions) for _ in range(4)]
+    processors = [backend.processor(store_db) for _ in range(4)]
     request, _ = await _charge(processors[0], _request(backend.approved_card, amount=1000))
     calls = [
         processors[i % 4].capture(_capture(request, 100 + i))
@@ -233,11 +233,11 @@ async def test_each_3ds_cards_path_through_the_simulators_challenge(
 
 
 async def test_a_challenge_finished_twice_at_once_charges_once(
-    store_sessions: async_sessionmaker[AsyncSession],
+    store_db: Database,
 ) -> None:
     from kassa.processors.simulator_store import DatabaseSimulatorStore
 
-    simulators = [SimulatorProcessor(DatabaseSimulatorStore(store_sessions)) for _ in range(4)]
+    simulators = [SimulatorProcessor(DatabaseSimulatorStore(store_db)) for _ in range(4)]
     _, asked = await _charge(simulators[0], _request(THREE_DS_APPROVED[0], capture=True))
     token = _token(asked)
     answers = await asyncio.gather(

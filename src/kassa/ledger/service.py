@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from kassa.db import Executor, new_id, table_of
+from kassa.db import Runner, new_id, table_of
 from kassa.ledger.models import LedgerEntry
 
 CLEARING = "processor_clearing"
@@ -42,7 +42,7 @@ def held_account(user_id: uuid.UUID) -> str:
 class LedgerService:
     @staticmethod
     async def post_charge(
-        db: Executor,
+        db: Runner,
         *,
         user_id: uuid.UUID,
         payment_id: uuid.UUID,
@@ -62,7 +62,7 @@ class LedgerService:
 
     @staticmethod
     async def post_hold(
-        db: Executor,
+        db: Runner,
         *,
         user_id: uuid.UUID,
         payment_id: uuid.UUID,
@@ -83,7 +83,7 @@ class LedgerService:
 
     @staticmethod
     async def release_hold(
-        db: Executor,
+        db: Runner,
         *,
         user_id: uuid.UUID,
         payment_id: uuid.UUID,
@@ -104,7 +104,7 @@ class LedgerService:
 
     @staticmethod
     async def post_refund(
-        db: Executor,
+        db: Runner,
         *,
         user_id: uuid.UUID,
         payment_id: uuid.UUID,
@@ -125,7 +125,7 @@ class LedgerService:
 
 
 async def _post(
-    db: Executor,
+    db: Runner,
     kind: str,
     lines: list[tuple[str, int]],
     *,
