@@ -345,7 +345,7 @@ class PaymentService:
         self, payment: Payment, step: ProcessorStep, result: ChargeResult
     ) -> ProcessOutcome:
         """Record the answer to `step`, and answer with the payment as it then stands."""
-        settled = await self.record(payment.user_id, payment.id, step, result)
+        settled = await self.record(payment, step, result)
         if settled is None:
             # Reconciliation recorded this same answer (one reference, one effect) while we
             # waited for the processor: answer with what it recorded, not a stale `processing`.
@@ -406,35 +406,29 @@ class PaymentService:
             return None
         return dataclasses.replace(request, processor_reference=kept)
 
-    async def settle(
-        self, user_id: uuid.UUID, payment_id: uuid.UUID, result: ChargeResult
-    ) -> Payment | None:
+    async def settle(self, payment: Payment, result: ChargeResult) -> Payment | None:
         """Record a definite charge outcome on a `processing` payment; None if another
         request (or reconciliation) settled it first."""
-        return await self.record(user_id, payment_id, ProcessorStep.CHARGE, result)
+        return await self.record(payment, ProcessorStep.CHARGE, result)
 
     async def record(
-        self, user_id: uuid.UUID, payment_id: uuid.UUID, step: ProcessorStep, result: ChargeResult
+        self, processing: Payment, step: ProcessorStep, result: ChargeResult
     ) -> Payment | None:
         """Record the processor's definite answer to `step` on a payment `processing` that
-        step — its status, event, transaction row and ledger lines in one transaction; None
-        if another request (or reconciliation) recorded it first."""
+        step (`processing` as it was when the step began: its amounts and authorization do
+        not change meanwhile) — its status, event, transaction row and ledger lines in one
+        transaction; None if another request (or reconciliation) recorded it first."""
         now = self._clock()
+        user_id, payment_id = processing.user_id, processing.id
+        plan = plan_outcome(processing, step, result, now)
         async with self._db.transaction() as db:
-            current = await repository.lock_payment(db, user_id, payment_id)
-            if (
-                current is None
-                or current.status != PaymentStatus.PROCESSING.value
-                or (current.processor_step or ProcessorStep.CHARGE.value) != step.value
-            ):
-                return None
-            plan = plan_outcome(current, step, result)
             payment = await repository.transition(
                 db,
                 user_id,
                 payment_id,
                 plan.target,
                 sources=frozenset({PaymentStatus.PROCESSING}),
+                step=step,
                 updated_at=now,
                 **plan.values,
             )
@@ -789,7 +783,7 @@ class PaymentService:
                 result = await self._prepare_and_charge(payment.id, request)
                 if result is None:
                     return False
-        await self.settle(payment.user_id, payment.id, result)
+        await self.settle(payment, result)
         return True
 
     # Vault rotation: re-seal vaulted card data under the vault's current key.
@@ -922,7 +916,9 @@ class Plan:
     release_hold: bool = False
 
 
-def plan_outcome(payment: Payment, step: ProcessorStep, result: ChargeResult) -> Plan:
+def plan_outcome(
+    payment: Payment, step: ProcessorStep, result: ChargeResult, now: datetime
+) -> Plan:
     """The status, columns and postings that record `result` as the answer to `step`.
 
     charge: succeeded → completed; failed (or voided under it) → failed; authorized →
@@ -953,7 +949,7 @@ def plan_outcome(payment: Payment, step: ProcessorStep, result: ChargeResult) ->
         if outcome is Outcome.AUTHORIZED:
             return Plan(
                 PaymentStatus.REQUIRES_CAPTURE,
-                {**done, "authorized_at": payment.updated_at},
+                {**done, "authorized_at": now},
                 post_hold=True,
             )
         if outcome is Outcome.REQUIRES_ACTION and result.next_action is not None:
