@@ -110,9 +110,11 @@ class _PaymentFields(StrictBody):
     currency: Annotated[str, Field(min_length=3, max_length=3, examples=["USD"]), NoControl]
     description: Description | None = None
     metadata: Metadata | None = None
-    capture: CaptureMode = Field(
-        default="automatic",
-        description="automatic: process charges; manual: process authorizes, capture charges",
+    # No default in the schema (so generated clients keep it optional): absent is automatic.
+    capture: CaptureMode | None = Field(
+        default=None,
+        description="automatic (the default): process charges; manual: process authorizes, "
+        "and capture charges later",
     )
 
     @field_validator("currency")

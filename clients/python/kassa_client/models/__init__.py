@@ -2,10 +2,12 @@
 
 from .attempt_list import AttemptList
 from .attempt_out import AttemptOut
+from .capture_payment_request import CapturePaymentRequest
 from .card_brand import CardBrand
 from .card_details_in import CardDetailsIn
 from .card_details_out import CardDetailsOut
 from .card_payment_request import CardPaymentRequest
+from .card_payment_request_capture_type_0 import CardPaymentRequestCaptureType0
 from .card_payment_request_payment_method import CardPaymentRequestPaymentMethod
 from .create_webhook_request import CreateWebhookRequest
 from .created_webhook_out import CreatedWebhookOut
@@ -16,9 +18,11 @@ from .event_out import EventOut
 from .event_type import EventType
 from .login_request import LoginRequest
 from .metadata import Metadata
+from .next_action_out import NextActionOut
 from .password_change_request import PasswordChangeRequest
 from .payment_method import PaymentMethod
 from .payment_out import PaymentOut
+from .payment_out_capture import PaymentOutCapture
 from .payment_status import PaymentStatus
 from .payment_status_out import PaymentStatusOut
 from .problem import Problem
@@ -40,6 +44,7 @@ from .wallet_details_in import WalletDetailsIn
 from .wallet_details_out import WalletDetailsOut
 from .wallet_name import WalletName
 from .wallet_payment_request import WalletPaymentRequest
+from .wallet_payment_request_capture_type_0 import WalletPaymentRequestCaptureType0
 from .webhook_list import WebhookList
 from .webhook_out import WebhookOut
 from .webhook_status import WebhookStatus
@@ -47,10 +52,12 @@ from .webhook_status import WebhookStatus
 __all__ = (
     "AttemptList",
     "AttemptOut",
+    "CapturePaymentRequest",
     "CardBrand",
     "CardDetailsIn",
     "CardDetailsOut",
     "CardPaymentRequest",
+    "CardPaymentRequestCaptureType0",
     "CardPaymentRequestPaymentMethod",
     "CreatedWebhookOut",
     "CreateWebhookRequest",
@@ -61,9 +68,11 @@ __all__ = (
     "EventType",
     "LoginRequest",
     "Metadata",
+    "NextActionOut",
     "PasswordChangeRequest",
     "PaymentMethod",
     "PaymentOut",
+    "PaymentOutCapture",
     "PaymentStatus",
     "PaymentStatusOut",
     "Problem",
@@ -85,6 +94,7 @@ __all__ = (
     "WalletDetailsOut",
     "WalletName",
     "WalletPaymentRequest",
+    "WalletPaymentRequestCaptureType0",
     "WebhookList",
     "WebhookOut",
     "WebhookStatus",
