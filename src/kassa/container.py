@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from limits.aio.storage import Storage
 
+from kassa.auditlog.service import AuditLog
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
@@ -18,6 +19,7 @@ from kassa.db import Database, create_engine, utcnow
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
+from kassa.payments.lists import PaymentLists
 from kassa.payments.service import PaymentService
 from kassa.processors.base import Processor
 from kassa.processors.customers import DatabaseCustomerStore
@@ -26,6 +28,7 @@ from kassa.processors.simulator import SimulatorProcessor
 from kassa.processors.simulator_store import DatabaseSimulatorStore
 from kassa.processors.stripe import StripeProcessor
 from kassa.ratelimit.limiter import LimitStore, LoginThrottle, RateLimiter, create_storage
+from kassa.refunds.lists import RefundLists
 from kassa.refunds.service import RefundService
 from kassa.settings import Settings
 from kassa.transactions.service import TransactionService
@@ -54,6 +57,9 @@ class Container:
     webhooks: WebhookService
     deliveries: WebhookDeliverer
     vault_rotator: VaultRotator
+    payment_lists: PaymentLists
+    refund_lists: RefundLists
+    audit_log: AuditLog
     owns_processor: bool = False  # built from the settings here, so closed here
 
     async def aclose(self) -> None:
@@ -141,6 +147,7 @@ def build_container(
         access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
     )
+    payment_lists = PaymentLists(db)
     return Container(
         settings=settings,
         db=db,
@@ -168,6 +175,9 @@ def build_container(
             lease=timedelta(seconds=settings.idempotency_lease_seconds),
         ),
         vault_rotator=VaultRotator(fingerprints, payments, webhooks),
+        payment_lists=payment_lists,
+        refund_lists=RefundLists(db, payment_lists),
+        audit_log=AuditLog(db),
         owns_processor=owns_processor,
         events=EventService(db, clock),
         webhooks=webhooks,

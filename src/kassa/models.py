@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def import_all_models() -> None:
+    from kassa.auditlog import models as _auditlog  # noqa: F401
     from kassa.auth import models as _auth  # noqa: F401
     from kassa.events import models as _events  # noqa: F401
     from kassa.idempotency import models as _idempotency  # noqa: F401

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 
+from kassa.auditlog.service import ACTIONS
 from kassa.errors import PROBLEM_JSON
 from kassa.events.schemas import EVENT_TYPES
 from kassa.payments.states import PaymentStatus
@@ -233,6 +234,10 @@ TAGS: Final = [
     {"name": "transactions", "description": "Charges and refunds, newest first"},
     {"name": "events", "description": "What happened to payments and refunds"},
     {"name": "webhooks", "description": "Endpoints that receive events, signed"},
+    {
+        "name": "audit",
+        "description": "Who did what in the account (append-only): logins, keys, refunds, …",
+    },
 ]
 # String enums that several schemas and query parameters share, by their values: each becomes
 # one named component, so a generated client has one PaymentStatus, not one per field.
@@ -247,6 +252,7 @@ NAMED_ENUMS: Final[Mapping[str, tuple[str, ...]]] = {
     "EventType": EVENT_TYPES,
     "WebhookStatus": ("enabled", "disabled"),
     "DeliveryStatus": ("succeeded", "failed"),
+    "AuditAction": ACTIONS,
 }
 LICENSE: Final = {"name": "MIT", "identifier": "MIT"}
 SERVERS: Final = [{"url": "/", "description": "This kassa server"}]

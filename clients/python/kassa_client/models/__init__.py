@@ -2,6 +2,11 @@
 
 from .attempt_list import AttemptList
 from .attempt_out import AttemptOut
+from .audit_action import AuditAction
+from .audit_event_list import AuditEventList
+from .audit_event_out import AuditEventOut
+from .audit_event_out_actor_type import AuditEventOutActorType
+from .audit_event_out_details_type_0 import AuditEventOutDetailsType0
 from .capture_payment_request import CapturePaymentRequest
 from .card_brand import CardBrand
 from .card_details_in import CardDetailsIn
@@ -20,17 +25,21 @@ from .login_request import LoginRequest
 from .metadata import Metadata
 from .next_action_out import NextActionOut
 from .password_change_request import PasswordChangeRequest
+from .payment_list import PaymentList
 from .payment_method import PaymentMethod
 from .payment_out import PaymentOut
 from .payment_out_capture import PaymentOutCapture
 from .payment_status import PaymentStatus
 from .payment_status_out import PaymentStatusOut
+from .payments_list_metadata import PaymentsListMetadata
+from .payments_list_status_type_0 import PaymentsListStatusType0
 from .problem import Problem
 from .problem_code import ProblemCode
 from .problem_field_error import ProblemFieldError
 from .process_payment_request import ProcessPaymentRequest
 from .redelivery_out import RedeliveryOut
 from .refresh_request import RefreshRequest
+from .refund_list import RefundList
 from .refund_out import RefundOut
 from .refund_request import RefundRequest
 from .register_request import RegisterRequest
@@ -52,6 +61,11 @@ from .webhook_status import WebhookStatus
 __all__ = (
     "AttemptList",
     "AttemptOut",
+    "AuditAction",
+    "AuditEventList",
+    "AuditEventOut",
+    "AuditEventOutActorType",
+    "AuditEventOutDetailsType0",
     "CapturePaymentRequest",
     "CardBrand",
     "CardDetailsIn",
@@ -70,9 +84,12 @@ __all__ = (
     "Metadata",
     "NextActionOut",
     "PasswordChangeRequest",
+    "PaymentList",
     "PaymentMethod",
     "PaymentOut",
     "PaymentOutCapture",
+    "PaymentsListMetadata",
+    "PaymentsListStatusType0",
     "PaymentStatus",
     "PaymentStatusOut",
     "Problem",
@@ -81,6 +98,7 @@ __all__ = (
     "ProcessPaymentRequest",
     "RedeliveryOut",
     "RefreshRequest",
+    "RefundList",
     "RefundOut",
     "RefundRequest",
     "RegisterRequest",
