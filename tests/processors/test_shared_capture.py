@@ -1,14 +1,14 @@
 """Manual capture, void and 3-D Secure, the same for every processor (the simulator, and
 Stripe via localstripe), through the Protocol.
 
-localstripe lacks two behaviours of real Stripe, so the simulator alone carries those tests
-(`simulator_only`), and one more the tests allow for (`captured_later`): it never gives a
-`redirect_to_url` next action (it asks for `use_stripe_sdk` only, and refuses a `return_url` on
-confirm), so a 3-D Secure card there can only be abandoned; and it does not keep a
-PaymentIntent's capture idempotent across retries by key (Stripe itself refuses a second
-capture, which the connector answers with the PaymentIntent as it stands); and its
-PaymentIntents carry no `amount_received`, so a capture's amount is known from the capture's
-own answer only (a later lookup says None, and kassa keeps the amount it asked to capture)."""
+localstripe lacks some behaviours of real Stripe. Its 3-D Secure is a `use_stripe_sdk` next
+action only, refusing a `return_url` on confirm: the project's wrapper
+(deploy/localstripe/kassa_localstripe.py) adds Stripe's `redirect_to_url` and a page with
+"Complete" and "Fail", so every 3-D Secure card's path runs on both. It has no store shared
+across processes for racing captures (`simulator_only`: the simulator carries that test), and
+its PaymentIntents carry no `amount_received`, so a capture's amount is known from the
+capture's own answer only (`captured_later`: a later lookup says None, and kassa keeps the
+amount it asked to capture)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from kassa.db import Database
@@ -174,9 +175,21 @@ async def test_twenty_racing_captures_and_voids_of_one_authorization_have_one_wi
 # 3-D Secure ----------------------------------------------------------------------------------
 
 
+async def _authenticate(
+    backend: Backend, processor: Processor, asked: ChargeResult, *, ok: bool
+) -> None:
+    """The customer at the page `asked.next_action` names presses "Complete" (or "Fail")."""
+    assert asked.next_action is not None
+    if isinstance(processor, SimulatorProcessor):
+        await processor.finish_challenge(_token(asked), authenticated=ok)
+        return
+    async with httpx.AsyncClient() as client:  # the wrapper's page of localstripe
+        answer = await client.post(f"{asked.next_action.url}/{'complete' if ok else 'fail'}")
+    assert answer.status_code == 303
+
+
 @pytest.mark.parametrize("number", [*THREE_DS_APPROVED, THREE_DS_DECLINED])
 async def test_a_3ds_card_asks_for_authentication(backend: Backend, number: str) -> None:
-    simulator_only(backend, "a redirect_to_url next action")
     processor = backend.processor()
     request, result = await _charge(
         processor,
@@ -188,6 +201,30 @@ async def test_a_3ds_card_asks_for_authentication(backend: Backend, number: str)
     assert result.next_action.url.startswith("http")
     again = await processor.charge(dataclasses.replace(request, attempt=2))
     assert again == result  # a retried charge points to the same page
+    looked_up = await processor.lookup_charge(_key(request))
+    assert looked_up == result  # waiting for the customer
+
+
+@pytest.mark.parametrize(
+    ("number", "ok", "outcome", "failure"),
+    [
+        *[(n, True, Outcome.SUCCEEDED, None) for n in THREE_DS_APPROVED],
+        (THREE_DS_DECLINED, True, Outcome.FAILED, FailureCode.CARD_DECLINED),
+        (THREE_DS_APPROVED[0], False, Outcome.FAILED, FailureCode.AUTHENTICATION_FAILED),
+    ],
+)
+async def test_each_3ds_cards_path_once_the_customer_is_back(
+    backend: Backend, number: str, ok: bool, outcome: Outcome, failure: FailureCode | None
+) -> None:
+    processor = backend.processor()
+    request, asked = await _charge(
+        processor,
+        dataclasses.replace(_request(number, capture=True), return_url="https://shop.example/b"),
+    )
+    await _authenticate(backend, processor, asked, ok=ok)
+    looked_up = await processor.lookup_charge(_key(request))
+    assert looked_up is not None
+    assert (looked_up.outcome, looked_up.failure_code) == (outcome, failure)
 
 
 async def test_a_3ds_card_without_a_page_to_send_the_customer_to_fails_authentication(
@@ -345,3 +382,30 @@ async def test_the_worker_voids_an_expired_authorization_through_kassa(
     assert await api.container.payments.expire_authorizations() == 1
     after = await api.container.payments.get(uuid.UUID(user.id), uuid.UUID(payment_id))
     assert after.status == "canceled"
+
+
+async def test_a_3ds_payment_through_kassa_settles_once_the_customer_is_back(
+    backend: Backend, api_factory: Any, store_db: Database
+) -> None:
+    api, user = await _kassa(backend, api_factory, store_db)
+    payment = await create_payment(
+        api.client, user, amount=1200, details=card_details(THREE_DS_APPROVED[0])
+    )
+    asked = await api.client.post(
+        "/api/payments/process",
+        json={"payment_id": payment["id"], "return_url": "https://shop.example/back"},
+        headers=user.headers,
+    )
+    assert asked.json()["status"] == "requires_action", asked.text
+    url = asked.json()["next_action"]["url"]
+    if backend.name == "simulator":  # kassa's own page, which resumes the payment itself
+        answer = await api.client.post(f"{url.split('127.0.0.1:8000', 1)[1]}/complete")
+    else:  # Stripe's page (the wrapper's): kassa learns of it by looking the intent up
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(f"{url}/complete")
+        report = await api.container.payments.reconcile(older_than=timedelta(0))
+        assert report.resumed == 1
+    assert answer.status_code == 303
+    after = (await api.client.get(f"/api/payments/{payment['id']}", headers=user.headers)).json()
+    assert (after["status"], after["amount_captured"]) == ("completed", 1200)
+    assert await backend.money_moved(user.id, [payment["id"]], store_db) == 1
