@@ -48,9 +48,7 @@ def upgrade() -> None:
             sa.Column("manual", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
         batch_op.add_column(sa.Column("amount_captured", sa.BigInteger(), nullable=True))
-        batch_op.add_column(
-            sa.Column("failure_after_action", sa.String(length=48), nullable=True)
-        )
+        batch_op.add_column(sa.Column("failure_after_action", sa.String(length=48), nullable=True))
 
     op.create_table(
         "simulator_challenge",
