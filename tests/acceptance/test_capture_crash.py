@@ -1,6 +1,6 @@
 """A crash in the middle of captures and of a 3-D Secure authentication, with `kassa serve`
-as a real process on PostgreSQL: the server is SIGKILLed while a burst of captures, voids and
-charges waits on the processor, after a customer authenticated whose payment the server
+as a real process on PostgreSQL: the server is SIGKILLed while a burst of captures, voids,
+charges and refunds waits on the processor, after a customer authenticated whose payment the server
 could not yet resume; a fresh server and `kassa reconcile` settle everything, each charge
 and capture made once, and `kassa ledger verify` passes."""
 
@@ -32,7 +32,7 @@ from tests.conftest import _drop_pg_database, card_details, payment_body
 
 pytestmark = pytest.mark.acceptance
 
-AUTOMATIC, MANUAL, CANCELED = 8, 12, 4
+AUTOMATIC, MANUAL, CANCELED, REFUNDED = 8, 12, 4, 4
 DELAY_MS = 1_000  # each charge's and capture's latency: the window of the kill
 THREE_DS = "4000002760003184"
 
@@ -89,6 +89,11 @@ async def test_sigkill_mid_capture_and_mid_authentication_then_reconcile_settles
                 authorized.append(payment_id)
             to_capture, to_cancel = authorized[:MANUAL], authorized[MANUAL:]
             automatic = [await _create(client, headers, amount=700 + i) for i in range(AUTOMATIC)]
+            charged = []
+            for i in range(REFUNDED):
+                payment_id = await _create(client, headers, amount=900 + i)
+                assert (await _process(client, headers, payment_id))["status"] == "completed"
+                charged.append(payment_id)
             # 3-D Secure: the customer authenticates; kassa cannot resume (the lost lookup).
             three_ds = await _create(client, headers, amount=4200, details=card_details(THREE_DS))
             asked = await _process(
@@ -118,10 +123,16 @@ async def test_sigkill_mid_capture_and_mid_authentication_then_reconcile_settles
             async def cancel(payment_id: str) -> httpx.Response:
                 return await client.post(f"/api/payments/{payment_id}/cancel", headers=headers)
 
+            async def refund(payment_id: str) -> httpx.Response:
+                return await client.post(
+                    f"/api/payments/{payment_id}/refund", json={"amount": 300}, headers=headers
+                )
+
             burst = [
                 *(asyncio.ensure_future(capture(i, p)) for i, p in enumerate(to_capture)),
                 *(asyncio.ensure_future(charge(i, p)) for i, p in enumerate(automatic)),
                 *(asyncio.ensure_future(cancel(p)) for p in to_cancel),
+                *(asyncio.ensure_future(refund(p)) for p in charged),
             ]
             watcher = await asyncpg.connect(dsn)
             try:
@@ -137,7 +148,7 @@ async def test_sigkill_mid_capture_and_mid_authentication_then_reconcile_settles
             await asyncio.to_thread(server_a.process.wait, 15)
             await asyncio.gather(*burst, return_exceptions=True)
 
-        everything = [*authorized, *automatic, three_ds]
+        everything = [*authorized, *automatic, *charged, three_ds]
         conn = await asyncpg.connect(dsn)
         try:
             at_crash = await _statuses_on(conn, everything)
@@ -187,6 +198,8 @@ async def test_sigkill_mid_capture_and_mid_authentication_then_reconcile_settles
         for payment_id in automatic:
             assert final[payment_id][0] == "completed", payment_id
             assert simulator[_charge_reference(payment_id)][0] == "succeeded"
+        for payment_id in charged:  # each refund made once, whether or not it was in flight
+            assert final[payment_id][0] == "partially_refunded", payment_id
         assert final[three_ds] == ("completed", 4200)
         assert simulator[_charge_reference(three_ds)][0] == "succeeded"
 
