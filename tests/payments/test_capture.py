@@ -354,6 +354,22 @@ async def test_an_abandoned_challenge_fails_authentication_once_it_expires(
     assert "expired" in page.text
 
 
+async def test_an_expired_challenge_page_offers_no_buttons_and_changes_nothing(
+    api_factory: Any,
+) -> None:
+    now = [datetime.now(UTC)]
+    simulator = SimulatorProcessor(clock=lambda: now[0])
+    api: Api = await api_factory(processor=simulator, clock=lambda: now[0])
+    user = await register_user(api.client)
+    payment = await _asks(api, user)
+    now[0] += timedelta(minutes=16)
+    page = await api.client.get(_page_path(payment))
+    assert "expired" in page.text
+    assert "<button" not in page.text
+    await api.client.post(f"{_page_path(payment)}/complete")
+    assert simulator.charges_made == 0
+
+
 async def test_an_unknown_challenge_page_is_404(api: Api) -> None:
     assert (await api.client.get("/simulator/3ds/" + "x" * 43)).status_code == 404
     assert (await api.client.post("/simulator/3ds/" + "x" * 43 + "/complete")).status_code == 404

@@ -16,6 +16,7 @@ same way when the charge is next looked up.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import uuid
 from collections.abc import Callable
@@ -199,8 +200,13 @@ class SimulatorProcessor:
         return fallback if current is None else current
 
     async def challenge(self, token: str) -> Challenge | None:
-        """The challenge behind a page's token (any status), for the page to show."""
-        return await self._store.get_challenge(token)
+        """The challenge behind a page's token (any status; `expired` once an open one is
+        past its expiry), for the page to show."""
+        challenge = await self._store.get_challenge(token)
+        open_ = challenge is not None and challenge.status == "open"
+        if challenge is not None and open_ and challenge.expires_at <= self._clock():
+            return dataclasses.replace(challenge, status="expired")
+        return challenge
 
     async def finish_challenge(self, token: str, *, authenticated: bool) -> ChallengeAnswer | None:
         """The customer completes (or fails) the challenge: once. The charge then succeeds,
