@@ -20,6 +20,7 @@ from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
 from kassa.payments.lists import PaymentLists
+from kassa.payments.returns import ReturnPages
 from kassa.payments.service import PaymentService
 from kassa.processors.base import Processor
 from kassa.processors.customers import DatabaseCustomerStore
@@ -132,6 +133,10 @@ def build_container(
         fingerprints=fingerprints,
         authorization_expiry=timedelta(hours=settings.authorization_expiry_hours),
         require_https_return=settings.env != "development",
+        return_pages=ReturnPages(
+            settings.public_url or "http://127.0.0.1:8000",
+            hmac.new(secrets.jwt_secret, b"kassa-payment-return", "sha256").digest(),
+        ),
     )
     webhooks = WebhookService(
         db,

@@ -17,6 +17,7 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -29,6 +30,7 @@ from kassa.processors.base import (
     ChargeRequest,
     ChargeResult,
     FailureCode,
+    NextAction,
     Outcome,
     Processor,
 )
@@ -384,7 +386,7 @@ async def test_the_worker_voids_an_expired_authorization_through_kassa(
     assert after.status == "canceled"
 
 
-async def test_a_3ds_payment_through_kassa_settles_once_the_customer_is_back(
+async def test_a_3ds_payment_through_kassa_settles_when_the_customer_is_back(
     backend: Backend, api_factory: Any, store_db: Database
 ) -> None:
     api, user = await _kassa(backend, api_factory, store_db)
@@ -400,12 +402,43 @@ async def test_a_3ds_payment_through_kassa_settles_once_the_customer_is_back(
     url = asked.json()["next_action"]["url"]
     if backend.name == "simulator":  # kassa's own page, which resumes the payment itself
         answer = await api.client.post(f"{url.split('127.0.0.1:8000', 1)[1]}/complete")
-    else:  # Stripe's page (the wrapper's): kassa learns of it by looking the intent up
+    else:  # Stripe's page (the wrapper's) sends the customer back to kassa's return page
         async with httpx.AsyncClient() as client:
-            answer = await client.post(f"{url}/complete")
-        report = await api.container.payments.reconcile(older_than=timedelta(0))
-        assert report.resumed == 1
+            at_stripe = await client.post(f"{url}/complete")
+        assert at_stripe.status_code == 303
+        back = urlsplit(at_stripe.headers["location"])
+        assert back.path == f"/payments/{payment['id']}/return"
+        forged = await api.client.get(f"{back.path}?sig=forged")
+        assert forged.status_code == 404
+        answer = await api.client.get(f"{back.path}?{back.query}")
     assert answer.status_code == 303
+    assert answer.headers["location"].startswith("https://shop.example/back?")
+    assert "redirect_status=succeeded" in answer.headers["location"]
     after = (await api.client.get(f"/api/payments/{payment['id']}", headers=user.headers)).json()
     assert (after["status"], after["amount_captured"]) == ("completed", 1200)
     assert await backend.money_moved(user.id, [payment["id"]], store_db) == 1
+
+
+async def test_a_3ds_payment_whose_customer_never_came_back_to_kassa_settles_by_lookup(
+    backend: Backend, api_factory: Any, store_db: Database
+) -> None:
+    api, user = await _kassa(backend, api_factory, store_db)
+    payment = await create_payment(
+        api.client, user, amount=1300, details=card_details(THREE_DS_APPROVED[1])
+    )
+    asked = await api.client.post(
+        "/api/payments/process",
+        json={"payment_id": payment["id"], "return_url": "https://shop.example/back"},
+        headers=user.headers,
+    )
+    processor = api.container.processor
+    result = ChargeResult(
+        Outcome.REQUIRES_ACTION,
+        "",
+        next_action=NextAction(url=asked.json()["next_action"]["url"]),
+    )
+    await _authenticate(backend, processor, result, ok=True)  # the return is lost
+    report = await api.container.payments.reconcile(older_than=timedelta(0))
+    assert report.resumed == 1
+    after = (await api.client.get(f"/api/payments/{payment['id']}", headers=user.headers)).json()
+    assert after["status"] == "completed"

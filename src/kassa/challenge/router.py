@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from kassa.db import parse_id
 from kassa.edge.csp import form_page_policy
 from kassa.money import currency_exponent
 from kassa.payments.service import payment_of_reference
@@ -31,6 +32,8 @@ from kassa.processors.simulator_store import Challenge
 
 log = structlog.get_logger("kassa.challenge")
 router = APIRouter(prefix="/simulator/3ds", include_in_schema=False)
+# The customer's way back from a processor's own page (kassa.payments.returns).
+returns = APIRouter(include_in_schema=False)
 
 TEMPLATES = Path(__file__).parents[1] / "templates"
 _PAGES = Environment(
@@ -138,6 +141,34 @@ async def _finish(request: Request, token: str, *, authenticated: bool) -> Respo
     if challenge.return_url and challenge.status != "open" and payment_id is not None:
         return RedirectResponse(_return_to(challenge, payment_id), status_code=303)
     return _page(challenge, f"/simulator/3ds/{token}")
+
+
+@returns.get("/payments/{payment_id}/return")
+async def customer_returned(request: Request, payment_id: str, sig: str = "") -> Response:
+    """The customer is back from a processor's own authentication page (Stripe's): resume
+    the payment from what the processor says, then send them on to the merchant."""
+    parsed = parse_id(payment_id)
+    back = (
+        None
+        if parsed is None
+        else await request.app.state.container.payments.customer_returned(parsed, sig)
+    )
+    if back is None:
+        return _page(None, "")
+    payment, return_url = back
+    status = {
+        "completed": "succeeded",
+        "requires_capture": "succeeded",
+        "failed": "failed",
+        "canceled": "failed",
+    }.get(payment.status, "processing")
+    parts = urlsplit(return_url)
+    query = [
+        *parse_qsl(parts.query, keep_blank_values=True),
+        ("payment_id", str(payment.id)),
+        ("redirect_status", status),
+    ]
+    return RedirectResponse(urlunsplit(parts._replace(query=urlencode(query))), status_code=303)
 
 
 @router.post("/{token}/complete")

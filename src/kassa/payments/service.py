@@ -35,6 +35,7 @@ from kassa.payments.errors import (
     ReturnUrlNotAllowed,
 )
 from kassa.payments.models import Payment, PaymentSecret
+from kassa.payments.returns import ReturnPages
 from kassa.payments.schemas import CardPaymentRequest, WalletPaymentRequest, payment_object
 from kassa.payments.states import (
     REFUNDABLE,
@@ -119,10 +120,12 @@ class PaymentService:
         fingerprints: CardFingerprinter | None = None,
         authorization_expiry: timedelta = AUTHORIZATION_EXPIRY,
         require_https_return: bool = False,
+        return_pages: ReturnPages | None = None,
     ) -> None:
         self._db = db
         self._authorization_expiry = authorization_expiry
         self._require_https_return = require_https_return
+        self._return_pages = return_pages
         self._vault = vault
         self._processor = processor
         self._clock = clock
@@ -333,13 +336,35 @@ class PaymentService:
             wallet=source if isinstance(source, WalletData) else None,
             attempt=payment.charge_attempts,
             capture=payment.capture_method != CaptureMethod.MANUAL.value,
-            return_url=return_url,
+            return_url=self._processor_return_url(payment_id, return_url),
         )
         result = await self._prepare_and_charge(payment_id, request)
         if result is None:
             log.warning("payment_outcome_unknown", payment_id=str(payment_id))
             return ProcessOutcome(payment=payment, settled=False)
         return await self._recorded(payment, ProcessorStep.CHARGE, result)
+
+    def _processor_return_url(self, payment_id: uuid.UUID, return_url: str | None) -> str | None:
+        """Where the processor's own authentication page sends the customer: kassa's return
+        page (which resumes the payment, then sends them on to `return_url`). The
+        simulator's page is kassa's and resumes the payment itself."""
+        if return_url is None or self._return_pages is None or self._processor.name == "simulator":
+            return return_url
+        return self._return_pages.url_for(payment_id)
+
+    async def customer_returned(
+        self, payment_id: uuid.UUID, sig: str
+    ) -> tuple[Payment, str] | None:
+        """The customer is back from the processor's page: the payment resumed from what the
+        processor says now, and the merchant's `return_url` to send them on to; None unless
+        `sig` is the one kassa gave for this payment."""
+        if self._return_pages is None or not self._return_pages.valid(payment_id, sig):
+            return None
+        await self.resume(payment_id)
+        payment = await repository.find_payment_by_id(self._db, payment_id)
+        if payment is None or payment.return_url is None:
+            return None
+        return payment, payment.return_url
 
     async def _recorded(
         self, payment: Payment, step: ProcessorStep, result: ChargeResult

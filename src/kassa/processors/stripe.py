@@ -24,9 +24,9 @@ Outcomes:
   outcome is unknown, and reconciliation retrieves the PaymentIntent later;
 - a PaymentIntent that asks for customer action (3-D Secure) with a page to send the customer
   to (`next_action.redirect_to_url`, which Stripe gives when kassa confirms with a
-  `return_url`) answers `REQUIRES_ACTION` with Stripe's own `next_action` passed through; the
-  outcome is read from the PaymentIntent when the customer returns or reconciliation looks it
-  up. One that asks with nothing kassa can send the customer to (no `return_url`) is canceled,
+  `return_url` — kassa's signed return page, `kassa.payments.returns`) answers
+  `REQUIRES_ACTION` with Stripe's own `next_action` passed through; the outcome is read from
+  the PaymentIntent when the customer returns or reconciliation looks it up. One that asks with nothing kassa can send the customer to (no `return_url`) is canceled,
   and the payment fails with `authentication_failed`.
 
 Manual capture: the PaymentIntent is made with `capture_method: manual`, so confirming it
