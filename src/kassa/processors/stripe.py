@@ -26,8 +26,9 @@ Outcomes:
   to (`next_action.redirect_to_url`, which Stripe gives when kassa confirms with a
   `return_url` — kassa's signed return page, `kassa.payments.returns`) answers
   `REQUIRES_ACTION` with Stripe's own `next_action` passed through; the outcome is read from
-  the PaymentIntent when the customer returns or reconciliation looks it up. One that asks with nothing kassa can send the customer to (no `return_url`) is canceled,
-  and the payment fails with `authentication_failed`.
+  the PaymentIntent when the customer returns or reconciliation looks it up. One that asks
+  with nothing kassa can send the customer to (no `return_url`) is canceled, and the payment
+  fails with `authentication_failed`.
 
 Manual capture: the PaymentIntent is made with `capture_method: manual`, so confirming it
 authorizes (`requires_capture` → `AUTHORIZED`); `capture` takes `amount_to_capture` once
