@@ -379,7 +379,13 @@ async def test_an_unknown_challenge_page_is_404(api: Api) -> None:
 async def test_a_return_url_must_be_an_absolute_http_url(api: Api) -> None:
     user = await register_user(api.client)
     payment = await create_payment(api.client, user, details=card_details(THREE_DS))
-    for bad in ["/relative", "javascript:alert(1)", "ftp://x.example/", "https://u:p@x.example/"]:
+    for bad in [
+        "/relative",
+        "javascript:alert(1)",
+        "ftp://x.example/",
+        "https://u:p@x.example/",
+        "https://shop.example/back?card=4242424242424242",
+    ]:
         response = await _process(api, user, payment["id"], return_url=bad)
         assert response.status_code == 422, bad
 

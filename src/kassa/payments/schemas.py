@@ -41,7 +41,7 @@ MetadataValue = Annotated[str, StringConstraints(max_length=500), ProseNoCardNum
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)]
 Description = Annotated[str, StringConstraints(max_length=500), ProseNoCardNumber]
 Amount = Annotated[int, Field(gt=0, description="Minor units of the currency (1050 = 10.50 USD)")]
-ReturnUrl = Annotated[str, StringConstraints(max_length=2048), NoControl]
+ReturnUrl = Annotated[str, StringConstraints(max_length=2048), NoControlNoCardNumber]
 
 
 # Examples /docs sends as they stand ("Try it out"): the simulator's test card that succeeds,
