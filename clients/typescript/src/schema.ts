@@ -2024,7 +2024,7 @@ export interface operations {
             query?: {
                 limit?: number;
                 cursor?: string | null;
-                status?: ("pending" | "processing" | "completed" | "failed" | "canceled" | "partially_refunded" | "refunded") | null;
+                status?: components["schemas"]["PaymentStatus"] | null;
                 /** @description ISO 4217, any case */
                 currency?: string | null;
                 payment_method?: components["schemas"]["PaymentMethod"] | null;

@@ -312,6 +312,8 @@ def payment_object(payment: Payment) -> dict[str, Any]:
 PaymentStatusName = Literal[
     "pending",
     "processing",
+    "requires_action",
+    "requires_capture",
     "completed",
     "failed",
     "canceled",

@@ -32,7 +32,6 @@ from .payment_out_capture import PaymentOutCapture
 from .payment_status import PaymentStatus
 from .payment_status_out import PaymentStatusOut
 from .payments_list_metadata import PaymentsListMetadata
-from .payments_list_status_type_0 import PaymentsListStatusType0
 from .problem import Problem
 from .problem_code import ProblemCode
 from .problem_field_error import ProblemFieldError
@@ -89,7 +88,6 @@ __all__ = (
     "PaymentOut",
     "PaymentOutCapture",
     "PaymentsListMetadata",
-    "PaymentsListStatusType0",
     "PaymentStatus",
     "PaymentStatusOut",
     "Problem",

@@ -8,8 +8,8 @@ from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.payment_list import PaymentList
 from ...models.payment_method import PaymentMethod
+from ...models.payment_status import PaymentStatus
 from ...models.payments_list_metadata import PaymentsListMetadata
-from ...models.payments_list_status_type_0 import PaymentsListStatusType0
 from ...models.problem import Problem
 from ...types import UNSET, Response, Unset
 
@@ -18,7 +18,7 @@ def _get_kwargs(
     *,
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
-    status: None | PaymentsListStatusType0 | Unset = UNSET,
+    status: None | PaymentStatus | Unset = UNSET,
     currency: None | str | Unset = UNSET,
     payment_method: None | PaymentMethod | Unset = UNSET,
     created_gte: datetime.datetime | None | Unset = UNSET,
@@ -46,7 +46,7 @@ def _get_kwargs(
     json_status: None | str | Unset
     if isinstance(status, Unset):
         json_status = UNSET
-    elif isinstance(status, PaymentsListStatusType0):
+    elif isinstance(status, PaymentStatus):
         json_status = status.value
     else:
         json_status = status
@@ -181,7 +181,7 @@ def sync_detailed(
     client: AuthenticatedClient,
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
-    status: None | PaymentsListStatusType0 | Unset = UNSET,
+    status: None | PaymentStatus | Unset = UNSET,
     currency: None | str | Unset = UNSET,
     payment_method: None | PaymentMethod | Unset = UNSET,
     created_gte: datetime.datetime | None | Unset = UNSET,
@@ -199,7 +199,7 @@ def sync_detailed(
     Args:
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
-        status (None | PaymentsListStatusType0 | Unset):
+        status (None | PaymentStatus | Unset):
         currency (None | str | Unset): ISO 4217, any case
         payment_method (None | PaymentMethod | Unset):
         created_gte (datetime.datetime | None | Unset): Created at or after
@@ -243,7 +243,7 @@ def sync(
     client: AuthenticatedClient,
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
-    status: None | PaymentsListStatusType0 | Unset = UNSET,
+    status: None | PaymentStatus | Unset = UNSET,
     currency: None | str | Unset = UNSET,
     payment_method: None | PaymentMethod | Unset = UNSET,
     created_gte: datetime.datetime | None | Unset = UNSET,
@@ -261,7 +261,7 @@ def sync(
     Args:
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
-        status (None | PaymentsListStatusType0 | Unset):
+        status (None | PaymentStatus | Unset):
         currency (None | str | Unset): ISO 4217, any case
         payment_method (None | PaymentMethod | Unset):
         created_gte (datetime.datetime | None | Unset): Created at or after
@@ -300,7 +300,7 @@ async def asyncio_detailed(
     client: AuthenticatedClient,
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
-    status: None | PaymentsListStatusType0 | Unset = UNSET,
+    status: None | PaymentStatus | Unset = UNSET,
     currency: None | str | Unset = UNSET,
     payment_method: None | PaymentMethod | Unset = UNSET,
     created_gte: datetime.datetime | None | Unset = UNSET,
@@ -318,7 +318,7 @@ async def asyncio_detailed(
     Args:
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
-        status (None | PaymentsListStatusType0 | Unset):
+        status (None | PaymentStatus | Unset):
         currency (None | str | Unset): ISO 4217, any case
         payment_method (None | PaymentMethod | Unset):
         created_gte (datetime.datetime | None | Unset): Created at or after
@@ -360,7 +360,7 @@ async def asyncio(
     client: AuthenticatedClient,
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
-    status: None | PaymentsListStatusType0 | Unset = UNSET,
+    status: None | PaymentStatus | Unset = UNSET,
     currency: None | str | Unset = UNSET,
     payment_method: None | PaymentMethod | Unset = UNSET,
     created_gte: datetime.datetime | None | Unset = UNSET,
@@ -378,7 +378,7 @@ async def asyncio(
     Args:
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
-        status (None | PaymentsListStatusType0 | Unset):
+        status (None | PaymentStatus | Unset):
         currency (None | str | Unset): ISO 4217, any case
         payment_method (None | PaymentMethod | Unset):
         created_gte (datetime.datetime | None | Unset): Created at or after
