@@ -224,8 +224,9 @@ async def test_database_statements_are_spans_of_the_request(traced: Traced) -> N
         and s.context.trace_id == processed.context.trace_id
         and "db.statement" in (s.attributes or {})
     ]
+    # The move to processing (on PostgreSQL, the first part of one statement of several).
     assert any(
-        str((s.attributes or {})["db.statement"]).startswith("UPDATE payment") for s in statements
+        "UPDATE payment SET" in str((s.attributes or {})["db.statement"]) for s in statements
     )
     assert all(s.kind is SpanKind.CLIENT for s in statements)
 

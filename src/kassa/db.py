@@ -18,7 +18,23 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import asyncpg
-from sqlalchemy import DateTime, Insert, MetaData, Table, event, inspect, text
+from sqlalchemy import (
+    CTE,
+    ColumnDefault,
+    ColumnElement,
+    DateTime,
+    Insert,
+    MetaData,
+    Table,
+    bindparam,
+    event,
+    exists,
+    insert,
+    inspect,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -277,6 +293,58 @@ async def connection_budget(url: str) -> ConnectionBudget | None:
     return ConnectionBudget(max_connections=int(row[0]), reserved=int(row[1]))
 
 
+# --- Statements of several writes (PostgreSQL) ---------------------------------------------
+#
+# On PostgreSQL a request's writes go in one statement: data-modifying CTEs, each gated on the
+# one whose rows say the change happened (a conditional UPDATE's RETURNING), so the statement
+# writes everything or, when the change was refused, nothing but what is not gated. In
+# autocommit that is one round trip, and one atomic transaction. SQLite runs the same steps
+# as separate statements in one transaction.
+
+
+def happened(gate: CTE) -> ColumnElement[bool]:
+    """True when the data-modifying CTE `gate` returned a row (its change happened)."""
+    return exists(select(literal(1)).select_from(gate))
+
+
+def gated_insert(
+    table: Table,
+    prefix: str,
+    gate: CTE | None,
+    name: str,
+    *,
+    returning: Sequence[str] = (),
+) -> CTE:
+    """`INSERT INTO table SELECT :<prefix><column>, … WHERE <gate happened>` as a CTE named
+    `name`: one row, every column bound (`bound_row` fills them), written only when `gate`
+    returned a row (always, with no gate). Returns `returning` (default: the first
+    primary-key column)."""
+    columns = list(table.c)
+    row = select(*(bindparam(f"{prefix}{c.name}", type_=c.type) for c in columns))
+    if gate is not None:
+        row = row.where(happened(gate))
+    returned = [table.c[n] for n in returning] or list(table.primary_key.columns)[:1]
+    return insert(table).from_select([c.name for c in columns], row).returning(*returned).cte(name)
+
+
+def bound_row(table: Table, prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of a `gated_insert` of `values` (by column name): every column, a
+    missing one at its scalar default (or NULL)."""
+    unknown = set(values) - set(table.c.keys())
+    if unknown:
+        raise KeyError(f"not columns of {table.name}: {sorted(unknown)}")
+    out: dict[str, Any] = {}
+    for column in table.c:
+        if column.name in values:
+            value = values[column.name]
+        elif isinstance(column.default, ColumnDefault) and column.default.is_scalar:
+            value = column.default.arg
+        else:
+            value = None
+        out[f"{prefix}{column.name}"] = value
+    return out
+
+
 _INSERTS: dict[str, Any] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
@@ -375,6 +443,8 @@ class Database(Runner):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # PostgreSQL writes a request's changes in one statement (see `gated_insert`).
+        self.writes_at_once = self.dialect == "postgresql"
         self._autocommit = (
             engine.execution_options(isolation_level="AUTOCOMMIT")
             if self.dialect == "postgresql"

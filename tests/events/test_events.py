@@ -167,8 +167,10 @@ async def test_a_failure_after_the_event_leaves_neither_the_change_nor_its_event
     def failing_ledger(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("the ledger is down")
 
-    # The settling transaction records `payment.completed` first, then fails in the ledger.
+    # Settling records `payment.completed` first, then fails in the ledger (SQLite: in the
+    # settling transaction; PostgreSQL: as its one statement is made).
     monkeypatch.setattr(LedgerService, "post_charge", staticmethod(failing_ledger))
+    monkeypatch.setattr(LedgerService, "charge_values", staticmethod(failing_ledger))
     response = await api.client.post(
         "/api/payments/process", json={"payment_id": payment["id"]}, headers=user.headers
     )

@@ -238,7 +238,7 @@ async def test_a_limit_with_two_rates_costs_one_round_trip_per_hit(
     assert ran == opened + counted + counted + refused
 
 
-async def test_a_request_with_a_token_costs_one_round_trip_per_limit_the_ip_limit_first(
+async def test_a_request_with_a_token_counts_both_limits_in_one_round_trip_the_ip_limit_first(
     api_factory: Callable[..., Any], private_redis: OwnRedis
 ) -> None:
     prefix = unique_prefix()
@@ -255,10 +255,34 @@ async def test_a_request_with_a_token_costs_one_round_trip_per_limit_the_ip_limi
     assert response.status_code == 200
     assert response.headers["ratelimit-remaining"] == "49"  # the user limit, tighter
     sent = [c for c in seen if c.from_client]
-    assert [c.name for c in sent] == ["EVALSHA", "EVALSHA"]
-    ip, per_user = (c.args[3:5] for c in sent)
+    assert [c.name for c in sent] == ["EVALSHA"]
+    assert sent[0].args[2] == "4"  # two windows of each limit, the client's first
+    ip, per_user = sent[0].args[3:5], sent[0].args[5:7]
     assert all(key.startswith(f"{prefix}:LIMITER/ip/203.0.113.7/") for key in ip)
     assert all(key.startswith(f"{prefix}:LIMITER/user/{user.id}/") for key in per_user)
+
+
+async def test_a_request_the_ip_limit_refuses_spends_nothing_of_the_user_limit(
+    api_factory: Callable[..., Any], private_redis: OwnRedis
+) -> None:
+    prefix = unique_prefix()
+    api: Api = await api_factory(
+        redis_url=private_redis.url,
+        redis_key_prefix=prefix,
+        rate_limit="3/minute",
+        user_rate_limit="50/minute",
+    )
+    user = await register_user(api.client)
+    answers = [
+        (await api.client.get("/api/auth/profile", headers=user.headers)).status_code
+        for _ in range(4)
+    ]
+    allowed = answers.count(200)
+    assert allowed >= 1, answers
+    assert answers[allowed:] == [429] * (4 - allowed), answers
+    connection = api.container.limits.storage.bridge.get_connection()  # type: ignore[attr-defined]
+    [user_window] = await connection.keys(f"{prefix}:LIMITER/user/{user.id}/*")
+    assert int(await connection.get(user_window)) == allowed  # the refused counted nothing
 
 
 # Lost scripts, outages, a hanging Redis ----------------------------------------------------

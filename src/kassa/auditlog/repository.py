@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import CTE, bindparam, or_, select
 
 from kassa.auditlog.models import AuditEvent
-from kassa.db import Runner, table_of
+from kassa.db import Runner, bound_row, gated_insert, table_of
 from kassa.pagination import Cursor, before_cursor
 
 _AUDIT = table_of(AuditEvent)
@@ -18,6 +18,16 @@ _INSERT = _AUDIT.insert()
 _OWN_MODE = (_AUDIT.c.user_id == bindparam("owner")) & or_(
     _AUDIT.c.livemode.is_(None), _AUDIT.c.livemode == bindparam("livemode")
 )
+
+
+def insert_part(gate: CTE) -> CTE:
+    """PostgreSQL: an audit event (parameters `a_<column>`) written when `gate` returned a
+    row (see `kassa.db.gated_insert`)."""
+    return gated_insert(_AUDIT, "a_", gate, "audited")
+
+
+def insert_values(values: dict[str, Any]) -> dict[str, Any]:
+    return bound_row(_AUDIT, "a_", values)
 
 
 async def insert(db: Runner, values: dict[str, Any]) -> None:

@@ -16,7 +16,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
+
+from sqlalchemy import CTE
 
 from kassa.auditlog import repository
 from kassa.auditlog.models import AuditEvent
@@ -73,6 +75,32 @@ class Actor:
         return self.key_id if self.key_id is not None else self.user_id
 
 
+def _row(
+    actor: Actor,
+    action: AuditAction,
+    object_type: str,
+    object_id: uuid.UUID | None,
+    at: datetime,
+    user_id: uuid.UUID | None,
+    livemode: bool | None,
+    details: Mapping[str, str | int] | None,
+) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "user_id": user_id if user_id is not None else actor.user_id,
+        "actor_type": actor.type,
+        "actor_id": actor.id,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "livemode": livemode,
+        "ip": actor.ip[:64] if actor.ip is not None else None,
+        "request_id": actor.request_id,
+        "details": dict(details) if details is not None else None,
+        "created_at": at,
+    }
+
+
 class AuditLog:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -96,20 +124,31 @@ class AuditLog:
         it on the transaction that makes the change, so both commit or neither."""
         await repository.insert(
             db,
-            {
-                "id": new_id(),
-                "user_id": user_id if user_id is not None else actor.user_id,
-                "actor_type": actor.type,
-                "actor_id": actor.id,
-                "action": action,
-                "object_type": object_type,
-                "object_id": object_id,
-                "livemode": livemode,
-                "ip": actor.ip[:64] if actor.ip is not None else None,
-                "request_id": actor.request_id,
-                "details": dict(details) if details is not None else None,
-                "created_at": at,
-            },
+            _row(actor, action, object_type, object_id, at, user_id, livemode, details),
+        )
+
+    # PostgreSQL: the same event inside a statement of several writes, when its `gate`
+    # returned a row (the change happened).
+
+    @staticmethod
+    def record_part(gate: CTE) -> CTE:
+        return repository.insert_part(gate)
+
+    @staticmethod
+    def record_values(
+        actor: Actor,
+        action: AuditAction,
+        *,
+        object_type: str,
+        object_id: uuid.UUID | None,
+        at: datetime,
+        user_id: uuid.UUID | None = None,
+        livemode: bool | None = None,
+        details: Mapping[str, str | int] | None = None,
+    ) -> dict[str, Any]:
+        """The parameters of `record_part` for the event `record` would append."""
+        return repository.insert_values(
+            _row(actor, action, object_type, object_id, at, user_id, livemode, details)
         )
 
     async def list(

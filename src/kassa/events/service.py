@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import CTE, bindparam
 
-from kassa.db import Database, Runner, new_id, table_of
+from kassa.db import Database, Runner, bound_row, gated_insert, new_id, table_of
 from kassa.events import repository
 from kassa.events.errors import EventNotFound
 from kassa.events.models import Event
 from kassa.events.schemas import EVENT_TYPES, EventData, EventOut
 from kassa.pagination import Cursor
-from kassa.webhooks.service import WebhookService, queue_for_subscribers
+from kassa.webhooks.service import WebhookService, deliveries_of, queue_for_subscribers
 
 __all__ = ["EVENT_TYPES", "EventPage", "EventService", "event_body"]
 
@@ -70,6 +70,36 @@ class EventService:
     def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
         self._db = db
         self._clock = clock
+
+    @staticmethod
+    def record_part(gate: CTE) -> list[CTE]:
+        """PostgreSQL: `record` inside a statement of several writes, when `gate` returned a
+        row (the change happened); its parameters are `record_values`'."""
+        recorded = gated_insert(
+            _EVENT,
+            "e_",
+            gate,
+            "recorded_event",
+            returning=("id", "type", "user_id", "created_at"),
+        )
+        return [recorded, deliveries_of(recorded).cte("queued_deliveries")]
+
+    @staticmethod
+    def record_values(
+        user_id: uuid.UUID, type_: str, obj: dict[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        """The parameters of `record_part` for the event `record` would write."""
+        if type_ not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type_!r}")
+        values = {
+            "id": new_id(),
+            "user_id": user_id,
+            "type": type_,
+            "object_id": uuid.UUID(str(obj["id"])),
+            "data": {"object": obj},
+            "created_at": now.astimezone(UTC),
+        }
+        return {**bound_row(_EVENT, "e_", values), "body": event_body(Event(**values))}
 
     @staticmethod
     async def record(

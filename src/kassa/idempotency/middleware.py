@@ -39,6 +39,9 @@ _NOT_KEPT_CODES = frozenset(
     {"validation_error", "malformed_json", "payload_too_large", "idempotency_key_in_use"}
 )
 STATE = "idempotency"  # where a keyed request's `HeldKey` waits for its service
+# The routes whose services claim a new key with their first durable effect (`HeldKey.new`);
+# any other keyed POST claims its key before it runs.
+CLAIMED_WITH_EFFECT = re.compile(r"/api/payments(/process|/[^/]+/(refund|cancel))?")
 _NOT_KEPT_STATUSES = frozenset({401, 403, 413, 429})
 
 
@@ -108,6 +111,20 @@ class IdempotencyMiddleware:
         except NotJson:
             await self.app(scope, replay_receive, send)
             return
+        if CLAIMED_WITH_EFFECT.fullmatch(scope["path"]):
+            # The usual case, a key never seen, costs no round trip of its own: the
+            # request's first durable effect claims the key in its own statement. Its answer
+            # is held back until it is known that no other request holds the key.
+            held = self.service.new_key(principal.user_id, key, fingerprint)
+            scope.setdefault("state", {})[STATE] = held
+            answer = await self._run_held(scope, replay_receive, held)
+            if not held.conflict:
+                for message in answer:
+                    await send(message)
+                return
+            # Another request holds the key (nothing of this one was written, or kept):
+            # answer as a retry of that one, through the claim as it stands.
+            replay_receive = _replaying(body, receive)
         claim = await self.service.claim(principal.user_id, key, fingerprint)
         if claim.kind is ClaimKind.REUSED:
             await problem_response(
@@ -135,6 +152,43 @@ class IdempotencyMiddleware:
         assert claim.token is not None
         scope.setdefault("state", {})[STATE] = HeldKey(claim.record_id, claim.token)
         await self._run_and_record(scope, replay_receive, send, claim.record_id, claim.token)
+
+    async def _run_held(self, scope: Scope, receive: Receive, held: HeldKey) -> list[Message]:
+        """Run the request that claims `held` with its effect; its response, held back, and
+        kept (or what it claimed released) unless the key turned out claimed by another."""
+        status = 500
+        content_type = "application/json"
+        messages: list[Message] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status, content_type
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", []):
+                    if name == b"content-type":
+                        content_type = value.decode("latin-1")
+            messages.append(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        except BaseException:
+            if not held.conflict:
+                await self.service.release_held(held)
+            raise
+        if held.conflict:
+            return []
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        if should_keep(status, body):
+            # Kept on this request's own claim, or on a new record — unless another request
+            # holds the key: then this answer (a refusal made before any effect) is not its.
+            held.conflict = not await self.service.keep(held, status, body, content_type)
+        elif held.claimed:
+            await self.service.release_held(held)
+        else:
+            # Refused before anything was claimed (a body that fails validation): a key
+            # already used answers as it would have (reused, replayed, in use).
+            held.conflict = await self.service.taken(held)
+        return [] if held.conflict else messages
 
     async def _answer_committed(self, user_id: uuid.UUID, claim: Claim, send: Send) -> bool:
         """Answer a retry whose first attempt committed its effect with that effect's object
@@ -212,6 +266,20 @@ async def _buffer(receive: Receive) -> tuple[bytes | None, Receive]:
         return await receive()
 
     return body, replay
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that plays `body` back once, then passes on to `receive`."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _replay(status: int, body: bytes, content_type: str | None, send: Send) -> None:

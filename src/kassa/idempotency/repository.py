@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import (
+    CTE,
+    Insert,
+    bindparam,
+    case,
+    delete,
+    insert,
+    literal,
+    null,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from kassa.db import Runner, insert_unless_present, record_of, table_of
+from kassa.db import Runner, bound_row, happened, insert_unless_present, record_of, table_of
 from kassa.idempotency.models import IdempotencyRecord
 
 # Every keyed POST claims, then completes or releases: built once, run as Core.
@@ -50,6 +64,89 @@ _TAKE_OVER = update(_RECORD).where(
     _RECORD.c.state == "in_flight",
     _RECORD.c.lease_until == bindparam("seen_lease"),
 )
+
+
+_INSERT_RECORD = _RECORD.insert()
+_KEPT_COLUMNS = ("state", "response_status", "response_body", "response_type")
+
+
+def _keep_response(dialect: str) -> Insert:
+    """A completed record, or — over the record the same claim made — its response; a
+    record another request holds is left alone."""
+    insert_: Any = {"postgresql": pg_insert, "sqlite": sqlite_insert}[dialect](_RECORD)
+    statement: Insert = insert_.on_conflict_do_update(
+        index_elements=["user_id", "key"],
+        set_={name: insert_.excluded[name] for name in _KEPT_COLUMNS},
+        where=(_RECORD.c.id == insert_.excluded.id)
+        & (_RECORD.c.token == insert_.excluded.token)
+        & (_RECORD.c.state != "completed"),
+    ).returning(_RECORD.c.id)
+    return statement
+
+
+_KEEP_RESPONSE = {dialect: _keep_response(dialect) for dialect in ("postgresql", "sqlite")}
+
+
+async def insert_record(db: Runner, values: dict[str, Any]) -> None:
+    """Insert a record (column names as keys); the key's unique index refuses a second."""
+    await db.execute(_INSERT_RECORD, values)
+
+
+async def keep_response(db: Runner, values: dict[str, Any]) -> bool:
+    """Keep a response (see `_keep_response`); False when another request holds the key."""
+    return await db.first(_KEEP_RESPONSE[db.dialect], values) is not None
+
+
+def claim_values(row: dict[str, Any]) -> dict[str, Any]:
+    return bound_row(_RECORD, "k_", row)
+
+
+def claim_part(gate: CTE) -> CTE:
+    """PostgreSQL: the key's claim (parameters `k_<column>`, a `HeldKey.claim_row`), inserted
+    with the effect's statement: its effect committed when `gate` returned a row (the effect
+    happened), else only claimed (in flight, no effect), so the request's refusal can be
+    kept on it. A second claim of the key fails the whole statement (the unique index)."""
+    effect_made = happened(gate)
+    columns = list(_RECORD.c)
+
+    def bound(name: str) -> Any:
+        return bindparam(f"k_{name}", type_=_RECORD.c[name].type)
+
+    chosen = {
+        "state": case((effect_made, bound("state")), else_=literal("in_flight")),
+        "effect": case((effect_made, bound("effect")), else_=null()),
+        "effect_id": case((effect_made, bound("effect_id")), else_=null()),
+    }
+    row = select(*(chosen.get(c.name, bound(c.name)) for c in columns))
+    return (
+        insert(_RECORD)
+        .from_select([c.name for c in columns], row)
+        .returning(_RECORD.c.id)
+        .cte("claimed_key")
+    )
+
+
+def complete_part(gate: CTE) -> CTE:
+    """PostgreSQL: keep the held claim's response (`k_record`, `k_held`, `k_status`,
+    `k_body`, `k_type`) in the statement that settles its effect, when `gate` returned a
+    row."""
+    return (
+        update(_RECORD)
+        .where(
+            _RECORD.c.id == bindparam("k_record"),
+            _RECORD.c.token == bindparam("k_held"),
+            _RECORD.c.state != "completed",
+            happened(gate),
+        )
+        .values(
+            state="completed",
+            response_status=bindparam("k_status"),
+            response_body=bindparam("k_body", type_=_RECORD.c.response_body.type),
+            response_type=bindparam("k_type"),
+        )
+        .returning(_RECORD.c.id)
+        .cte("kept_response")
+    )
 
 
 async def insert_claim(db: Runner, record: IdempotencyRecord) -> bool:

@@ -33,9 +33,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import orjson
 import structlog
+from sqlalchemy import CTE
+from sqlalchemy.exc import IntegrityError
 
 from kassa.db import Database, Runner, new_id
 from kassa.errors import KassaError
@@ -80,12 +83,76 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class NewKey:
+    """A key no request holds yet: the request's first durable effect claims it, in the
+    statement (or transaction) that makes the effect."""
+
+    user_id: uuid.UUID
+    key: str
+    fingerprint: str
+    created_at: datetime
+    lease_until: datetime
+    expires_at: datetime
+
+
+@dataclass(slots=True)
 class HeldKey:
-    """The claim a keyed request holds while it runs; its service hands it to
-    `commit_effect` in the transaction of the request's first durable effect."""
+    """The claim a keyed request holds (or, with `new`, will claim with its first durable
+    effect) while it runs; its service hands it to `commit_effect` — or writes `claim_row`
+    in its own statement — in the transaction of the request's first durable effect.
+
+    The service notes what happened: `claimed` once the claim is written with the effect,
+    `kept` once the response is stored too, `conflict` when another request holds the key
+    (the claim's insert met it: nothing was written, and the request is answered as a
+    retry)."""
 
     record_id: uuid.UUID
     token: uuid.UUID
+    new: NewKey | None = None
+    claimed: bool = False
+    kept: bool = False
+    conflict: bool = False
+
+    @property
+    def unclaimed(self) -> bool:
+        return self.new is not None and not self.claimed
+
+    def claim_row(
+        self,
+        effect: str,
+        effect_id: uuid.UUID,
+        answer: tuple[int, bytes] | None = None,
+    ) -> dict[str, Any]:
+        """The record of this key with its effect committed (and, with `answer`, its
+        response kept): the columns of the row the effect's statement inserts."""
+        new = self.new
+        assert new is not None
+        return {
+            "id": self.record_id,
+            "user_id": new.user_id,
+            "key": new.key,
+            "fingerprint": new.fingerprint,
+            "state": "effect_committed" if answer is None else "completed",
+            "token": self.token,
+            "effect": effect,
+            "effect_id": effect_id,
+            "response_status": None if answer is None else answer[0],
+            "response_body": None if answer is None else answer[1],
+            "response_type": None if answer is None else "application/json",
+            "created_at": new.created_at,
+            "lease_until": new.lease_until,
+            "expires_at": new.expires_at,
+        }
+
+    def answer_values(self, answer: tuple[int, bytes]) -> dict[str, Any]:
+        """The parameters that keep `answer` as this claim's response (`complete_part`)."""
+        return {
+            "k_record": self.record_id,
+            "k_held": self.token,
+            "k_status": answer[0],
+            "k_body": answer[1],
+            "k_type": "application/json",
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,21 +179,79 @@ class KeyInUse(KassaError):
         )
 
 
+class KeyClaimedMeanwhile(KeyInUse):
+    """The key was claimed by another request before this one's effect could claim it:
+    nothing was written, and the middleware answers the request as a retry of that one."""
+
+
+def claim_conflict(held: HeldKey | None, exc: IntegrityError) -> KeyClaimedMeanwhile | None:
+    """When `exc` is the key's claim meeting another request's, the error to raise instead
+    (the held key notes the conflict); None when it is another integrity error."""
+    if held is None or not held.unclaimed or _RECORD_TABLE not in str(exc):
+        return None
+    held.conflict = True
+    return KeyClaimedMeanwhile()
+
+
+_RECORD_TABLE = "idempotency_record"
+
+
 async def commit_effect(
-    db: Runner, held: HeldKey | None, effect: str, effect_id: uuid.UUID
+    db: Runner,
+    held: HeldKey | None,
+    effect: str,
+    effect_id: uuid.UUID,
+    answer: tuple[int, bytes] | None = None,
 ) -> None:
     """Record, in the caller's transaction, that this request's effect is `effect` on
-    object `effect_id`; call it in the transaction that makes the effect, before it. Raises
-    `KeyInUse` (and so rolls the effect back) when the claim was taken over meanwhile. No
-    key, nothing to record."""
+    object `effect_id` (with `answer`, its response too); call it in the transaction that
+    makes the effect, before it. A key not claimed yet is claimed here. Raises `KeyInUse`
+    (and so rolls the effect back) when the claim was taken over meanwhile, or
+    `KeyClaimedMeanwhile` when another request claimed the key first. No key, nothing to
+    record."""
     if held is None:
+        return
+    if held.unclaimed:
+        try:
+            await repository.insert_record(db, held.claim_row(effect, effect_id, answer))
+        except IntegrityError as exc:
+            raise claim_conflict(held, exc) or exc from None
+        held.claimed = True
+        held.kept = answer is not None
         return
     if not await repository.commit_effect(db, held.record_id, held.token, effect, effect_id):
         log.warning("idempotency_claim_lost", record_id=str(held.record_id))
         raise KeyInUse
 
 
+async def keep_with_effect(db: Runner, held: HeldKey, answer: tuple[int, bytes]) -> None:
+    """Keep the held claim's response in the transaction of the effect it answers with."""
+    held.kept = await repository.complete(
+        db,
+        held.record_id,
+        token=held.token,
+        status=answer[0],
+        body=answer[1],
+        content_type="application/json",
+    )
+
+
 class IdempotencyService:
+    # PostgreSQL: the claim and the kept response inside the effect's own statement.
+
+    @staticmethod
+    def claim_part(gate: CTE) -> CTE:
+        return repository.claim_part(gate)
+
+    @staticmethod
+    def complete_part(gate: CTE) -> CTE:
+        return repository.complete_part(gate)
+
+    @staticmethod
+    def claim_values(row: dict[str, Any]) -> dict[str, Any]:
+        """The parameters of `claim_part` for a `HeldKey.claim_row`."""
+        return repository.claim_values(row)
+
     def __init__(
         self,
         db: Database,
@@ -139,6 +264,54 @@ class IdempotencyService:
         self._hmac_key = hmac_key
         self._clock = clock
         self._deferred: set[asyncio.Task[None]] = set()
+
+    def new_key(self, user_id: uuid.UUID, key: str, fingerprint: str) -> HeldKey:
+        """A key for the request to claim with its first durable effect (no round trip
+        now: the usual case, a new key, costs nothing of its own)."""
+        now = self._clock()
+        return HeldKey(
+            new_id(),
+            new_id(),
+            NewKey(user_id, key, fingerprint, now, now + self._lease, now + RETENTION),
+        )
+
+    async def keep(self, held: HeldKey, status: int, body: bytes, content_type: str) -> bool:
+        """Keep the response of a request that held `held`, unless its effect's statement
+        kept it already: on the claim it made, or — when it made none (it failed before any
+        effect, or its effect rolled back) — on a new record. False when another request
+        holds the key: nothing is kept, and this response is not the key's answer. Never
+        raises: a response that cannot be kept now is tried again in the background."""
+        if held.kept:
+            return True
+        if held.new is None:
+            await self.complete(held.record_id, held.token, status, body, content_type)
+            return True
+        row = held.claim_row("", held.record_id, (status, body))
+        row.update(effect=None, effect_id=None, response_type=content_type)
+        try:
+            return await repository.keep_response(self._db, row)
+        except Exception:
+            await self._run_or_defer(
+                "complete", held.record_id, lambda db: repository.keep_response(db, row)
+            )
+            return True
+
+    async def taken(self, held: HeldKey) -> bool:
+        """Whether another request holds (or held) `held`'s key; False when it cannot be
+        known now (the database out of reach: the refusal stands, nothing was written)."""
+        new = held.new
+        if new is None:
+            return False
+        try:
+            return await repository.get_record(self._db, new.user_id, new.key) is not None
+        except Exception:
+            return False
+
+    async def release_held(self, held: HeldKey) -> None:
+        """Release what `held` claimed (see `release`); nothing when it claimed nothing."""
+        if held.new is not None and not held.claimed:
+            return
+        await self.release(held.record_id, held.token)
 
     def fingerprint(self, method: str, path: str, body: bytes) -> str:
         try:

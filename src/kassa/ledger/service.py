@@ -23,12 +23,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from kassa.db import Runner, new_id, table_of
+from sqlalchemy import CTE
+
+from kassa.db import Runner, bound_row, gated_insert, new_id, table_of
 from kassa.ledger.models import LedgerEntry
 
 CLEARING = "processor_clearing"
 HOLDS = "authorization_holds"
-_INSERT_ENTRY = table_of(LedgerEntry).insert()
+_ENTRY = table_of(LedgerEntry)
+_INSERT_ENTRY = _ENTRY.insert()
 
 
 def payable_account(user_id: uuid.UUID) -> str:
@@ -39,7 +42,93 @@ def held_account(user_id: uuid.UUID) -> str:
     return f"merchant_held:{user_id}"
 
 
+def _lines(
+    kind: str,
+    lines: list[tuple[str, int]],
+    *,
+    currency: str,
+    payment_id: uuid.UUID,
+    refund_id: uuid.UUID | None,
+    now: datetime,
+) -> list[dict[str, object]]:
+    if sum(amount for _, amount in lines) != 0:
+        raise ValueError("a posting must sum to zero")
+    posting_id = new_id()
+    return [
+        {
+            "id": new_id(),
+            "posting_id": posting_id,
+            "kind": kind,
+            "account": account,
+            "amount": amount,
+            "currency": currency,
+            "payment_id": payment_id,
+            # The refund id is unique: one posting per refund, recorded on its first line.
+            "refund_id": refund_id if index == 0 else None,
+            "created_at": now,
+        }
+        for index, (account, amount) in enumerate(lines)
+    ]
+
+
+def _bound(lines: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        name: value
+        for index, line in enumerate(lines, start=1)
+        for name, value in bound_row(_ENTRY, f"l{index}_", line).items()
+    }
+
+
 class LedgerService:
+    @staticmethod
+    def post_part(gate: CTE) -> list[CTE]:
+        """PostgreSQL: a posting's two lines (`charge_values` / `refund_values`) inside a
+        statement of several writes, written when `gate` returned a row."""
+        return [
+            gated_insert(_ENTRY, f"l{index}_", gate, f"ledger_line_{index}") for index in (1, 2)
+        ]
+
+    @staticmethod
+    def charge_values(
+        *,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        now: datetime,
+    ) -> dict[str, object]:
+        return _bound(
+            _lines(
+                "charge",
+                [(CLEARING, amount), (payable_account(user_id), -amount)],
+                currency=currency,
+                payment_id=payment_id,
+                refund_id=None,
+                now=now,
+            )
+        )
+
+    @staticmethod
+    def refund_values(
+        *,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        refund_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        now: datetime,
+    ) -> dict[str, object]:
+        return _bound(
+            _lines(
+                "refund",
+                [(payable_account(user_id), amount), (CLEARING, -amount)],
+                currency=currency,
+                payment_id=payment_id,
+                refund_id=refund_id,
+                now=now,
+            )
+        )
+
     @staticmethod
     async def post_charge(
         db: Runner,
@@ -134,22 +223,12 @@ async def _post(
     refund_id: uuid.UUID | None,
     now: datetime,
 ) -> None:
-    if sum(amount for _, amount in lines) != 0:
-        raise ValueError("a posting must sum to zero")
-    posting_id = new_id()
-    entries = [
-        {
-            "id": new_id(),
-            "posting_id": posting_id,
-            "kind": kind,
-            "account": account,
-            "amount": amount,
-            "currency": currency,
-            "payment_id": payment_id,
-            # The refund id is unique: one posting per refund, recorded on its first line.
-            "refund_id": refund_id if index == 0 else None,
-            "created_at": now,
-        }
-        for index, (account, amount) in enumerate(lines)
-    ]
+    entries = _lines(
+        kind,
+        lines,
+        currency=currency,
+        payment_id=payment_id,
+        refund_id=refund_id,
+        now=now,
+    )
     await db.execute(_INSERT_ENTRY, entries)

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Update, bindparam, cast, delete, exists, func, literal, select, update
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Select,
+    Update,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
-from kassa.db import Runner, record_of, table_of
+from kassa.db import Runner, bound_row, gated_insert, happened, record_of, table_of
 from kassa.pagination import Cursor, before_cursor
 from kassa.payments.models import Payment, PaymentSecret
 from kassa.payments.states import PaymentStatus, ProcessorStep, sources_of
@@ -231,6 +244,149 @@ async def save_sealed(db: Runner, secret: PaymentSecret) -> None:
             "cvc_key_id": secret.cvc_key_id,
             "cvc_sealed": secret.cvc_sealed,
         },
+    )
+
+
+# --- PostgreSQL: a request's writes in one statement (see `kassa.db.gated_insert`) ----------
+#
+# Each statement's first part decides (an INSERT, or a conditional UPDATE returning the row it
+# moved); every other part is gated on it. The parameters: `p_`/`s_` the payment's and its
+# vaulted source's columns, `payment`, `owner`, `now`, `seen_status` and the like, and the
+# prefixed parameters of the other domains' parts (events `e_`, transactions `t_`, ledger
+# `l1_`/`l2_`, the Idempotency-Key `k_`).
+
+_NOW = bindparam("now", type_=_PAYMENT.c.updated_at.type)
+_GET_WITH_SECRET = (
+    select(_PAYMENT, *(c.label(f"secret__{c.name}") for c in _SECRET.c))
+    .select_from(_PAYMENT.outerjoin(_SECRET, _SECRET.c.payment_id == _PAYMENT.c.id))
+    .where(_OWN_PAYMENT)
+)
+
+
+async def find_payment_and_secret(
+    db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID
+) -> tuple[Payment, PaymentSecret | None] | None:
+    """The payment and its vaulted source (None when destroyed), in one read."""
+    row = await db.first(_GET_WITH_SECRET, {"payment": payment_id, "owner": user_id})
+    if row is None:
+        return None
+    payment = record_of(Payment, {c.name: row[c.name] for c in _PAYMENT.c})
+    if row["secret__payment_id"] is None:
+        return payment, None
+    secret = {c.name: row[f"secret__{c.name}"] for c in _SECRET.c}
+    return payment, record_of(PaymentSecret, secret)
+
+
+def create_values(payment: dict[str, Any], secret: dict[str, Any]) -> dict[str, Any]:
+    return {**bound_row(_PAYMENT, "p_", payment), **bound_row(_SECRET, "s_", secret)}
+
+
+def creating(parts: Callable[[CTE], Sequence[CTE]]) -> Select[Any]:
+    """The payment and its vaulted source inserted, with `parts(made)` (its event, the
+    key's claim) in the same statement."""
+    made = gated_insert(_PAYMENT, "p_", None, "made_payment")
+    sealed = gated_insert(_SECRET, "s_", made, "sealed_source")
+    return select(made.c.id).add_cte(sealed, *parts(made))
+
+
+def moving_to_processing(parts: Callable[[CTE], Sequence[CTE]]) -> Select[Any]:
+    """The caller's payment moved from `seen_status` to processing (one more charge
+    attempt), its CVC destroyed, with `parts(moved)` — all only if it moved."""
+    moved = (
+        update(_PAYMENT)
+        .where(_OWN_PAYMENT, _PAYMENT.c.status == bindparam("seen_status"))
+        .values(
+            status=PaymentStatus.PROCESSING.value,
+            charge_attempts=_PAYMENT.c.charge_attempts + 1,
+            updated_at=_NOW,
+        )
+        .returning(_PAYMENT.c.id)
+        .cte("moved_payment")
+    )
+    forgot = (
+        update(_SECRET)
+        .where(_SECRET.c.payment_id == bindparam("payment"), happened(moved))
+        .values(cvc_key_id=None, cvc_sealed=None)
+        .returning(_SECRET.c.payment_id)
+        .cte("forgot_cvc")
+    )
+    return select(moved.c.id).add_cte(forgot, *parts(moved))
+
+
+def settling(parts: Callable[[CTE], Sequence[CTE]]) -> Select[Any]:
+    """The caller's processing payment moved to `target` with the charge's outcome
+    (`reference`, `failure_code`, `failure_message`), its vaulted source destroyed, with
+    `parts(settled)` — all only if it was still processing."""
+    settled = (
+        update(_PAYMENT)
+        .where(_OWN_PAYMENT, _PROCESSING)
+        .values(
+            status=bindparam("target"),
+            processor_reference=bindparam("reference"),
+            failure_code=bindparam("failure_code"),
+            failure_message=bindparam("failure_message"),
+            updated_at=_NOW,
+        )
+        .returning(_PAYMENT.c.id)
+        .cte("settled_payment")
+    )
+    destroyed = (
+        delete(_SECRET)
+        .where(_SECRET.c.payment_id == bindparam("payment"), happened(settled))
+        .returning(_SECRET.c.payment_id)
+        .cte("destroyed_source")
+    )
+    return select(settled.c.id).add_cte(destroyed, *parts(settled))
+
+
+def seen_values(payment: Payment) -> dict[str, Any]:
+    """The parameters that find `payment` as it was read (`reserve_part`, `release_part`)."""
+    return {
+        "payment": payment.id,
+        "owner": payment.user_id,
+        "seen_status": payment.status,
+        "seen_refunded": payment.amount_refunded,
+        "seen_pending": payment.amount_refund_pending,
+    }
+
+
+def reserve_part() -> CTE:
+    """Hold `wanted` against the caller's payment, only if it is still as read (see
+    `seen_values`): a refund decided on one read and one row update."""
+    return (
+        update(_PAYMENT)
+        .where(_OWN_PAYMENT, _seen_payment())
+        .values(
+            amount_refund_pending=_PAYMENT.c.amount_refund_pending + bindparam("wanted"),
+            updated_at=_NOW,
+        )
+        .returning(_PAYMENT.c.id)
+        .cte("reserved_payment")
+    )
+
+
+def release_part(when: ColumnElement[bool]) -> CTE:
+    """Write the payment's refund totals and status after a refund settled (`new_pending`,
+    `new_refunded`, `new_status`), only if it is still as read and `when` holds."""
+    return (
+        update(_PAYMENT)
+        .where(_OWN_PAYMENT, _seen_payment(), when)
+        .values(
+            amount_refund_pending=bindparam("new_pending"),
+            amount_refunded=bindparam("new_refunded"),
+            status=bindparam("new_status"),
+            updated_at=_NOW,
+        )
+        .returning(_PAYMENT.c.id)
+        .cte("released_payment")
+    )
+
+
+def _seen_payment() -> ColumnElement[bool]:
+    return (
+        (_PAYMENT.c.status == bindparam("seen_status"))
+        & (_PAYMENT.c.amount_refunded == bindparam("seen_refunded"))
+        & (_PAYMENT.c.amount_refund_pending == bindparam("seen_pending"))
     )
 
 

@@ -10,6 +10,7 @@ looking the charge up under the same deterministic reference — so nothing is c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +19,18 @@ from typing import Any
 
 import orjson
 import structlog
+from sqlalchemy import CTE, ColumnElement, Select
+from sqlalchemy.exc import IntegrityError
 
-from kassa.db import Database, Runner, new_id, record_of
+from kassa.db import Database, Runner, new_id, record_of, values_of
 from kassa.events.service import EventService
-from kassa.idempotency.service import HeldKey, commit_effect
+from kassa.idempotency.service import (
+    HeldKey,
+    IdempotencyService,
+    claim_conflict,
+    commit_effect,
+    keep_with_effect,
+)
 from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import PAYMENT_AMOUNT, PAYMENTS
 from kassa.payments import repository
@@ -36,7 +45,12 @@ from kassa.payments.errors import (
 )
 from kassa.payments.models import Payment, PaymentSecret
 from kassa.payments.returns import ReturnPages
-from kassa.payments.schemas import CardPaymentRequest, WalletPaymentRequest, payment_object
+from kassa.payments.schemas import (
+    CardPaymentRequest,
+    WalletPaymentRequest,
+    payment_object,
+    payment_out,
+)
 from kassa.payments.states import (
     REFUNDABLE,
     RESUMABLE,
@@ -69,6 +83,9 @@ from kassa.vault.rotation import ResealBatch
 log = structlog.get_logger("kassa.payments")
 PROCESSOR_TIMEOUT_SECONDS = 15.0
 AUTHORIZATION_EXPIRY = timedelta(days=7)
+# Answers the one-statement settle records (a charge's final outcome); the others go through
+# `PaymentService.record`.
+SETTLING = frozenset({Outcome.SUCCEEDED, Outcome.FAILED})
 _CHARGE_PREFIX = "kassa_charge_"
 
 
@@ -102,6 +119,49 @@ ProgressCallback = Callable[[int, int], None]
 class ProcessOutcome:
     payment: Payment
     settled: bool  # False: the processor's answer is unknown; the payment stays processing
+
+
+# PostgreSQL: each request's writes in one statement, built once per shape (with or without
+# an Idempotency-Key to claim or keep; a charge that succeeded posts to the ledger).
+
+
+@functools.cache
+def _create_statement(keyed: bool) -> Select[Any]:
+    def parts(made: CTE) -> list[CTE]:
+        claim = [IdempotencyService.claim_part(made)] if keyed else []
+        return [*EventService.record_part(made), *claim]
+
+    return repository.creating(parts)
+
+
+@functools.cache
+def _start_statement(keyed: bool) -> Select[Any]:
+    def parts(moved: CTE) -> list[CTE]:
+        claim = [IdempotencyService.claim_part(moved)] if keyed else []
+        charge = TransactionService.record_part(moved, "charge_transaction")
+        return [*EventService.record_part(moved), charge, *claim]
+
+    return repository.moving_to_processing(parts)
+
+
+@functools.cache
+def _settle_statement(succeeded: bool, keyed: bool) -> Select[Any]:
+    def parts(settled: CTE) -> list[CTE]:
+        posting = LedgerService.post_part(settled) if succeeded else []
+        kept = [IdempotencyService.complete_part(settled)] if keyed else []
+        charge = TransactionService.settle_part(settled, of_refund=False)
+        return [*EventService.record_part(settled), charge, *posting, *kept]
+
+    return repository.settling(parts)
+
+
+def changed(payment: Payment, **values: Any) -> Payment:
+    """A copy of `payment` with `values` (attribute names) changed: the payment as a
+    conditional update that matches it leaves it."""
+    copy = record_of(Payment, values_of(payment))
+    for name, value in values.items():
+        setattr(copy, name, value)
+    return copy
 
 
 def _secret_context(payment_id: uuid.UUID, part: str) -> bytes:
@@ -206,10 +266,30 @@ class PaymentService:
             "created_at": now,
         }
         payment = record_of(Payment, columns)
-        async with self._db.transaction() as db:
-            await commit_effect(db, held, "create", payment_id)
-            await repository.insert_payment(db, columns, secret)
-            await self.record_event(db, payment, now)
+        # The answer is known now: a keyed request keeps it with the payment it made.
+        answer = (201, payment_out(payment).model_dump_json().encode())
+        if self._db.writes_at_once and (held is None or held.unclaimed):
+            params = {
+                **repository.create_values(columns, secret),
+                **EventService.record_values(
+                    user_id, "payment.created", payment_object(payment), now
+                ),
+            }
+            if held is not None:
+                params |= IdempotencyService.claim_values(
+                    held.claim_row("create", payment_id, answer)
+                )
+            try:
+                await self._db.first(_create_statement(held is not None), params)
+            except IntegrityError as exc:
+                raise claim_conflict(held, exc) or exc from None
+            if held is not None:
+                held.claimed = held.kept = True
+        else:
+            async with self._db.transaction() as db:
+                await commit_effect(db, held, "create", payment_id, answer)
+                await repository.insert_payment(db, columns, secret)
+                await self.record_event(db, payment, now)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         log.info(
             "payment_created",
@@ -297,6 +377,96 @@ class PaymentService:
         if self._require_https_return and not https:
             raise ReturnUrlNotAllowed
         now = self._clock()
+        # The one-statement start has no place for a return_url: a payment given one starts
+        # in a transaction.
+        if self._db.writes_at_once and (held is None or held.unclaimed) and return_url is None:
+            payment, source = await self._start(user_id, payment_id, held, now)
+        else:
+            payment, source = await self._start_in_transaction(
+                user_id, payment_id, held, now, return_url
+            )
+        PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
+        request = ChargeRequest(
+            reference=charge_reference(payment_id),
+            amount=payment.amount,
+            currency=payment.currency,
+            customer_id=str(user_id),
+            card=source if isinstance(source, CardData) else None,
+            wallet=source if isinstance(source, WalletData) else None,
+            attempt=payment.charge_attempts,
+            capture=payment.capture_method != CaptureMethod.MANUAL.value,
+            return_url=self._processor_return_url(payment_id, return_url),
+        )
+        result = await self._prepare_and_charge(payment_id, request)
+        if result is None:
+            log.warning("payment_outcome_unknown", payment_id=str(payment_id))
+            return ProcessOutcome(payment=payment, settled=False)
+        if result.outcome not in SETTLING:
+            # Authorized, or waiting for the customer: recorded with what that takes.
+            return await self._recorded(payment, ProcessorStep.CHARGE, result)
+        settled = await self.settle(user_id, payment_id, result, held=held, current=payment)
+        if settled is None:
+            # Reconciliation recorded this same charge (one reference, one charge) while we
+            # waited for the processor: answer with what it recorded, not a stale `processing`.
+            settled = await repository.find_payment(self._db, user_id, payment_id)
+            if settled is None or settled.status == PaymentStatus.PROCESSING.value:
+                return ProcessOutcome(payment=settled or payment, settled=False)
+        return ProcessOutcome(payment=settled, settled=True)
+
+    async def _start(
+        self, user_id: uuid.UUID, payment_id: uuid.UUID, held: HeldKey | None, now: datetime
+    ) -> tuple[Payment, CardData | WalletData]:
+        """PostgreSQL: read the payment and its source, then move it to processing with its
+        event, its pending charge, its CVC destroyed and the key's claim in one statement,
+        only if it is still as read."""
+        found = await repository.find_payment_and_secret(self._db, user_id, payment_id)
+        if found is None:
+            raise PaymentNotFound
+        current, secret = found
+        if PaymentStatus(current.status) not in STEP_SOURCES[ProcessorStep.CHARGE]:
+            raise PaymentNotPending("processed", current.status)
+        source = self._open_source(current, secret)
+        moved = changed(
+            current,
+            status=PaymentStatus.PROCESSING.value,
+            charge_attempts=current.charge_attempts + 1,
+            updated_at=now,
+        )
+        params: dict[str, Any] = {
+            "payment": payment_id,
+            "owner": user_id,
+            "seen_status": current.status,
+            "now": now,
+            **EventService.record_values(user_id, "payment.processing", payment_object(moved), now),
+            **TransactionService.charge_values(
+                user_id=user_id,
+                payment_id=payment_id,
+                amount=current.amount,
+                currency=current.currency,
+                payment_method=current.payment_method,
+                now=now,
+            ),
+        }
+        if held is not None:
+            params |= IdempotencyService.claim_values(held.claim_row("process", payment_id))
+        try:
+            row = await self._db.first(_start_statement(held is not None), params)
+        except IntegrityError as exc:
+            raise claim_conflict(held, exc) or exc from None
+        if held is not None:
+            held.claimed = True
+        if row is None:  # another request moved it since it was read
+            raise await self._explain_refusal(self._db, user_id, payment_id, "processed")
+        return moved, source
+
+    async def _start_in_transaction(
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        held: HeldKey | None,
+        now: datetime,
+        return_url: str | None = None,
+    ) -> tuple[Payment, CardData | WalletData]:
         async with self._db.transaction() as db:
             await commit_effect(db, held, "process", payment_id)
             payment = await repository.transition(
@@ -326,58 +496,7 @@ class PaymentService:
                 payment_method=payment.payment_method,
                 now=now,
             )
-        PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
-        request = ChargeRequest(
-            reference=charge_reference(payment_id),
-            amount=payment.amount,
-            currency=payment.currency,
-            customer_id=str(user_id),
-            card=source if isinstance(source, CardData) else None,
-            wallet=source if isinstance(source, WalletData) else None,
-            attempt=payment.charge_attempts,
-            capture=payment.capture_method != CaptureMethod.MANUAL.value,
-            return_url=self._processor_return_url(payment_id, return_url),
-        )
-        result = await self._prepare_and_charge(payment_id, request)
-        if result is None:
-            log.warning("payment_outcome_unknown", payment_id=str(payment_id))
-            return ProcessOutcome(payment=payment, settled=False)
-        return await self._recorded(payment, ProcessorStep.CHARGE, result)
-
-    def _processor_return_url(self, payment_id: uuid.UUID, return_url: str | None) -> str | None:
-        """Where the processor's own authentication page sends the customer: kassa's return
-        page (which resumes the payment, then sends them on to `return_url`). The
-        simulator's page is kassa's and resumes the payment itself."""
-        if return_url is None or self._return_pages is None or self._processor.name == "simulator":
-            return return_url
-        return self._return_pages.url_for(payment_id)
-
-    async def customer_returned(
-        self, payment_id: uuid.UUID, sig: str
-    ) -> tuple[Payment, str] | None:
-        """The customer is back from the processor's page: the payment resumed from what the
-        processor says now, and the merchant's `return_url` to send them on to; None unless
-        `sig` is the one kassa gave for this payment."""
-        if self._return_pages is None or not self._return_pages.valid(payment_id, sig):
-            return None
-        await self.resume(payment_id)
-        payment = await repository.find_payment_by_id(self._db, payment_id)
-        if payment is None or payment.return_url is None:
-            return None
-        return payment, payment.return_url
-
-    async def _recorded(
-        self, payment: Payment, step: ProcessorStep, result: ChargeResult
-    ) -> ProcessOutcome:
-        """Record the answer to `step`, and answer with the payment as it then stands."""
-        settled = await self.record(payment, step, result)
-        if settled is None:
-            # Reconciliation recorded this same answer (one reference, one effect) while we
-            # waited for the processor: answer with what it recorded, not a stale `processing`.
-            settled = await repository.find_payment(self._db, payment.user_id, payment.id)
-            if settled is None or settled.status == PaymentStatus.PROCESSING.value:
-                return ProcessOutcome(payment=settled or payment, settled=False)
-        return ProcessOutcome(payment=settled, settled=True)
+        return payment, source
 
     async def _charge(self, request: ChargeRequest) -> ChargeResult | None:
         answer = await call_processor(
@@ -431,10 +550,40 @@ class PaymentService:
             return None
         return dataclasses.replace(request, processor_reference=kept)
 
-    async def settle(self, payment: Payment, result: ChargeResult) -> Payment | None:
-        """Record a definite charge outcome on a `processing` payment; None if another
-        request (or reconciliation) settled it first."""
-        return await self.record(payment, ProcessorStep.CHARGE, result)
+    def _processor_return_url(self, payment_id: uuid.UUID, return_url: str | None) -> str | None:
+        """Where the processor's own authentication page sends the customer: kassa's return
+        page (which resumes the payment, then sends them on to `return_url`). The
+        simulator's page is kassa's and resumes the payment itself."""
+        if return_url is None or self._return_pages is None or self._processor.name == "simulator":
+            return return_url
+        return self._return_pages.url_for(payment_id)
+
+    async def customer_returned(
+        self, payment_id: uuid.UUID, sig: str
+    ) -> tuple[Payment, str] | None:
+        """The customer is back from the processor's page: the payment resumed from what the
+        processor says now, and the merchant's `return_url` to send them on to; None unless
+        `sig` is the one kassa gave for this payment."""
+        if self._return_pages is None or not self._return_pages.valid(payment_id, sig):
+            return None
+        await self.resume(payment_id)
+        payment = await repository.find_payment_by_id(self._db, payment_id)
+        if payment is None or payment.return_url is None:
+            return None
+        return payment, payment.return_url
+
+    async def _recorded(
+        self, payment: Payment, step: ProcessorStep, result: ChargeResult
+    ) -> ProcessOutcome:
+        """Record the answer to `step`, and answer with the payment as it then stands."""
+        settled = await self.record(payment, step, result)
+        if settled is None:
+            # Reconciliation recorded this same answer (one reference, one effect) while we
+            # waited for the processor: answer with what it recorded, not a stale `processing`.
+            settled = await repository.find_payment(self._db, payment.user_id, payment.id)
+            if settled is None or settled.status == PaymentStatus.PROCESSING.value:
+                return ProcessOutcome(payment=settled or payment, settled=False)
+        return ProcessOutcome(payment=settled, settled=True)
 
     async def record(
         self, processing: Payment, step: ProcessorStep, result: ChargeResult
@@ -685,6 +834,112 @@ class PaymentService:
                     log.exception("resume_failed", payment_id=str(payment.id))
         return resumed
 
+    async def settle(
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        result: ChargeResult,
+        *,
+        held: HeldKey | None = None,
+        current: Payment | None = None,
+    ) -> Payment | None:
+        """Record a definite charge outcome on a `processing` payment; None if another
+        request (or reconciliation) settled it first. With `held`, the request's answer
+        (200, the settled payment) is kept with it. `current`: the payment as this request
+        moved it to processing, so that its settled state is known before it is written."""
+        now = self._clock()
+        succeeded = result.outcome is Outcome.SUCCEEDED
+        target = PaymentStatus.COMPLETED if succeeded else PaymentStatus.FAILED
+        failure_code = None if succeeded else (result.failure_code or "processing_error")
+        failure_message = None if succeeded else result.failure_message
+        keyed = held is not None and not held.unclaimed
+        if self._db.writes_at_once and current is not None:
+            payment = changed(
+                current,
+                status=target.value,
+                processor_reference=result.processor_reference,
+                failure_code=failure_code,
+                failure_message=failure_message,
+                updated_at=now,
+            )
+            params: dict[str, Any] = {
+                "payment": payment_id,
+                "owner": user_id,
+                "target": target.value,
+                "reference": result.processor_reference,
+                "failure_code": failure_code,
+                "failure_message": failure_message,
+                "now": now,
+                **EventService.record_values(
+                    user_id, f"payment.{target.value}", payment_object(payment), now
+                ),
+                **TransactionService.settle_values(
+                    payment_id, "succeeded" if succeeded else "failed", now
+                ),
+            }
+            if succeeded:
+                params |= LedgerService.charge_values(
+                    user_id=user_id,
+                    payment_id=payment_id,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    now=now,
+                )
+            if held is not None and keyed:
+                params |= held.answer_values((200, payment_out(payment).model_dump_json().encode()))
+            if await self._db.first(_settle_statement(succeeded, keyed), params) is None:
+                return None
+            if held is not None and keyed:
+                held.kept = True
+            self._settled(payment, succeeded)
+            return payment
+        async with self._db.transaction() as db:
+            moved = await repository.transition(
+                db,
+                user_id,
+                payment_id,
+                target,
+                updated_at=now,
+                processor_reference=result.processor_reference,
+                failure_code=failure_code,
+                failure_message=failure_message,
+            )
+            if moved is None:
+                return None
+            payment = moved
+            await self.record_event(db, payment, now)
+            await TransactionService.settle_charge(db, payment_id, succeeded, now)
+            if succeeded:
+                await LedgerService.post_charge(
+                    db,
+                    user_id=user_id,
+                    payment_id=payment_id,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    now=now,
+                )
+            await repository.delete_secret(db, payment_id)
+            if held is not None and keyed:
+                await keep_with_effect(
+                    db, held, (200, payment_out(payment).model_dump_json().encode())
+                )
+        self._settled(payment, succeeded)
+        return payment
+
+    @staticmethod
+    def _settled(payment: Payment, succeeded: bool) -> None:
+        PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
+        if succeeded:
+            PAYMENT_AMOUNT.labels(payment.currency).inc(payment.amount)
+        log.info(
+            "payment_processed",
+            payment_id=str(payment.id),
+            status=payment.status,
+            amount=payment.amount,
+            currency=payment.currency,
+            failure_code=payment.failure_code,
+        )
+
     def _open_source(self, payment: Payment, secret: PaymentSecret | None) -> CardData | WalletData:
         if secret is None:
             raise RuntimeError("vaulted card data missing for a pending payment")
@@ -808,7 +1063,10 @@ class PaymentService:
                 result = await self._prepare_and_charge(payment.id, request)
                 if result is None:
                     return False
-        await self.settle(payment, result)
+        if result.outcome in SETTLING:
+            await self.settle(payment.user_id, payment.id, result)
+        else:
+            await self.record(payment, ProcessorStep.CHARGE, result)
         return True
 
     # Vault rotation: re-seal vaulted card data under the vault's current key.
@@ -871,6 +1129,36 @@ class PaymentService:
         )
 
     # Refund support: called by the refunds service inside its own transaction.
+
+    @staticmethod
+    async def find(db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
+        """The caller's payment as it stands (no lock)."""
+        return await repository.find_payment(db, user_id, payment_id)
+
+    # PostgreSQL: a refund's changes to its payment inside the refund's own statements,
+    # decided on the payment as the refund read it (`seen_values`).
+
+    @staticmethod
+    def seen_values(payment: Payment) -> dict[str, Any]:
+        return repository.seen_values(payment)
+
+    @staticmethod
+    def reserve_part() -> CTE:
+        return repository.reserve_part()
+
+    @staticmethod
+    def release_part(when: ColumnElement[bool]) -> CTE:
+        return repository.release_part(when)
+
+    @staticmethod
+    def event_values(payment: Payment, now: datetime) -> dict[str, Any]:
+        """The parameters of `EventService.record_part` for the event `record_event`
+        would write."""
+        status = PaymentStatus(payment.status)
+        kind = "created" if status is PaymentStatus.PENDING else status.value
+        return EventService.record_values(
+            payment.user_id, f"payment.{kind}", payment_object(payment), now
+        )
 
     @staticmethod
     async def lock_refundable(

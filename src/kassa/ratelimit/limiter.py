@@ -300,6 +300,16 @@ def _stricter_verdict(local: Verdict, shared: Verdict) -> Verdict:
     return local if not local.allowed and shared.allowed else shared
 
 
+def _stricter_pair(
+    local: tuple[Verdict, Verdict | None], shared: tuple[Verdict, Verdict | None]
+) -> tuple[Verdict, Verdict | None]:
+    """`_stricter_verdict` for each of two limits counted together."""
+    first = _stricter_verdict(local[0], shared[0])
+    if local[1] is None or shared[1] is None:
+        return first, shared[1] if local[1] is None else local[1]
+    return first, _stricter_verdict(local[1], shared[1])
+
+
 def _as_store(store: LimitStore | Storage) -> LimitStore:
     return store if isinstance(store, LimitStore) else LimitStore(store)
 
@@ -322,14 +332,40 @@ class RateLimiter:
             self.name, lambda storage: self._hit(storage, key), _stricter_verdict
         )
 
-    async def _hit(self, storage: Storage, key: str) -> Verdict:
-        windows = [(item.key_for(self.name, key), item) for item in self._items]
+    async def hit_with(
+        self, key: str, then: RateLimiter | None, then_key: str | None
+    ) -> tuple[Verdict, Verdict | None]:
+        """Hit this limit for `key` and, when it allows, `then` for `then_key` — over Redis
+        in one round trip for both (one script over both limits' windows, which stops at the
+        first refusing window, so a request this limit refuses spends nothing of `then`).
+        `then`'s verdict is None when it was not counted. Both limits share this store."""
+        if then is None or then_key is None:
+            return await self.hit(key), None
+        if then._store is not self._store:
+            raise ValueError("limits counted together must share one store")
+        second = then
+
+        async def call(storage: Storage) -> tuple[Verdict, Verdict | None]:
+            windows = self._windows(key)
+            counted = await self._count(storage, windows + second._windows(then_key))
+            first, rest = counted[: len(windows)], counted[len(windows) :]
+            return self._verdict(first), (second._verdict(rest) if rest else None)
+
+        return await self._store.run(self.name, call, _stricter_pair)
+
+    def _windows(self, key: str) -> list[tuple[str, RateLimitItem]]:
+        return [(item.key_for(self.name, key), item) for item in self._items]
+
+    async def _count(
+        self, storage: Storage, windows: list[tuple[str, RateLimitItem]]
+    ) -> list[tuple[int, int]]:
         redis = self._store.redis_windows
         if redis is not None and storage is self._store.storage:
-            counted = await redis.hit(windows)
-        else:
-            counted = await self._hit_each(storage, windows)
-        return self._verdict(counted)
+            return await redis.hit(windows)
+        return await self._hit_each(storage, windows)
+
+    async def _hit(self, storage: Storage, key: str) -> Verdict:
+        return self._verdict(await self._count(storage, self._windows(key)))
 
     async def _hit_each(
         self, storage: Storage, windows: list[tuple[str, RateLimitItem]]

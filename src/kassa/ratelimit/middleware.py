@@ -45,13 +45,18 @@ class RateLimitMiddleware:
         state = scope.setdefault("state", {})
         ip = client_ip(scope, self.trusted)
         state["client_ip"] = ip
-        verdict = await self.limiter.hit(client_key(ip))
-        if verdict.allowed:
-            user_verdict = await self._hit_user(scope)
-            if user_verdict is not None and (
-                not user_verdict.allowed or user_verdict.remaining < verdict.remaining
-            ):
-                verdict = user_verdict
+        # The client's limit, then (when it allows) the user's: one round trip for both.
+        principal = authenticated(scope)
+        user_key = None if principal is None else str(principal.user_id)
+        verdict, user_verdict = await self.limiter.hit_with(
+            client_key(ip), self.user_limiter, user_key
+        )
+        if (
+            verdict.allowed
+            and user_verdict is not None
+            and (not user_verdict.allowed or user_verdict.remaining < verdict.remaining)
+        ):
+            verdict = user_verdict
         extra = verdict.headers()
         if not verdict.allowed:
             await self._refuse(verdict, extra, scope, receive, send)
@@ -63,12 +68,6 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-    async def _hit_user(self, scope: Scope) -> Verdict | None:
-        principal = authenticated(scope)
-        if self.user_limiter is None or principal is None:
-            return None  # no token, or one refused: the route answers 401
-        return await self.user_limiter.hit(str(principal.user_id))
 
     async def _refuse(
         self,

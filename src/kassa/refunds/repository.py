@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Select,
+    bindparam,
+    exists,
+    literal,
+    select,
+    update,
+)
 
-from kassa.db import Runner, record_of, table_of
+from kassa.db import Runner, bound_row, gated_insert, happened, record_of, table_of
 from kassa.pagination import Cursor, before_cursor
 from kassa.refunds.models import Refund
 
@@ -17,6 +26,46 @@ _REFUND = table_of(Refund)
 _INSERT = _REFUND.insert()
 _GET = select(_REFUND).where(_REFUND.c.id == bindparam("refund"))
 _SET_OUTCOME = update(_REFUND).where(_REFUND.c.id == bindparam("refund"))
+
+
+# --- PostgreSQL: a refund's writes in one statement (see `kassa.db.gated_insert`) ----------
+
+
+def reserving(reserved: CTE, parts: Callable[[CTE], Sequence[CTE]]) -> Select[Any]:
+    """The refund (parameters `r_<column>`) recorded when the payment's reservation
+    `reserved` happened, with `parts(reserved)`."""
+    made = gated_insert(_REFUND, "r_", reserved, "made_refund")
+    return select(reserved.c.id).add_cte(made, *parts(reserved))
+
+
+def still_pending() -> ColumnElement[bool]:
+    """The refund `refund` is still pending (as of the statement's snapshot)."""
+    return exists(
+        select(literal(1)).where(_REFUND.c.id == bindparam("refund"), _REFUND.c.status == "pending")
+    )
+
+
+def settling(released: CTE, parts: Callable[[CTE], Sequence[CTE]]) -> Select[Any]:
+    """The pending refund `refund` settled (`r_status`, `r_reference`) when the payment's
+    release `released` happened, with `parts(released)`."""
+    settled = (
+        update(_REFUND)
+        .where(
+            _REFUND.c.id == bindparam("refund"), _REFUND.c.status == "pending", happened(released)
+        )
+        .values(
+            status=bindparam("r_status"),
+            processor_reference=bindparam("r_reference"),
+            updated_at=bindparam("now", type_=_REFUND.c.updated_at.type),
+        )
+        .returning(_REFUND.c.id)
+        .cte("settled_refund")
+    )
+    return select(released.c.id).add_cte(settled, *parts(released))
+
+
+def refund_values(values: dict[str, Any]) -> dict[str, Any]:
+    return bound_row(_REFUND, "r_", values)
 
 
 async def insert_refund(db: Runner, values: dict[str, Any]) -> Refund:

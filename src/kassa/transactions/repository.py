@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import CTE, and_, bindparam, or_, select, update
 
-from kassa.db import Runner, record_of, table_of
+from kassa.db import Runner, bound_row, gated_insert, happened, record_of, table_of
 from kassa.pagination import Cursor
 from kassa.transactions.models import Transaction
 
@@ -19,6 +19,37 @@ _SET_CHARGE_STATUS = update(_TRANSACTION).where(
 )
 _SET_CHARGE_CAPTURED = _SET_CHARGE_STATUS.values(amount=bindparam("captured"))
 _SET_REFUND_STATUS = update(_TRANSACTION).where(_TRANSACTION.c.refund_id == bindparam("of_refund"))
+
+
+def insert_part(gate: CTE, name: str) -> CTE:
+    """PostgreSQL: a transaction row (parameters `t_<column>`) written when `gate` returned
+    a row."""
+    return gated_insert(_TRANSACTION, "t_", gate, name)
+
+
+def insert_values(values: dict[str, object]) -> dict[str, object]:
+    return bound_row(_TRANSACTION, "t_", values)
+
+
+def set_status_part(gate: CTE, *, of_refund: bool) -> CTE:
+    """PostgreSQL: set the charge's (or, `of_refund`, the refund's) transaction status
+    (`t_status`, `t_at`, `t_of`) when `gate` returned a row."""
+    t = _TRANSACTION.c
+    which = (
+        t.refund_id == bindparam("t_of")
+        if of_refund
+        else (t.payment_id == bindparam("t_of")) & (t.type == "charge")
+    )
+    return (
+        update(_TRANSACTION)
+        .where(which, happened(gate))
+        .values(
+            status=bindparam("t_status"),
+            updated_at=bindparam("t_at", type_=t.updated_at.type),
+        )
+        .returning(t.id)
+        .cte("refund_transaction_settled" if of_refund else "charge_transaction_settled")
+    )
 
 
 async def insert(db: Runner, values: dict[str, object]) -> None:

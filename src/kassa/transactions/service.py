@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import CTE
+
 from kassa.db import Database, Runner, new_id
 from kassa.pagination import Cursor
 from kassa.transactions import repository
@@ -20,9 +22,99 @@ class TransactionPage:
     next_cursor: str | None
 
 
+def _row(
+    type_: str,
+    user_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    refund_id: uuid.UUID | None,
+    amount: int,
+    currency: str,
+    status: str,
+    payment_method: str,
+    now: datetime,
+) -> dict[str, object]:
+    return {
+        "id": new_id(),
+        "user_id": user_id,
+        "type": type_,
+        "payment_id": payment_id,
+        "refund_id": refund_id,
+        "amount": amount,
+        "currency": currency,
+        "status": status,
+        "payment_method": payment_method,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 class TransactionService:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    # PostgreSQL: the same rows inside a statement of several writes, when its `gate`
+    # returned a row (see `kassa.db.gated_insert`).
+
+    @staticmethod
+    def record_part(gate: CTE, name: str) -> CTE:
+        return repository.insert_part(gate, name)
+
+    @staticmethod
+    def settle_part(gate: CTE, *, of_refund: bool) -> CTE:
+        return repository.set_status_part(gate, of_refund=of_refund)
+
+    @staticmethod
+    def charge_values(
+        *,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        now: datetime,
+    ) -> dict[str, object]:
+        return repository.insert_values(
+            _row(
+                "charge",
+                user_id,
+                payment_id,
+                None,
+                amount,
+                currency,
+                "pending",
+                payment_method,
+                now,
+            )
+        )
+
+    @staticmethod
+    def refund_values(
+        *,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        refund_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        now: datetime,
+    ) -> dict[str, object]:
+        return repository.insert_values(
+            _row(
+                "refund",
+                user_id,
+                payment_id,
+                refund_id,
+                amount,
+                currency,
+                "pending",
+                payment_method,
+                now,
+            )
+        )
+
+    @staticmethod
+    def settle_values(of: uuid.UUID, status: str, now: datetime) -> dict[str, object]:
+        return {"t_of": of, "t_status": status, "t_at": now}
 
     @staticmethod
     async def record_charge(

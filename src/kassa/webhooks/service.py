@@ -54,6 +54,11 @@ def queue_for_subscribers(event: CTE) -> Insert:
     """PostgreSQL: the deliveries of the event that `event` (an INSERT … RETURNING id, type,
     user_id, created_at) writes, one per enabled endpoint of its user subscribed to its type,
     with the JSON bound as `body`: `enqueue` in the same statement as the event's insert."""
+    return deliveries_of(event).add_cte(event)
+
+
+def deliveries_of(event: CTE) -> Insert:
+    """`queue_for_subscribers` without the event's CTE, for a statement that holds it."""
     endpoint = _ENDPOINT
     events = cast(endpoint.c.events, JSONB)
     due = event.c.created_at
@@ -89,7 +94,7 @@ def queue_for_subscribers(event: CTE) -> Insert:
         "created_at",
         "updated_at",
     ]
-    return insert(_DELIVERY).from_select(columns, subscribers).add_cte(event)
+    return insert(_DELIVERY).from_select(columns, subscribers)
 
 
 @dataclass(frozen=True, slots=True)
