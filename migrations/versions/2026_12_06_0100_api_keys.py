@@ -2,7 +2,7 @@
 request's key is one indexed lookup), with optional scopes and a revocation time.
 
 Revision ID: 0008_api_keys
-Revises: audit_log
+Revises: capture_and_3ds
 Create Date: 2026-12-06 01:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_api_keys"
-down_revision: str | None = "audit_log"
+down_revision: str | None = "capture_and_3ds"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
