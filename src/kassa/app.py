@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from kassa.auth.middleware import AuthenticationMiddleware
 from kassa.auth.router import router as auth_router
+from kassa.checkout.router import router as checkout_router
 from kassa.container import Container, build_container
 from kassa.edge.cors import ProblemCORSMiddleware, cors_options
 from kassa.edge.headers import HeaderLimitMiddleware
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(transactions_router)
     app.include_router(events_router)
     app.include_router(webhooks_router)
+    app.include_router(checkout_router)
     # Added last = runs first: request id, access log and security headers wrap everything,
     # then CORS (a preflight is answered before it spends any limit), authentication (once:
     # every later layer and route reads its outcome), the rate limits (so every

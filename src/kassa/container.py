@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
+from kassa.checkout.service import CheckoutService
 from kassa.db import Database, create_engine, create_session_factory, utcnow
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
@@ -57,6 +58,7 @@ class Container:
     webhooks: WebhookService
     deliveries: WebhookDeliverer
     vault_rotator: VaultRotator
+    checkout: CheckoutService
     owns_processor: bool = False  # built from the settings here, so closed here
 
     async def aclose(self) -> None:
@@ -136,40 +138,52 @@ def build_container(
         allow_private=settings.webhook_allow_private,
         resolver=resolver,
     )
+    db = Database(engine)
+    idempotency = IdempotencyService(
+        sessions,
+        hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
+        clock,
+        lease=timedelta(seconds=settings.idempotency_lease_seconds),
+    )
     tokens = TokenCodec(
         secrets.jwt_secret,
         access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
     )
+    auth = AuthService(
+        sessions,
+        tokens,
+        LoginThrottle(limits),
+        clock,
+        passwords=passwords,
+        password_throttle=LoginThrottle(limits, scope="password"),
+    )
     return Container(
         settings=settings,
         engine=engine,
-        db=Database(engine),
+        db=db,
         sessions=sessions,
         storage=storage,
         limits=limits,
         limiter=RateLimiter(limits, settings.rate_limit),
         processor=processor,
-        auth=AuthService(
-            sessions,
-            tokens,
-            LoginThrottle(limits),
-            clock,
-            passwords=passwords,
-            password_throttle=LoginThrottle(limits, scope="password"),
-        ),
+        auth=auth,
         payments=payments,
         refunds=RefundService(
             sessions, processor, clock, processor_timeout=settings.processor_timeout_seconds
         ),
         transactions=TransactionService(sessions),
-        idempotency=IdempotencyService(
-            sessions,
-            hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
-            clock,
-            lease=timedelta(seconds=settings.idempotency_lease_seconds),
-        ),
+        idempotency=idempotency,
         vault_rotator=VaultRotator(fingerprints, payments, webhooks),
+        checkout=CheckoutService(
+            db,
+            payments,
+            idempotency,
+            auth.display_name,
+            clock,
+            ttl=timedelta(seconds=settings.checkout_session_ttl_seconds),
+            max_amount=settings.max_amount,
+        ),
         owns_processor=owns_processor,
         events=EventService(sessions, clock),
         webhooks=webhooks,

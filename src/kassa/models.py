@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def import_all_models() -> None:
     from kassa.auth import models as _auth  # noqa: F401
+    from kassa.checkout import models as _checkout  # noqa: F401
     from kassa.events import models as _events  # noqa: F401
     from kassa.idempotency import models as _idempotency  # noqa: F401
     from kassa.ledger import models as _ledger  # noqa: F401

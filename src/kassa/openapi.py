@@ -42,6 +42,7 @@ PROBLEM_CODES: Final[Mapping[str, int]] = {
     "payment_not_found": 404,
     "event_not_found": 404,
     "webhook_not_found": 404,
+    "checkout_session_not_found": 404,
     "method_not_allowed": 405,
     "not_acceptable": 406,
     "invalid_state": 409,
@@ -232,6 +233,7 @@ TAGS: Final = [
     {"name": "transactions", "description": "Charges and refunds, newest first"},
     {"name": "events", "description": "What happened to payments and refunds"},
     {"name": "webhooks", "description": "Endpoints that receive events, signed"},
+    {"name": "checkout", "description": "Hosted checkout sessions: kassa's own payment page"},
 ]
 # String enums that several schemas and query parameters share, by their values: each becomes
 # one named component, so a generated client has one PaymentStatus, not one per field.

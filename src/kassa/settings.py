@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from limits import parse_many
@@ -121,6 +122,12 @@ class Settings(BaseSettings):
     argon2_memory_kib: Annotated[int, Field(ge=8, le=4 * 1024 * 1024)] = 19_456
     argon2_time_cost: Annotated[int, Field(ge=1, le=100)] = 2
     argon2_parallelism: Annotated[int, Field(ge=1, le=64)] = 1
+    # How long a checkout session's page takes payments (Stripe's range: 30 min to 24 h). At
+    # most a day, the time an Idempotency-Key is kept: a checkout attempt is keyed by one.
+    checkout_session_ttl_seconds: Annotated[int, Field(ge=1800, le=86_400)] = 86_400
+    # The address customers reach kassa at (`https://pay.example.com`): checkout session
+    # `url`s start with it. Unset: the address the API request came to.
+    public_url: str | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -186,6 +193,18 @@ class Settings(BaseSettings):
         if importlib.util.find_spec("coredis") is None:
             raise ValueError("Redis rate limits need the coredis package, which is not installed")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http(s) address such as https://pay.example.com")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must be a plain address: no query, fragment or credentials")
+        return value.rstrip("/")
 
     @field_validator("stripe_api_base")
     @classmethod

@@ -397,6 +397,49 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/checkout/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Checkout Session
+         * @description Open a checkout session: send the customer to its `url`, a page served by kassa where
+         *     they pay (the card never reaches your server). kassa then sends them to `success_url`
+         *     and records `checkout.session.completed`; they may leave for `cancel_url` instead.
+         */
+        post: operations["checkout_sessions_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/checkout/sessions/{session_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Checkout Session
+         * @description One of the caller's checkout sessions: `open`, `complete` (with `payment_id`) or
+         *     `expired`.
+         */
+        get: operations["checkout_sessions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -525,6 +568,105 @@ export interface components {
             payment_method: "credit_card" | "debit_card";
             details: components["schemas"]["CardDetailsIn"];
         };
+        /** CheckoutSessionOut */
+        CheckoutSessionOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Url
+             * @description kassa's page for this session: send the customer there
+             */
+            url: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "open" | "complete" | "expired";
+            /** Amount */
+            amount: number;
+            /** Currency */
+            currency: string;
+            /** Description */
+            description: string | null;
+            /**
+             * Capture
+             * @enum {string}
+             */
+            capture: "automatic" | "manual";
+            metadata: components["schemas"]["Metadata"];
+            /** Success Url */
+            success_url: string;
+            /** Cancel Url */
+            cancel_url: string;
+            /**
+             * Payment Id
+             * @description The payment that completed the session
+             */
+            payment_id: string | null;
+            /** Livemode */
+            livemode: boolean;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /** Completed At */
+            completed_at: string | null;
+        };
+        /**
+         * CreateCheckoutSessionRequest
+         * @example {
+         *       "amount": 2500,
+         *       "cancel_url": "https://shop.example/cart",
+         *       "currency": "EUR",
+         *       "description": "Order 1001",
+         *       "metadata": {
+         *         "order_id": "1001"
+         *       },
+         *       "success_url": "https://shop.example/thanks?session={CHECKOUT_SESSION_ID}"
+         *     }
+         */
+        CreateCheckoutSessionRequest: {
+            /**
+             * Amount
+             * @description Minor units of the currency (1050 = 10.50 USD)
+             */
+            amount: number;
+            /**
+             * Currency
+             * @example EUR
+             */
+            currency: string;
+            /**
+             * Success Url
+             * @description An absolute http(s) URL; `{CHECKOUT_SESSION_ID}` in it is replaced by the session's id
+             * @example https://shop.example/thanks?session={CHECKOUT_SESSION_ID}
+             */
+            success_url: string;
+            /**
+             * Cancel Url
+             * @description An absolute http(s) URL; `{CHECKOUT_SESSION_ID}` in it is replaced by the session's id
+             * @example https://shop.example/thanks?session={CHECKOUT_SESSION_ID}
+             */
+            cancel_url: string;
+            /** Description */
+            description?: string | null;
+            /**
+             * Capture
+             * @default automatic
+             * @enum {string}
+             */
+            capture: "automatic" | "manual";
+            metadata?: components["schemas"]["Metadata"] | null;
+        };
         /** CreatePaymentRequest */
         CreatePaymentRequest: components["schemas"]["CardPaymentRequest"] | components["schemas"]["WalletPaymentRequest"];
         /** CreateWebhookRequest */
@@ -574,7 +716,7 @@ export interface components {
         DeliveryStatus: "succeeded" | "failed";
         /** EventData */
         EventData: {
-            /** @description The Payment or Refund exactly as the API returned it when this happened */
+            /** @description The Payment, Refund or checkout session exactly as the API returned it when this happened */
             object: components["schemas"]["PaymentOut"] | components["schemas"]["RefundOut"];
         };
         /** EventList */
@@ -605,7 +747,7 @@ export interface components {
          * EventType
          * @enum {string}
          */
-        EventType: "payment.created" | "payment.processing" | "payment.completed" | "payment.failed" | "payment.canceled" | "payment.partially_refunded" | "payment.refunded" | "refund.created";
+        EventType: "payment.created" | "payment.processing" | "payment.completed" | "payment.failed" | "payment.canceled" | "payment.partially_refunded" | "payment.refunded" | "refund.created" | "checkout.session.completed";
         /** LoginRequest */
         LoginRequest: {
             /** Email */
@@ -716,7 +858,7 @@ export interface components {
          * @description A stable, machine-readable problem code
          * @enum {string}
          */
-        ProblemCode: "amount_exceeds_refundable" | "bad_request" | "cors_preflight_refused" | "duplicate_key" | "email_taken" | "event_not_found" | "forbidden" | "headers_too_large" | "http_error" | "idempotency_key_in_use" | "idempotency_key_reused" | "internal_error" | "invalid_credentials" | "invalid_idempotency_key" | "invalid_refresh_token" | "invalid_state" | "json_too_deep" | "malformed_json" | "method_not_allowed" | "not_acceptable" | "not_found" | "payload_too_large" | "payment_not_found" | "rate_limited" | "service_unavailable" | "too_many_attempts" | "unauthorized" | "unsupported_media_type" | "validation_error" | "webhook_limit_reached" | "webhook_not_found" | "webhook_url_refused";
+        ProblemCode: "amount_exceeds_refundable" | "bad_request" | "checkout_session_not_found" | "cors_preflight_refused" | "duplicate_key" | "email_taken" | "event_not_found" | "forbidden" | "headers_too_large" | "http_error" | "idempotency_key_in_use" | "idempotency_key_reused" | "internal_error" | "invalid_credentials" | "invalid_idempotency_key" | "invalid_refresh_token" | "invalid_state" | "json_too_deep" | "malformed_json" | "method_not_allowed" | "not_acceptable" | "not_found" | "payload_too_large" | "payment_not_found" | "rate_limited" | "service_unavailable" | "too_many_attempts" | "unauthorized" | "unsupported_media_type" | "validation_error" | "webhook_limit_reached" | "webhook_not_found" | "webhook_url_refused";
         /** ProblemFieldError */
         ProblemFieldError: {
             /** @description Dotted path of the field at fault */
@@ -1998,7 +2140,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `checkout_session_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2150,7 +2292,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `checkout_session_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2286,7 +2428,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `checkout_session_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2425,7 +2567,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `checkout_session_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2597,7 +2739,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `checkout_session_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3000,7 +3142,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `checkout_session_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3136,7 +3278,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `checkout_session_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3531,7 +3673,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `checkout_session_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3665,7 +3807,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `checkout_session_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3804,7 +3946,281 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `checkout_session_not_found`. */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large. Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
+            429: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large. Codes: `headers_too_large`. */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error (logged; never details). Codes: `internal_error`, `http_error`. */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Briefly unavailable (the database is out of reach); retry after Retry-After seconds. Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    checkout_sessions_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for this request, echoed back and logged (else one is made) */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateCheckoutSessionRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckoutSessionOut"];
+                };
+            };
+            /** @description Malformed JSON body: not JSON, nested deeper than 32 levels, or an object that repeats a key (`errors` names its path). Codes: `bad_request`, `malformed_json`, `json_too_deep`, `duplicate_key`. */
+            400: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large. Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
+            429: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large. Codes: `headers_too_large`. */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error (logged; never details). Codes: `internal_error`, `http_error`. */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Briefly unavailable (the database is out of reach); retry after Retry-After seconds. Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    checkout_sessions_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for this request, echoed back and logged (else one is made) */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckoutSessionOut"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `checkout_session_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];

@@ -172,6 +172,12 @@ class AuthService:
             created_at=user.created_at,
         )
 
+    async def display_name(self, user_id: uuid.UUID) -> str | None:
+        """The name a user registered with, as pages show them to their customers."""
+        async with self._sessions() as session:
+            user = await repository.get_user(session, user_id)
+        return None if user is None else user.name
+
     async def refresh(self, refresh_token: str) -> IssuedTokens:
         now = self._clock()
         try:

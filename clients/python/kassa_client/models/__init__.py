@@ -7,6 +7,11 @@ from .card_details_in import CardDetailsIn
 from .card_details_out import CardDetailsOut
 from .card_payment_request import CardPaymentRequest
 from .card_payment_request_payment_method import CardPaymentRequestPaymentMethod
+from .checkout_session_out import CheckoutSessionOut
+from .checkout_session_out_capture import CheckoutSessionOutCapture
+from .checkout_session_out_status import CheckoutSessionOutStatus
+from .create_checkout_session_request import CreateCheckoutSessionRequest
+from .create_checkout_session_request_capture import CreateCheckoutSessionRequestCapture
 from .create_webhook_request import CreateWebhookRequest
 from .created_webhook_out import CreatedWebhookOut
 from .delivery_status import DeliveryStatus
@@ -52,6 +57,11 @@ __all__ = (
     "CardDetailsOut",
     "CardPaymentRequest",
     "CardPaymentRequestPaymentMethod",
+    "CheckoutSessionOut",
+    "CheckoutSessionOutCapture",
+    "CheckoutSessionOutStatus",
+    "CreateCheckoutSessionRequest",
+    "CreateCheckoutSessionRequestCapture",
     "CreatedWebhookOut",
     "CreateWebhookRequest",
     "DeliveryStatus",

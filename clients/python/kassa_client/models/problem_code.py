@@ -4,6 +4,7 @@ from enum import StrEnum
 class ProblemCode(StrEnum):
     AMOUNT_EXCEEDS_REFUNDABLE = "amount_exceeds_refundable"
     BAD_REQUEST = "bad_request"
+    CHECKOUT_SESSION_NOT_FOUND = "checkout_session_not_found"
     CORS_PREFLIGHT_REFUSED = "cors_preflight_refused"
     DUPLICATE_KEY = "duplicate_key"
     EMAIL_TAKEN = "email_taken"

@@ -1,0 +1,96 @@
+"""Every checkout-session query, on the `Runner` it is given (never commits)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+
+from kassa.checkout.models import CheckoutSession
+from kassa.db import Runner, record_of, table_of
+
+_SESSION = table_of(CheckoutSession)
+_INSERT = _SESSION.insert()
+_BY_ID = select(_SESSION).where(_SESSION.c.id == bindparam("session_id"))
+_OWNED = _BY_ID.where(
+    _SESSION.c.user_id == bindparam("user_id"), _SESSION.c.livemode == bindparam("livemode")
+)
+# An attempt's payment is recorded only while the session is open at that attempt: a
+# stale form (another tab moved the session on) records nothing.
+_RECORD_ATTEMPT = (
+    update(_SESSION)
+    .where(
+        _SESSION.c.id == bindparam("session_id"),
+        _SESSION.c.status == "open",
+        _SESSION.c.attempt == bindparam("attempt"),
+    )
+    .values(last_payment_id=bindparam("payment_id"), updated_at=bindparam("now"))
+)
+# A failed attempt opens the next one, once, whoever notices it first.
+_NEXT_ATTEMPT = (
+    update(_SESSION)
+    .where(
+        _SESSION.c.id == bindparam("session_id"),
+        _SESSION.c.status == "open",
+        _SESSION.c.attempt == bindparam("attempt"),
+    )
+    .values(attempt=_SESSION.c.attempt + 1, updated_at=bindparam("now"))
+)
+# open → complete, once: of two racing completions exactly one updates the row (and so
+# exactly one records the event).
+_COMPLETE = (
+    update(_SESSION)
+    .where(_SESSION.c.id == bindparam("session_id"), _SESSION.c.status == "open")
+    .values(
+        status="complete",
+        payment_id=bindparam("payment_id"),
+        last_payment_id=bindparam("payment_id"),
+        completed_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .returning(*_SESSION.c)
+)
+
+
+async def insert_session(db: Runner, values: dict[str, Any]) -> None:
+    await db.execute(_INSERT, values)
+
+
+async def get_session(db: Runner, session_id: uuid.UUID) -> CheckoutSession | None:
+    """A session by its id alone: its page is reached by the (unguessable) id."""
+    row = await db.first(_BY_ID, {"session_id": session_id})
+    return None if row is None else record_of(CheckoutSession, row)
+
+
+async def find_session(
+    db: Runner, user_id: uuid.UUID, livemode: bool, session_id: uuid.UUID
+) -> CheckoutSession | None:
+    """One of the user's sessions of the given mode; None for anyone else's."""
+    row = await db.first(
+        _OWNED, {"session_id": session_id, "user_id": user_id, "livemode": livemode}
+    )
+    return None if row is None else record_of(CheckoutSession, row)
+
+
+async def record_attempt(
+    db: Runner, session_id: uuid.UUID, attempt: int, payment_id: uuid.UUID, now: datetime
+) -> bool:
+    params = {"session_id": session_id, "attempt": attempt, "payment_id": payment_id, "now": now}
+    return await db.execute(_RECORD_ATTEMPT, params) == 1
+
+
+async def next_attempt(db: Runner, session_id: uuid.UUID, attempt: int, now: datetime) -> bool:
+    params = {"session_id": session_id, "attempt": attempt, "now": now}
+    return await db.execute(_NEXT_ATTEMPT, params) == 1
+
+
+async def complete(
+    db: Runner, session_id: uuid.UUID, payment_id: uuid.UUID, now: datetime
+) -> CheckoutSession | None:
+    """Mark an open session complete with `payment_id`; None when it was not open."""
+    row = await db.first(
+        _COMPLETE, {"session_id": session_id, "payment_id": payment_id, "now": now}
+    )
+    return None if row is None else record_of(CheckoutSession, row)
