@@ -10,11 +10,13 @@ from fastapi import FastAPI
 
 from kassa.auth.middleware import AuthenticationMiddleware
 from kassa.auth.router import router as auth_router
+from kassa.checkout.pages import router as checkout_pages
 from kassa.checkout.router import router as checkout_router
 from kassa.container import Container, build_container
 from kassa.edge.cors import ProblemCORSMiddleware, cors_options
 from kassa.edge.headers import HeaderLimitMiddleware
 from kassa.edge.jsondepth import JsonDepthMiddleware
+from kassa.edge.pages import STATIC_PATH, static_files
 from kassa.errors import UnhandledErrorMiddleware, install_error_handlers
 from kassa.events.router import router as events_router
 from kassa.idempotency.middleware import IdempotencyMiddleware
@@ -84,6 +86,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(events_router)
     app.include_router(webhooks_router)
     app.include_router(checkout_router)
+    app.mount(STATIC_PATH, static_files(), name="static")
+    app.include_router(checkout_pages)
     # Added last = runs first: request id, access log and security headers wrap everything,
     # then CORS (a preflight is answered before it spends any limit), authentication (once:
     # every later layer and route reads its outcome), the rate limits (so every

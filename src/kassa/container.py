@@ -17,6 +17,7 @@ from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
 from kassa.checkout.service import CheckoutService
 from kassa.db import Database, create_engine, create_session_factory, utcnow
+from kassa.edge.pages import FormGuard
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
@@ -59,6 +60,7 @@ class Container:
     deliveries: WebhookDeliverer
     vault_rotator: VaultRotator
     checkout: CheckoutService
+    forms: FormGuard  # CSRF tokens of the checkout and dashboard forms
     owns_processor: bool = False  # built from the settings here, so closed here
 
     async def aclose(self) -> None:
@@ -175,6 +177,11 @@ def build_container(
         transactions=TransactionService(sessions),
         idempotency=idempotency,
         vault_rotator=VaultRotator(fingerprints, payments, webhooks),
+        forms=FormGuard(
+            hmac.new(secrets.jwt_secret, b"kassa-form-tokens", "sha256").digest(),
+            secure_cookies=settings.env != "development",
+            public_url=settings.public_url,
+        ),
         checkout=CheckoutService(
             db,
             payments,

@@ -9,19 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.checkout import session_body
 from tests.conftest import Api, register_user
-
-SHOP = "https://shop.example"
-
-
-def session_body(**overrides: Any) -> dict[str, Any]:
-    return {
-        "amount": 2500,
-        "currency": "eur",
-        "success_url": f"{SHOP}/thanks?session={{CHECKOUT_SESSION_ID}}",
-        "cancel_url": f"{SHOP}/cart",
-        **overrides,
-    }
 
 
 async def test_a_session_is_created_open_with_a_url_on_kassa(api: Api) -> None:

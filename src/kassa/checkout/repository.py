@@ -13,42 +13,42 @@ from kassa.db import Runner, record_of, table_of
 
 _SESSION = table_of(CheckoutSession)
 _INSERT = _SESSION.insert()
-_BY_ID = select(_SESSION).where(_SESSION.c.id == bindparam("session_id"))
+_BY_ID = select(_SESSION).where(_SESSION.c.id == bindparam("b_session"))
 _OWNED = _BY_ID.where(
-    _SESSION.c.user_id == bindparam("user_id"), _SESSION.c.livemode == bindparam("livemode")
+    _SESSION.c.user_id == bindparam("b_user"), _SESSION.c.livemode == bindparam("b_livemode")
 )
 # An attempt's payment is recorded only while the session is open at that attempt: a
 # stale form (another tab moved the session on) records nothing.
 _RECORD_ATTEMPT = (
     update(_SESSION)
     .where(
-        _SESSION.c.id == bindparam("session_id"),
+        _SESSION.c.id == bindparam("b_session"),
         _SESSION.c.status == "open",
-        _SESSION.c.attempt == bindparam("attempt"),
+        _SESSION.c.attempt == bindparam("b_attempt"),
     )
-    .values(last_payment_id=bindparam("payment_id"), updated_at=bindparam("now"))
+    .values(last_payment_id=bindparam("b_payment"), updated_at=bindparam("b_now"))
 )
 # A failed attempt opens the next one, once, whoever notices it first.
 _NEXT_ATTEMPT = (
     update(_SESSION)
     .where(
-        _SESSION.c.id == bindparam("session_id"),
+        _SESSION.c.id == bindparam("b_session"),
         _SESSION.c.status == "open",
-        _SESSION.c.attempt == bindparam("attempt"),
+        _SESSION.c.attempt == bindparam("b_attempt"),
     )
-    .values(attempt=_SESSION.c.attempt + 1, updated_at=bindparam("now"))
+    .values(attempt=_SESSION.c.attempt + 1, updated_at=bindparam("b_now"))
 )
 # open → complete, once: of two racing completions exactly one updates the row (and so
 # exactly one records the event).
 _COMPLETE = (
     update(_SESSION)
-    .where(_SESSION.c.id == bindparam("session_id"), _SESSION.c.status == "open")
+    .where(_SESSION.c.id == bindparam("b_session"), _SESSION.c.status == "open")
     .values(
         status="complete",
-        payment_id=bindparam("payment_id"),
-        last_payment_id=bindparam("payment_id"),
-        completed_at=bindparam("now"),
-        updated_at=bindparam("now"),
+        payment_id=bindparam("b_payment"),
+        last_payment_id=bindparam("b_payment"),
+        completed_at=bindparam("b_now"),
+        updated_at=bindparam("b_now"),
     )
     .returning(*_SESSION.c)
 )
@@ -60,7 +60,7 @@ async def insert_session(db: Runner, values: dict[str, Any]) -> None:
 
 async def get_session(db: Runner, session_id: uuid.UUID) -> CheckoutSession | None:
     """A session by its id alone: its page is reached by the (unguessable) id."""
-    row = await db.first(_BY_ID, {"session_id": session_id})
+    row = await db.first(_BY_ID, {"b_session": session_id})
     return None if row is None else record_of(CheckoutSession, row)
 
 
@@ -69,7 +69,7 @@ async def find_session(
 ) -> CheckoutSession | None:
     """One of the user's sessions of the given mode; None for anyone else's."""
     row = await db.first(
-        _OWNED, {"session_id": session_id, "user_id": user_id, "livemode": livemode}
+        _OWNED, {"b_session": session_id, "b_user": user_id, "b_livemode": livemode}
     )
     return None if row is None else record_of(CheckoutSession, row)
 
@@ -77,12 +77,12 @@ async def find_session(
 async def record_attempt(
     db: Runner, session_id: uuid.UUID, attempt: int, payment_id: uuid.UUID, now: datetime
 ) -> bool:
-    params = {"session_id": session_id, "attempt": attempt, "payment_id": payment_id, "now": now}
+    params = {"b_session": session_id, "b_attempt": attempt, "b_payment": payment_id, "b_now": now}
     return await db.execute(_RECORD_ATTEMPT, params) == 1
 
 
 async def next_attempt(db: Runner, session_id: uuid.UUID, attempt: int, now: datetime) -> bool:
-    params = {"session_id": session_id, "attempt": attempt, "now": now}
+    params = {"b_session": session_id, "b_attempt": attempt, "b_now": now}
     return await db.execute(_NEXT_ATTEMPT, params) == 1
 
 
@@ -91,6 +91,6 @@ async def complete(
 ) -> CheckoutSession | None:
     """Mark an open session complete with `payment_id`; None when it was not open."""
     row = await db.first(
-        _COMPLETE, {"session_id": session_id, "payment_id": payment_id, "now": now}
+        _COMPLETE, {"b_session": session_id, "b_payment": payment_id, "b_now": now}
     )
     return None if row is None else record_of(CheckoutSession, row)
