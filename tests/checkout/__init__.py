@@ -36,7 +36,8 @@ async def open_session(client: httpx.AsyncClient, user: User, **overrides: Any) 
 def form_of(html: str) -> dict[str, str]:
     """The hidden fields of the page's card form."""
     csrf, attempt = _CSRF.search(html), _ATTEMPT.search(html)
-    assert csrf is not None and attempt is not None, html
+    assert csrf is not None, html
+    assert attempt is not None, html
     return {"csrf": csrf.group(1), "attempt": attempt.group(1)}
 
 

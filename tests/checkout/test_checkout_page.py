@@ -40,14 +40,17 @@ async def test_the_page_shows_the_merchant_the_amount_and_a_labelled_card_form(a
     assert "€25.00" in html
     assert "Two coffees" in html
     for field in ("number", "expiry", "cvc", "holder_name"):
-        assert f'<label for="{field}">' in html and f'id="{field}"' in html
+        assert f'<label for="{field}">' in html
+        assert f'id="{field}"' in html
     assert "Apple Pay" in html
     assert f'href="{SHOP}/cart"' in html
     policy = response.headers["content-security-policy"]
-    assert "script-src" not in policy and "default-src 'none'" in policy
+    assert "script-src" not in policy
+    assert "default-src 'none'" in policy
     assert f"form-action 'self' {SHOP}" in policy
     cookie = response.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
     assert f"Path=/checkout/{session['id']}" in cookie
 
 
@@ -72,12 +75,13 @@ async def test_paying_with_a_good_card_completes_the_session_and_goes_to_the_sho
     assert response.status_code == 303
     assert response.headers["location"] == f"{SHOP}/thanks?session={session['id']}"
 
-    got = (await api.client.get(f"/api/checkout/sessions/{session['id']}", headers=user.headers))
+    got = await api.client.get(f"/api/checkout/sessions/{session['id']}", headers=user.headers)
     done = got.json()
     assert done["status"] == "complete"
-    payment = (await api.client.get(f"/api/payments/{done['payment_id']}", headers=user.headers))
+    payment = await api.client.get(f"/api/payments/{done['payment_id']}", headers=user.headers)
     assert payment.json()["status"] == "completed"
-    assert payment.json()["amount"] == 2500 and payment.json()["currency"] == "EUR"
+    assert payment.json()["amount"] == 2500
+    assert payment.json()["currency"] == "EUR"
     assert payment.json()["metadata"] == {"order_id": "7"}
     assert payment.json()["details"]["last4"] == "4242"
 
@@ -90,7 +94,8 @@ async def test_paying_with_a_good_card_completes_the_session_and_goes_to_the_sho
     assert event["data"]["object"]["status"] == "complete"
 
     again = await page(api.client, session["id"])
-    assert "Paid" in again.text and 'name="number"' not in again.text
+    assert "Paid" in again.text
+    assert 'name="number"' not in again.text
 
 
 async def test_a_wallet_pays_in_test_mode(api: Api) -> None:
@@ -119,7 +124,8 @@ async def test_a_decline_is_shown_and_a_retry_with_another_card_pays(api: Api) -
     assert state.json()["status"] == "open"
 
     paid = await pay(api.client, session["id"], {**retry_form, **card_form()})
-    assert paid.status_code == 303 and paid.headers["location"].startswith(SHOP)
+    assert paid.status_code == 303
+    assert paid.headers["location"].startswith(SHOP)
     charges = await payments_of(api, user)
     assert sorted(c["status"] for c in charges) == ["failed", "succeeded"]
 
@@ -131,7 +137,8 @@ async def test_a_stale_form_for_a_declined_attempt_pays_nothing(api: Api) -> Non
     await pay(api.client, session["id"], {**form, **card_form("4000000000000002")})
     # The same attempt again (a second tab, the back button): answered by its one payment.
     again = await pay(api.client, session["id"], {**form, **card_form()})
-    assert again.status_code == 303 and again.headers["location"] == f"/checkout/{session['id']}"
+    assert again.status_code == 303
+    assert again.headers["location"] == f"/checkout/{session['id']}"
     assert len(await payments_of(api, user)) == 1
 
 
@@ -221,7 +228,8 @@ async def test_an_expired_session_shows_so_and_takes_no_payment(api: Api) -> Non
     )
     assert (await repository.get_session(db, sid)) is not None
     shown = await page(api.client, session["id"])
-    assert shown.status_code == 410 and "expired" in shown.text
+    assert shown.status_code == 410
+    assert "expired" in shown.text
     refused = await pay(api.client, session["id"], {**form, **card_form()})
     assert refused.status_code == 409
     state = await api.client.get(f"/api/checkout/sessions/{session['id']}", headers=user.headers)
