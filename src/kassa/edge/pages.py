@@ -162,8 +162,10 @@ class FormGuard:
         say it was sent from another site or origin."""
         if request.headers.get("sec-fetch-site", "same-origin") not in {"same-origin", "none"}:
             return False
+        # Pages are served with `Referrer-Policy: no-referrer`, under which browsers send
+        # `Origin: null` with their own forms: only a real origin is compared.
         origin = request.headers.get("origin")
-        if origin is not None and not self._same_origin(request, origin):
+        if origin not in (None, "null") and not self._same_origin(request, origin):
             return False
         if not nonce or not token or len(token) != 64:
             return False
