@@ -36,7 +36,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
@@ -51,6 +50,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench.run import free_port
+
 BIN = Path(sys.executable).parent
 PASSWORD = "soak password 1"
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}
@@ -61,13 +62,6 @@ RNG = secrets.SystemRandom()
 
 def say(message: str) -> None:
     print(f"[soak {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- a private PostgreSQL ---------------------------------------------------------------

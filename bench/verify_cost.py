@@ -33,7 +33,8 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bench.soak import CARD, PASSWORD, PrivatePostgres, Server, free_port, kassa, kassa_env, say
+from bench.run import free_port
+from bench.soak import CARD, PASSWORD, PrivatePostgres, Server, kassa, kassa_env, say
 from kassa.audit.service import BooksAuditor
 from kassa.db import create_engine
 from kassa.ledger.models import LedgerEntry

@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.acceptance.conftest import free_port
 from tests.conftest import PG_ADMIN_DSN, _create_pg_database, _drop_pg_database, _pg_reachable
 
 KASSA = shutil.which("kassa", path=str(Path(sys.executable).parent)) or shutil.which("kassa")
@@ -289,13 +290,6 @@ def test_unknown_command_fails_without_traceback(workdir: Path) -> None:
 
 
 # serve -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def test_serve_migrates_then_answers_healthz(workdir: Path) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BeforeValidator
 
-from kassa.vault.cards import MAX_PAN_DIGITS, MIN_PAN_DIGITS, luhn_valid
+from kassa.vault.cards import MIN_PAN_DIGITS, card_number_spans
 
 CONTROL_MESSAGE = "must not contain control characters"
 FREE_TEXT_CONTROL_MESSAGE = "must not contain control characters other than tab and line breaks"
@@ -36,9 +36,6 @@ CARD_NUMBER_MESSAGE = "must not contain a card number"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_IN_PROSE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-_DIGIT_GROUPS = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
-_SEPARATOR = re.compile(r"[ -]")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def has_control_characters(text: str, *, prose: bool = False) -> bool:
@@ -55,17 +52,7 @@ def contains_card_number(text: str) -> bool:
         return False
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
-    for run in _DIGIT_GROUPS.findall(_UUID.sub(" ", text)):
-        groups = _SEPARATOR.split(run)
-        for start in range(len(groups)):
-            digits = ""
-            for group in groups[start:]:
-                digits += group
-                if len(digits) > MAX_PAN_DIGITS:
-                    break
-                if len(digits) >= MIN_PAN_DIGITS and luhn_valid(digits):
-                    return True
-    return False
+    return bool(card_number_spans(text))
 
 
 def text_problem(text: str, *, prose: bool = False, card_numbers: bool = False) -> str | None:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from kassa.vault.cards import (
     CardBrand,
     card_expired,
+    card_number_spans,
     detect_brand,
     last4,
     luhn_valid,
@@ -303,3 +304,23 @@ def test_last4_returns_last_four_digits() -> None:
 def test_last4_refuses_anything_but_at_least_four_digits(value: str) -> None:
     with pytest.raises(ValueError, match="card number"):
         last4(value)
+
+
+def test_card_number_spans_find_a_card_beside_other_digits() -> None:
+    text = "paid with 4111111111111111 12/2030 thanks"
+    assert card_number_spans(text) == [(10, 26)]
+
+
+def test_card_number_spans_merge_two_cards_joined_by_one_separator() -> None:
+    text = "4242 4242 4242 4242 4111-1111-1111-1111 end"
+    assert card_number_spans(text) == [(0, 39)]
+
+
+def test_card_number_spans_keep_cards_apart_when_other_text_parts_them() -> None:
+    text = "4242424242424242/4111111111111111"
+    assert card_number_spans(text) == [(0, 16), (17, 33)]
+
+
+def test_card_number_spans_never_read_a_uuid_or_a_non_luhn_run_as_a_card() -> None:
+    assert card_number_spans("id 12345678-1234-1234-1234-424242424242 ok") == []
+    assert card_number_spans("order 4242424242424241") == []

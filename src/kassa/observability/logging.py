@@ -26,7 +26,7 @@ from concurrent_log_handler import ConcurrentRotatingFileHandler
 from structlog.typing import EventDict, WrappedLogger
 
 from kassa.settings import Settings
-from kassa.vault.cards import luhn_valid
+from kassa.vault.cards import MIN_PAN_DIGITS, card_number_spans
 
 REDACTED = "[REDACTED]"
 SENSITIVE_KEYS = frozenset(
@@ -50,8 +50,6 @@ SENSITIVE_KEYS = frozenset(
         "cookie",
     }
 )
-# Digit groups joined by single spaces or dashes: "4111 1111 1111 1111", "4111111111111111 12".
-_DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
 # Stretches of digits, spaces and dashes: every digit run above lies inside one.
 _DIGITS_AND_SEPARATORS = re.compile(r"[\d -]{12,}")
 
@@ -59,7 +57,7 @@ _DIGITS_AND_SEPARATORS = re.compile(r"[\d -]{12,}")
 def _has_twelve_digits(text: str) -> bool:
     """Whether a card number could hide here: a stretch with at least 12 digits."""
     return any(
-        len(part) - part.count(" ") - part.count("-") >= _CARD_DIGITS[0]
+        len(part) - part.count(" ") - part.count("-") >= MIN_PAN_DIGITS
         for part in _DIGITS_AND_SEPARATORS.findall(text)
     )
 
@@ -75,56 +73,24 @@ def _token_like(text: str) -> bool:
     )
 
 
-_SEPARATOR = re.compile(r"([ -])")
-_CARD_DIGITS = range(12, 20)
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # Webhook secrets are standard base64 (with + / =), Stripe keys alphanumeric.
 _SECRET_WORDS = re.compile(r"\b(?:whsec|sk_live|sk_test|rk_live|rk_test)_[A-Za-z0-9+/=]+")
 
 
-def _mask_run(run: str) -> str:
-    """Mask every span of whole digit groups that reads as a card number, so a card next to
-    other digits ("4111111111111111 12/2030") is caught, not only a run that is exactly one."""
-    parts = _SEPARATOR.split(run)
-    groups = parts[::2]
-    masked = [False] * len(groups)
-    for start in range(len(groups)):
-        length = 0
-        for end in range(start, len(groups)):
-            length += len(groups[end])
-            if length > _CARD_DIGITS[-1]:
-                break
-            if length in _CARD_DIGITS and luhn_valid("".join(groups[start : end + 1])):
-                masked[start : end + 1] = [True] * (end + 1 - start)
-    if not any(masked):
-        return run
-    out: list[str] = []
-    for index, group in enumerate(groups):
-        if index:
-            separator = parts[2 * index - 1]
-            if not (masked[index] and masked[index - 1]):
-                out.append(separator)
-        if not masked[index]:
-            out.append(group)
-        elif index == 0 or not masked[index - 1]:
-            out.append(REDACTED)
-    return "".join(out)
-
-
-_UUID = re.compile(
-    r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
-)
-
-
 def _mask_card_numbers(text: str) -> str:
-    # Ids are logged on purpose: digits inside a UUID are never a card number.
-    pieces = _UUID.split(text)
-    ids = _UUID.findall(text)
-    out = [_DIGIT_RUN.sub(lambda match: _mask_run(match.group(0)), pieces[0])]
-    for ident, piece in zip(ids, pieces[1:], strict=True):
-        out.append(ident)
-        out.append(_DIGIT_RUN.sub(lambda match: _mask_run(match.group(0)), piece))
+    """Every card number in `text` (see `card_number_spans`: ids are logged on purpose, and
+    digits inside a UUID are never a card number) replaced by one mark."""
+    spans = card_number_spans(text)
+    if not spans:
+        return text
+    out: list[str] = []
+    done = 0
+    for start, end in spans:
+        out += [text[done:start], REDACTED]
+        done = end
+    out.append(text[done:])
     return "".join(out)
 
 
@@ -155,7 +121,7 @@ def redact_text(text: str) -> str:
         text = _BEARER.sub(r"\1 " + REDACTED, text)
         text = _JWT.sub(REDACTED, text)
         text = _SECRET_WORDS.sub(REDACTED, text)
-    if _has_twelve_digits(text) and _has_twelve_digits(_UUID.sub(" ", text)):
+    if _has_twelve_digits(text):
         return _mask_card_numbers(text)
     return text
 

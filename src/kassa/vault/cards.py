@@ -13,6 +13,7 @@ from enum import StrEnum
 __all__ = [
     "CardBrand",
     "card_expired",
+    "card_number_spans",
     "detect_brand",
     "last4",
     "luhn_valid",
@@ -28,6 +29,11 @@ MAX_PAN_DIGITS = 19
 _GROUPED_PAN = re.compile(r"[0-9]+(?: [0-9]+)*|[0-9]+(?:-[0-9]+)*")
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 _CVC = re.compile(r"[0-9]{3,4}")
+# Free text: digit groups joined by single spaces or dashes, and UUIDs (ids, never cards).
+_DIGIT_GROUPS = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
+_UUID = re.compile(
+    r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
+)
 # 19 digits with a separator between each would be 37 characters; anything far longer is
 # refused before the regex so that a huge body costs nothing.
 _MAX_RAW_LENGTH = 64
@@ -154,3 +160,31 @@ def last4(digits: str) -> str:
     if not isinstance(digits, str) or len(digits) < 4 or not _is_ascii_digits(digits):
         raise ValueError("card number must be digits only, at least 4 of them")
     return digits[-4:]
+
+
+def card_number_spans(text: str) -> list[tuple[int, int]]:
+    """Where free text holds what the API would take as a card number: (start, end) of every
+    stretch of whole digit groups, joined by single spaces or dashes, of 12 to 19 ASCII digits
+    in all that passes the Luhn check, so a card beside other digits ("4111111111111111
+    12/2030") is found too. Digits inside a UUID never count. Spans that overlap, or that only
+    a separator parts, are merged; they come in order."""
+    hidden = _UUID.sub(lambda match: "#" * len(match.group(0)), text)
+    spans: list[tuple[int, int]] = []
+    for run in _DIGIT_GROUPS.finditer(hidden):
+        groups = [
+            (m.start() + run.start(), m.end() + run.start())
+            for m in _ASCII_DIGITS.finditer(run.group(0))
+        ]
+        for first in range(len(groups)):
+            digits = ""
+            for last in range(first, len(groups)):
+                digits += text[groups[last][0] : groups[last][1]]
+                if len(digits) > MAX_PAN_DIGITS:
+                    break
+                if len(digits) >= MIN_PAN_DIGITS and luhn_valid(digits):
+                    start, end = groups[first][0], groups[last][1]
+                    if spans and start <= spans[-1][1] + 1 and spans[-1][0] >= run.start():
+                        spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+                    else:
+                        spans.append((start, end))
+    return spans
