@@ -13,6 +13,7 @@ from kassa.auth.router import router as auth_router
 from kassa.checkout.pages import router as checkout_pages
 from kassa.checkout.router import router as checkout_router
 from kassa.container import Container, build_container
+from kassa.dashboard.pages import router as dashboard_pages
 from kassa.edge.cors import ProblemCORSMiddleware, cors_options
 from kassa.edge.headers import HeaderLimitMiddleware
 from kassa.edge.jsondepth import JsonDepthMiddleware
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(checkout_router)
     app.mount(STATIC_PATH, static_files(), name="static")
     app.include_router(checkout_pages)
+    app.include_router(dashboard_pages)
     # Added last = runs first: request id, access log and security headers wrap everything,
     # then CORS (a preflight is answered before it spends any limit), authentication (once:
     # every later layer and route reads its outcome), the rate limits (so every

@@ -172,6 +172,14 @@ class AuthService:
             created_at=user.created_at,
         )
 
+    def reissue_access(self, principal: Principal) -> str:
+        """A fresh access token for the principal's session, which stays the one that can be
+        revoked: a browser's sign-in slides while it is used, and ends with its session (or
+        after one access-token lifetime idle)."""
+        return self._tokens.issue(
+            "access", user_id=principal.user_id, session_id=principal.session_id, now=self._clock()
+        )
+
     async def display_name(self, user_id: uuid.UUID) -> str | None:
         """The name a user registered with, as pages show them to their customers."""
         async with self._sessions() as session:
