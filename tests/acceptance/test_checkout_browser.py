@@ -3,6 +3,7 @@ playwright-core) against `kassa serve`, and lands on the shop's own success page
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,15 +29,23 @@ class _Shop(BaseHTTPRequestHandler):
         return
 
 
-@pytest.fixture(scope="module")
-def shop() -> Iterator[str]:
-    """A tiny shop: its success page says thanks."""
+@contextlib.contextmanager
+def serve_shop() -> Iterator[str]:
+    """A tiny shop on loopback: its success page says thanks."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def shop() -> Iterator[str]:
+    with serve_shop() as url:
+        yield url
 
 
 def merchant(server: Server) -> dict[str, str]:
