@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import re
 import uuid
@@ -21,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from unittest.mock import patch
 
 import httpx
 from sqlalchemy import event
@@ -60,7 +58,6 @@ async def capture_lifecycles(
 
     `secrets` (KASSA_JWT_SECRET, KASSA_VAULT_KEYS) must be the served kassa's when it will
     use the same database: the card-fingerprint key the capture seals stays in it."""
-    import kassa.db
     from kassa.app import create_app
     from kassa.container import build_container
     from kassa.settings import load_settings
@@ -79,20 +76,9 @@ async def capture_lifecycles(
     )
     container = build_container(settings)
     app = create_app(settings, container)
-    # Statements kassa runs on the driver's connection (DriverStatement, where it still
-    # exists) bypass SQLAlchemy's events. During the capture they take SQLAlchemy's path,
-    # which sends the same SQL (the driver path is SQLAlchemy's own compilation), so every
-    # statement is recorded.
-    driver_statement = getattr(kassa.db, "DriverStatement", None)
-    no_driver = (
-        patch.object(driver_statement, "_driver", staticmethod(_no_driver))
-        if driver_statement is not None
-        else contextlib.nullcontext()
-    )
-    no_driver.__enter__()
     try:
         log: list[Statement] = []
-        engine = container.engine.sync_engine
+        engine = container.db.engine.sync_engine
 
         @event.listens_for(engine, "before_cursor_execute")
         def _statement(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
@@ -146,13 +132,8 @@ async def capture_lifecycles(
                     capture.parts[part] = list(log)
                 captures.append(capture)
     finally:
-        no_driver.__exit__(None, None, None)
-    await container.aclose()
+        await container.aclose()
     return captures
-
-
-async def _no_driver(_db: object) -> None:
-    return None
 
 
 # --- the plan: statements with variables ------------------------------------------------

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bench.run import free_port
 from bench.soak import CARD, PASSWORD, PrivatePostgres, Server, kassa, kassa_env, say
 from kassa.audit.service import BooksAuditor
-from kassa.db import create_engine
+from kassa.db import Database, create_engine
 from kassa.ledger.models import LedgerEntry
 from kassa.payments.models import Payment
 from kassa.payments.states import CHARGED, PaymentStatus
@@ -132,7 +132,7 @@ async def old_verify(sessions: async_sessionmaker[AsyncSession]) -> int:
 
 
 async def new_verify(engine: AsyncEngine) -> int:
-    report = await BooksAuditor(engine, processor_records=True).verify()
+    report = await BooksAuditor(Database(engine), processor_records=True).verify()
     return len(report.mismatches)
 
 

@@ -16,19 +16,23 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import select
 
 from kassa.app import create_app
 from kassa.auth.passwords import Passwords
 from kassa.container import Container, build_container
+from kassa.db import Base, Runner, record_of, table_of
 from kassa.migrate import upgrade
 from kassa.processors.base import Processor
 from kassa.processors.simulator import SimulatorProcessor
 from kassa.settings import Settings, load_settings
+
+M = TypeVar("M", bound=Base)
 
 PG_ADMIN_DSN = os.environ.get("KASSA_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -269,3 +273,12 @@ async def completed_payment(client: httpx.AsyncClient, user: User, **kwargs: Any
     body: dict[str, Any] = response.json()
     assert body["status"] == "completed"
     return body
+
+
+async def stored(db: Runner, model: type[M], key: Any) -> M | None:
+    """The row of `model` with primary key `key`, as a detached instance, read through the
+    handle (what a test checks the database for)."""
+    table = table_of(model)
+    (column,) = table.primary_key.columns
+    row = await db.first(select(table).where(column == key))
+    return None if row is None else record_of(model, row)

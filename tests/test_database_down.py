@@ -147,7 +147,7 @@ async def test_a_database_lost_after_the_claim_leaves_no_key_in_flight(postgres_
             await asyncio.sleep(0.1)
         assert retried.status_code == 201, retried.text
         assert "Idempotent-Replayed" not in retried.headers
-        async with container.engine.connect() as conn:
+        async with container.db.engine.connect() as conn:
             mine = await conn.scalar(
                 text("SELECT count(*) FROM payment WHERE user_id = :u"), {"u": uuid.UUID(user.id)}
             )

@@ -472,7 +472,7 @@ async def test_db_pool_metrics_count_connections_in_use(api: Api) -> None:
         return REGISTRY.get_sample_value("kassa_db_connections_in_use") or 0.0
 
     before = in_use()
-    async with api.container.engine.connect():
+    async with api.container.db.engine.connect():
         assert in_use() == before + 1
     assert in_use() == before
     assert (REGISTRY.get_sample_value("kassa_db_connections_opened_total") or 0) >= 1

@@ -367,13 +367,11 @@ def test_a_malformed_simulator_fault_is_refused_by_name() -> None:
 
 def test_simulator_faults_plan_the_simulator_in_tests() -> None:
     from kassa.container import build_processor
-    from kassa.db import create_engine, create_session_factory
+    from kassa.db import Database, create_engine
     from kassa.processors.faults import FaultInjectingProcessor
 
     settings = load_settings({"KASSA_SIMULATOR_FAULTS": "charge:hang, refund:lose_answer"})
-    processor = build_processor(
-        settings, create_session_factory(create_engine("sqlite+aiosqlite://"))
-    )
+    processor = build_processor(settings, Database(create_engine("sqlite+aiosqlite://")))
     assert isinstance(processor, FaultInjectingProcessor)
     assert (processor.pending("charge"), processor.pending("refund")) == (1, 1)
     assert processor.pending("prepare_charge") == 0

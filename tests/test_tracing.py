@@ -56,7 +56,7 @@ async def traced(api: Api) -> AsyncIterator[Traced]:
     tests: the exporter is what turns tracing on)."""
     exporter = InMemorySpanExporter()
     app = create_app(container=api.container)
-    tracing = setup_tracing(app=app, engine=api.container.engine, exporter=exporter)
+    tracing = setup_tracing(app=app, db=api.container.db, exporter=exporter)
     assert tracing is not None
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, client=("203.0.113.9", 50000)),
@@ -278,7 +278,7 @@ async def test_captured_headers_never_show_the_bearer_token(
     monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", ".*")
     exporter = InMemorySpanExporter()
     app = create_app(container=api.container)
-    tracing = setup_tracing(app=app, engine=api.container.engine, exporter=exporter)
+    tracing = setup_tracing(app=app, db=api.container.db, exporter=exporter)
     assert tracing is not None
     try:
         async with httpx.AsyncClient(
@@ -337,7 +337,7 @@ async def test_outgoing_http_is_a_client_span(traced: Traced, http_target: str) 
 
 
 async def test_shutdown_removes_the_http_and_database_instrumentation(api: Api) -> None:
-    tracing = setup_tracing(engine=api.container.engine, exporter=InMemorySpanExporter())
+    tracing = setup_tracing(db=api.container.db, exporter=InMemorySpanExporter())
     assert tracing is not None
     assert hasattr(httpx.AsyncHTTPTransport.handle_async_request, "__wrapped__")
     tracing.shutdown()
@@ -354,7 +354,7 @@ async def test_requests_succeed_and_shutdown_is_bounded_when_the_collector_is_do
     app = create_app(container=api.container)
     tracing = setup_tracing(
         app=app,
-        engine=api.container.engine,
+        db=api.container.db,
         exporter=OTLPSpanExporter(endpoint=unreachable, timeout=2),
     )
     assert tracing is not None

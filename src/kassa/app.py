@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.add_middleware(RequestContextMiddleware, trusted=settings.trusted_proxy_networks)
     # Off unless OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set; outermost when on. Each uvicorn
     # worker builds its own app, so each gets its own tracer provider.
-    tracing = setup_tracing(app=app, engine=container.engine)
+    tracing = setup_tracing(app=app, db=container.db)
     return app
 
 

@@ -326,7 +326,7 @@ def ledger_verify(
         from kassa.audit.service import BooksAuditor
 
         auditor = BooksAuditor(
-            container.engine,
+            container.db,
             processor_records=settings.processor == "simulator",
             progress=_progress("ledger verify"),
             batch_size=batch_size,

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from limits.aio.storage import Storage
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
 from kassa.checkout.service import CheckoutService
-from kassa.db import Database, create_engine, create_session_factory, utcnow
+from kassa.db import Database, create_engine, utcnow
 from kassa.edge.pages import FormGuard
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
@@ -43,9 +42,7 @@ from kassa.webhooks.urls import Resolver, system_resolver
 @dataclass
 class Container:
     settings: Settings
-    engine: AsyncEngine
-    db: Database  # the one way to the database (the engine and sessions go with issue 16)
-    sessions: async_sessionmaker[AsyncSession]
+    db: Database  # the one way to the database
     storage: Storage
     limits: LimitStore  # the storage behind every limit, with its in-process fallback
     limiter: RateLimiter
@@ -68,21 +65,21 @@ class Container:
         if self.owns_processor and close is not None:
             await close()
         await self.deliveries.aclose()
-        await self.engine.dispose()
+        await self.db.dispose()
 
 
-def build_processor(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Processor:
+def build_processor(settings: Settings, db: Database) -> Processor:
     if settings.processor == "stripe":
         if settings.stripe_api_key is None:  # the settings refuse this; kept for callers
             raise ValueError("KASSA_PROCESSOR=stripe needs KASSA_STRIPE_API_KEY")
         return StripeProcessor.connect(
             settings.stripe_api_key.get_secret_value(),
-            DatabaseCustomerStore(sessions, StripeProcessor.name),
+            DatabaseCustomerStore(db, StripeProcessor.name),
             api_base=settings.stripe_api_base,
         )
     # The simulator keeps its records in the database, so every process agrees on them.
     simulator = SimulatorProcessor(
-        DatabaseSimulatorStore(sessions),
+        DatabaseSimulatorStore(db),
         delay_seconds=settings.simulator_delay_ms / 1000,
     )
     if not settings.simulator_faults:
@@ -103,8 +100,8 @@ def build_container(
     passwords: Passwords | None = None,
 ) -> Container:
     engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
-    instrument_pool(engine)
-    sessions = create_session_factory(engine)
+    db = Database(engine)
+    instrument_pool(db)
     redis_timeout = settings.redis_timeout_ms / 1000
     storage = storage or create_storage(
         settings.redis_url, prefix=settings.redis_key_prefix, timeout=redis_timeout
@@ -118,12 +115,12 @@ def build_container(
         ).hasher()
     )
     owns_processor = processor is None
-    processor = processor or build_processor(settings, sessions)
+    processor = processor or build_processor(settings, db)
     secrets = settings.secrets
     vault = Vault(secrets.vault_keys)
-    fingerprints = CardFingerprinter(sessions, vault)
+    fingerprints = CardFingerprinter(db, vault)
     payments = PaymentService(
-        sessions,
+        db,
         vault,
         processor,
         clock,
@@ -132,7 +129,7 @@ def build_container(
         fingerprints=fingerprints,
     )
     webhooks = WebhookService(
-        sessions,
+        db,
         vault,
         clock,
         event_types=EVENT_TYPES,
@@ -140,31 +137,28 @@ def build_container(
         allow_private=settings.webhook_allow_private,
         resolver=resolver,
     )
-    db = Database(engine)
-    idempotency = IdempotencyService(
-        sessions,
-        hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
-        clock,
-        lease=timedelta(seconds=settings.idempotency_lease_seconds),
-    )
     tokens = TokenCodec(
         secrets.jwt_secret,
         access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
     )
     auth = AuthService(
-        sessions,
+        db,
         tokens,
         LoginThrottle(limits),
         clock,
         passwords=passwords,
         password_throttle=LoginThrottle(limits, scope="password"),
     )
+    idempotency = IdempotencyService(
+        db,
+        hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
+        clock,
+        lease=timedelta(seconds=settings.idempotency_lease_seconds),
+    )
     return Container(
         settings=settings,
-        engine=engine,
         db=db,
-        sessions=sessions,
         storage=storage,
         limits=limits,
         limiter=RateLimiter(limits, settings.rate_limit),
@@ -172,9 +166,9 @@ def build_container(
         auth=auth,
         payments=payments,
         refunds=RefundService(
-            sessions, processor, clock, processor_timeout=settings.processor_timeout_seconds
+            db, processor, clock, processor_timeout=settings.processor_timeout_seconds
         ),
-        transactions=TransactionService(sessions),
+        transactions=TransactionService(db),
         idempotency=idempotency,
         vault_rotator=VaultRotator(fingerprints, payments, webhooks),
         forms=FormGuard(
@@ -192,10 +186,10 @@ def build_container(
             max_amount=settings.max_amount,
         ),
         owns_processor=owns_processor,
-        events=EventService(sessions, clock),
+        events=EventService(db, clock),
         webhooks=webhooks,
         deliveries=WebhookDeliverer(
-            sessions,
+            db,
             vault,
             clock,
             require_https=settings.env == "production",

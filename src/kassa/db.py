@@ -1,4 +1,5 @@
-"""Database plumbing shared by every domain: engine, sessions, `Base` and column types.
+"""Database plumbing shared by every domain: the engine, the one handle to it (`Database`),
+`Base` and column types.
 
 Money columns are BIGINT minor units with a CHAR(3) currency; every timestamp is stored
 and returned as an aware UTC datetime on SQLite and PostgreSQL alike.
@@ -17,23 +18,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import asyncpg
-from sqlalchemy import DateTime, Insert, MetaData, Table, event, text
+from sqlalchemy import DateTime, Insert, MetaData, Table, event, inspect, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect, ExceptionContext, RowMapping, make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.engine import Dialect, ExceptionContext, Row, RowMapping, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeDecorator
 
@@ -52,16 +44,6 @@ class Base(DeclarativeBase):
 
 M = TypeVar("M", bound=Base)
 
-# What a repository runs its statements on: a connection in a transaction (the hot paths,
-# Core statements built once) or an ORM session (everything else, and tests).
-Executor = AsyncConnection | AsyncSession
-
-
-def dialect_of(db: Executor) -> str:
-    """The name of the database dialect a connection or session runs on."""
-    bind = db.bind if isinstance(db, AsyncSession) else db.engine
-    return "postgresql" if bind is None else bind.dialect.name
-
 
 def table_of(model: type[Base]) -> Table:
     """The Core table of a mapped class, for statements built once at import."""
@@ -72,6 +54,14 @@ def table_of(model: type[Base]) -> Table:
 def _attribute_names(model: type[Base]) -> dict[str, str]:
     mapper = model.__mapper__
     return {column.name: mapper.get_property_by_column(column).key for column in table_of(model).c}
+
+
+def values_of(record: Base) -> dict[str, Any]:
+    """The column values set on a transient instance, by column name, for an INSERT or an
+    UPDATE (a column left unset is left out, so its default applies)."""
+    names = _attribute_names(type(record))
+    state = inspect(record).dict
+    return {column: state[attr] for column, attr in names.items() if attr in state}
 
 
 def record_of(model: type[M], row: Mapping[Any, Any]) -> M:
@@ -287,24 +277,6 @@ async def connection_budget(url: str) -> ConnectionBudget | None:
     return ConnectionBudget(max_connections=int(row[0]), reserved=int(row[1]))
 
 
-def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
-def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
-    """The engine for work that is one statement, on hot paths (authentication, status reads,
-    idempotency records, simulator records).
-
-    On PostgreSQL its connections run in autocommit: one statement is atomic and its own
-    snapshot, so it costs one round trip instead of BEGIN, the statement and COMMIT. Use it
-    only where one statement does the whole job, and write inside `.begin()` so that SQLite,
-    which keeps the ordinary engine here, commits; anything that reads then writes takes a
-    transaction from the ordinary engine. Both share one pool."""
-    if engine.dialect.name != "postgresql":
-        return engine
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
 _INSERTS: dict[str, Any] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
@@ -316,105 +288,8 @@ def insert_unless_present(dialect: str, table: Table, *conflict: str) -> Insert:
     return insert
 
 
-_ASYNCPG = postgresql_asyncpg.dialect()  # type: ignore[no-untyped-call]
-
-
-class DriverStatement:
-    """A statement run on asyncpg's own connection when it can be, else through SQLAlchemy.
-
-    For the single statements every request makes in autocommit (authentication, the
-    idempotency claim and completion, the simulator's records), SQLAlchemy's execution layer
-    cost more CPU than the statement (about 105 of 190 µs). On a PostgreSQL connection in
-    autocommit (one statement is its own transaction there) the statement runs on the
-    driver: the SQL is SQLAlchemy's own compilation, and every value goes through its column
-    type's bind processor, so the database receives what SQLAlchemy would send. Anywhere
-    else (SQLite, a session, a transaction) it runs through SQLAlchemy. Rows come back as
-    mappings by column name, as asyncpg decodes them on the driver path: use it for
-    statements returning UUIDs, text, numbers and timestamps only.
-
-    `statements` is the statement, or one per dialect name when their spellings differ.
-    On the driver path an error is asyncpg's own; a connection the error closed is taken out
-    of the pool, as SQLAlchemy does after a disconnect."""
-
-    def __init__(
-        self,
-        statements: Executable | Mapping[str, Executable],
-        keys: Sequence[str] | None = None,
-    ) -> None:
-        self._statements = statements
-        postgresql = statements["postgresql"] if isinstance(statements, Mapping) else statements
-        compiled = cast(
-            SQLCompiler,
-            cast(ClauseElement, postgresql).compile(
-                dialect=_ASYNCPG, column_keys=list(keys) if keys is not None else None
-            ),
-        )
-        self.sql = compiled.string
-        self._names = tuple(compiled.positiontup or ())
-        self._fixed = {name: bind.value for name, bind in compiled.binds.items()}
-        self._processors = {
-            name: processor
-            for name in self._names
-            if (
-                processor := compiled.binds[name]
-                .type.dialect_impl(_ASYNCPG)
-                .bind_processor(_ASYNCPG)
-            )
-        }
-
-    async def rows(self, db: Executor, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        """The rows the statement returns, as mappings by column name."""
-        driver = await self._driver(db)
-        if driver is not None:
-            records: list[Mapping[str, Any]] = await self._run(db, driver, "fetch", params)
-            return records
-        result = await db.execute(self._statement_for(db), params)
-        return [cast(Mapping[str, Any], row._mapping) for row in result]
-
-    async def rowcount(self, db: Executor, params: Mapping[str, Any]) -> int:
-        """The number of rows the statement wrote."""
-        driver = await self._driver(db)
-        if driver is not None:
-            status: str = await self._run(db, driver, "execute", params)
-            return int(status.rsplit(" ", 1)[-1])
-        result = await db.execute(self._statement_for(db), params)
-        return int(getattr(result, "rowcount", 0))
-
-    def _statement_for(self, db: Executor) -> Executable:
-        if isinstance(self._statements, Mapping):
-            return self._statements[dialect_of(db)]
-        return self._statements
-
-    def _args(self, params: Mapping[str, Any]) -> list[Any]:
-        args = []
-        for name in self._names:
-            value = params[name] if name in params else self._fixed[name]
-            processor = self._processors.get(name)
-            args.append(processor(value) if processor is not None else value)
-        return args
-
-    @staticmethod
-    async def _driver(db: Executor) -> Any | None:
-        """asyncpg's connection under `db` when `db` is a PostgreSQL connection in
-        autocommit; None otherwise."""
-        if not isinstance(db, AsyncConnection) or db.dialect.name != "postgresql":
-            return None
-        sync = db.sync_connection
-        if sync is None or sync.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            return None
-        return (await db.get_raw_connection()).driver_connection
-
-    async def _run(self, db: Executor, driver: Any, method: str, params: Mapping[str, Any]) -> Any:
-        try:
-            return await getattr(driver, method)(self.sql, *self._args(params))
-        except BaseException as exc:
-            if (driver.is_closed() or broken_connection(exc)) and isinstance(db, AsyncConnection):
-                await db.invalidate()
-            raise
-
-
 @contextlib.asynccontextmanager
-async def read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+async def _read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A read-only transaction over one consistent snapshot of the whole database, for
     audits that must see every committed change whole or not at all while writers go on.
 
@@ -430,15 +305,6 @@ async def read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
             await conn.execution_options(**{_READ_ONLY: True})
         async with conn.begin():
             yield conn
-
-
-def engine_of(factory: async_sessionmaker[AsyncSession]) -> AsyncEngine:
-    """The engine a session factory is bound to: hot paths skip the session and run Core
-    statements on one of its connections."""
-    bind = factory.kw.get("bind")
-    if not isinstance(bind, AsyncEngine):
-        raise TypeError("the session factory is not bound to an async engine")
-    return bind
 
 
 # --- The one way to the database -----------------------------------------------------------
@@ -464,6 +330,11 @@ class Runner:
         """Every row the statement returns, as mappings by column name."""
         result = await self._result(statement, params)
         return list(result.mappings())
+
+    async def tuples(self, statement: Executable, params: Params = None) -> list[Row[Any]]:
+        """Every row the statement returns, as named tuples (for reports that unpack them)."""
+        result = await self._result(statement, params)
+        return list(result.all())
 
     async def first(self, statement: Executable, params: Params = None) -> RowMapping | None:
         """The first row the statement returns, or None."""
@@ -522,7 +393,7 @@ class Database(Runner):
         """A read-only transaction over one consistent snapshot of the whole database
         (PostgreSQL REPEATABLE READ READ ONLY; SQLite a deferred WAL read), for audits and
         lists that must see every committed change whole or not at all."""
-        async with read_snapshot(self.engine) as connection:
+        async with _read_snapshot(self.engine) as connection:
             yield Transaction(connection)
 
     async def _result(self, statement: Executable, params: Params) -> Any:

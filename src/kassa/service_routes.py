@@ -9,7 +9,7 @@ import fastapi_offline
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from sqlalchemy import text
+from sqlalchemy import literal, select
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
@@ -19,6 +19,7 @@ from kassa.observability.metrics import render_metrics
 router = APIRouter(include_in_schema=False)
 SWAGGER_STATIC = Path(fastapi_offline.__file__).parent / "static"
 READY_TIMEOUT_SECONDS = 2.0
+_PING = select(literal(1))
 
 
 def docs_static() -> StaticFiles:
@@ -36,8 +37,7 @@ async def readyz(request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
 
     async def database() -> None:
-        async with container.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await container.db.scalar(_PING)
 
     try:
         await asyncio.wait_for(database(), READY_TIMEOUT_SECONDS)

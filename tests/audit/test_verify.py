@@ -28,7 +28,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "kassa"
 
 
 async def _verify(api: Api, **kwargs: Any) -> list[str]:
-    auditor = BooksAuditor(api.container.engine, processor_records=True, **kwargs)
+    auditor = BooksAuditor(api.container.db, processor_records=True, **kwargs)
     report = await auditor.verify()
     return [str(m) for m in report.mismatches]
 
@@ -59,7 +59,7 @@ async def test_a_full_lifecycle_verifies_against_the_processors_records(books: A
     canceled = await create_payment(books.client, user)
     await books.client.post(f"/api/payments/{canceled['id']}/cancel", headers=user.headers)
 
-    report = await BooksAuditor(books.container.engine, processor_records=True).verify()
+    report = await BooksAuditor(books.container.db, processor_records=True).verify()
     assert report.mismatches == []
     assert (report.payments, report.processor_charges, report.processor_refunds) == (4, 2, 2)
 
@@ -89,7 +89,7 @@ async def test_refunds_committed_between_the_verifiers_reads_are_no_mismatch(
             finally:
                 refunding = False
 
-    engine = books.container.engine.sync_engine
+    engine = books.container.db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", between_reads)
     try:
         mismatches = await _verify(books, batch_size=5)  # several batches: more reads
@@ -137,7 +137,7 @@ async def test_a_refund_the_processor_made_twice_is_reported(books: Api) -> None
     assert await _verify(books) == []
     # A second refund at the processor against the same charge that kassa's books do not
     # hold (what a retried request that re-ran the refund under a new reference leaves).
-    async with books.container.engine.begin() as db:
+    async with books.container.db.engine.begin() as db:
         charge = await db.scalar(
             select(Payment.processor_reference).where(Payment.id == uuid.UUID(payment["id"]))
         )
@@ -160,7 +160,7 @@ async def test_a_refund_the_processor_made_twice_is_reported(books: Api) -> None
 async def test_a_charged_payment_without_its_processor_charge_is_reported(books: Api) -> None:
     user = await register_user(books.client)
     payment = await completed_payment(books.client, user, amount=2500)
-    async with books.container.engine.begin() as db:
+    async with books.container.db.engine.begin() as db:
         await db.execute(
             delete(SimulatorCharge).where(
                 SimulatorCharge.reference == f"kassa_charge_{uuid.UUID(payment['id']).hex}"
@@ -172,7 +172,7 @@ async def test_a_charged_payment_without_its_processor_charge_is_reported(books:
 
 
 async def test_a_processor_charge_of_no_payment_is_reported(books: Api) -> None:
-    async with books.container.engine.begin() as db:
+    async with books.container.db.engine.begin() as db:
         await db.execute(
             insert(SimulatorCharge).values(
                 reference=f"kassa_charge_{uuid.uuid4().hex}",

@@ -111,8 +111,7 @@ def test_memory_below_argon2s_minimum_for_the_lanes_is_refused() -> None:
 
 
 async def stored_hash(api: Api, email: str) -> str:
-    async with api.container.sessions() as session:
-        user = await repository.get_user_by_email_key(session, email_key(email))
+    user = await repository.get_user_by_email_key(api.container.db, email_key(email))
     assert user is not None
     return user.password_hash
 

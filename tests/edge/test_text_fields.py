@@ -367,7 +367,7 @@ async def test_a_database_error_logs_no_statement_parameters(
     tag = uuid.uuid4().hex[:10]
     name = f"doomed-{tag}"
     email = f"doomed-{tag}@example.com"
-    engine = api.container.engine
+    engine = api.container.db.engine
     # A trigger that fails the insert of this one user with a plain database error (not an
     # integrity error, which registration turns into 409): the statement carries the
     # name, the email and the password's hash.

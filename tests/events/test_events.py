@@ -35,11 +35,10 @@ async def _oldest_first(api: Api, user: User, **params: Any) -> list[dict[str, A
 
 
 async def _count(api: Api, model: Any, user: User) -> int:
-    async with api.container.sessions() as session:
-        result = await session.execute(
-            select(func.count()).select_from(model).where(model.user_id == uuid.UUID(user.id))
-        )
-        return int(result.scalar_one())
+    count = await api.container.db.scalar(
+        select(func.count()).select_from(model).where(model.user_id == uuid.UUID(user.id))
+    )
+    return int(count)
 
 
 async def test_every_state_change_of_a_refunded_payment_is_an_event(api: Api) -> None:
@@ -143,8 +142,8 @@ async def test_the_outbox_rolls_back_with_the_business_transaction(api: Api) -> 
         pass
 
     async def business_transaction() -> None:
-        async with api.container.sessions.begin() as session:
-            await EventService.record(session, user_id, "payment.created", obj, datetime.now(UTC))
+        async with api.container.db.transaction() as db:
+            await EventService.record(db, user_id, "payment.created", obj, datetime.now(UTC))
             raise Boom  # anything failing later in the same business transaction
 
     with pytest.raises(Boom):
@@ -152,8 +151,8 @@ async def test_the_outbox_rolls_back_with_the_business_transaction(api: Api) -> 
     assert await _count(api, Event, user) == 0
     assert await _count(api, WebhookDelivery, user) == 0
 
-    async with api.container.sessions.begin() as session:
-        await EventService.record(session, user_id, "payment.created", obj, datetime.now(UTC))
+    async with api.container.db.transaction() as db:
+        await EventService.record(db, user_id, "payment.created", obj, datetime.now(UTC))
     assert await _count(api, Event, user) == 1
     assert await _count(api, WebhookDelivery, user) == 1
 
@@ -180,11 +179,10 @@ async def test_a_failure_after_the_event_leaves_neither_the_change_nor_its_event
         "payment.created",
         "payment.processing",
     ]
-    async with api.container.sessions() as session:
-        queued = await session.execute(
-            select(WebhookDelivery.event_type).where(WebhookDelivery.user_id == uuid.UUID(user.id))
-        )
-        assert sorted(queued.scalars()) == ["payment.created", "payment.processing"]
+    queued = await api.container.db.tuples(
+        select(WebhookDelivery.event_type).where(WebhookDelivery.user_id == uuid.UUID(user.id))
+    )
+    assert sorted(kind for (kind,) in queued) == ["payment.created", "payment.processing"]
 
 
 async def test_pages_visit_every_event_once_newest_first(api: Api) -> None:
@@ -282,20 +280,19 @@ async def test_another_users_events_are_invisible(api: Api) -> None:
 
 
 async def _deliveries(api: Api, user: User) -> list[tuple[Any, ...]]:
-    async with api.container.sessions() as session:
-        result = await session.execute(
-            select(
-                WebhookDelivery.id,
-                WebhookDelivery.status,
-                WebhookDelivery.attempt_count,
-                WebhookDelivery.window_started_at,
-                WebhookDelivery.next_attempt_at,
-                WebhookDelivery.updated_at,
-            )
-            .where(WebhookDelivery.user_id == uuid.UUID(user.id))
-            .order_by(WebhookDelivery.id)
+    rows = await api.container.db.tuples(
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.status,
+            WebhookDelivery.attempt_count,
+            WebhookDelivery.window_started_at,
+            WebhookDelivery.next_attempt_at,
+            WebhookDelivery.updated_at,
         )
-        return [tuple(row) for row in result.all()]
+        .where(WebhookDelivery.user_id == uuid.UUID(user.id))
+        .order_by(WebhookDelivery.id)
+    )
+    return [tuple(row) for row in rows]
 
 
 async def test_a_refused_redelivery_queues_nothing(api: Api) -> None:

@@ -202,7 +202,7 @@ async def test_a_stalled_holder_whose_claim_was_taken_over_cannot_commit_a_secon
     replay = await a.client.post("/api/payments", json=payment_body(), headers=headers)
     assert replay.json()["id"] == taken_over.json()["id"]
     assert replay.headers["Idempotent-Replayed"] == "true"
-    async with b.container.engine.connect() as conn:
+    async with b.container.db.engine.connect() as conn:
         made = await conn.scalars(
             text("SELECT id FROM payment WHERE user_id = :u"),
             {"u": uuid.UUID(user.id).hex if b.container.settings.is_sqlite else user.id},

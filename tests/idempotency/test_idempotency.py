@@ -31,7 +31,7 @@ async def test_same_key_and_body_replays_first_response_without_creating_twice(a
     assert second.json() == first.json()
     assert second.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
-    async with api.container.engine.connect() as conn:
+    async with api.container.db.engine.connect() as conn:
         count = await conn.scalar(
             text("SELECT count(*) FROM payment WHERE user_id = :u"),
             {"u": uuid.UUID(user.id).hex if api.container.settings.is_sqlite else user.id},
@@ -245,7 +245,7 @@ async def test_record_keeps_a_hash_never_the_request_body(api: Api) -> None:
         headers={**user.headers, "Idempotency-Key": k},
     )
     assert response.status_code == 201
-    async with api.container.engine.connect() as conn:
+    async with api.container.db.engine.connect() as conn:
         row = (
             await conn.execute(
                 text("SELECT fingerprint, response_body FROM idempotency_record WHERE key = :k"),

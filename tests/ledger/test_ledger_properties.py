@@ -95,23 +95,21 @@ async def _act(api: Api, user: User, model: Model, action: tuple[Any, ...]) -> N
 
 
 async def _balances(api: Api, payment_id: str) -> dict[str, int]:
-    async with api.container.sessions() as session:
-        rows = await session.execute(
-            select(LedgerEntry.account, func.sum(LedgerEntry.amount))
-            .where(LedgerEntry.payment_id == uuid.UUID(payment_id))
-            .group_by(LedgerEntry.account)
-        )
-        return {account: int(total) for account, total in rows}
+    rows = await api.container.db.tuples(
+        select(LedgerEntry.account, func.sum(LedgerEntry.amount))
+        .where(LedgerEntry.payment_id == uuid.UUID(payment_id))
+        .group_by(LedgerEntry.account)
+    )
+    return {account: int(total) for account, total in rows}
 
 
 async def _postings_balance(api: Api, payment_id: str) -> list[int]:
-    async with api.container.sessions() as session:
-        rows = await session.execute(
-            select(func.sum(LedgerEntry.amount))
-            .where(LedgerEntry.payment_id == uuid.UUID(payment_id))
-            .group_by(LedgerEntry.posting_id, LedgerEntry.currency)
-        )
-        return [int(total) for (total,) in rows]
+    rows = await api.container.db.tuples(
+        select(func.sum(LedgerEntry.amount))
+        .where(LedgerEntry.payment_id == uuid.UUID(payment_id))
+        .group_by(LedgerEntry.posting_id, LedgerEntry.currency)
+    )
+    return [int(total) for (total,) in rows]
 
 
 @pytest.fixture
@@ -157,5 +155,5 @@ async def test_any_sequence_of_charges_and_refunds_keeps_the_ledger_balanced(
         assert balances.get(CLEARING, 0) == kept
         assert set(balances) <= {CLEARING, payable_account(uuid.UUID(user.id))}
         assert all(total == 0 for total in await _postings_balance(api, model.payment_id))
-    report = await BooksAuditor(api.container.engine, processor_records=False).verify()
+    report = await BooksAuditor(api.container.db, processor_records=False).verify()
     assert [str(m) for m in report.mismatches] == []

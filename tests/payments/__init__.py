@@ -97,11 +97,10 @@ def random_visa() -> str:
 
 
 async def count_payments(api: Api, user: User) -> int:
-    async with api.container.sessions() as session:
-        result = await session.execute(
-            select(func.count()).select_from(Payment).where(Payment.user_id == uuid.UUID(user.id))
-        )
-        return int(result.scalar_one())
+    count = await api.container.db.scalar(
+        select(func.count()).select_from(Payment).where(Payment.user_id == uuid.UUID(user.id))
+    )
+    return int(count)
 
 
 async def dump_database(engine: AsyncEngine) -> dict[str, list[str]]:

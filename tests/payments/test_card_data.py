@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from kassa.payments.models import PaymentSecret
-from tests.conftest import Api, User, card_details, create_payment, register_user
+from tests.conftest import Api, User, card_details, create_payment, register_user, stored
 from tests.payments import dump_database, random_visa, rows_about, without_ids
 from tests.payments.test_process import UnavailableProcessor
 
@@ -15,8 +15,7 @@ CVC = "9173"
 
 
 async def _secret(api: Api, payment_id: str) -> PaymentSecret | None:
-    async with api.container.sessions() as session:
-        return await session.get(PaymentSecret, uuid.UUID(payment_id))
+    return await stored(api.container.db, PaymentSecret, uuid.UUID(payment_id))
 
 
 async def _card_payment(api: Api, number: str) -> tuple[User, dict[str, Any]]:
@@ -39,7 +38,7 @@ def _assert_nowhere_in_clear(dump: dict[str, list[str]], number: str, payment_id
 async def test_created_payment_stores_neither_number_nor_cvc_in_clear(api: Api) -> None:
     number = random_visa()
     _, payment = await _card_payment(api, number)
-    dump = await dump_database(api.container.engine)
+    dump = await dump_database(api.container.db.engine)
     _assert_nowhere_in_clear(dump, number, payment["id"])
 
 
@@ -59,7 +58,7 @@ async def test_processing_destroys_the_vaulted_card_data(api: Api) -> None:
     )
     assert response.json()["status"] == "completed"
     assert await _secret(api, payment["id"]) is None
-    _assert_nowhere_in_clear(await dump_database(api.container.engine), number, payment["id"])
+    _assert_nowhere_in_clear(await dump_database(api.container.db.engine), number, payment["id"])
 
 
 async def test_a_failed_charge_destroys_the_vaulted_card_data(api: Api) -> None:
@@ -77,7 +76,7 @@ async def test_canceling_destroys_the_vaulted_card_data(api: Api) -> None:
     response = await api.client.post(f"/api/payments/{payment['id']}/cancel", headers=user.headers)
     assert response.status_code == 200
     assert await _secret(api, payment["id"]) is None
-    _assert_nowhere_in_clear(await dump_database(api.container.engine), number, payment["id"])
+    _assert_nowhere_in_clear(await dump_database(api.container.db.engine), number, payment["id"])
 
 
 async def test_wallet_token_is_never_stored_in_clear(api: Api) -> None:
@@ -85,7 +84,7 @@ async def test_wallet_token_is_never_stored_in_clear(api: Api) -> None:
     token = f"tok_{uuid.uuid4().hex}"
     details = {"wallet": "apple_pay", "token": token}
     payment = await create_payment(api.client, user, method="digital_wallet", details=details)
-    dump = await dump_database(api.container.engine)
+    dump = await dump_database(api.container.db.engine)
     assert token not in "\n".join(row for rows in dump.values() for row in rows)
     await api.client.post(
         "/api/payments/process", json={"payment_id": payment["id"]}, headers=user.headers
@@ -108,7 +107,7 @@ async def test_unknown_outcome_destroys_the_cvc_but_keeps_the_sealed_number(
     assert secret.sealed
     assert secret.cvc_sealed is None
     assert secret.cvc_key_id is None
-    _assert_nowhere_in_clear(await dump_database(api.container.engine), number, payment["id"])
+    _assert_nowhere_in_clear(await dump_database(api.container.db.engine), number, payment["id"])
 
 
 async def test_api_responses_never_carry_the_number_or_cvc(api: Api) -> None:

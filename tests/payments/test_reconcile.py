@@ -125,12 +125,11 @@ async def _transactions(api: Api, user: User, kind: str) -> list[dict[str, Any]]
 
 
 async def _charge_postings(api: Api, payment_id: str) -> int:
-    async with api.container.sessions() as session:
-        count = await session.scalar(
-            select(func.count(func.distinct(LedgerEntry.posting_id))).where(
-                LedgerEntry.payment_id == uuid.UUID(payment_id), LedgerEntry.kind == "charge"
-            )
+    count = await api.container.db.scalar(
+        select(func.count(func.distinct(LedgerEntry.posting_id))).where(
+            LedgerEntry.payment_id == uuid.UUID(payment_id), LedgerEntry.kind == "charge"
         )
+    )
     return int(count or 0)
 
 
@@ -271,10 +270,10 @@ async def test_a_processor_is_never_called_while_a_transaction_is_open(api_facto
         container: Any = None
 
         async def _watch(self, operation: str) -> None:
-            checked_out = self.container.engine.pool.checkedout()
+            checked_out = self.container.db.engine.pool.checkedout()
             in_transaction = 0
-            if self.container.engine.dialect.name == "postgresql":
-                async with self.container.engine.connect() as conn:
+            if self.container.db.engine.dialect.name == "postgresql":
+                async with self.container.db.engine.connect() as conn:
                     in_transaction = int(
                         await conn.scalar(
                             text(
@@ -375,14 +374,11 @@ async def test_worker_round_reconciles_and_purges_expired_idempotency_keys(
     assert await _charge_postings(api, payment["id"]) == 1
 
     async def record_exists() -> bool:
-        async with api.container.sessions() as session:
-            found = await session.scalar(
-                select(func.count())
-                .select_from(IdempotencyRecord)
-                .where(
-                    IdempotencyRecord.user_id == uuid.UUID(user.id), IdempotencyRecord.key == key
-                )
-            )
+        found = await api.container.db.scalar(
+            select(func.count())
+            .select_from(IdempotencyRecord)
+            .where(IdempotencyRecord.user_id == uuid.UUID(user.id), IdempotencyRecord.key == key)
+        )
         return bool(found)
 
     assert await record_exists()  # kept for 24 hours

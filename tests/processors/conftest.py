@@ -24,9 +24,8 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import create_engine, create_session_factory
+from kassa.db import Database, create_engine
 from kassa.payments.service import charge_reference
 from kassa.processors.base import Processor
 from kassa.processors.customers import CustomerStore, MemoryCustomerStore
@@ -64,11 +63,12 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def store_sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Sessions for what a processor keeps on its side (simulator records, customers)."""
-    engine = create_engine(database_url)
-    yield create_session_factory(engine)
-    await engine.dispose()
+async def store_db(database_url: str) -> AsyncIterator[Database]:
+    """The database handle for what a processor keeps on its side (simulator records,
+    customers)."""
+    db = Database(create_engine(database_url))
+    yield db
+    await db.dispose()
 
 
 # localstripe -------------------------------------------------------------------------------
@@ -159,12 +159,12 @@ class Backend:
     _made: list[tuple[Processor, CustomerStore | None]] = field(default_factory=list)
     _url: str = ""
 
-    def processor(self, sessions: async_sessionmaker[AsyncSession] | None = None) -> Processor:
-        """A fresh processor; with `sessions`, it keeps its own records in the database."""
+    def processor(self, db: Database | None = None) -> Processor:
+        """A fresh processor; with `db`, it keeps its own records in the database."""
         made: Processor
         customers: CustomerStore | None = None
         if self.name == "simulator":
-            made = SimulatorProcessor(DatabaseSimulatorStore(sessions) if sessions else None)
+            made = SimulatorProcessor(DatabaseSimulatorStore(db) if db else None)
         else:
             customers = MemoryCustomerStore()
             made = stripe_processor(self._url, customers)
@@ -181,36 +181,32 @@ class Backend:
         self,
         user_id: str,
         payment_ids: list[str],
-        sessions: async_sessionmaker[AsyncSession] | None = None,
+        db: Database | None = None,
     ) -> int:
         """Succeeded charges the processor holds for these payments."""
         if self.localstripe is not None:
             return len(await self.localstripe.succeeded_charges(await self.customer_of(user_id)))
-        assert sessions is not None
+        assert db is not None
         references = [charge_reference(uuid.UUID(p)) for p in payment_ids]
-        async with sessions() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(SimulatorCharge)
-                .where(SimulatorCharge.reference.in_(references))
-                .where(SimulatorCharge.outcome == "succeeded")
-            )
+        count = await db.scalar(
+            select(func.count())
+            .select_from(SimulatorCharge)
+            .where(SimulatorCharge.reference.in_(references))
+            .where(SimulatorCharge.outcome == "succeeded")
+        )
         return int(count or 0)
 
-    async def refunds_made(
-        self, processor_reference: str, sessions: async_sessionmaker[AsyncSession] | None = None
-    ) -> list[int]:
+    async def refunds_made(self, processor_reference: str, db: Database | None = None) -> list[int]:
         """The amounts refunded at the processor for one charge."""
         if self.localstripe is not None:
             return sorted(r["amount"] for r in await self.localstripe.refunds(processor_reference))
-        assert sessions is not None
-        async with sessions() as session:
-            amounts = await session.scalars(
-                select(SimulatorRefund.amount).where(
-                    SimulatorRefund.charge_reference == processor_reference
-                )
+        assert db is not None
+        rows = await db.tuples(
+            select(SimulatorRefund.amount).where(
+                SimulatorRefund.charge_reference == processor_reference
             )
-            return sorted(amounts)
+        )
+        return sorted(amount for (amount,) in rows)
 
     async def aclose(self) -> None:
         for made, _ in self._made:

@@ -10,8 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kassa.db import Database
 from kassa.processors.base import (
     CardData,
     ChargeDeclined,
@@ -24,7 +24,7 @@ from kassa.processors.base import (
     WalletData,
 )
 from kassa.processors.faults import Fault, FaultInjectingProcessor
-from tests.conftest import Api, User, card_details, create_payment, register_user
+from tests.conftest import Api, User, card_details, create_payment, register_user, stored
 from tests.processors.conftest import Backend
 
 CONTRACT_FAILURE_CODES = {code.value for code in FailureCode}
@@ -167,28 +167,27 @@ async def _payment(api: Api, user: User, payment_id: str) -> dict[str, Any]:
 async def _stored_reference(api: Api, payment_id: str) -> str | None:
     from kassa.payments.models import Payment
 
-    async with api.container.sessions() as session:
-        payment = await session.get(Payment, uuid.UUID(payment_id))
-        assert payment is not None
-        return payment.processor_reference
+    payment = await stored(api.container.db, Payment, uuid.UUID(payment_id))
+    assert payment is not None
+    return payment.processor_reference
 
 
 async def test_a_payment_completes_and_the_money_moves_once(
-    backend: Backend, api_factory: Any, store_sessions: async_sessionmaker[AsyncSession]
+    backend: Backend, api_factory: Any, store_db: Database
 ) -> None:
-    api: Api = await api_factory(processor=backend.processor(store_sessions))
+    api: Api = await api_factory(processor=backend.processor(store_db))
     user = await register_user(api.client)
     payment = await create_payment(api.client, user, details=card_details(backend.approved_card))
     response = await _process(api, user, payment["id"])
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "completed"
-    assert await backend.money_moved(user.id, [payment["id"]], store_sessions) == 1
+    assert await backend.money_moved(user.id, [payment["id"]], store_db) == 1
 
 
 async def test_a_declined_payment_fails_with_a_contract_failure_code(
-    backend: Backend, api_factory: Any, store_sessions: async_sessionmaker[AsyncSession]
+    backend: Backend, api_factory: Any, store_db: Database
 ) -> None:
-    api: Api = await api_factory(processor=backend.processor(store_sessions))
+    api: Api = await api_factory(processor=backend.processor(store_db))
     user = await register_user(api.client)
     payment = await create_payment(api.client, user, details=card_details(backend.declined_card))
     body = (await _process(api, user, payment["id"])).json()
@@ -199,9 +198,9 @@ async def test_a_declined_payment_fails_with_a_contract_failure_code(
 
 
 async def test_the_processor_reference_is_stored_before_the_charge(
-    backend: Backend, api_factory: Any, store_sessions: async_sessionmaker[AsyncSession]
+    backend: Backend, api_factory: Any, store_db: Database
 ) -> None:
-    faulty = FaultInjectingProcessor(backend.processor(store_sessions))
+    faulty = FaultInjectingProcessor(backend.processor(store_db))
     faulty.plan("charge", Fault.LOSE_REQUEST)
     api: Api = await api_factory(processor=faulty)
     user = await register_user(api.client)
@@ -216,7 +215,7 @@ async def test_the_processor_reference_is_stored_before_the_charge(
         assert stored.startswith("pi_")
     await _reconcile(api)
     assert (await _payment(api, user, payment["id"]))["status"] == "completed"
-    assert await backend.money_moved(user.id, [payment["id"]], store_sessions) == 1
+    assert await backend.money_moved(user.id, [payment["id"]], store_db) == 1
 
 
 @pytest.mark.parametrize(
@@ -233,11 +232,11 @@ async def test_the_processor_reference_is_stored_before_the_charge(
 async def test_an_unknown_outcome_stays_processing_and_reconciles_to_one_charge(
     backend: Backend,
     api_factory: Any,
-    store_sessions: async_sessionmaker[AsyncSession],
+    store_db: Database,
     operation: str,
     fault: Fault,
 ) -> None:
-    faulty = FaultInjectingProcessor(backend.processor(store_sessions), hang_seconds=0.2)
+    faulty = FaultInjectingProcessor(backend.processor(store_db), hang_seconds=0.2)
     faulty.plan(operation, fault)
     api: Api = await api_factory(processor=faulty)
     user = await register_user(api.client)
@@ -254,14 +253,14 @@ async def test_an_unknown_outcome_stays_processing_and_reconciles_to_one_charge(
         expected = ("failed", "processor_error", 0)
     else:
         expected = ("completed", None, 1)
-    moved = await backend.money_moved(user.id, [payment["id"]], store_sessions)
+    moved = await backend.money_moved(user.id, [payment["id"]], store_db)
     assert (settled["status"], settled["failure_code"], moved) == expected
 
 
 async def test_a_decline_whose_answer_was_lost_reconciles_to_failed(
-    backend: Backend, api_factory: Any, store_sessions: async_sessionmaker[AsyncSession]
+    backend: Backend, api_factory: Any, store_db: Database
 ) -> None:
-    faulty = FaultInjectingProcessor(backend.processor(store_sessions))
+    faulty = FaultInjectingProcessor(backend.processor(store_db))
     faulty.plan("charge", Fault.LOSE_ANSWER)
     api: Api = await api_factory(processor=faulty)
     user = await register_user(api.client)
@@ -271,13 +270,13 @@ async def test_a_decline_whose_answer_was_lost_reconciles_to_failed(
     await _reconcile(api)
     settled = await _payment(api, user, payment["id"])
     assert (settled["status"], settled["failure_code"]) == ("failed", "card_declined")
-    assert await backend.money_moved(user.id, [payment["id"]], store_sessions) == 0
+    assert await backend.money_moved(user.id, [payment["id"]], store_db) == 0
 
 
 async def test_full_and_partial_refunds_through_kassa(
-    backend: Backend, api_factory: Any, store_sessions: async_sessionmaker[AsyncSession]
+    backend: Backend, api_factory: Any, store_db: Database
 ) -> None:
-    api: Api = await api_factory(processor=backend.processor(store_sessions))
+    api: Api = await api_factory(processor=backend.processor(store_db))
     user = await register_user(api.client)
     payment = await create_payment(
         api.client, user, amount=5000, details=card_details(backend.approved_card)
@@ -293,13 +292,13 @@ async def test_full_and_partial_refunds_through_kassa(
     assert (settled["status"], settled["amount_refunded"]) == ("refunded", 5000)
     charge = await _stored_reference(api, payment["id"])
     assert charge is not None
-    assert await backend.refunds_made(charge, store_sessions) == [1200, 3800]
+    assert await backend.refunds_made(charge, store_db) == [1200, 3800]
 
 
 async def test_a_refund_whose_answer_was_lost_is_settled_once(
-    backend: Backend, api_factory: Any, store_sessions: async_sessionmaker[AsyncSession]
+    backend: Backend, api_factory: Any, store_db: Database
 ) -> None:
-    faulty = FaultInjectingProcessor(backend.processor(store_sessions))
+    faulty = FaultInjectingProcessor(backend.processor(store_db))
     faulty.plan("refund", Fault.LOSE_ANSWER)
     api: Api = await api_factory(processor=faulty)
     user = await register_user(api.client)
@@ -314,17 +313,17 @@ async def test_a_refund_whose_answer_was_lost_is_settled_once(
     assert (settled["status"], settled["amount_refunded"]) == ("partially_refunded", 400)
     charge = await _stored_reference(api, payment["id"])
     assert charge is not None
-    assert await backend.refunds_made(charge, store_sessions) == [400]
+    assert await backend.refunds_made(charge, store_db) == [400]
 
 
 @pytest.mark.parametrize("wallet", ["apple_pay", "google_pay", "paypal"])
 async def test_wallet_payments_through_kassa(
     backend: Backend,
     api_factory: Any,
-    store_sessions: async_sessionmaker[AsyncSession],
+    store_db: Database,
     wallet: str,
 ) -> None:
-    api: Api = await api_factory(processor=backend.processor(store_sessions))
+    api: Api = await api_factory(processor=backend.processor(store_db))
     user = await register_user(api.client)
     statuses = []
     for token in (backend.wallet_token, backend.declined_wallet_token):

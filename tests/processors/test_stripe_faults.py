@@ -18,7 +18,7 @@ from kassa.payments.models import Payment
 from kassa.processors.base import ProcessorUnavailable
 from kassa.processors.customers import MemoryCustomerStore
 from kassa.processors.stripe import StripeProcessor
-from tests.conftest import Api, User, card_details, create_payment, register_user
+from tests.conftest import Api, User, card_details, create_payment, register_user, stored
 from tests.processors.conftest import LocalStripe, stripe_processor
 from tests.processors.fault_proxy import Break, FaultProxy, fault_proxy
 
@@ -68,10 +68,9 @@ async def _charges(localstripe_url: str, customers: MemoryCustomerStore, user: U
 
 
 async def _intent_of(api: Api, payment_id: str) -> str | None:
-    async with api.container.sessions() as session:
-        payment = await session.get(Payment, uuid.UUID(payment_id))
-        assert payment is not None
-        return payment.processor_reference
+    payment = await stored(api.container.db, Payment, uuid.UUID(payment_id))
+    assert payment is not None
+    return payment.processor_reference
 
 
 @pytest.mark.parametrize(

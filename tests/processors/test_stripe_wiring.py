@@ -36,7 +36,7 @@ async def test_the_settings_build_a_stripe_connector_with_one_customer_per_user(
             user = await register_user(client)
             first = await completed_payment(client, user, details=card_details())
             second = await completed_payment(client, user, amount=777, details=card_details())
-        customer = await DatabaseCustomerStore(container.sessions, "stripe").get(user.id)
+        customer = await DatabaseCustomerStore(container.db, "stripe").get(user.id)
         assert customer is not None
         charges = await LocalStripe(localstripe_url).succeeded_charges(customer)
         assert sorted(c["amount"] for c in charges) == sorted([first["amount"], second["amount"]])

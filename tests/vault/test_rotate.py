@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from kassa.db import record_of
 from kassa.migrate import upgrade
 from kassa.payments.models import Payment, PaymentSecret
 from kassa.vault.fingerprint import KEY_ROW, VaultFingerprintKey
@@ -32,6 +33,7 @@ from tests.conftest import (
     migrated_postgres,
     migrated_sqlite,
     register_user,
+    stored,
 )
 from tests.payments import random_visa
 
@@ -59,22 +61,20 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 async def _secrets(api: Api) -> list[PaymentSecret]:
-    async with api.container.sessions() as session:
-        return list((await session.scalars(select(PaymentSecret))).all())
+    rows = await api.container.db.rows(select(PaymentSecret))
+    return [record_of(PaymentSecret, row) for row in rows]
 
 
 async def _fingerprint_kid(api: Api) -> str:
-    async with api.container.sessions() as session:
-        row = await session.get(VaultFingerprintKey, KEY_ROW)
-        assert row is not None
-        return row.key_id
+    row = await stored(api.container.db, VaultFingerprintKey, KEY_ROW)
+    assert row is not None
+    return row.key_id
 
 
 async def _fingerprint(api: Api, payment_id: str) -> str | None:
-    async with api.container.sessions() as session:
-        payment = await session.get(Payment, uuid.UUID(payment_id))
-        assert payment is not None
-        return payment.card_fingerprint
+    payment = await stored(api.container.db, Payment, uuid.UUID(payment_id))
+    assert payment is not None
+    return payment.card_fingerprint
 
 
 async def _pending_payments(api: Api, count: int) -> tuple[User, list[dict[str, Any]]]:
@@ -295,8 +295,7 @@ async def test_rotation_reseals_webhook_signing_secrets_so_the_old_key_can_go(
     rotating: Api = await api_factory(vault_keys=ROTATING, webhook_allow_private=True)
     report = await rotating.container.vault_rotator.rotate(batch_size=1)
     assert report.unreadable == 0
-    async with rotating.container.sessions() as session:
-        endpoint = await session.get(WebhookEndpoint, uuid.UUID(created.json()["id"]))
+    endpoint = await stored(rotating.container.db, WebhookEndpoint, uuid.UUID(created.json()["id"]))
     assert endpoint is not None
     assert endpoint.secret_key_id == "new"
     new_only = Vault(parse_vault_keys(NEW_KEY))

@@ -59,12 +59,11 @@ async def clean_webhooks(database_url: str) -> Any:
     yield
     from sqlalchemy import delete
 
-    from kassa.db import create_engine, create_session_factory
+    from kassa.db import Database, create_engine
     from kassa.webhooks.models import WebhookEndpoint
 
-    engine = create_engine(database_url, pool_size=1)
+    db = Database(create_engine(database_url, pool_size=1))
     try:
-        async with create_session_factory(engine).begin() as session:
-            await session.execute(delete(WebhookEndpoint))
+        await db.execute(delete(WebhookEndpoint))
     finally:
-        await engine.dispose()
+        await db.dispose()

@@ -293,7 +293,7 @@ async def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(
     endpoint = await create_webhook(api.client, user, receiver.url)
     await create_payment(api.client, user)
     impatient = WebhookDeliverer(
-        api.container.sessions,
+        api.container.db,
         Vault(api.container.settings.secrets.vault_keys),
         clock,
         require_https=False,

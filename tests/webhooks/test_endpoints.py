@@ -67,7 +67,7 @@ async def test_the_secret_is_not_stored_in_clear(public: Api) -> None:
     user = await register_user(public.client)
     secret = (await create_webhook(public.client, user, PUBLIC_URL))["secret"]
     raw = base64.b64decode(secret.removeprefix("whsec_"))
-    dump = await dump_database(public.container.engine)
+    dump = await dump_database(public.container.db.engine)
     for rows in dump.values():
         for row in rows:
             assert secret.removeprefix("whsec_") not in row
@@ -177,7 +177,7 @@ async def test_allowing_private_networks_allows_loopback_but_never_metadata(
 async def test_production_accepts_only_https(public: Api) -> None:
     service = public.container.webhooks
     production = WebhookService(
-        public.container.sessions,
+        public.container.db,
         service._vault,
         MovableClock(),
         event_types=service._event_types,

@@ -30,9 +30,8 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kassa.db import table_of
+from kassa.db import Runner, table_of
 from kassa.ledger.models import LedgerEntry
 from kassa.ledger.service import CLEARING
 from kassa.payments.models import Payment
@@ -76,16 +75,16 @@ def _hex(column: ColumnElement[Any]) -> ColumnElement[str]:
     return func.replace(cast(column, String), "-", "")
 
 
-async def count_payments(db: AsyncConnection) -> int:
+async def count_payments(db: Runner) -> int:
     return int(await db.scalar(select(func.count()).select_from(_PAYMENT)) or 0)
 
 
-async def count_postings(db: AsyncConnection) -> int:
+async def count_postings(db: Runner) -> int:
     query = select(func.count(func.distinct(_LEDGER.c.posting_id)))
     return int(await db.scalar(query) or 0)
 
 
-async def next_batch(db: AsyncConnection, after: uuid.UUID | None, size: int) -> Batch | None:
+async def next_batch(db: Runner, after: uuid.UUID | None, size: int) -> Batch | None:
     """The next `size` payments in id order after `after`; None when none are left."""
     ids = select(_PAYMENT.c.id)
     if after is not None:
@@ -97,7 +96,7 @@ async def next_batch(db: AsyncConnection, after: uuid.UUID | None, size: int) ->
     return Batch(after, last)
 
 
-async def unbalanced_postings(db: AsyncConnection, limit: int) -> Sequence[Any]:
+async def unbalanced_postings(db: Runner, limit: int) -> Sequence[Any]:
     total = func.sum(_LEDGER.c.amount)
     query = (
         select(_LEDGER.c.posting_id, _LEDGER.c.currency, total.label("total"))
@@ -105,18 +104,16 @@ async def unbalanced_postings(db: AsyncConnection, limit: int) -> Sequence[Any]:
         .having(total != 0)
         .limit(limit)
     )
-    return (await db.execute(query)).all()
+    return await db.tuples(query)
 
 
-async def lines_of_unknown_payments(db: AsyncConnection, limit: int) -> Sequence[Any]:
+async def lines_of_unknown_payments(db: Runner, limit: int) -> Sequence[Any]:
     known = exists().where(_PAYMENT.c.id == _LEDGER.c.payment_id)
     query = select(_LEDGER.c.payment_id).where(~known).distinct().limit(limit)
-    return (await db.execute(query)).all()
+    return await db.tuples(query)
 
 
-async def payment_totals_that_disagree(
-    db: AsyncConnection, batch: Batch, limit: int
-) -> Sequence[Any]:
+async def payment_totals_that_disagree(db: Runner, batch: Batch, limit: int) -> Sequence[Any]:
     """Payments whose ledger totals, succeeded refunds and amounts disagree: the ledger's
     clearing account holds +amount for a charged payment (0 otherwise) and −amount_refunded
     in refunds, and the succeeded refunds add up to amount_refunded."""
@@ -172,12 +169,10 @@ async def payment_totals_that_disagree(
         .order_by(p.id)
         .limit(limit)
     )
-    return (await db.execute(query)).all()
+    return await db.tuples(query)
 
 
-async def refunds_without_their_posting(
-    db: AsyncConnection, batch: Batch, limit: int
-) -> Sequence[Any]:
+async def refunds_without_their_posting(db: Runner, batch: Batch, limit: int) -> Sequence[Any]:
     """Refunds posted to the ledger unless they succeeded, or not posted though they did, or
     posted with another amount (a refund's posting carries its id on the payable line)."""
     posting = _LEDGER.alias("posting")
@@ -202,25 +197,23 @@ async def refunds_without_their_posting(
         .order_by(r.id)
         .limit(limit)
     )
-    return (await db.execute(query)).all()
+    return await db.tuples(query)
 
 
-async def postings_of_unknown_refunds(db: AsyncConnection, limit: int) -> Sequence[Any]:
+async def postings_of_unknown_refunds(db: Runner, limit: int) -> Sequence[Any]:
     known = exists().where(_REFUND.c.id == _LEDGER.c.refund_id)
     query = (
         select(_LEDGER.c.refund_id, _LEDGER.c.payment_id)
         .where(_LEDGER.c.refund_id.is_not(None), ~known)
         .limit(limit)
     )
-    return (await db.execute(query)).all()
+    return await db.tuples(query)
 
 
 # The processor's records (the simulator's tables) -------------------------------------------
 
 
-async def charges_that_disagree(
-    db: AsyncConnection, charge_prefix: str, limit: int
-) -> Sequence[Any]:
+async def charges_that_disagree(db: Runner, charge_prefix: str, limit: int) -> Sequence[Any]:
     """Payments whose processor charge is missing, failed, of another amount or another
     reference though they are charged; and payments charged at the processor though kassa
     says they are not (pending, failed, canceled)."""
@@ -259,11 +252,11 @@ async def charges_that_disagree(
         .order_by(p.id)
         .limit(limit)
     )
-    return (await db.execute(query)).all()
+    return await db.tuples(query)
 
 
 async def refunds_that_disagree_with_the_processor(
-    db: AsyncConnection, refund_prefix: str, limit: int
+    db: Runner, refund_prefix: str, limit: int
 ) -> Sequence[Any]:
     """Succeeded refunds (those posted to the ledger) without exactly one processor refund
     of their amount against their payment's charge, and failed refunds the processor made."""
@@ -304,11 +297,11 @@ async def refunds_that_disagree_with_the_processor(
         .order_by(r.id)
         .limit(limit)
     )
-    return (await db.execute(query)).all()
+    return await db.tuples(query)
 
 
 async def processor_charges_of_no_payment(
-    db: AsyncConnection, charge_prefix: str, limit: int
+    db: Runner, charge_prefix: str, limit: int
 ) -> Sequence[Any]:
     s = _SIM_CHARGE.c
     known = exists().where(s.reference == literal(charge_prefix) + _hex(_PAYMENT.c.id))
@@ -317,11 +310,11 @@ async def processor_charges_of_no_payment(
         .where(s.outcome == _SUCCEEDED, ~known)
         .limit(limit)
     )
-    return (await db.execute(query)).all()
+    return await db.tuples(query)
 
 
 async def processor_refunds_of_no_refund(
-    db: AsyncConnection, refund_prefix: str, limit: int
+    db: Runner, refund_prefix: str, limit: int
 ) -> Sequence[Any]:
     """Refunds the processor made that match no refund in kassa: money returned twice, or
     returned with nothing in the books."""
@@ -332,17 +325,17 @@ async def processor_refunds_of_no_refund(
         .where(s.outcome == _SUCCEEDED, ~known)
         .limit(limit)
     )
-    return (await db.execute(query)).all()
+    return await db.tuples(query)
 
 
-async def payment_of_charge(db: AsyncConnection, charge_reference: str) -> uuid.UUID | None:
+async def payment_of_charge(db: Runner, charge_reference: str) -> uuid.UUID | None:
     """The payment a processor charge belongs to (for naming it in a report)."""
     query = select(_PAYMENT.c.id).where(_PAYMENT.c.processor_reference == charge_reference)
     found: uuid.UUID | None = await db.scalar(query.limit(1))
     return found
 
 
-async def count_processor_records(db: AsyncConnection) -> tuple[int, int]:
+async def count_processor_records(db: Runner) -> tuple[int, int]:
     charges = await db.scalar(
         select(func.count()).select_from(_SIM_CHARGE).where(_SIM_CHARGE.c.outcome == _SUCCEEDED)
     )

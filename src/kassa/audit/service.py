@@ -39,10 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from kassa.audit import repository
-from kassa.db import read_snapshot
+from kassa.db import Database, Runner
 from kassa.payments.service import charge_reference
 from kassa.payments.states import CHARGED
 from kassa.refunds.service import refund_reference
@@ -80,13 +78,13 @@ class BooksAuditor:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         *,
         processor_records: bool,
         progress: Callable[[int, int], None] | None = None,
         batch_size: int = BATCH_SIZE,
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._processor_records = processor_records
         self._progress = progress or (lambda _done, _total: None)
         self._batch_size = batch_size
@@ -99,7 +97,7 @@ class BooksAuditor:
             if len(report.mismatches) < limit:
                 report.mismatches.append(Mismatch(what))
 
-        async with read_snapshot(self._engine) as db:
+        async with self._db.snapshot() as db:
             total = await repository.count_payments(db)
             report.postings = await repository.count_postings(db)
             for posting_id, currency, amount in await repository.unbalanced_postings(db, limit):
@@ -124,7 +122,7 @@ class BooksAuditor:
 
     async def _check_batch(
         self,
-        db: AsyncConnection,
+        db: Runner,
         batch: repository.Batch,
         note: Callable[[str], None],
         limit: int,
@@ -154,7 +152,7 @@ class BooksAuditor:
 
     async def _processor_orphans(
         self,
-        db: AsyncConnection,
+        db: Runner,
         report: VerifyReport,
         note: Callable[[str], None],
         limit: int,

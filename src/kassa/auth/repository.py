@@ -1,4 +1,4 @@
-"""Every auth query. Gets its session or connection; never commits."""
+"""Every auth query. Runs on the `Runner` it is given; never commits."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from kassa.auth.models import AuthSession, User
-from kassa.db import DriverStatement, Executor, table_of
+from kassa.db import Runner, record_of, table_of, values_of
 
 _SESSION = table_of(AuthSession)
 _USER = table_of(User)
 # Asked on every authenticated request: built once, only the columns a principal needs.
-_ACTIVE_SESSION_USER = DriverStatement(
+_ACTIVE_SESSION_USER = (
     select(_USER.c.id, _USER.c.name, _USER.c.email, _USER.c.created_at)
     .select_from(_SESSION.join(_USER, _USER.c.id == _SESSION.c.user_id))
     .where(
@@ -25,15 +24,48 @@ _ACTIVE_SESSION_USER = DriverStatement(
         _SESSION.c.expires_at > bindparam("now"),
     )
 )
+_GET_USER = select(_USER).where(_USER.c.id == bindparam("user"))
+_USER_BY_EMAIL_KEY = select(_USER).where(_USER.c.email_key == bindparam("email_key"))
+_INSERT_USER = _USER.insert()
+_INSERT_SESSION = _SESSION.insert()
+# A new hash replaces the one it was made beside, unless the password changed meanwhile.
+_REHASH = update(_USER).where(
+    _USER.c.id == bindparam("user"), _USER.c.password_hash == bindparam("old_hash")
+)
+_SET_PASSWORD = update(_USER).where(_USER.c.id == bindparam("user"))
 
 
-async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
-    return await session.get(User, user_id)
+async def get_user(db: Runner, user_id: uuid.UUID) -> User | None:
+    row = await db.first(_GET_USER, {"user": user_id})
+    return None if row is None else record_of(User, row)
 
 
-async def get_user_by_email_key(session: AsyncSession, email_key: str) -> User | None:
-    result = await session.execute(select(User).where(User.email_key == email_key))
-    return result.scalar_one_or_none()
+async def get_user_by_email_key(db: Runner, email_key: str) -> User | None:
+    row = await db.first(_USER_BY_EMAIL_KEY, {"email_key": email_key})
+    return None if row is None else record_of(User, row)
+
+
+async def insert_user(db: Runner, user: User) -> None:
+    await db.execute(_INSERT_USER, values_of(user))
+
+
+async def insert_session(db: Runner, session: AuthSession) -> None:
+    await db.execute(_INSERT_SESSION, values_of(session))
+
+
+async def replace_hash(db: Runner, user_id: uuid.UUID, old_hash: str, new_hash: str) -> None:
+    """Store `new_hash` unless the stored hash is no longer `old_hash`."""
+    await db.execute(_REHASH, {"user": user_id, "old_hash": old_hash, "password_hash": new_hash})
+
+
+async def set_password_hash(
+    db: Runner, user_id: uuid.UUID, password_hash: str, now: datetime
+) -> bool:
+    """False when there is no such user."""
+    written = await db.execute(
+        _SET_PASSWORD, {"user": user_id, "password_hash": password_hash, "updated_at": now}
+    )
+    return written == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,52 +77,51 @@ class SessionUser:
 
 
 async def get_active_session_user(
-    db: Executor, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+    db: Runner, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime
 ) -> SessionUser | None:
     """The user of a session that is neither revoked nor expired; None otherwise."""
-    rows = await _ACTIVE_SESSION_USER.rows(
-        db, {"session": session_id, "owner": user_id, "now": now}
+    found = await db.first(
+        _ACTIVE_SESSION_USER, {"session": session_id, "owner": user_id, "now": now}
     )
-    if not rows:
+    if found is None:
         return None
-    found = rows[0]
     return SessionUser(found["id"], found["name"], found["email"], found["created_at"])
 
 
 async def advance_refresh_generation(
-    session: AsyncSession, session_id: uuid.UUID, generation: int, now: datetime
+    db: Runner, session_id: uuid.UUID, generation: int, now: datetime
 ) -> bool:
     """Spend refresh generation `generation`; False when it was not the current one."""
-    result = await session.execute(
-        update(AuthSession)
+    written = await db.execute(
+        update(_SESSION)
         .where(
-            AuthSession.id == session_id,
-            AuthSession.refresh_generation == generation,
-            AuthSession.revoked_at.is_(None),
-            AuthSession.expires_at > now,
+            _SESSION.c.id == session_id,
+            _SESSION.c.refresh_generation == generation,
+            _SESSION.c.revoked_at.is_(None),
+            _SESSION.c.expires_at > now,
         )
         .values(refresh_generation=generation + 1)
     )
-    return bool(getattr(result, "rowcount", 0) == 1)
+    return written == 1
 
 
-async def revoke_session(session: AsyncSession, session_id: uuid.UUID, now: datetime) -> None:
-    await session.execute(
-        update(AuthSession)
-        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+async def revoke_session(db: Runner, session_id: uuid.UUID, now: datetime) -> None:
+    await db.execute(
+        update(_SESSION)
+        .where(_SESSION.c.id == session_id, _SESSION.c.revoked_at.is_(None))
         .values(revoked_at=now)
     )
 
 
 async def revoke_other_sessions(
-    session: AsyncSession, user_id: uuid.UUID, keep: uuid.UUID, now: datetime
+    db: Runner, user_id: uuid.UUID, keep: uuid.UUID, now: datetime
 ) -> None:
-    await session.execute(
-        update(AuthSession)
+    await db.execute(
+        update(_SESSION)
         .where(
-            AuthSession.user_id == user_id,
-            AuthSession.id != keep,
-            AuthSession.revoked_at.is_(None),
+            _SESSION.c.user_id == user_id,
+            _SESSION.c.id != keep,
+            _SESSION.c.revoked_at.is_(None),
         )
         .values(revoked_at=now)
     )

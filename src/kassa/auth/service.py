@@ -10,7 +10,6 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kassa.auth import repository
 from kassa.auth.errors import (
@@ -23,7 +22,7 @@ from kassa.auth.errors import (
 from kassa.auth.models import AuthSession, User
 from kassa.auth.passwords import Passwords
 from kassa.auth.tokens import InvalidToken, TokenCodec
-from kassa.db import autocommit_engine, engine_of, new_id
+from kassa.db import Database, new_id
 from kassa.errors import Unauthorized
 from kassa.observability.metrics import LOGIN_FAILURES
 from kassa.ratelimit.limiter import LoginThrottle
@@ -60,7 +59,7 @@ class IssuedTokens:
 class AuthService:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         tokens: TokenCodec,
         throttle: LoginThrottle,
         clock: Callable[[], datetime],
@@ -68,9 +67,7 @@ class AuthService:
         passwords: Passwords | None = None,
         password_throttle: LoginThrottle | None = None,
     ) -> None:
-        self._sessions = sessions
-        # Authentication is one statement on every request: no session, one round trip.
-        self._single = autocommit_engine(engine_of(sessions))
+        self._db = db
         self._tokens = tokens
         self._throttle = throttle
         # The current-password check of a password change is throttled per user like logins.
@@ -93,8 +90,7 @@ class AuthService:
             updated_at=now,
         )
         try:
-            async with self._sessions.begin() as session:
-                session.add(user)
+            await repository.insert_user(self._db, user)
         except IntegrityError:
             raise EmailTaken from None
         log.info("user_registered", user_id=str(user.id))
@@ -107,8 +103,7 @@ class AuthService:
         lockout = await self._throttle.reserve(key)
         if lockout.locked:
             raise TooManyAttempts(lockout.retry_after)
-        async with self._sessions() as session:
-            user = await repository.get_user_by_email_key(session, key)
+        user = await repository.get_user_by_email_key(self._db, key)
         ok = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             LOGIN_FAILURES.inc()
@@ -131,12 +126,12 @@ class AuthService:
             # the current ones, now that the password is known (hashed before the
             # transaction opens, so no transaction waits on Argon2).
             rehashed = await self._passwords.hash(password)
-        async with self._sessions.begin() as session:
-            session.add(auth_session)
-            if rehashed is not None:
-                stored = await session.get(User, user.id)
-                if stored is not None and stored.password_hash == user.password_hash:
-                    stored.password_hash = rehashed
+        if rehashed is None:
+            await repository.insert_session(self._db, auth_session)
+        else:
+            async with self._db.transaction() as db:
+                await repository.insert_session(db, auth_session)
+                await repository.replace_hash(db, user.id, user.password_hash, rehashed)
         log.info("login_succeeded", user_id=str(user.id))
         return self._issue(user.id, auth_session.id, generation=0, now=now)
 
@@ -158,10 +153,9 @@ class AuthService:
             claims = self._tokens.decode(access_token, "access", now=self._clock())
         except InvalidToken:
             raise Unauthorized("The bearer token is invalid or expired.") from None
-        async with self._single.connect() as db:
-            user = await repository.get_active_session_user(
-                db, claims.session_id, claims.user_id, self._clock()
-            )
+        user = await repository.get_active_session_user(
+            self._db, claims.session_id, claims.user_id, self._clock()
+        )
         if user is None:
             raise Unauthorized("The session has ended; log in again.")
         return Principal(
@@ -182,8 +176,7 @@ class AuthService:
 
     async def display_name(self, user_id: uuid.UUID) -> str | None:
         """The name a user registered with, as pages show them to their customers."""
-        async with self._sessions() as session:
-            user = await repository.get_user(session, user_id)
+        user = await repository.get_user(self._db, user_id)
         return None if user is None else user.name
 
     async def refresh(self, refresh_token: str) -> IssuedTokens:
@@ -192,15 +185,13 @@ class AuthService:
             claims = self._tokens.decode(refresh_token, "refresh", now=now)
         except InvalidToken:
             raise InvalidRefreshToken from None
-        async with self._sessions.begin() as session:
-            spent = await repository.advance_refresh_generation(
-                session, claims.session_id, claims.generation, now
-            )
+        spent = await repository.advance_refresh_generation(
+            self._db, claims.session_id, claims.generation, now
+        )
         if not spent:
             # A valid signature on a generation that is not current is a replayed token:
             # whoever holds the session's tokens may be an attacker, so end it for everyone.
-            async with self._sessions.begin() as session:
-                await repository.revoke_session(session, claims.session_id, now)
+            await repository.revoke_session(self._db, claims.session_id, now)
             log.warning("refresh_token_reuse", session_id=str(claims.session_id))
             raise InvalidRefreshToken
         return self._issue(
@@ -208,8 +199,7 @@ class AuthService:
         )
 
     async def logout(self, principal: Principal) -> None:
-        async with self._sessions.begin() as session:
-            await repository.revoke_session(session, principal.session_id, self._clock())
+        await repository.revoke_session(self._db, principal.session_id, self._clock())
         log.info("logout", user_id=str(principal.user_id))
 
     async def change_password(
@@ -222,21 +212,15 @@ class AuthService:
                 lockout.retry_after,
                 "Too many wrong current passwords for this account; try again later.",
             )
-        async with self._sessions() as session:
-            user = await repository.get_user(session, principal.user_id)
+        user = await repository.get_user(self._db, principal.user_id)
         if user is None or not await self._passwords.verify(user.password_hash, current_password):
             await self._password_throttle.record_failure(key)
             raise WrongPassword
         await self._password_throttle.record_success(key)
         new_hash = await self._passwords.hash(new_password)
         now = self._clock()
-        async with self._sessions.begin() as session:
-            stored = await repository.get_user(session, principal.user_id)
-            if stored is None:
+        async with self._db.transaction() as db:
+            if not await repository.set_password_hash(db, principal.user_id, new_hash, now):
                 raise WrongPassword
-            stored.password_hash = new_hash
-            stored.updated_at = now
-            await repository.revoke_other_sessions(
-                session, principal.user_id, principal.session_id, now
-            )
+            await repository.revoke_other_sessions(db, principal.user_id, principal.session_id, now)
         log.info("password_changed", user_id=str(principal.user_id))

@@ -39,7 +39,7 @@ from kassa.checkout.schemas import (
     CheckoutSessionOut,
     CreateCheckoutSessionRequest,
 )
-from kassa.db import Database, Transaction, new_id
+from kassa.db import Database, new_id
 from kassa.events.service import EventService
 from kassa.idempotency.service import ClaimKind, HeldKey, IdempotencyService
 from kassa.payments.errors import PaymentNotPending
@@ -305,13 +305,11 @@ class CheckoutService:
         """open → complete with `payment`, and its event in the same transaction; the
         session as it stands when another request completed it first."""
         now = self._clock()
-        async with self._db.engine.begin() as connection:
-            completed = await repository.complete(
-                Transaction(connection), session.id, payment.id, now
-            )
+        async with self._db.transaction() as tx:
+            completed = await repository.complete(tx, session.id, payment.id, now)
             if completed is not None:
                 await EventService.record(
-                    connection,
+                    tx,
                     completed.user_id,
                     COMPLETED_EVENT,
                     session_out(completed, now).model_dump(mode="json"),

@@ -1,41 +1,45 @@
-"""Every event query. Gets its session; never commits."""
+"""Every event query. Runs on the `Runner` it is given; never commits."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, bindparam, or_, select
 
+from kassa.db import Runner, record_of, table_of
 from kassa.events.models import Event
 from kassa.pagination import Cursor
 
+_EVENT = table_of(Event)
+_GET = select(_EVENT).where(
+    _EVENT.c.id == bindparam("event"), _EVENT.c.user_id == bindparam("owner")
+)
 
-async def get_event(session: AsyncSession, user_id: uuid.UUID, event_id: uuid.UUID) -> Event | None:
-    result = await session.execute(
-        select(Event).where(Event.id == event_id, Event.user_id == user_id)
-    )
-    return result.scalar_one_or_none()
+
+async def get_event(db: Runner, user_id: uuid.UUID, event_id: uuid.UUID) -> Event | None:
+    row = await db.first(_GET, {"event": event_id, "owner": user_id})
+    return None if row is None else record_of(Event, row)
 
 
 async def list_events(
-    session: AsyncSession,
+    db: Runner,
     user_id: uuid.UUID,
     *,
     limit: int,
     cursor: Cursor | None,
     type_: str | None,
 ) -> Sequence[Event]:
-    query = select(Event).where(Event.user_id == user_id)
+    e = _EVENT.c
+    query = select(_EVENT).where(e.user_id == user_id)
     if type_ is not None:
-        query = query.where(Event.type == type_)
+        query = query.where(e.type == type_)
     if cursor is not None:
         query = query.where(
             or_(
-                Event.created_at < cursor.created_at,
-                and_(Event.created_at == cursor.created_at, Event.id < cursor.id),
+                e.created_at < cursor.created_at,
+                and_(e.created_at == cursor.created_at, e.id < cursor.id),
             )
         )
-    query = query.order_by(Event.created_at.desc(), Event.id.desc()).limit(limit)
-    return (await session.execute(query)).scalars().all()
+    query = query.order_by(e.created_at.desc(), e.id.desc()).limit(limit)
+    return [record_of(Event, row) for row in await db.rows(query)]

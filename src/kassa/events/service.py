@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import Executor, dialect_of, new_id, table_of
+from kassa.db import Database, Runner, new_id, table_of
 from kassa.events import repository
 from kassa.events.errors import EventNotFound
 from kassa.events.models import Event
@@ -68,15 +67,13 @@ def event_body(event: Event) -> str:
 
 
 class EventService:
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], datetime]
-    ) -> None:
-        self._sessions = sessions
+    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+        self._db = db
         self._clock = clock
 
     @staticmethod
     async def record(
-        db: Executor,
+        db: Runner,
         user_id: uuid.UUID,
         type_: str,
         obj: dict[str, Any],
@@ -97,7 +94,7 @@ class EventService:
             "created_at": now.astimezone(UTC),
         }
         event = Event(**values)
-        if dialect_of(db) == "postgresql":
+        if db.dialect == "postgresql":
             await db.execute(
                 _RECORD_AND_QUEUE,
                 {
@@ -123,8 +120,7 @@ class EventService:
         return event
 
     async def get(self, user_id: uuid.UUID, event_id: uuid.UUID) -> Event:
-        async with self._sessions() as session:
-            event = await repository.get_event(session, user_id, event_id)
+        event = await repository.get_event(self._db, user_id, event_id)
         if event is None:
             raise EventNotFound
         return event
@@ -133,10 +129,9 @@ class EventService:
         self, user_id: uuid.UUID, *, limit: int, cursor: str | None, type_: str | None
     ) -> EventPage:
         after = Cursor.decode(cursor) if cursor else None
-        async with self._sessions() as session:
-            rows = await repository.list_events(
-                session, user_id, limit=limit + 1, cursor=after, type_=type_
-            )
+        rows = await repository.list_events(
+            self._db, user_id, limit=limit + 1, cursor=after, type_=type_
+        )
         page = rows[:limit]
         has_more = len(rows) > limit
         next_cursor = Cursor(page[-1].created_at, page[-1].id).encode() if has_more else None
@@ -145,12 +140,12 @@ class EventService:
     async def redeliver(self, user_id: uuid.UUID, event_id: uuid.UUID) -> tuple[Event, int]:
         """Queue the event again, due now, for every enabled endpoint subscribed to it; the
         number of endpoints it was queued for."""
-        async with self._sessions.begin() as session:
-            event = await repository.get_event(session, user_id, event_id)
+        async with self._db.transaction() as db:
+            event = await repository.get_event(db, user_id, event_id)
             if event is None:
                 raise EventNotFound
             queued = await WebhookService.redeliver(
-                session,
+                db,
                 user_id=user_id,
                 event_id=event.id,
                 event_type=event.type,

@@ -36,9 +36,8 @@ from enum import StrEnum
 
 import orjson
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import Executor, autocommit_engine, engine_of, new_id
+from kassa.db import Database, Runner, new_id
 from kassa.errors import KassaError
 from kassa.idempotency import repository
 from kassa.idempotency.models import IdempotencyRecord
@@ -114,7 +113,7 @@ class KeyInUse(KassaError):
 
 
 async def commit_effect(
-    db: Executor, held: HeldKey | None, effect: str, effect_id: uuid.UUID
+    db: Runner, held: HeldKey | None, effect: str, effect_id: uuid.UUID
 ) -> None:
     """Record, in the caller's transaction, that this request's effect is `effect` on
     object `effect_id`; call it in the transaction that makes the effect, before it. Raises
@@ -130,15 +129,13 @@ async def commit_effect(
 class IdempotencyService:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         hmac_key: bytes,
         clock: Callable[[], datetime],
         lease: timedelta = LEASE,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._lease = lease
-        # A claim, a completion and a release are one statement each: no session.
-        self._single = autocommit_engine(engine_of(sessions))
         self._hmac_key = hmac_key
         self._clock = clock
         self._deferred: set[asyncio.Task[None]] = set()
@@ -165,18 +162,17 @@ class IdempotencyService:
         )
         # The usual case, a new key, is one atomic statement; a key already there is
         # examined in a transaction.
-        async with self._single.begin() as db:
-            if await repository.insert_claim(db, record):
-                return Claim(ClaimKind.NEW, record.id, record.token)
+        if await repository.insert_claim(self._db, record):
+            return Claim(ClaimKind.NEW, record.id, record.token)
         for _ in range(3):
-            async with self._sessions.begin() as session:
-                if await repository.insert_claim(session, record):
+            async with self._db.transaction() as db:
+                if await repository.insert_claim(db, record):
                     return Claim(ClaimKind.NEW, record.id, record.token)
-                existing = await repository.get_record(session, user_id, key)
+                existing = await repository.get_record(db, user_id, key)
                 if existing is None:
                     continue  # purged between the two statements; claim again
                 if existing.expires_at <= now:
-                    await repository.delete_record(session, existing.id)
+                    await repository.delete_record(db, existing.id)
                     continue
                 if not hmac.compare_digest(existing.fingerprint, fingerprint):
                     return Claim(ClaimKind.REUSED)
@@ -200,7 +196,7 @@ class IdempotencyService:
                     )
                 token = new_id()
                 if await repository.take_over(
-                    session,
+                    db,
                     existing.id,
                     seen_lease=existing.lease_until,
                     lease_until=now + self._lease,
@@ -241,11 +237,10 @@ class IdempotencyService:
         )
 
     async def _run_or_defer(
-        self, what: str, record_id: uuid.UUID, statement: Callable[[Executor], Awaitable[object]]
+        self, what: str, record_id: uuid.UUID, statement: Callable[[Runner], Awaitable[object]]
     ) -> None:
         try:
-            async with self._single.begin() as db:
-                await statement(db)
+            await statement(self._db)
         except Exception as exc:
             log.warning(
                 "idempotency_write_deferred",
@@ -258,7 +253,7 @@ class IdempotencyService:
             task.add_done_callback(self._deferred.discard)
 
     async def _retry(
-        self, what: str, record_id: uuid.UUID, statement: Callable[[Executor], Awaitable[object]]
+        self, what: str, record_id: uuid.UUID, statement: Callable[[Runner], Awaitable[object]]
     ) -> None:
         deadline = time.monotonic() + self._lease.total_seconds()
         delay = 0.1
@@ -266,8 +261,7 @@ class IdempotencyService:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
             try:
-                async with self._single.begin() as db:
-                    await statement(db)
+                await statement(self._db)
             except Exception as exc:  # still out of reach: the lease bounds the trying
                 log.info("idempotency_write_retry_failed", error_type=type(exc).__name__)
                 continue
@@ -275,5 +269,4 @@ class IdempotencyService:
             return
 
     async def purge_expired(self) -> int:
-        async with self._sessions.begin() as session:
-            return await repository.delete_expired(session, self._clock())
+        return await repository.delete_expired(self._db, self._clock())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from kassa.db import Executor, new_id, table_of
+from kassa.db import Runner, new_id, table_of
 from kassa.ledger.models import LedgerEntry
 
 CLEARING = "processor_clearing"
@@ -28,7 +28,7 @@ def payable_account(user_id: uuid.UUID) -> str:
 class LedgerService:
     @staticmethod
     async def post_charge(
-        db: Executor,
+        db: Runner,
         *,
         user_id: uuid.UUID,
         payment_id: uuid.UUID,
@@ -48,7 +48,7 @@ class LedgerService:
 
     @staticmethod
     async def post_refund(
-        db: Executor,
+        db: Runner,
         *,
         user_id: uuid.UUID,
         payment_id: uuid.UUID,
@@ -69,7 +69,7 @@ class LedgerService:
 
 
 async def _post(
-    db: Executor,
+    db: Runner,
     kind: str,
     lines: list[tuple[str, int]],
     *,

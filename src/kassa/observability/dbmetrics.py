@@ -6,7 +6,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from kassa.db import Database
 
 DB_CONNECTIONS_IN_USE = Gauge(
     "kassa_db_connections_in_use",
@@ -18,8 +19,8 @@ DB_CONNECTIONS_OPENED = Counter(
 )
 
 
-def instrument_pool(engine: AsyncEngine) -> None:
-    pool = engine.sync_engine.pool
+def instrument_pool(db: Database) -> None:
+    pool = db.engine.sync_engine.pool
 
     def on_checkout(*_args: Any) -> None:
         DB_CONNECTIONS_IN_USE.inc()

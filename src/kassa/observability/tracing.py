@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Tracer
-    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from kassa.db import Database
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 DEFAULT_SERVICE_NAME = "kassa"
@@ -117,11 +118,11 @@ class Tracing:
 def setup_tracing(
     *,
     app: FastAPI | None = None,
-    engine: AsyncEngine | None = None,
+    db: Database | None = None,
     exporter: SpanExporter | None = None,
 ) -> Tracing | None:
     """Trace this process when an OTLP endpoint is configured (or `exporter` is given, as
-    tests do): requests to `app`, statements on `engine`, outgoing HTTP and processor calls.
+    tests do): requests to `app`, statements on `db`, outgoing HTTP and processor calls.
     None, having imported nothing, when tracing is off.
 
     Call it in the process that serves, before `app` answers its first request. One engine
@@ -149,13 +150,13 @@ def setup_tracing(
             http_capture_headers_sanitize_fields=SENSITIVE_HEADERS,
         )
     instrumentors: list[Any] = []
-    if engine is not None:
+    if db is not None:
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
         instrumentors.append(
             _reinstrument(
                 SQLAlchemyInstrumentor(),
-                engine=engine.sync_engine,
+                engine=db.engine.sync_engine,
                 tracer_provider=provider,
                 enable_commenter=False,  # no comment appended to the SQL sent
                 # It declares SQLAlchemy < 2.1; the engine events it listens to are unchanged.

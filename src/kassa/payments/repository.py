@@ -1,4 +1,4 @@
-"""Every payment query. Gets its session or connection; never commits."""
+"""Every payment query. Runs on the `Runner` it is given; never commits."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Update, bindparam, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from kassa.db import Executor, record_of, table_of
+from kassa.db import Runner, record_of, table_of
 from kassa.payments.models import Payment, PaymentSecret
 from kassa.payments.states import PaymentStatus, sources_of
 
@@ -31,41 +30,62 @@ _FORGET_CVC = (
     .values(cvc_key_id=None, cvc_sealed=None)
 )
 _DELETE_SECRET = delete(_SECRET).where(_SECRET.c.payment_id == bindparam("payment"))
+_SAVE_SEALED = update(_SECRET).where(_SECRET.c.payment_id == bindparam("payment"))
+_PROCESSING = _PAYMENT.c.status == PaymentStatus.PROCESSING.value
+_KEEP_REFERENCE = (
+    update(_PAYMENT)
+    .where(
+        _PAYMENT.c.id == bindparam("payment"),
+        _PROCESSING,
+        _PAYMENT.c.processor_reference.is_(None),
+    )
+    .values(processor_reference=bindparam("ref"))
+    .returning(_PAYMENT.c.processor_reference)
+)
+_REFERENCE_OF = select(_PAYMENT.c.status, _PAYMENT.c.processor_reference).where(
+    _PAYMENT.c.id == bindparam("payment")
+)
+_NEXT_ATTEMPT = (
+    update(_PAYMENT)
+    .where(_PAYMENT.c.id == bindparam("payment"), _PROCESSING)
+    .values(charge_attempts=_PAYMENT.c.charge_attempts + 1)
+    .returning(_PAYMENT.c.charge_attempts)
+)
 
 
-async def insert_payment(db: Executor, payment: dict[str, Any], secret: dict[str, Any]) -> None:
+async def insert_payment(db: Runner, payment: dict[str, Any], secret: dict[str, Any]) -> None:
     """Insert a payment and its vaulted card data (column names as keys)."""
     await db.execute(_INSERT_PAYMENT, payment)
     await db.execute(_INSERT_SECRET, secret)
 
 
-async def find_payment(db: Executor, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
-    row = (await db.execute(_GET_PAYMENT, {"payment": payment_id, "owner": user_id})).first()
-    return None if row is None else record_of(Payment, row._mapping)
+async def find_payment(db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
+    row = await db.first(_GET_PAYMENT, {"payment": payment_id, "owner": user_id})
+    return None if row is None else record_of(Payment, row)
 
 
-async def find_secret(db: Executor, payment_id: uuid.UUID) -> PaymentSecret | None:
-    row = (await db.execute(_GET_SECRET, {"payment": payment_id})).first()
-    return None if row is None else record_of(PaymentSecret, row._mapping)
+async def find_secret(db: Runner, payment_id: uuid.UUID) -> PaymentSecret | None:
+    row = await db.first(_GET_SECRET, {"payment": payment_id})
+    return None if row is None else record_of(PaymentSecret, row)
 
 
-async def forget_cvc(db: Executor, payment_id: uuid.UUID) -> None:
+async def forget_cvc(db: Runner, payment_id: uuid.UUID) -> None:
     await db.execute(_FORGET_CVC, {"payment": payment_id})
 
 
-async def delete_secret(db: Executor, payment_id: uuid.UUID) -> None:
+async def delete_secret(db: Runner, payment_id: uuid.UUID) -> None:
     await db.execute(_DELETE_SECRET, {"payment": payment_id})
 
 
-async def lock_payment(db: Executor, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
+async def lock_payment(db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
     """The payment with a row lock held until the transaction ends (PostgreSQL); SQLite's
     write transactions are already serialized. A detached copy: write changes back with
     `save_refund_amounts`."""
-    row = (await db.execute(_LOCK_PAYMENT, {"payment": payment_id, "owner": user_id})).first()
-    return None if row is None else record_of(Payment, row._mapping)
+    row = await db.first(_LOCK_PAYMENT, {"payment": payment_id, "owner": user_id})
+    return None if row is None else record_of(Payment, row)
 
 
-async def save_refund_amounts(db: Executor, payment: Payment) -> None:
+async def save_refund_amounts(db: Runner, payment: Payment) -> None:
     """Write a locked payment's refund totals, status and update time back."""
     await db.execute(
         _SAVE_REFUND_AMOUNTS,
@@ -92,7 +112,7 @@ def _transition_statement(target: PaymentStatus, count_attempt: bool) -> Update:
 
 
 async def transition(
-    db: Executor,
+    db: Runner,
     user_id: uuid.UUID,
     payment_id: uuid.UUID,
     target: PaymentStatus,
@@ -104,103 +124,87 @@ async def transition(
     setting `values` (column names) too, and counting one more charge attempt when
     `count_attempt` — one statement, so of two racing requests exactly one wins. None when
     the payment was in no such status."""
-    result = await db.execute(
+    row = await db.first(
         _transition_statement(target, count_attempt),
         {"payment": payment_id, "owner": user_id, "status": target.value, **values},
     )
-    row = result.first()
-    return None if row is None else record_of(Payment, row._mapping)
+    return None if row is None else record_of(Payment, row)
 
 
 async def list_stale_processing(
-    session: AsyncSession, before: datetime, after_id: uuid.UUID | None, limit: int
+    db: Runner, before: datetime, after_id: uuid.UUID | None, limit: int
 ) -> Sequence[Payment]:
     """Payments left `processing` since before `before` (a crash or an unknown answer),
     in id order so a batch loop can resume after the last one it saw."""
-    query = select(Payment).where(
-        Payment.status == PaymentStatus.PROCESSING.value, Payment.updated_at < before
-    )
+    query = select(_PAYMENT).where(_PROCESSING, _PAYMENT.c.updated_at < before)
     if after_id is not None:
-        query = query.where(Payment.id > after_id)
-    result = await session.execute(query.order_by(Payment.id).limit(limit))
-    return result.scalars().all()
+        query = query.where(_PAYMENT.c.id > after_id)
+    rows = await db.rows(query.order_by(_PAYMENT.c.id).limit(limit))
+    return [record_of(Payment, row) for row in rows]
 
 
-async def count_stale_processing(session: AsyncSession, before: datetime) -> int:
-    result = await session.scalar(
+async def count_stale_processing(db: Runner, before: datetime) -> int:
+    result = await db.scalar(
         select(func.count())
-        .select_from(Payment)
-        .where(Payment.status == PaymentStatus.PROCESSING.value, Payment.updated_at < before)
+        .select_from(_PAYMENT)
+        .where(_PROCESSING, _PAYMENT.c.updated_at < before)
     )
     return int(result or 0)
 
 
-async def keep_processor_reference(
-    session: AsyncSession, payment_id: uuid.UUID, reference: str
-) -> str | None:
+async def keep_processor_reference(db: Runner, payment_id: uuid.UUID, reference: str) -> str | None:
     """Store the processor's reference for a `processing` payment's charge unless one is
     stored already; the reference now stored, or None when the payment is no longer
     processing."""
-    result = await session.execute(
-        update(Payment)
-        .where(
-            Payment.id == payment_id,
-            Payment.status == PaymentStatus.PROCESSING.value,
-            Payment.processor_reference.is_(None),
-        )
-        .values(processor_reference=reference)
-        .returning(Payment.processor_reference)
-        .execution_options(synchronize_session=False)
-    )
-    kept = result.scalar_one_or_none()
+    kept: str | None = await db.scalar(_KEEP_REFERENCE, {"payment": payment_id, "ref": reference})
     if kept is not None:
         return kept
-    current = (
-        await session.execute(
-            select(Payment.status, Payment.processor_reference).where(Payment.id == payment_id)
-        )
-    ).one_or_none()
-    if current is None or current.status != PaymentStatus.PROCESSING.value:
+    current = await db.first(_REFERENCE_OF, {"payment": payment_id})
+    if current is None or current["status"] != PaymentStatus.PROCESSING.value:
         return None
-    stored: str | None = current.processor_reference
+    stored: str | None = current["processor_reference"]
     return stored
 
 
-async def next_charge_attempt(session: AsyncSession, payment_id: uuid.UUID) -> int | None:
+async def next_charge_attempt(db: Runner, payment_id: uuid.UUID) -> int | None:
     """Count one more call to the processor's `charge`; None unless still processing."""
-    result = await session.execute(
-        update(Payment)
-        .where(Payment.id == payment_id, Payment.status == PaymentStatus.PROCESSING.value)
-        .values(charge_attempts=Payment.charge_attempts + 1)
-        .returning(Payment.charge_attempts)
-        .execution_options(synchronize_session=False)
-    )
-    return result.scalar_one_or_none()
+    attempt: int | None = await db.scalar(_NEXT_ATTEMPT, {"payment": payment_id})
+    return attempt
 
 
 def _sealed_with_other_keys(primary_kid: str) -> Any:
-    return (PaymentSecret.key_id != primary_kid) | (PaymentSecret.cvc_key_id != primary_kid)
+    return (_SECRET.c.key_id != primary_kid) | (_SECRET.c.cvc_key_id != primary_kid)
 
 
-async def count_secrets_to_reseal(session: AsyncSession, primary_kid: str) -> int:
-    result = await session.scalar(
-        select(func.count()).select_from(PaymentSecret).where(_sealed_with_other_keys(primary_kid))
+async def count_secrets_to_reseal(db: Runner, primary_kid: str) -> int:
+    result = await db.scalar(
+        select(func.count()).select_from(_SECRET).where(_sealed_with_other_keys(primary_kid))
     )
     return int(result or 0)
 
 
 async def lock_secrets_to_reseal(
-    session: AsyncSession, primary_kid: str, after_id: uuid.UUID | None, limit: int
+    db: Runner, primary_kid: str, after_id: uuid.UUID | None, limit: int
 ) -> Sequence[PaymentSecret]:
     """Secrets sealed (in part) under another key than `primary_kid`, locked, in id order
-    after `after_id` so a batch loop moves past rows it cannot open."""
-    query = select(PaymentSecret).where(_sealed_with_other_keys(primary_kid))
+    after `after_id` so a batch loop moves past rows it cannot open. Detached copies: write
+    changes back with `save_sealed`."""
+    query = select(_SECRET).where(_sealed_with_other_keys(primary_kid))
     if after_id is not None:
-        query = query.where(PaymentSecret.payment_id > after_id)
-    result = await session.execute(
-        query.order_by(PaymentSecret.payment_id)
-        .limit(limit)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        query = query.where(_SECRET.c.payment_id > after_id)
+    rows = await db.rows(query.order_by(_SECRET.c.payment_id).limit(limit).with_for_update())
+    return [record_of(PaymentSecret, row) for row in rows]
+
+
+async def save_sealed(db: Runner, secret: PaymentSecret) -> None:
+    """Write a re-sealed secret's keys and blobs back."""
+    await db.execute(
+        _SAVE_SEALED,
+        {
+            "payment": secret.payment_id,
+            "key_id": secret.key_id,
+            "sealed": secret.sealed,
+            "cvc_key_id": secret.cvc_key_id,
+            "cvc_sealed": secret.cvc_sealed,
+        },
     )
-    return result.scalars().all()

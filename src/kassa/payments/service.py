@@ -18,9 +18,8 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import Executor, autocommit_engine, engine_of, new_id, record_of
+from kassa.db import Database, Runner, new_id, record_of
 from kassa.events.service import EventService
 from kassa.idempotency.service import HeldKey, commit_effect
 from kassa.ledger.service import LedgerService
@@ -84,7 +83,7 @@ def _secret_context(payment_id: uuid.UUID, part: str) -> bytes:
 class PaymentService:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         vault: Vault,
         processor: Processor,
         clock: Callable[[], datetime],
@@ -92,10 +91,7 @@ class PaymentService:
         processor_timeout: float = PROCESSOR_TIMEOUT_SECONDS,
         fingerprints: CardFingerprinter | None = None,
     ) -> None:
-        self._sessions = sessions
-        # The hot path runs Core statements on the engines' connections, without sessions.
-        self._engine = engine_of(sessions)
-        self._single = autocommit_engine(self._engine)
+        self._db = db
         self._vault = vault
         self._processor = processor
         self._clock = clock
@@ -175,7 +171,7 @@ class PaymentService:
             "created_at": now,
         }
         payment = record_of(Payment, columns)
-        async with self._engine.begin() as db:
+        async with self._db.transaction() as db:
             await commit_effect(db, held, "create", payment_id)
             await repository.insert_payment(db, columns, secret)
             await self.record_event(db, payment, now)
@@ -191,14 +187,13 @@ class PaymentService:
         return payment
 
     async def get(self, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment:
-        async with self._single.connect() as db:
-            payment = await repository.find_payment(db, user_id, payment_id)
+        payment = await repository.find_payment(self._db, user_id, payment_id)
         if payment is None:
             raise PaymentNotFound
         return payment
 
     async def _explain_refusal(
-        self, db: Executor, user_id: uuid.UUID, payment_id: uuid.UUID, action: str
+        self, db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, action: str
     ) -> Exception:
         current = await repository.find_payment(db, user_id, payment_id)
         if current is None:
@@ -209,7 +204,7 @@ class PaymentService:
         self, user_id: uuid.UUID, payment_id: uuid.UUID, held: HeldKey | None = None
     ) -> Payment:
         """pending → canceled; the vaulted card data is destroyed in the same transaction."""
-        async with self._engine.begin() as db:
+        async with self._db.transaction() as db:
             await commit_effect(db, held, "cancel", payment_id)
             payment = await repository.transition(
                 db, user_id, payment_id, PaymentStatus.CANCELED, updated_at=self._clock()
@@ -228,7 +223,7 @@ class PaymentService:
         """pending → processing (committed, with the Idempotency-Key's record of it, before
         the processor is asked) → completed or failed."""
         now = self._clock()
-        async with self._engine.begin() as db:
+        async with self._db.transaction() as db:
             await commit_effect(db, held, "process", payment_id)
             payment = await repository.transition(
                 db,
@@ -272,8 +267,7 @@ class PaymentService:
         if settled is None:
             # Reconciliation recorded this same charge (one reference, one charge) while we
             # waited for the processor: answer with what it recorded, not a stale `processing`.
-            async with self._single.connect() as db:
-                settled = await repository.find_payment(db, user_id, payment_id)
+            settled = await repository.find_payment(self._db, user_id, payment_id)
             if settled is None or settled.status == PaymentStatus.PROCESSING.value:
                 return ProcessOutcome(payment=settled or payment, settled=False)
         return ProcessOutcome(payment=settled, settled=True)
@@ -325,8 +319,7 @@ class PaymentService:
         reference = answer.value
         if reference is None:
             return request
-        async with self._sessions.begin() as session:
-            kept = await repository.keep_processor_reference(session, payment_id, reference)
+        kept = await repository.keep_processor_reference(self._db, payment_id, reference)
         if kept is None:
             return None
         return dataclasses.replace(request, processor_reference=kept)
@@ -339,7 +332,7 @@ class PaymentService:
         now = self._clock()
         succeeded = result.outcome is Outcome.SUCCEEDED
         target = PaymentStatus.COMPLETED if succeeded else PaymentStatus.FAILED
-        async with self._engine.begin() as db:
+        async with self._db.transaction() as db:
             payment = await repository.transition(
                 db,
                 user_id,
@@ -417,12 +410,10 @@ class PaymentService:
         any number of workers at once: settling is a conditional update."""
         cutoff = self._clock() - older_than
         report = ReconcileReport()
-        async with self._sessions() as session:
-            total = await repository.count_stale_processing(session, cutoff)
+        total = await repository.count_stale_processing(self._db, cutoff)
         after: uuid.UUID | None = None
         while True:
-            async with self._sessions() as session:
-                stale = await repository.list_stale_processing(session, cutoff, after, batch_size)
+            stale = await repository.list_stale_processing(self._db, cutoff, after, batch_size)
             if not stale:
                 break
             for payment in stale:
@@ -467,8 +458,7 @@ class PaymentService:
             return False  # no answer: try again next round
         result = answer.value
         if result is None:
-            async with self._sessions() as session:
-                secret = await repository.find_secret(session, payment.id)
+            secret = await repository.find_secret(self._db, payment.id)
             if secret is None:
                 result = ChargeResult(
                     outcome=Outcome.FAILED,
@@ -478,8 +468,7 @@ class PaymentService:
                 )
             else:
                 source = self._open_source(payment, secret)
-                async with self._sessions.begin() as session:
-                    attempt = await repository.next_charge_attempt(session, payment.id)
+                attempt = await repository.next_charge_attempt(self._db, payment.id)
                 if attempt is None:
                     return True  # settled by another worker meanwhile
                 request = ChargeRequest(
@@ -505,16 +494,15 @@ class PaymentService:
         return self._vault.primary_kid
 
     async def count_to_reseal(self) -> int:
-        async with self._sessions() as session:
-            return await repository.count_secrets_to_reseal(session, self._vault.primary_kid)
+        return await repository.count_secrets_to_reseal(self._db, self._vault.primary_kid)
 
     async def reseal_batch(self, after: uuid.UUID | None, batch_size: int) -> ResealBatch:
         """Re-seal up to `batch_size` secrets (those after `after`) under the current key,
         in one transaction holding their row locks; a secret no key opens is skipped."""
         primary = self._vault.primary_kid
         resealed = unreadable = 0
-        async with self._sessions.begin() as session:
-            secrets = await repository.lock_secrets_to_reseal(session, primary, after, batch_size)
+        async with self._db.transaction() as db:
+            secrets = await repository.lock_secrets_to_reseal(db, primary, after, batch_size)
             for secret in secrets:
                 try:
                     source = self._reseal(secret.payment_id, "source", secret.key_id, secret.sealed)
@@ -530,6 +518,7 @@ class PaymentService:
                 secret.key_id, secret.sealed = source.kid, source.blob
                 if cvc is not None:
                     secret.cvc_key_id, secret.cvc_sealed = cvc.kid, cvc.blob
+                await repository.save_sealed(db, secret)
                 resealed += 1
         return ResealBatch(
             examined=len(secrets),
@@ -548,7 +537,7 @@ class PaymentService:
     # Events: the outbox row of a state change, written in the transaction that makes it.
 
     @staticmethod
-    async def record_event(db: Executor, payment: Payment, now: datetime) -> None:
+    async def record_event(db: Runner, payment: Payment, now: datetime) -> None:
         """Record `payment.<status>` (`payment.created` for pending) with the payment as the
         API shows it now; call in the transaction that set that status."""
         status = PaymentStatus(payment.status)
@@ -561,21 +550,21 @@ class PaymentService:
 
     @staticmethod
     async def lock_refundable(
-        db: Executor, user_id: uuid.UUID, payment_id: uuid.UUID
+        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID
     ) -> Payment | None:
         """The payment, locked until the transaction ends; a detached copy whose refund
         changes (`reserve_refund`, `release_refund`) `save_refund` writes back."""
         return await repository.lock_payment(db, user_id, payment_id)
 
     @staticmethod
-    async def save_refund(db: Executor, payment: Payment) -> None:
+    async def save_refund(db: Runner, payment: Payment) -> None:
         await repository.save_refund_amounts(db, payment)
 
     @staticmethod
     async def processor_reference(
-        session: AsyncSession, user_id: uuid.UUID, payment_id: uuid.UUID
+        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID
     ) -> str | None:
-        payment = await repository.find_payment(session, user_id, payment_id)
+        payment = await repository.find_payment(db, user_id, payment_id)
         return None if payment is None else payment.processor_reference
 
     @staticmethod

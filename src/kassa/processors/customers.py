@@ -10,11 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import String, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import String, bindparam, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kassa.db import Base, UTCDateTime, dialect_of, insert_unless_present, table_of
+from kassa.db import Base, Database, UTCDateTime, insert_unless_present, table_of
 
 
 class ProcessorCustomer(Base):
@@ -45,29 +44,29 @@ class MemoryCustomerStore:
         return self._customers.setdefault(user_id, customer_reference)
 
 
+_CUSTOMER = table_of(ProcessorCustomer)
+_GET = select(_CUSTOMER.c.customer_reference).where(
+    _CUSTOMER.c.processor == bindparam("processor"), _CUSTOMER.c.user_id == bindparam("user")
+)
+
+
 class DatabaseCustomerStore:
     """Mappings in kassa's database, so every process and host uses one customer per user."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], processor: str) -> None:
-        self._sessions = sessions
+    def __init__(self, db: Database, processor: str) -> None:
+        self._db = db
         self._processor = processor
 
     async def get(self, user_id: str) -> str | None:
-        async with self._sessions() as session:
-            found: str | None = await session.scalar(
-                select(ProcessorCustomer.customer_reference).where(
-                    ProcessorCustomer.processor == self._processor,
-                    ProcessorCustomer.user_id == user_id,
-                )
-            )
-            return found
+        found: str | None = await self._db.scalar(
+            _GET, {"processor": self._processor, "user": user_id}
+        )
+        return found
 
     async def put(self, user_id: str, customer_reference: str) -> str:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                insert_unless_present(
-                    dialect_of(session), table_of(ProcessorCustomer), "processor", "user_id"
-                ),
+        async with self._db.transaction() as db:
+            await db.execute(
+                insert_unless_present(db.dialect, _CUSTOMER, "processor", "user_id"),
                 {
                     "processor": self._processor,
                     "user_id": user_id,
@@ -75,11 +74,8 @@ class DatabaseCustomerStore:
                     "created_at": datetime.now(UTC),
                 },
             )
-            kept: str | None = await session.scalar(
-                select(ProcessorCustomer.customer_reference).where(
-                    ProcessorCustomer.processor == self._processor,
-                    ProcessorCustomer.user_id == user_id,
-                )
+            kept: str | None = await db.scalar(
+                _GET, {"processor": self._processor, "user": user_id}
             )
             assert kept is not None  # inserted above, or kept from an earlier insert
             return kept

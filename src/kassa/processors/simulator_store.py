@@ -1,7 +1,7 @@
 """Where the simulator remembers what it charged, like a real processor's own records.
 
 The in-memory store serves a single process; the database store (its own tables, reached
-through its own sessions, as if it were the processor's system) makes the simulator answer
+through the database handle, as if it were the processor's system) makes the simulator answer
 consistently across server processes, hosts and restarts: one reference, one charge.
 """
 
@@ -11,19 +11,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import CHAR, BigInteger, String, Table, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import CHAR, BigInteger, Insert, String, Table, bindparam, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kassa.db import (
-    Base,
-    DriverStatement,
-    UTCDateTime,
-    autocommit_engine,
-    engine_of,
-    insert_unless_present,
-    table_of,
-)
+from kassa.db import Base, Database, UTCDateTime, insert_unless_present, table_of
 from kassa.processors.base import ChargeResult, FailureCode, Outcome, RefundResult
 
 
@@ -104,7 +95,7 @@ class MemorySimulatorStore:
         return self.succeeded_charges
 
 
-def _charge_result(row: Mapping[str, Any]) -> ChargeResult:
+def _charge_result(row: Mapping[Any, Any]) -> ChargeResult:
     return ChargeResult(
         outcome=Outcome(row["outcome"]),
         processor_reference=row["processor_reference"],
@@ -113,7 +104,7 @@ def _charge_result(row: Mapping[str, Any]) -> ChargeResult:
     )
 
 
-def _refund_result(row: Mapping[str, Any]) -> RefundResult:
+def _refund_result(row: Mapping[Any, Any]) -> RefundResult:
     return RefundResult(Outcome(row["outcome"]), row["processor_reference"])
 
 
@@ -121,42 +112,37 @@ _CHARGE = table_of(SimulatorCharge)
 _REFUND = table_of(SimulatorRefund)
 
 
-def _keep_first(table: Table) -> DriverStatement:
-    """Insert unless the reference is there, returning the row inserted."""
-    return DriverStatement(
-        {
-            dialect: insert_unless_present(dialect, table, "reference").returning(*table.c)
-            for dialect in ("postgresql", "sqlite")
-        },
-        list(table.c.keys()),
-    )
+def _keep_first(table: Table) -> dict[str, Insert]:
+    """Insert unless the reference is there, returning the row inserted (per dialect)."""
+    return {
+        dialect: insert_unless_present(dialect, table, "reference").returning(*table.c)
+        for dialect in ("postgresql", "sqlite")
+    }
 
 
 _KEEP_FIRST = {table.name: _keep_first(table) for table in (_CHARGE, _REFUND)}
 _GET = {
-    table.name: DriverStatement(select(table).where(table.c.reference == bindparam("ref")))
+    table.name: select(table).where(table.c.reference == bindparam("ref"))
     for table in (_CHARGE, _REFUND)
 }
+_COUNT_SUCCEEDED = (
+    select(func.count()).select_from(_CHARGE).where(_CHARGE.c.outcome == Outcome.SUCCEEDED.value)
+)
 
 
 class DatabaseSimulatorStore:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-    ) -> None:
-        self._sessions = sessions
-        # Each record is one statement (two when another process won a race): no sessions.
-        self._single = autocommit_engine(engine_of(sessions))
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    async def _keep_first(self, table: Table, values: dict[str, Any]) -> Mapping[str, Any]:
+    async def _keep_first(self, table: Table, values: dict[str, Any]) -> Mapping[Any, Any]:
         """Insert unless the reference is known; the row kept, in one statement (and a read
         only when another process won the race, after its insert committed)."""
         values = {**values, "created_at": datetime.now(UTC)}
-        async with self._single.begin() as db:
-            rows = await _KEEP_FIRST[table.name].rows(db, values)
-            if not rows:
-                rows = await _GET[table.name].rows(db, {"ref": values["reference"]})
-            return rows[0]
+        row = await self._db.first(_KEEP_FIRST[table.name][self._db.dialect], values)
+        if row is None:
+            row = await self._db.first(_GET[table.name], {"ref": values["reference"]})
+        assert row is not None  # inserted here, or by the process that won the race
+        return row
 
     async def put_charge(
         self, reference: str, result: ChargeResult, amount: int, currency: str
@@ -176,9 +162,8 @@ class DatabaseSimulatorStore:
         return _charge_result(row)
 
     async def get_charge(self, reference: str) -> ChargeResult | None:
-        async with self._single.connect() as db:
-            rows = await _GET[_CHARGE.name].rows(db, {"ref": reference})
-        return _charge_result(rows[0]) if rows else None
+        row = await self._db.first(_GET[_CHARGE.name], {"ref": reference})
+        return _charge_result(row) if row is not None else None
 
     async def put_refund(
         self,
@@ -202,10 +187,4 @@ class DatabaseSimulatorStore:
         return _refund_result(row)
 
     async def count_succeeded_charges(self) -> int:
-        async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count())
-                .select_from(SimulatorCharge)
-                .where(SimulatorCharge.outcome == Outcome.SUCCEEDED.value)
-            )
-            return int(total or 0)
+        return int(await self._db.scalar(_COUNT_SUCCEEDED) or 0)

@@ -1,4 +1,4 @@
-"""Every refund query. Gets its session or connection; never commits."""
+"""Every refund query. Runs on the `Runner` it is given; never commits."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from kassa.db import Executor, record_of, table_of
+from kassa.db import Runner, record_of, table_of
 from kassa.refunds.models import Refund
 
 _REFUND = table_of(Refund)
@@ -19,17 +18,17 @@ _GET = select(_REFUND).where(_REFUND.c.id == bindparam("refund"))
 _SET_OUTCOME = update(_REFUND).where(_REFUND.c.id == bindparam("refund"))
 
 
-async def insert_refund(db: Executor, values: dict[str, Any]) -> Refund:
+async def insert_refund(db: Runner, values: dict[str, Any]) -> Refund:
     await db.execute(_INSERT, values)
     return record_of(Refund, values)
 
 
-async def get_refund(db: Executor, refund_id: uuid.UUID) -> Refund | None:
-    row = (await db.execute(_GET, {"refund": refund_id})).first()
-    return None if row is None else record_of(Refund, row._mapping)
+async def get_refund(db: Runner, refund_id: uuid.UUID) -> Refund | None:
+    row = await db.first(_GET, {"refund": refund_id})
+    return None if row is None else record_of(Refund, row)
 
 
-async def set_outcome(db: Executor, refund: Refund) -> None:
+async def set_outcome(db: Runner, refund: Refund) -> None:
     """Write a settled refund's status, processor reference and update time back."""
     await db.execute(
         _SET_OUTCOME,
@@ -43,10 +42,10 @@ async def set_outcome(db: Executor, refund: Refund) -> None:
 
 
 async def list_stale_pending(
-    session: AsyncSession, before: datetime, after_id: uuid.UUID | None, limit: int
+    db: Runner, before: datetime, after_id: uuid.UUID | None, limit: int
 ) -> Sequence[Refund]:
-    query = select(Refund).where(Refund.status == "pending", Refund.updated_at < before)
+    query = select(_REFUND).where(_REFUND.c.status == "pending", _REFUND.c.updated_at < before)
     if after_id is not None:
-        query = query.where(Refund.id > after_id)
-    result = await session.execute(query.order_by(Refund.id).limit(limit))
-    return result.scalars().all()
+        query = query.where(_REFUND.c.id > after_id)
+    rows = await db.rows(query.order_by(_REFUND.c.id).limit(limit))
+    return [record_of(Refund, row) for row in rows]

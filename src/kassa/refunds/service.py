@@ -12,9 +12,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import engine_of, new_id
+from kassa.db import Database, new_id
 from kassa.events.service import EventService
 from kassa.idempotency.service import HeldKey, commit_effect
 from kassa.ledger.service import LedgerService
@@ -39,13 +38,12 @@ def refund_reference(refund_id: uuid.UUID) -> str:
 class RefundService:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         processor: Processor,
         clock: Callable[[], datetime],
         processor_timeout: float = 15.0,
     ) -> None:
-        self._sessions = sessions
-        self._engine = engine_of(sessions)
+        self._db = db
         self._processor = processor
         self._clock = clock
         self._processor_timeout = processor_timeout
@@ -62,7 +60,7 @@ class RefundService:
         record of it, in that transaction), ask the processor, then settle."""
         now = self._clock()
         refund_id = new_id()
-        async with self._engine.begin() as db:
+        async with self._db.transaction() as db:
             await commit_effect(db, held, "refund", refund_id)
             payment = await PaymentService.lock_refundable(db, user_id, payment_id)
             if payment is None:
@@ -120,8 +118,7 @@ class RefundService:
 
     async def find(self, user_id: uuid.UUID, refund_id: uuid.UUID) -> Refund | None:
         """One of the user's refunds as it stands."""
-        async with self._engine.connect() as db:
-            refund = await repository.get_refund(db, refund_id)
+        refund = await repository.get_refund(self._db, refund_id)
         return refund if refund is not None and refund.user_id == user_id else None
 
     async def _call_processor(self, request: RefundRequest) -> tuple[Outcome, str] | None:
@@ -145,12 +142,11 @@ class RefundService:
         report = ReconcileReport()
         after: uuid.UUID | None = None
         while True:
-            async with self._sessions() as session:
-                stale = await repository.list_stale_pending(session, cutoff, after, batch_size)
-                references = {
-                    r.id: await PaymentService.processor_reference(session, r.user_id, r.payment_id)
-                    for r in stale
-                }
+            stale = await repository.list_stale_pending(self._db, cutoff, after, batch_size)
+            references = {
+                r.id: await PaymentService.processor_reference(self._db, r.user_id, r.payment_id)
+                for r in stale
+            }
             if not stale:
                 break
             for refund in stale:
@@ -178,7 +174,7 @@ class RefundService:
     ) -> Refund | None:
         """Record a definite processor answer for a pending refund; None if already settled."""
         now = self._clock()
-        async with self._engine.begin() as db:
+        async with self._db.transaction() as db:
             refund = await repository.get_refund(db, refund_id)
             if refund is None or refund.status != "pending":
                 return None

@@ -1,4 +1,4 @@
-"""Every transaction query. Gets its session or connection; never commits."""
+"""Every transaction query. Runs on the `Runner` it is given; never commits."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from kassa.db import Executor, table_of
+from kassa.db import Runner, record_of, table_of
 from kassa.pagination import Cursor
 from kassa.transactions.models import Transaction
 
@@ -21,12 +20,12 @@ _SET_CHARGE_STATUS = update(_TRANSACTION).where(
 _SET_REFUND_STATUS = update(_TRANSACTION).where(_TRANSACTION.c.refund_id == bindparam("of_refund"))
 
 
-async def insert(db: Executor, values: dict[str, object]) -> None:
+async def insert(db: Runner, values: dict[str, object]) -> None:
     await db.execute(_INSERT, values)
 
 
 async def list_transactions(
-    session: AsyncSession,
+    db: Runner,
     user_id: uuid.UUID,
     *,
     limit: int,
@@ -34,31 +33,30 @@ async def list_transactions(
     type_: str | None,
     status: str | None,
 ) -> Sequence[Transaction]:
-    query = select(Transaction).where(Transaction.user_id == user_id)
+    t = _TRANSACTION.c
+    query = select(_TRANSACTION).where(t.user_id == user_id)
     if type_ is not None:
-        query = query.where(Transaction.type == type_)
+        query = query.where(t.type == type_)
     if status is not None:
-        query = query.where(Transaction.status == status)
+        query = query.where(t.status == status)
     if cursor is not None:
         query = query.where(
             or_(
-                Transaction.created_at < cursor.created_at,
-                and_(Transaction.created_at == cursor.created_at, Transaction.id < cursor.id),
+                t.created_at < cursor.created_at,
+                and_(t.created_at == cursor.created_at, t.id < cursor.id),
             )
         )
-    query = query.order_by(Transaction.created_at.desc(), Transaction.id.desc()).limit(limit)
-    return (await session.execute(query)).scalars().all()
+    query = query.order_by(t.created_at.desc(), t.id.desc()).limit(limit)
+    return [record_of(Transaction, row) for row in await db.rows(query)]
 
 
-async def set_charge_status(
-    db: Executor, payment_id: uuid.UUID, status: str, now: datetime
-) -> None:
+async def set_charge_status(db: Runner, payment_id: uuid.UUID, status: str, now: datetime) -> None:
     await db.execute(
         _SET_CHARGE_STATUS, {"of_payment": payment_id, "status": status, "updated_at": now}
     )
 
 
-async def set_refund_status(db: Executor, refund_id: uuid.UUID, status: str, now: datetime) -> None:
+async def set_refund_status(db: Runner, refund_id: uuid.UUID, status: str, now: datetime) -> None:
     await db.execute(
         _SET_REFUND_STATUS, {"of_refund": refund_id, "status": status, "updated_at": now}
     )

@@ -7,9 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from kassa.db import Executor, new_id
+from kassa.db import Database, Runner, new_id
 from kassa.pagination import Cursor
 from kassa.transactions import repository
 from kassa.transactions.models import Transaction
@@ -23,12 +21,12 @@ class TransactionPage:
 
 
 class TransactionService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     @staticmethod
     async def record_charge(
-        db: Executor,
+        db: Runner,
         *,
         user_id: uuid.UUID,
         payment_id: uuid.UUID,
@@ -58,7 +56,7 @@ class TransactionService:
 
     @staticmethod
     async def record_refund(
-        db: Executor,
+        db: Runner,
         *,
         user_id: uuid.UUID,
         payment_id: uuid.UUID,
@@ -88,13 +86,13 @@ class TransactionService:
 
     @staticmethod
     async def settle_charge(
-        db: Executor, payment_id: uuid.UUID, succeeded: bool, now: datetime
+        db: Runner, payment_id: uuid.UUID, succeeded: bool, now: datetime
     ) -> None:
         status = "succeeded" if succeeded else "failed"
         await repository.set_charge_status(db, payment_id, status, now)
 
     @staticmethod
-    async def settle_refund(db: Executor, refund_id: uuid.UUID, status: str, now: datetime) -> None:
+    async def settle_refund(db: Runner, refund_id: uuid.UUID, status: str, now: datetime) -> None:
         await repository.set_refund_status(db, refund_id, status, now)
 
     async def list(
@@ -107,10 +105,9 @@ class TransactionService:
         status: str | None,
     ) -> TransactionPage:
         after = Cursor.decode(cursor) if cursor else None
-        async with self._sessions() as session:
-            rows = await repository.list_transactions(
-                session, user_id, limit=limit + 1, cursor=after, type_=type_, status=status
-            )
+        rows = await repository.list_transactions(
+            self._db, user_id, limit=limit + 1, cursor=after, type_=type_, status=status
+        )
         page = rows[:limit]
         has_more = len(rows) > limit
         next_cursor = Cursor(page[-1].created_at, page[-1].id).encode() if has_more else None

@@ -22,11 +22,10 @@ import os
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import Integer, LargeBinary, String
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Integer, LargeBinary, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kassa.db import Base, UTCDateTime, dialect_of, insert_unless_present, table_of
+from kassa.db import Base, Database, UTCDateTime, insert_unless_present, table_of
 from kassa.vault.crypto import Sealed, Vault, VaultError
 
 log = structlog.get_logger("kassa.vault")
@@ -47,6 +46,10 @@ class VaultFingerprintKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+_KEY = table_of(VaultFingerprintKey)
+_GET_KEY = select(_KEY).where(_KEY.c.id == KEY_ROW)
+
+
 def fingerprint_with(key: bytes, number: str) -> str:
     digits = "".join(ch for ch in number if ch.isdigit())
     return hmac.new(key, _LABEL + digits.encode("ascii"), hashlib.sha256).hexdigest()
@@ -55,8 +58,8 @@ def fingerprint_with(key: bytes, number: str) -> str:
 class CardFingerprinter:
     """Fingerprints card numbers; the key is loaded (or made) on first use and kept."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], vault: Vault) -> None:
-        self._sessions = sessions
+    def __init__(self, db: Database, vault: Vault) -> None:
+        self._db = db
         self._vault = vault
         self._key: bytes | None = None
         self._lock = asyncio.Lock()
@@ -79,13 +82,13 @@ class CardFingerprinter:
             return self._key
 
     async def _read_or_create(self) -> bytes:
-        async with self._sessions.begin() as session:
-            row = await session.get(VaultFingerprintKey, KEY_ROW)
+        async with self._db.transaction() as db:
+            row = await db.first(_GET_KEY)
             if row is None:
                 # Racing first uses (several processes) keep whichever key was stored first.
                 sealed = self._vault.encrypt(os.urandom(32).hex(), context=KEY_CONTEXT)
-                await session.execute(
-                    insert_unless_present(dialect_of(session), table_of(VaultFingerprintKey), "id"),
+                await db.execute(
+                    insert_unless_present(db.dialect, _KEY, "id"),
                     {
                         "id": KEY_ROW,
                         "key_id": sealed.kid,
@@ -93,31 +96,30 @@ class CardFingerprinter:
                         "created_at": datetime.now(UTC),
                     },
                 )
-                row = await session.get(VaultFingerprintKey, KEY_ROW, populate_existing=True)
+                row = await db.first(_GET_KEY)
                 assert row is not None
             return bytes.fromhex(
-                self._vault.decrypt(Sealed(row.key_id, row.sealed), context=KEY_CONTEXT)
+                self._vault.decrypt(Sealed(row["key_id"], row["sealed"]), context=KEY_CONTEXT)
             )
 
     async def needs_reseal(self) -> bool:
-        async with self._sessions() as session:
-            row = await session.get(VaultFingerprintKey, KEY_ROW)
-            return row is not None and self._vault.needs_rotation(Sealed(row.key_id, row.sealed))
+        row = await self._db.first(_GET_KEY)
+        return row is not None and self._vault.needs_rotation(Sealed(row["key_id"], row["sealed"]))
 
     async def reseal(self) -> bool:
         """Re-seal the fingerprint key under the vault's current key; True if it was
         re-sealed. The key itself, and so every fingerprint, does not change."""
-        async with self._sessions.begin() as session:
-            row = await session.get(
-                VaultFingerprintKey, KEY_ROW, with_for_update=True, populate_existing=True
-            )
+        async with self._db.transaction() as db:
+            row = await db.first(_GET_KEY.with_for_update())
             if row is None:
                 return False
-            old = Sealed(row.key_id, row.sealed)
+            old = Sealed(row["key_id"], row["sealed"])
             if not self._vault.needs_rotation(old):
                 return False
             fresh = self._vault.encrypt(
                 self._vault.decrypt(old, context=KEY_CONTEXT), context=KEY_CONTEXT
             )
-            row.key_id, row.sealed = fresh.kid, fresh.blob
+            await db.execute(
+                update(_KEY).where(_KEY.c.id == KEY_ROW).values(key_id=fresh.kid, sealed=fresh.blob)
+            )
             return True

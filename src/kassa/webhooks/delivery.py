@@ -33,10 +33,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
-from kassa.db import new_id
+from kassa.db import Database, new_id
 from kassa.vault.crypto import Sealed, Vault
 from kassa.webhooks import repository
 from kassa.webhooks.models import WebhookAttempt
@@ -102,7 +101,7 @@ class AttemptResult:
 class WebhookDeliverer:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         vault: Vault,
         clock: Callable[[], datetime],
         *,
@@ -116,7 +115,7 @@ class WebhookDeliverer:
         rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._vault = vault
         self._clock = clock
         self._require_https = require_https
@@ -189,11 +188,11 @@ class WebhookDeliverer:
     async def _claim(self, batch: int) -> list[Claim]:
         now = self._clock()
         token = new_id()
-        async with self._sessions.begin() as session:
-            rows = await repository.claim_due(session, now, batch, self._per_endpoint)
+        async with self._db.transaction() as db:
+            rows = await repository.claim_due(db, now, batch, self._per_endpoint)
             if not rows:
                 return []
-            await repository.lease(session, [d.id for d, _ in rows], now + self._lease, token, now)
+            await repository.lease(db, [d.id for d, _ in rows], now + self._lease, token, now)
         return [
             Claim(
                 delivery_id=d.id,
@@ -280,13 +279,14 @@ class WebhookDeliverer:
 
     async def _record(self, claim: Claim, result: AttemptResult) -> None:
         now = self._clock()
-        async with self._sessions.begin() as session:
+        async with self._db.transaction() as db:
             # Endpoint before delivery, the order every writer of both takes locks in.
-            endpoint = await repository.lock_endpoint(session, claim.endpoint_id)
-            delivery = await repository.lock_delivery(session, claim.delivery_id)
+            endpoint = await repository.lock_endpoint(db, claim.endpoint_id)
+            delivery = await repository.lock_delivery(db, claim.delivery_id)
             if endpoint is None or delivery is None:
                 return  # deleted meanwhile
-            session.add(
+            await repository.insert_attempt(
+                db,
                 WebhookAttempt(
                     id=new_id(),
                     delivery_id=delivery.id,
@@ -299,7 +299,7 @@ class WebhookDeliverer:
                     error=result.error,
                     duration_ms=result.duration_ms,
                     created_at=now,
-                )
+                ),
             )
             if delivery.lease_token != claim.token or delivery.status != "pending":
                 # The lease ran out and another worker took over, or the event was queued
@@ -331,11 +331,13 @@ class WebhookDeliverer:
                         endpoint.enabled = False
                         endpoint.disabled_at = now
                         endpoint.updated_at = now
-                        await session.flush()
+                        await repository.save_delivery(db, delivery)
                         await repository.fail_pending_deliveries(
-                            session, endpoint.id, "endpoint disabled", now
+                            db, endpoint.id, "endpoint disabled", now
                         )
                         outcome = "endpoint_disabled"
+            await repository.save_delivery(db, delivery)
+            await repository.save_endpoint(db, endpoint)
         log.info(
             "webhook_attempt",
             delivery_id=str(claim.delivery_id),

@@ -1,4 +1,4 @@
-"""Every webhook query. Gets its session; never commits."""
+"""Every webhook query. Runs on the `Runner` it is given; never commits."""
 
 from __future__ import annotations
 
@@ -6,72 +6,91 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 
+from kassa.db import Runner, record_of, table_of, values_of
 from kassa.pagination import Cursor
 from kassa.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
+_ENDPOINT = table_of(WebhookEndpoint)
+_DELIVERY = table_of(WebhookDelivery)
+_ATTEMPT = table_of(WebhookAttempt)
+_GET_ENDPOINT = select(_ENDPOINT).where(
+    _ENDPOINT.c.id == bindparam("endpoint"), _ENDPOINT.c.user_id == bindparam("owner")
+)
+_LOCK_ENDPOINT = select(_ENDPOINT).where(_ENDPOINT.c.id == bindparam("endpoint")).with_for_update()
+_LOCK_DELIVERY = select(_DELIVERY).where(_DELIVERY.c.id == bindparam("delivery")).with_for_update()
+_SAVE_ENDPOINT = update(_ENDPOINT).where(_ENDPOINT.c.id == bindparam("endpoint"))
+_SAVE_DELIVERY = update(_DELIVERY).where(_DELIVERY.c.id == bindparam("delivery"))
+
 
 async def get_endpoint(
-    session: AsyncSession, user_id: uuid.UUID, endpoint_id: uuid.UUID
+    db: Runner, user_id: uuid.UUID, endpoint_id: uuid.UUID
 ) -> WebhookEndpoint | None:
-    result = await session.execute(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.id == endpoint_id, WebhookEndpoint.user_id == user_id
-        )
+    row = await db.first(_GET_ENDPOINT, {"endpoint": endpoint_id, "owner": user_id})
+    return None if row is None else record_of(WebhookEndpoint, row)
+
+
+async def lock_endpoint(db: Runner, endpoint_id: uuid.UUID) -> WebhookEndpoint | None:
+    """The endpoint, row-locked until the transaction ends; a detached copy whose changes
+    `save_endpoint` writes back."""
+    row = await db.first(_LOCK_ENDPOINT, {"endpoint": endpoint_id})
+    return None if row is None else record_of(WebhookEndpoint, row)
+
+
+async def insert_endpoint(db: Runner, endpoint: WebhookEndpoint) -> None:
+    await db.execute(_ENDPOINT.insert(), values_of(endpoint))
+
+
+async def save_endpoint(db: Runner, endpoint: WebhookEndpoint) -> None:
+    """Write a locked endpoint's columns back."""
+    values = values_of(endpoint)
+    values.pop("id")
+    await db.execute(_SAVE_ENDPOINT, {"endpoint": endpoint.id, **values})
+
+
+async def count_endpoints(db: Runner, user_id: uuid.UUID) -> int:
+    result = await db.scalar(
+        select(func.count()).select_from(_ENDPOINT).where(_ENDPOINT.c.user_id == user_id)
     )
-    return result.scalar_one_or_none()
+    return int(result or 0)
 
 
-async def lock_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> WebhookEndpoint | None:
-    result = await session.execute(
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.id == endpoint_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+async def list_endpoints(db: Runner, user_id: uuid.UUID) -> Sequence[WebhookEndpoint]:
+    rows = await db.rows(
+        select(_ENDPOINT)
+        .where(_ENDPOINT.c.user_id == user_id)
+        .order_by(_ENDPOINT.c.created_at, _ENDPOINT.c.id)
     )
-    return result.scalar_one_or_none()
+    return [record_of(WebhookEndpoint, row) for row in rows]
 
 
-async def count_endpoints(session: AsyncSession, user_id: uuid.UUID) -> int:
-    result = await session.execute(
-        select(func.count()).select_from(WebhookEndpoint).where(WebhookEndpoint.user_id == user_id)
-    )
-    return int(result.scalar_one())
-
-
-async def list_endpoints(session: AsyncSession, user_id: uuid.UUID) -> Sequence[WebhookEndpoint]:
-    result = await session.execute(
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.user_id == user_id)
-        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
-    )
-    return result.scalars().all()
-
-
-async def delete_endpoint(
-    session: AsyncSession, user_id: uuid.UUID, endpoint_id: uuid.UUID
-) -> bool:
+async def delete_endpoint(db: Runner, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> bool:
     """Deletes the endpoint; its deliveries and attempts go with it (ON DELETE CASCADE)."""
-    result = await session.execute(
-        delete(WebhookEndpoint)
-        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.user_id == user_id)
-        .returning(WebhookEndpoint.id)
+    row = await db.first(
+        delete(_ENDPOINT)
+        .where(_ENDPOINT.c.id == endpoint_id, _ENDPOINT.c.user_id == user_id)
+        .returning(_ENDPOINT.c.id)
     )
-    return result.first() is not None
+    return row is not None
 
 
-async def lock_deliveries_of_event(
-    session: AsyncSession, event_id: uuid.UUID
-) -> Sequence[WebhookDelivery]:
-    result = await session.execute(
-        select(WebhookDelivery)
-        .where(WebhookDelivery.event_id == event_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+async def lock_deliveries_of_event(db: Runner, event_id: uuid.UUID) -> Sequence[WebhookDelivery]:
+    rows = await db.rows(
+        select(_DELIVERY).where(_DELIVERY.c.event_id == event_id).with_for_update()
     )
-    return result.scalars().all()
+    return [record_of(WebhookDelivery, row) for row in rows]
+
+
+async def insert_deliveries(db: Runner, deliveries: Sequence[dict[str, object]]) -> None:
+    await db.execute(_DELIVERY.insert(), list(deliveries))
+
+
+async def save_delivery(db: Runner, delivery: WebhookDelivery) -> None:
+    """Write a locked delivery's columns back."""
+    values = values_of(delivery)
+    values.pop("id")
+    await db.execute(_SAVE_DELIVERY, {"delivery": delivery.id, **values})
 
 
 # Claims are serialized by this transaction-scoped lock (PostgreSQL; SQLite serializes
@@ -81,19 +100,20 @@ _CLAIM_LOCK = 0x6B61737361_01  # "kassa", 1
 
 
 async def claim_due(
-    session: AsyncSession, now: datetime, limit: int, per_endpoint: int
+    db: Runner, now: datetime, limit: int, per_endpoint: int
 ) -> Sequence[tuple[WebhookDelivery, WebhookEndpoint]]:
     """Due deliveries of enabled endpoints, oldest due first, at most `per_endpoint` in flight
     per endpoint (counting the leases already out, by any worker), row-locked with SKIP
     LOCKED (PostgreSQL) so that a delivery being recorded is passed over."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
-    d = WebhookDelivery
+    if db.dialect == "postgresql":
+        await db.scalar(select(func.pg_advisory_xact_lock(_CLAIM_LOCK)))
+    d = _DELIVERY.c
+    e = _ENDPOINT.c
     due = and_(
         d.status == "pending",
         d.next_attempt_at <= now,
         or_(d.lease_until.is_(None), d.lease_until <= now),
-        WebhookEndpoint.enabled.is_(True),
+        e.enabled.is_(True),
     )
     in_flight = (
         select(d.endpoint_id, func.count().label("leased"))
@@ -110,7 +130,7 @@ async def claim_due(
             .over(partition_by=d.endpoint_id, order_by=(d.next_attempt_at, d.id))
             .label("rank"),
         )
-        .join(WebhookEndpoint, WebhookEndpoint.id == d.endpoint_id)
+        .join(_ENDPOINT, e.id == d.endpoint_id)
         .where(due)
         .subquery()
     )
@@ -121,47 +141,53 @@ async def claim_due(
         .order_by(ranked.c.next_attempt_at, ranked.c.id)
         .limit(limit)
     )
+    endpoint_columns = [column.label(f"endpoint__{column.name}") for column in _ENDPOINT.c]
     query = (
-        select(d, WebhookEndpoint)
-        .join(WebhookEndpoint, WebhookEndpoint.id == d.endpoint_id)
+        select(_DELIVERY, *endpoint_columns)
+        .join(_ENDPOINT, e.id == d.endpoint_id)
         .where(d.id.in_(chosen), due)
         .order_by(d.next_attempt_at, d.id)
-        .with_for_update(skip_locked=True, of=d)
-        .execution_options(populate_existing=True)
+        .with_for_update(skip_locked=True, of=_DELIVERY)
     )
-    return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+    found = []
+    for row in await db.rows(query):
+        delivery = {c.name: row[c.name] for c in _DELIVERY.c}
+        endpoint = {c.name: row[f"endpoint__{c.name}"] for c in _ENDPOINT.c}
+        found.append((record_of(WebhookDelivery, delivery), record_of(WebhookEndpoint, endpoint)))
+    return found
 
 
 async def lease(
-    session: AsyncSession,
+    db: Runner,
     delivery_ids: Iterable[uuid.UUID],
     until: datetime,
     token: uuid.UUID,
     now: datetime,
 ) -> None:
-    await session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(list(delivery_ids)))
+    await db.execute(
+        update(_DELIVERY)
+        .where(_DELIVERY.c.id.in_(list(delivery_ids)))
         .values(lease_until=until, lease_token=token, updated_at=now)
     )
 
 
-async def lock_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> WebhookDelivery | None:
-    result = await session.execute(
-        select(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return result.scalar_one_or_none()
+async def lock_delivery(db: Runner, delivery_id: uuid.UUID) -> WebhookDelivery | None:
+    """The delivery, row-locked until the transaction ends; a detached copy whose changes
+    `save_delivery` writes back."""
+    row = await db.first(_LOCK_DELIVERY, {"delivery": delivery_id})
+    return None if row is None else record_of(WebhookDelivery, row)
+
+
+async def insert_attempt(db: Runner, attempt: WebhookAttempt) -> None:
+    await db.execute(_ATTEMPT.insert(), values_of(attempt))
 
 
 async def fail_pending_deliveries(
-    session: AsyncSession, endpoint_id: uuid.UUID, error: str, now: datetime
+    db: Runner, endpoint_id: uuid.UUID, error: str, now: datetime
 ) -> None:
-    await session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "pending")
+    await db.execute(
+        update(_DELIVERY)
+        .where(_DELIVERY.c.endpoint_id == endpoint_id, _DELIVERY.c.status == "pending")
         .values(
             status="failed", lease_until=None, lease_token=None, last_error=error, updated_at=now
         )
@@ -169,44 +195,36 @@ async def fail_pending_deliveries(
 
 
 async def list_attempts(
-    session: AsyncSession, endpoint_id: uuid.UUID, *, limit: int, cursor: Cursor | None
+    db: Runner, endpoint_id: uuid.UUID, *, limit: int, cursor: Cursor | None
 ) -> Sequence[WebhookAttempt]:
-    query = select(WebhookAttempt).where(WebhookAttempt.endpoint_id == endpoint_id)
+    a = _ATTEMPT.c
+    query = select(_ATTEMPT).where(a.endpoint_id == endpoint_id)
     if cursor is not None:
         query = query.where(
             or_(
-                WebhookAttempt.created_at < cursor.created_at,
-                and_(
-                    WebhookAttempt.created_at == cursor.created_at,
-                    WebhookAttempt.id < cursor.id,
-                ),
+                a.created_at < cursor.created_at,
+                and_(a.created_at == cursor.created_at, a.id < cursor.id),
             )
         )
-    query = query.order_by(WebhookAttempt.created_at.desc(), WebhookAttempt.id.desc()).limit(limit)
-    return (await session.execute(query)).scalars().all()
+    query = query.order_by(a.created_at.desc(), a.id.desc()).limit(limit)
+    return [record_of(WebhookAttempt, row) for row in await db.rows(query)]
 
 
-async def count_secrets_to_reseal(session: AsyncSession, primary_kid: str) -> int:
-    result = await session.scalar(
-        select(func.count())
-        .select_from(WebhookEndpoint)
-        .where(WebhookEndpoint.secret_key_id != primary_kid)
+async def count_secrets_to_reseal(db: Runner, primary_kid: str) -> int:
+    result = await db.scalar(
+        select(func.count()).select_from(_ENDPOINT).where(_ENDPOINT.c.secret_key_id != primary_kid)
     )
     return int(result or 0)
 
 
 async def lock_secrets_to_reseal(
-    session: AsyncSession, primary_kid: str, after_id: uuid.UUID | None, limit: int
+    db: Runner, primary_kid: str, after_id: uuid.UUID | None, limit: int
 ) -> Sequence[WebhookEndpoint]:
     """Endpoints whose signing secret is sealed under another key than `primary_kid`,
-    locked, in id order after `after_id` so a batch loop moves past rows it cannot open."""
-    query = select(WebhookEndpoint).where(WebhookEndpoint.secret_key_id != primary_kid)
+    locked, in id order after `after_id` so a batch loop moves past rows it cannot open.
+    Detached copies: write changes back with `save_endpoint`."""
+    query = select(_ENDPOINT).where(_ENDPOINT.c.secret_key_id != primary_kid)
     if after_id is not None:
-        query = query.where(WebhookEndpoint.id > after_id)
-    result = await session.execute(
-        query.order_by(WebhookEndpoint.id)
-        .limit(limit)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return result.scalars().all()
+        query = query.where(_ENDPOINT.c.id > after_id)
+    rows = await db.rows(query.order_by(_ENDPOINT.c.id).limit(limit).with_for_update())
+    return [record_of(WebhookEndpoint, row) for row in rows]

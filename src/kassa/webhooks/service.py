@@ -16,9 +16,8 @@ from datetime import datetime
 import structlog
 from sqlalchemy import CTE, Insert, bindparam, cast, func, insert, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kassa.db import Executor, new_id, table_of
+from kassa.db import Database, Runner, new_id, table_of
 from kassa.errors import FieldError, ValidationFailed
 from kassa.pagination import Cursor
 from kassa.vault.crypto import Sealed, Vault, VaultError
@@ -48,7 +47,6 @@ _ENABLED_ENDPOINTS = (
     .order_by(_ENDPOINT.c.created_at, _ENDPOINT.c.id)
 )
 _DELIVERY = table_of(WebhookDelivery)
-_INSERT_DELIVERY = _DELIVERY.insert()
 
 
 def queue_for_subscribers(event: CTE) -> Insert:
@@ -114,10 +112,10 @@ def subscribed(events: Sequence[str], event_type: str) -> bool:
     return ALL_EVENTS in events or event_type in events
 
 
-async def _subscribers(db: Executor, user_id: uuid.UUID, event_type: str) -> list[uuid.UUID]:
+async def _subscribers(db: Runner, user_id: uuid.UUID, event_type: str) -> list[uuid.UUID]:
     """The user's enabled endpoints subscribed to `event_type`, oldest first."""
-    rows = (await db.execute(_ENABLED_ENDPOINTS, {"owner": user_id})).all()
-    return [row.id for row in rows if subscribed(row.events, event_type)]
+    rows = await db.rows(_ENABLED_ENDPOINTS, {"owner": user_id})
+    return [row["id"] for row in rows if subscribed(row["events"], event_type)]
 
 
 def delivery_row(
@@ -149,7 +147,7 @@ def delivery_row(
 class WebhookService:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         vault: Vault,
         clock: Callable[[], datetime],
         *,
@@ -158,7 +156,7 @@ class WebhookService:
         allow_private: bool,
         resolver: Resolver,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._vault = vault
         self._clock = clock
         self._event_types = tuple(event_types)
@@ -206,19 +204,17 @@ class WebhookService:
             created_at=now,
             updated_at=now,
         )
-        async with self._sessions.begin() as session:
-            if await repository.count_endpoints(session, user_id) >= MAX_ENDPOINTS_PER_USER:
+        async with self._db.transaction() as db:
+            if await repository.count_endpoints(db, user_id) >= MAX_ENDPOINTS_PER_USER:
                 raise TooManyWebhooks(MAX_ENDPOINTS_PER_USER)
-            session.add(endpoint)
+            await repository.insert_endpoint(db, endpoint)
         return CreatedEndpoint(endpoint=endpoint, secret=secret)
 
     async def list(self, user_id: uuid.UUID) -> Sequence[WebhookEndpoint]:
-        async with self._sessions() as session:
-            return await repository.list_endpoints(session, user_id)
+        return await repository.list_endpoints(self._db, user_id)
 
     async def get(self, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> WebhookEndpoint:
-        async with self._sessions() as session:
-            endpoint = await repository.get_endpoint(session, user_id, endpoint_id)
+        endpoint = await repository.get_endpoint(self._db, user_id, endpoint_id)
         if endpoint is None:
             raise WebhookNotFound
         return endpoint
@@ -226,16 +222,14 @@ class WebhookService:
     async def delete(self, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> None:
         """The endpoint, its queued deliveries and its attempts are gone; a delivery in flight
         finishes but is not recorded."""
-        async with self._sessions.begin() as session:
-            if not await repository.delete_endpoint(session, user_id, endpoint_id):
-                raise WebhookNotFound
+        if not await repository.delete_endpoint(self._db, user_id, endpoint_id):
+            raise WebhookNotFound
 
     # Vault rotation: signing secrets are sealed by the vault like card data, so
     # `kassa vault rotate` re-seals them too (webhooks.service is one of its row stores).
 
     async def count_to_reseal(self) -> int:
-        async with self._sessions() as session:
-            return await repository.count_secrets_to_reseal(session, self._vault.primary_kid)
+        return await repository.count_secrets_to_reseal(self._db, self._vault.primary_kid)
 
     async def reseal_batch(self, after: uuid.UUID | None, batch_size: int) -> ResealBatch:
         """Re-seal up to `batch_size` signing secrets (endpoints after `after`) under the
@@ -243,8 +237,8 @@ class WebhookService:
         skipped."""
         primary = self._vault.primary_kid
         resealed = unreadable = 0
-        async with self._sessions.begin() as session:
-            endpoints = await repository.lock_secrets_to_reseal(session, primary, after, batch_size)
+        async with self._db.transaction() as db:
+            endpoints = await repository.lock_secrets_to_reseal(db, primary, after, batch_size)
             for endpoint in endpoints:
                 context = secret_context(endpoint.id)
                 try:
@@ -257,6 +251,7 @@ class WebhookService:
                     continue
                 sealed = self._vault.encrypt(secret, context=context)
                 endpoint.secret_key_id, endpoint.secret_sealed = sealed.kid, sealed.blob
+                await repository.save_endpoint(db, endpoint)
                 resealed += 1
         return ResealBatch(
             examined=len(endpoints),
@@ -270,12 +265,10 @@ class WebhookService:
     ) -> AttemptPage:
         """Every delivery attempt to one of the caller's endpoints, newest first."""
         after = Cursor.decode(cursor) if cursor else None
-        async with self._sessions() as session:
-            if await repository.get_endpoint(session, user_id, endpoint_id) is None:
+        async with self._db.snapshot() as db:
+            if await repository.get_endpoint(db, user_id, endpoint_id) is None:
                 raise WebhookNotFound
-            rows = await repository.list_attempts(
-                session, endpoint_id, limit=limit + 1, cursor=after
-            )
+            rows = await repository.list_attempts(db, endpoint_id, limit=limit + 1, cursor=after)
         page = rows[:limit]
         has_more = len(rows) > limit
         next_cursor = Cursor(page[-1].created_at, page[-1].id).encode() if has_more else None
@@ -285,7 +278,7 @@ class WebhookService:
 
     @staticmethod
     async def enqueue(
-        db: Executor,
+        db: Runner,
         *,
         user_id: uuid.UUID,
         event_id: uuid.UUID,
@@ -311,12 +304,12 @@ class WebhookService:
             )
             for endpoint_id in wanted
         ]
-        await db.execute(_INSERT_DELIVERY, deliveries)
+        await repository.insert_deliveries(db, deliveries)
         return len(deliveries)
 
     @staticmethod
     async def redeliver(
-        session: AsyncSession,
+        db: Runner,
         *,
         user_id: uuid.UUID,
         event_id: uuid.UUID,
@@ -328,9 +321,9 @@ class WebhookService:
         subscribed to it — whatever became of earlier deliveries. A delivery in flight loses
         its lease, so its outcome no longer decides; the number queued."""
         existing = {
-            d.endpoint_id: d for d in await repository.lock_deliveries_of_event(session, event_id)
+            d.endpoint_id: d for d in await repository.lock_deliveries_of_event(db, event_id)
         }
-        wanted = await _subscribers(session, user_id, event_type)
+        wanted = await _subscribers(db, user_id, event_type)
         fresh = [
             delivery_row(
                 endpoint_id,
@@ -344,7 +337,7 @@ class WebhookService:
             if endpoint_id not in existing
         ]
         if fresh:
-            await session.execute(_INSERT_DELIVERY, fresh)
+            await repository.insert_deliveries(db, fresh)
         for endpoint_id in wanted:
             delivery = existing.get(endpoint_id)
             if delivery is not None:
@@ -355,4 +348,5 @@ class WebhookService:
                 delivery.lease_until = None
                 delivery.lease_token = None
                 delivery.updated_at = now
+                await repository.save_delivery(db, delivery)
         return len(wanted)
