@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from limits.aio.storage import Storage
 
+from kassa.apikeys.service import ApiKeyService
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
@@ -48,6 +49,7 @@ class Container:
     limiter: RateLimiter
     processor: Processor
     auth: AuthService
+    keys: ApiKeyService
     payments: PaymentService
     refunds: RefundService
     transactions: TransactionService
@@ -164,6 +166,10 @@ def build_container(
         limiter=RateLimiter(limits, settings.rate_limit),
         processor=processor,
         auth=auth,
+        # Key secrets are hashed under a key of their own, derived from the JWT secret.
+        keys=ApiKeyService(
+            db, hmac.new(secrets.jwt_secret, b"kassa-api-key-hash", "sha256").digest(), clock
+        ),
         payments=payments,
         refunds=RefundService(
             db, processor, clock, processor_timeout=settings.processor_timeout_seconds

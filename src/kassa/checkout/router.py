@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request, status
 
-from kassa.auth.deps import CurrentPrincipal
+from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.checkout.errors import CheckoutSessionNotFound
 from kassa.checkout.schemas import CheckoutSessionOut, CreateCheckoutSessionRequest
 from kassa.checkout.service import CheckoutService
@@ -14,7 +14,7 @@ from kassa.web import path_id, problem_responses, reject_unknown_query
 router = APIRouter(
     prefix="/api/checkout/sessions",
     tags=["checkout"],
-    dependencies=[reject_unknown_query],
+    dependencies=[reject_unknown_query, requires_scope("checkout")],
 )
 
 

@@ -104,7 +104,9 @@ class IdempotencyMiddleware:
             log.info("request_abandoned", reason="client disconnected before the body ended")
             return
         try:
-            fingerprint = self.service.fingerprint(scope["method"], scope["path"], body)
+            fingerprint = self.service.fingerprint(
+                scope["method"], scope["path"], body, livemode=principal.livemode
+            )
         except NotJson:
             await self.app(scope, replay_receive, send)
             return

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 
-from kassa.auth.deps import CurrentPrincipal
+from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.errors import KassaError
 from kassa.idempotency.deps import HeldKeyDep
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
@@ -24,7 +24,7 @@ from kassa.web import id_or_not_found, path_id, problem_responses, reject_unknow
 router = APIRouter(
     prefix="/api/payments",
     tags=["payments"],
-    dependencies=[reject_unknown_query],
+    dependencies=[reject_unknown_query, requires_scope("payments")],
 )
 
 

@@ -1,5 +1,10 @@
 """The per-client-IP limit over every `/api` route, then the per-user limit for requests with a
-valid bearer token, with the contract's RateLimit-* headers (those of the tighter limit)."""
+valid login token, with the contract's RateLimit-* headers (those of the tighter limit).
+
+A request with a valid API key counts against its key alone, at its mode's rate
+(`KASSA_KEY_RATE_LIMIT_LIVE` / `_TEST`): one count, one Redis call. The per-IP limit stays for
+every other request — no token, a refused token or key (so guessing keys spends the IP's
+budget), login tokens, login and registration."""
 
 from __future__ import annotations
 
@@ -28,13 +33,15 @@ class RateLimitMiddleware:
         limiter: RateLimiter,
         trusted: Sequence[Network],
         user_limiter: RateLimiter | None = None,
+        key_limiters: tuple[RateLimiter, RateLimiter] | None = None,
     ) -> None:
         self.app = app
         self.limiter = limiter
         self.trusted = tuple(trusted)
         self.user_limiter = user_limiter
+        self.key_limiters = key_limiters  # (test, live)
         # Each limit's series exists from the start, at 0, so rate() sees the first refusal.
-        for named in (limiter, user_limiter):
+        for named in (limiter, user_limiter, *(key_limiters or ())):
             if named is not None:
                 RATE_LIMITED.labels(named.name)
 
@@ -45,8 +52,13 @@ class RateLimitMiddleware:
         state = scope.setdefault("state", {})
         ip = client_ip(scope, self.trusted)
         state["client_ip"] = ip
-        verdict = await self.limiter.hit(client_key(ip))
-        if verdict.allowed:
+        principal = authenticated(scope)
+        if principal is not None and principal.key_id is not None and self.key_limiters:
+            key_limiter = self.key_limiters[1 if principal.livemode else 0]
+            verdict = await key_limiter.hit(str(principal.key_id))
+        else:
+            verdict = await self.limiter.hit(client_key(ip))
+        if verdict.allowed and (principal is None or principal.key_id is None):
             user_verdict = await self._hit_user(scope)
             if user_verdict is not None and (
                 not user_verdict.allowed or user_verdict.remaining < verdict.remaining

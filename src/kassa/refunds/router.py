@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request, status
 
-from kassa.auth.deps import CurrentPrincipal
+from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.idempotency.deps import HeldKeyDep
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
 from kassa.payments.errors import PaymentNotFound
@@ -16,7 +16,7 @@ from kassa.web import path_id, problem_responses, reject_unknown_query
 router = APIRouter(
     prefix="/api/payments",
     tags=["refunds"],
-    dependencies=[reject_unknown_query],
+    dependencies=[reject_unknown_query, requires_scope("refunds")],
 )
 
 

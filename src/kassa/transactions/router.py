@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from kassa.auth.deps import CurrentPrincipal
+from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.transactions.schemas import (
     TransactionList,
     TransactionOut,
@@ -17,7 +17,7 @@ from kassa.web import problem_responses, reject_unknown_query
 router = APIRouter(
     prefix="/api",
     tags=["transactions"],
-    dependencies=[reject_unknown_query],
+    dependencies=[reject_unknown_query, requires_scope("read")],
 )
 
 

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
-from kassa.auth.deps import CurrentPrincipal
+from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.web import path_id, problem_responses, reject_unknown_query
 from kassa.webhooks.errors import WebhookNotFound
 from kassa.webhooks.models import WebhookAttempt, WebhookEndpoint
@@ -22,7 +22,7 @@ from kassa.webhooks.service import WebhookService
 router = APIRouter(
     prefix="/api/webhooks",
     tags=["webhooks"],
-    dependencies=[reject_unknown_query],
+    dependencies=[reject_unknown_query, requires_scope("webhooks")],
 )
 
 

@@ -1,5 +1,6 @@
 """Contains all the data models used in inputs/outputs"""
 
+from .api_key_scope import ApiKeyScope
 from .attempt_list import AttemptList
 from .attempt_out import AttemptOut
 from .card_brand import CardBrand
@@ -12,15 +13,20 @@ from .checkout_session_out_capture import CheckoutSessionOutCapture
 from .checkout_session_out_status import CheckoutSessionOutStatus
 from .create_checkout_session_request import CreateCheckoutSessionRequest
 from .create_checkout_session_request_capture import CreateCheckoutSessionRequestCapture
+from .create_key_request import CreateKeyRequest
 from .create_webhook_request import CreateWebhookRequest
+from .created_key_out import CreatedKeyOut
 from .created_webhook_out import CreatedWebhookOut
 from .delivery_status import DeliveryStatus
 from .event_data import EventData
 from .event_list import EventList
 from .event_out import EventOut
 from .event_type import EventType
+from .key_list import KeyList
+from .key_out import KeyOut
 from .login_request import LoginRequest
 from .metadata import Metadata
+from .mode import Mode
 from .password_change_request import PasswordChangeRequest
 from .payment_method import PaymentMethod
 from .payment_out import PaymentOut
@@ -50,6 +56,7 @@ from .webhook_out import WebhookOut
 from .webhook_status import WebhookStatus
 
 __all__ = (
+    "ApiKeyScope",
     "AttemptList",
     "AttemptOut",
     "CardBrand",
@@ -62,15 +69,20 @@ __all__ = (
     "CheckoutSessionOutStatus",
     "CreateCheckoutSessionRequest",
     "CreateCheckoutSessionRequestCapture",
+    "CreatedKeyOut",
     "CreatedWebhookOut",
+    "CreateKeyRequest",
     "CreateWebhookRequest",
     "DeliveryStatus",
     "EventData",
     "EventList",
     "EventOut",
     "EventType",
+    "KeyList",
+    "KeyOut",
     "LoginRequest",
     "Metadata",
+    "Mode",
     "PasswordChangeRequest",
     "PaymentMethod",
     "PaymentOut",

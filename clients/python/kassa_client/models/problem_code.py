@@ -3,6 +3,7 @@ from enum import StrEnum
 
 class ProblemCode(StrEnum):
     AMOUNT_EXCEEDS_REFUNDABLE = "amount_exceeds_refundable"
+    API_KEY_NOT_FOUND = "api_key_not_found"
     BAD_REQUEST = "bad_request"
     CHECKOUT_SESSION_NOT_FOUND = "checkout_session_not_found"
     CORS_PREFLIGHT_REFUSED = "cors_preflight_refused"
@@ -14,9 +15,11 @@ class ProblemCode(StrEnum):
     HTTP_ERROR = "http_error"
     IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
     INTERNAL_ERROR = "internal_error"
     INVALID_CREDENTIALS = "invalid_credentials"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    INVALID_MODE = "invalid_mode"
     INVALID_REFRESH_TOKEN = "invalid_refresh_token"
     INVALID_STATE = "invalid_state"
     JSON_TOO_DEEP = "json_too_deep"

@@ -7,6 +7,7 @@ from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.checkout_session_out import CheckoutSessionOut
 from ...models.create_checkout_session_request import CreateCheckoutSessionRequest
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...types import UNSET, Response, Unset
 
@@ -14,9 +15,13 @@ from ...types import UNSET, Response, Unset
 def _get_kwargs(
     *,
     body: CreateCheckoutSessionRequest,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -50,6 +55,11 @@ def _parse_response(
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 413:
         response_413 = Problem.from_dict(response.json())
@@ -102,6 +112,7 @@ def sync_detailed(
     *,
     client: AuthenticatedClient,
     body: CreateCheckoutSessionRequest,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[CheckoutSessionOut | Problem]:
     """Create Checkout Session
@@ -111,6 +122,7 @@ def sync_detailed(
     and records `checkout.session.completed`; they may leave for `cancel_url` instead.
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CreateCheckoutSessionRequest):
 
@@ -124,6 +136,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -138,6 +151,7 @@ def sync(
     *,
     client: AuthenticatedClient,
     body: CreateCheckoutSessionRequest,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> CheckoutSessionOut | Problem | None:
     """Create Checkout Session
@@ -147,6 +161,7 @@ def sync(
     and records `checkout.session.completed`; they may leave for `cancel_url` instead.
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CreateCheckoutSessionRequest):
 
@@ -161,6 +176,7 @@ def sync(
     return sync_detailed(
         client=client,
         body=body,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -169,6 +185,7 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
     body: CreateCheckoutSessionRequest,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[CheckoutSessionOut | Problem]:
     """Create Checkout Session
@@ -178,6 +195,7 @@ async def asyncio_detailed(
     and records `checkout.session.completed`; they may leave for `cancel_url` instead.
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CreateCheckoutSessionRequest):
 
@@ -191,6 +209,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -203,6 +222,7 @@ async def asyncio(
     *,
     client: AuthenticatedClient,
     body: CreateCheckoutSessionRequest,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> CheckoutSessionOut | Problem | None:
     """Create Checkout Session
@@ -212,6 +232,7 @@ async def asyncio(
     and records `checkout.session.completed`; they may leave for `cancel_url` instead.
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CreateCheckoutSessionRequest):
 
@@ -227,6 +248,7 @@ async def asyncio(
         await asyncio_detailed(
             client=client,
             body=body,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

@@ -5,6 +5,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.payment_out import PaymentOut
 from ...models.problem import Problem
 from ...models.process_payment_request import ProcessPaymentRequest
@@ -15,11 +16,15 @@ def _get_kwargs(
     *,
     body: ProcessPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
     if not isinstance(idempotency_key, Unset):
         headers["Idempotency-Key"] = idempotency_key
+
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
 
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
@@ -57,6 +62,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 404:
         response_404 = Problem.from_dict(response.json())
@@ -120,6 +130,7 @@ def sync_detailed(
     client: AuthenticatedClient,
     body: ProcessPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentOut | Problem]:
     """Process Payment
@@ -129,6 +140,7 @@ def sync_detailed(
 
     Args:
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (ProcessPaymentRequest):
 
@@ -143,6 +155,7 @@ def sync_detailed(
     kwargs = _get_kwargs(
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -158,6 +171,7 @@ def sync(
     client: AuthenticatedClient,
     body: ProcessPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentOut | Problem | None:
     """Process Payment
@@ -167,6 +181,7 @@ def sync(
 
     Args:
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (ProcessPaymentRequest):
 
@@ -182,6 +197,7 @@ def sync(
         client=client,
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -191,6 +207,7 @@ async def asyncio_detailed(
     client: AuthenticatedClient,
     body: ProcessPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentOut | Problem]:
     """Process Payment
@@ -200,6 +217,7 @@ async def asyncio_detailed(
 
     Args:
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (ProcessPaymentRequest):
 
@@ -214,6 +232,7 @@ async def asyncio_detailed(
     kwargs = _get_kwargs(
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -227,6 +246,7 @@ async def asyncio(
     client: AuthenticatedClient,
     body: ProcessPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentOut | Problem | None:
     """Process Payment
@@ -236,6 +256,7 @@ async def asyncio(
 
     Args:
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (ProcessPaymentRequest):
 
@@ -252,6 +273,7 @@ async def asyncio(
             client=client,
             body=body,
             idempotency_key=idempotency_key,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

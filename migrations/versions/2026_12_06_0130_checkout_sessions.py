@@ -1,8 +1,8 @@
 """Checkout sessions: the hosted payment page a merchant sends its customer to.
 
 Revision ID: 0008_checkout
-Revises: 0007
-Create Date: 2026-12-06 00:30:00
+Revises: 0008_api_keys
+Create Date: 2026-12-06 01:30:00
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_checkout"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008_api_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
