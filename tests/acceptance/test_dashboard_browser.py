@@ -1,7 +1,7 @@
 """The merchant's side in a real browser: a customer pays through checkout, a worker delivers
 the events to the shop's webhook, then the merchant signs in to the dashboard, finds that
-payment, refunds part of it and redelivers its checkout event (which the next worker run
-delivers again, under the same webhook-id)."""
+payment, refunds part of it, redelivers its checkout event (which the next worker run
+delivers again, under the same webhook-id), and creates and revokes an API key."""
 
 from __future__ import annotations
 
@@ -70,6 +70,10 @@ def test_a_merchant_refunds_and_redelivers_in_the_dashboard(tmp_path: Path) -> N
                 },
             )
             assert "refunded €4.00" in output
+            assert "key revoked" in output
+            secret = output.split("key ", 1)[1].split()[0]
+            refused = client.get("/api/keys", headers={"Authorization": f"Bearer {secret}"})
+            assert refused.status_code == 401  # revoked in the dashboard: refused everywhere
             payment = client.get(f"/api/payments/{paid['payment_id']}", headers=headers).json()
             assert payment["amount_refunded"] == 400
             assert payment["status"] == "partially_refunded"

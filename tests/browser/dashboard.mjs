@@ -42,6 +42,22 @@ try {
   check((await page.textContent("main")).includes("queued for delivery again"), "redelivery noticed");
   console.log("redelivered checkout.session.completed");
 
+  // Create an API key (its secret shown once), then revoke it.
+  await page.getByRole("link", { name: "API keys" }).click();
+  await page.getByLabel("Name").fill("Shop backend");
+  await page.getByLabel("checkout").check();
+  await page.getByRole("button", { name: "Create key" }).click();
+  const secret = (await page.getByTestId("key-secret").textContent()).trim();
+  check(/^sk_test_/.test(secret), "a test key's secret is shown");
+  console.log(`key ${secret}`);
+  await Promise.all([
+    page.waitForURL("**notice=key_revoked"),
+    page.getByRole("button", { name: "Revoke Shop backend" }).click(),
+  ]);
+  check(!(await page.textContent("main")).includes(secret), "the secret is not shown again");
+  check((await page.textContent("main")).includes("No keys."), "the key is gone");
+  console.log("key revoked");
+
   // Sign out.
   await Promise.all([page.waitForURL("**/dashboard/login**"), page.getByRole("button", { name: "Sign out" }).click()]);
   await page.goto(`${base}/dashboard/payments`);

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.apikeys.keys import create_key
 from tests.checkout import session_body
 from tests.conftest import Api, register_user
 
@@ -103,3 +104,34 @@ async def test_a_bad_body_is_refused(api: Api, overrides: dict[str, Any], field:
     )
     assert response.status_code == 422, response.text
     assert any(error["field"].startswith(field) for error in response.json()["errors"])
+
+
+async def test_an_api_key_opens_sessions_of_its_own_mode(api: Api) -> None:
+    user = await register_user(api.client)
+    live = await create_key(api.client, user, mode="live", scopes=["checkout"])
+    created = await api.client.post(
+        "/api/checkout/sessions", json=session_body(), headers=live.headers
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["livemode"] is True
+    path = f"/api/checkout/sessions/{created.json()['id']}"
+    # Invisible to a caller acting in test mode: the login token by default, a test key.
+    test_key = await create_key(api.client, user, mode="test")
+    for headers in (user.headers, test_key.headers):
+        assert (await api.client.get(path, headers=headers)).status_code == 404
+    live_login = {**user.headers, "Kassa-Mode": "live"}
+    assert (await api.client.get(path, headers=live_login)).status_code == 200
+    # A key reads what it made only with the read scope.
+    refused = await api.client.get(path, headers=live.headers)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "insufficient_scope"
+
+
+async def test_a_key_without_the_checkout_scope_is_refused(api: Api) -> None:
+    user = await register_user(api.client)
+    key = await create_key(api.client, user, scopes=["payments", "read"])
+    response = await api.client.post(
+        "/api/checkout/sessions", json=session_body(), headers=key.headers
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "insufficient_scope"

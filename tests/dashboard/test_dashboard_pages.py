@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from typing import Any
 
 import httpx
@@ -210,3 +211,41 @@ async def test_webhooks_are_added_with_the_secret_shown_once_and_redelivered(
         )
         assert redelivered.status_code == 303
         assert redelivered.headers["location"] == "/dashboard/webhooks?notice=redelivered"
+
+
+async def test_an_api_key_is_created_shown_once_and_revoked(api: Api) -> None:
+    user = await register_user(api.client)
+    async with browser(api) as merchant:
+        await sign_in(merchant, user)
+        page = await merchant.get("/dashboard/keys")
+        made = await merchant.post(
+            "/dashboard/keys",
+            data={
+                "csrf": csrf_of(page.text),
+                "name": "Shop backend",
+                "mode": "test",
+                "scope_checkout": "on",
+                "scope_read": "on",
+            },
+        )
+        assert made.status_code == 200
+        found = re.search(r"sk_test_[A-Za-z0-9_-]+", made.text)
+        assert found is not None
+        secret = found.group(0)
+        key = {"Authorization": f"Bearer {secret}"}
+        works = await api.client.get("/api/checkout/sessions/" + str(uuid.uuid4()), headers=key)
+        assert works.status_code == 404  # authenticated, read scope: just nothing there
+        listed = await merchant.get("/dashboard/keys")
+        assert secret not in listed.text
+        assert "checkout, read" in listed.text
+        key_id = (await api.client.get("/api/keys", headers=user.headers)).json()["data"][0]["id"]
+        revoked = await merchant.post(
+            f"/dashboard/keys/{key_id}/revoke", data={"csrf": csrf_of(listed.text)}
+        )
+        assert revoked.headers["location"] == "/dashboard/keys?notice=key_revoked"
+        gone = await api.client.get("/api/checkout/sessions/" + str(uuid.uuid4()), headers=key)
+        assert gone.status_code == 401
+        bad = await merchant.post(
+            "/dashboard/keys", data={"csrf": csrf_of(listed.text), "name": ""}
+        )
+        assert bad.status_code == 422

@@ -17,9 +17,14 @@ from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
 from starlette.responses import Response
 
+from kassa.apikeys.errors import ApiKeyNotFound
+from kassa.apikeys.schemas import CreateKeyRequest
+from kassa.apikeys.service import CreatedKey
 from kassa.auth.errors import InvalidCredentials, TooManyAttempts
+from kassa.auth.service import SCOPES
 from kassa.container import Container
 from kassa.dashboard.session import (
     CSRF_COOKIE,
@@ -53,6 +58,7 @@ NOTICES = {
     "redelivered": "The event is queued for delivery again.",
     "signed_out": "You are signed out.",
     "mode": "Mode switched.",
+    "key_revoked": "API key revoked: it stops working at once.",
 }
 CHARGE_STATUSES = ("pending", "succeeded", "failed")
 
@@ -488,6 +494,92 @@ async def cancel(payment_id: str, request: Request, container: ContainerDep) -> 
         visitor,
         container.auth,
         container.forms,
+    )
+
+
+# API keys ----------------------------------------------------------------------------------
+
+
+async def _keys_view(
+    request: Request,
+    container: Container,
+    visitor: Visitor,
+    *,
+    created: CreatedKey | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    keys = await container.keys.list(visitor.principal.user_id)
+    return _page(
+        request,
+        container,
+        visitor,
+        "dashboard/keys.html",
+        {"keys": keys, "created": created, "error": error, "scopes": SCOPES},
+        status_code=status_code,
+    )
+
+
+@router.get("/keys")
+async def keys_page(request: Request, container: ContainerDep) -> Response:
+    try:
+        visitor = await _visitor(request, container)
+    except SignInRequired:
+        return _to_sign_in()
+    return await _keys_view(request, container, visitor)
+
+
+@router.post("/keys")
+async def create_key(request: Request, container: ContainerDep) -> Response:
+    try:
+        visitor = await _visitor(request, container)
+    except SignInRequired:
+        return _to_sign_in()
+    form = await _checked_form(request, container, visitor)
+    if form is None:
+        return _refused(request)
+    chosen = [scope for scope in SCOPES if form.get(f"scope_{scope}") == "on"]
+    try:
+        # The API's own request model: the same rules for a key's name, mode and scopes.
+        wanted = CreateKeyRequest.model_validate(
+            {
+                "name": form.get("name", "").strip(),
+                "mode": "live" if form.get("mode") == "live" else "test",
+                **({"scopes": chosen} if chosen else {}),
+            }
+        )
+    except ValidationError:
+        return await _keys_view(
+            request,
+            container,
+            visitor,
+            error="Give the key a name of 1 to 100 characters (no card numbers).",
+            status_code=422,
+        )
+    created = await container.keys.create(
+        visitor.principal.user_id, wanted.name, wanted.mode == "live", wanted.scopes
+    )
+    # The secret is on this one answer, never again.
+    return await _keys_view(request, container, visitor, created=created)
+
+
+@router.post("/keys/{key_id}/revoke")
+async def revoke_key(key_id: str, request: Request, container: ContainerDep) -> Response:
+    try:
+        visitor = await _visitor(request, container)
+    except SignInRequired:
+        return _to_sign_in()
+    if await _checked_form(request, container, visitor) is None:
+        return _refused(request)
+    parsed = parse_id(key_id)
+    try:
+        if parsed is None:
+            raise ApiKeyNotFound
+        await container.keys.revoke(visitor.principal.user_id, parsed)
+    except ApiKeyNotFound:
+        return _page(request, container, visitor, "dashboard/missing.html", {}, status_code=404)
+    return keep(
+        see_other(f"{PATH}/keys?notice=key_revoked"), visitor, container.auth, container.forms
     )
 
 
