@@ -1,7 +1,7 @@
 """Checkout sessions: the hosted payment page a merchant sends its customer to.
 
 Revision ID: 0008_checkout
-Revises: 0008_api_keys
+Revises: 0008_api_keys, 0008
 Create Date: 2026-12-06 01:30:00
 """
 
@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_checkout"
-down_revision: str | None = "0008_api_keys"
+# After both the API keys' and capture's migrations (each chained after 0007).
+down_revision: str | tuple[str, ...] | None = ("0008_api_keys", "0008")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -34,6 +35,7 @@ def upgrade() -> None:
         sa.Column("attempt", sa.Integer(), server_default="0", nullable=False),
         sa.Column("last_payment_id", sa.Uuid(), nullable=True),
         sa.Column("payment_id", sa.Uuid(), nullable=True),
+        sa.Column("last_failure_code", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from kassa.apikeys.router import router as keys_router
 from kassa.auth.middleware import AuthenticationMiddleware
 from kassa.auth.router import router as auth_router
+from kassa.challenge.router import router as challenge_router
 from kassa.checkout.pages import router as checkout_pages
 from kassa.checkout.router import router as checkout_router
 from kassa.container import Container, build_container
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(transactions_router)
     app.include_router(events_router)
     app.include_router(webhooks_router)
+    app.include_router(challenge_router)
     app.include_router(checkout_router)
     app.mount(STATIC_PATH, static_files(), name="static")
     app.include_router(checkout_pages)

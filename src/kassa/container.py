@@ -83,6 +83,7 @@ def build_processor(settings: Settings, db: Database) -> Processor:
     simulator = SimulatorProcessor(
         DatabaseSimulatorStore(db),
         delay_seconds=settings.simulator_delay_ms / 1000,
+        public_url=settings.public_url or "http://127.0.0.1:8000",
     )
     if not settings.simulator_faults:
         return simulator
@@ -129,6 +130,8 @@ def build_container(
         settings.max_amount,
         processor_timeout=settings.processor_timeout_seconds,
         fingerprints=fingerprints,
+        authorization_expiry=timedelta(hours=settings.authorization_expiry_hours),
+        require_https_return=settings.env != "development",
     )
     webhooks = WebhookService(
         db,

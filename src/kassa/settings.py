@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from limits import parse_many
@@ -101,6 +100,11 @@ class Settings(BaseSettings):
     log_file_max_bytes: Annotated[int, Field(gt=0)] = 10 * 1024 * 1024
     log_file_backups: Annotated[int, Field(ge=1)] = 5
     simulator_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    # Where customers reach kassa's own pages (the simulator's 3-D Secure challenge); unset,
+    # `kassa serve` sets it from its --host and --port.
+    public_url: str = ""
+    # An authorization not captured within this many hours is voided by `kassa worker`.
+    authorization_expiry_hours: Annotated[int, Field(ge=1, le=31 * 24)] = 7 * 24
     # Test and drill hook: faults the simulator suffers, used up in order, one per call
     # ("refund:hang,charge:lose_answer"); refused with KASSA_ENV=production or Stripe.
     simulator_faults: str = ""
@@ -129,9 +133,6 @@ class Settings(BaseSettings):
     # How long a checkout session's page takes payments (Stripe's range: 30 min to 24 h). At
     # most a day, the time an Idempotency-Key is kept: a checkout attempt is keyed by one.
     checkout_session_ttl_seconds: Annotated[int, Field(ge=1800, le=86_400)] = 86_400
-    # The address customers reach kassa at (`https://pay.example.com`): checkout session
-    # `url`s start with it. Unset: the address the API request came to.
-    public_url: str | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -168,6 +169,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin such as https://shop.example.com")
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str) -> str:
+        if value and not _ORIGIN.fullmatch(value.rstrip("/")):
+            raise ValueError(f"{value!r} is not a URL such as https://pay.shop.example.com")
+        return value.rstrip("/")
+
     @field_validator("simulator_faults")
     @classmethod
     def _valid_simulator_faults(cls, value: str) -> str:
@@ -197,18 +205,6 @@ class Settings(BaseSettings):
         if importlib.util.find_spec("coredis") is None:
             raise ValueError("Redis rate limits need the coredis package, which is not installed")
         return value
-
-    @field_validator("public_url")
-    @classmethod
-    def _valid_public_url(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("must be an http(s) address such as https://pay.example.com")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError("must be a plain address: no query, fragment or credentials")
-        return value.rstrip("/")
 
     @field_validator("stripe_api_base")
     @classmethod

@@ -78,24 +78,32 @@ def open_session(server: Server, headers: dict[str, str], shop: str) -> dict[str
         return created
 
 
-def test_a_customer_pays_in_a_browser_after_a_decline(sqlite_server: Server, shop: str) -> None:
+def test_a_customer_pays_in_a_browser_after_a_decline_and_through_3ds(
+    sqlite_server: Server, shop: str
+) -> None:
     headers = merchant(sqlite_server)
-    paid, declined = (open_session(sqlite_server, headers, shop) for _ in range(2))
+    paid, declined, secure = (open_session(sqlite_server, headers, shop) for _ in range(3))
     output = run_script(
         "checkout.mjs",
         {
             "PAY_URL": paid["url"],
             "DECLINE_URL": declined["url"],
+            "THREEDS_URL": secure["url"],
             "SUCCESS_PREFIX": f"{shop}/thanks",
         },
     )
     assert f"paid: {shop}/thanks?session={paid['id']}" in output
     assert f"declined, then paid: {shop}/thanks?session={declined['id']}" in output
+    assert f"authenticated, then paid: {shop}/thanks?session={secure['id']}" in output
     with sqlite_server.client() as client:
-        for session in (paid, declined):
+        for session in (paid, declined, secure):
             state = client.get(f"/api/checkout/sessions/{session['id']}", headers=headers).json()
             assert state["status"] == "complete"
         events = client.get("/api/events?type=checkout.session.completed", headers=headers).json()[
             "data"
         ]
-        assert {e["data"]["object"]["id"] for e in events} == {paid["id"], declined["id"]}
+        assert {e["data"]["object"]["id"] for e in events} == {
+            paid["id"],
+            declined["id"],
+            secure["id"],
+        }

@@ -6,6 +6,7 @@ import { check, launch } from "./launch.mjs";
 const payUrl = process.env.PAY_URL;
 const declineUrl = process.env.DECLINE_URL;
 const success = process.env.SUCCESS_PREFIX;
+const threeDsUrl = process.env.THREEDS_URL;
 const { context, close } = await launch();
 
 async function fillCard(page, number) {
@@ -28,6 +29,10 @@ try {
     if (message.type() === "error") problems.push(message.text());
   });
   page.on("pageerror", (error) => problems.push(String(error)));
+  if (process.env.DEBUG_PAGES) {
+    page.on("response", (r) => console.log("resp", r.status(), r.url()));
+    page.on("requestfailed", (r) => console.log("failed", r.url(), r.failure()?.errorText));
+  }
 
   // 1. A good card, submitted with Enter from the last field.
   await page.goto(payUrl);
@@ -47,6 +52,7 @@ try {
 
   // 2. A declined card: the decline is shown, the form stays, 4242 then pays.
   if (declineUrl) await declined(page);
+  if (threeDsUrl) await authenticated(page);
   check(problems.length === 0, `console errors (CSP?): ${problems.join(" | ")}`);
 } finally {
   await close();
@@ -66,4 +72,19 @@ async function declined(page) {
     page.getByRole("button", { name: /^Pay / }).click(),
   ]);
   console.log(`declined, then paid: ${page.url()}`);
+}
+
+// 3. A card that asks for 3-D Secure: kassa's challenge page, "Complete", then the shop.
+async function authenticated(page) {
+  await page.goto(threeDsUrl);
+  await fillCard(page, "4000 0027 6000 3184");
+  await Promise.all([
+    page.waitForURL((url) => url.pathname.startsWith("/simulator/3ds/")),
+    page.getByRole("button", { name: /^Pay / }).click(),
+  ]);
+  await Promise.all([
+    page.waitForURL((url) => url.href.startsWith(success)),
+    page.getByRole("button", { name: /Complete/ }).click(),
+  ]);
+  console.log(`authenticated, then paid: ${page.url()}`);
 }

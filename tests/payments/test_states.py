@@ -15,10 +15,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from kassa.payments.models import Payment
 from kassa.payments.service import PaymentService, refundable_amount
 from kassa.payments.states import (
+    CANCELABLE,
     REFUNDABLE,
+    STEP_SOURCES,
     TERMINAL,
     TRANSITIONS,
     PaymentStatus,
+    ProcessorStep,
     can_transition,
     sources_of,
     status_after_refund,
@@ -32,6 +35,12 @@ DIAGRAM = {
     (S.PENDING, S.CANCELED),
     (S.PROCESSING, S.COMPLETED),
     (S.PROCESSING, S.FAILED),
+    # Capture and 3-D Secure: every step that asks the processor passes through processing.
+    (S.PROCESSING, S.REQUIRES_CAPTURE),
+    (S.PROCESSING, S.REQUIRES_ACTION),
+    (S.PROCESSING, S.CANCELED),
+    (S.REQUIRES_CAPTURE, S.PROCESSING),
+    (S.REQUIRES_ACTION, S.PROCESSING),
     (S.COMPLETED, S.PARTIALLY_REFUNDED),
     (S.COMPLETED, S.REFUNDED),
     (S.PARTIALLY_REFUNDED, S.REFUNDED),
@@ -48,6 +57,8 @@ def test_statuses_are_exactly_the_contracts() -> None:
         "canceled",
         "partially_refunded",
         "refunded",
+        "requires_action",
+        "requires_capture",
     }
 
 
@@ -65,12 +76,25 @@ def test_only_completed_and_partially_refunded_payments_are_refundable() -> None
     assert frozenset({S.COMPLETED, S.PARTIALLY_REFUNDED}) == REFUNDABLE
 
 
+def test_each_processor_step_starts_only_where_the_contract_allows() -> None:
+    assert {
+        ProcessorStep.CHARGE: {S.PENDING},
+        ProcessorStep.CAPTURE: {S.REQUIRES_CAPTURE},
+        ProcessorStep.VOID: {S.REQUIRES_CAPTURE, S.REQUIRES_ACTION},
+    } == STEP_SOURCES
+    assert frozenset({S.PENDING, S.REQUIRES_ACTION, S.REQUIRES_CAPTURE}) == CANCELABLE
+    for sources in STEP_SOURCES.values():
+        assert all(can_transition(source, S.PROCESSING) for source in sources)
+
+
 @pytest.mark.parametrize(
     ("target", "sources"),
     [
         (S.PENDING, set()),
-        (S.PROCESSING, {S.PENDING}),
-        (S.CANCELED, {S.PENDING}),
+        (S.PROCESSING, {S.PENDING, S.REQUIRES_ACTION, S.REQUIRES_CAPTURE}),
+        (S.CANCELED, {S.PENDING, S.PROCESSING}),
+        (S.REQUIRES_CAPTURE, {S.PROCESSING}),
+        (S.REQUIRES_ACTION, {S.PROCESSING}),
         (S.COMPLETED, {S.PROCESSING}),
         (S.FAILED, {S.PROCESSING}),
         (S.PARTIALLY_REFUNDED, {S.COMPLETED}),

@@ -18,11 +18,6 @@ class CheckoutSessionClosed(InvalidState):
         self.session_status = status
 
 
-class ManualCaptureUnavailable(ValidationFailed):
-    def __init__(self) -> None:
-        super().__init__([FieldError("capture", "manual capture is not available yet")])
-
-
 class CheckoutAmountTooLarge(ValidationFailed):
     def __init__(self, maximum: int) -> None:
         super().__init__([FieldError("amount", f"must be at most {maximum}")])

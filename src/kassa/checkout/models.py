@@ -58,11 +58,13 @@ class CheckoutSession(Base):
     success_url: Mapped[str] = mapped_column(Text)
     cancel_url: Mapped[str] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # The payment of the latest attempt (whatever its outcome), and the one that completed.
+    # The payment of the current attempt (none until one is made), and the one that completed.
     last_payment_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     payment_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("payment.id", ondelete="RESTRICT"), nullable=True
     )
+    # Why the previous attempt failed, shown on the page until the next attempt is made.
+    last_failure_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

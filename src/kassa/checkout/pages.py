@@ -26,7 +26,14 @@ from kassa.checkout.service import (
     redirect_target,
 )
 from kassa.db import parse_id
-from kassa.edge.pages import FormGuard, FormRefused, read_form, render, see_other
+from kassa.edge.pages import (
+    FormGuard,
+    FormRefused,
+    origin_of,
+    read_form,
+    render,
+    see_other,
+)
 from kassa.payments.schemas import CardDetailsIn, WalletDetailsIn
 
 router = APIRouter(prefix="/checkout", include_in_schema=False)
@@ -81,11 +88,14 @@ def _page(
     nonce = request.cookies.get(COOKIE) or guard.new_nonce()
     declined = None
     last = view.last_payment
-    if view.status == "open" and last is not None and last.status == "failed":
-        declined = DECLINES.get(last.failure_code or "", DECLINE_FALLBACK)
+    if view.status == "open" and last is None and session.last_failure_code:
+        declined = DECLINES.get(session.last_failure_code, DECLINE_FALLBACK)
     in_progress = (
         view.status == "open" and last is not None and last.status in {"pending", "processing"}
     )
+    challenge = None
+    if view.status == "open" and last is not None and last.status == "requires_action":
+        challenge = last.next_action_url
     context: dict[str, Any] = {
         "session": session,
         "status": view.status,
@@ -94,6 +104,7 @@ def _page(
         "attempt": session.attempt,
         "declined": declined,
         "in_progress": in_progress,
+        "challenge": challenge,
         "errors": errors or {},
         "holder_name": holder_name,
         "notice": notice,
@@ -236,7 +247,40 @@ async def pay(
         )
     if result.outcome is Outcome.COMPLETE:
         return see_other(redirect_target(result.session.success_url, sid))
+    if result.outcome is Outcome.REQUIRES_ACTION and result.payment is not None:
+        challenge = result.payment.next_action_url
+        # Straight on when the challenge is kassa's own page; a processor's page elsewhere
+        # is reached by a link on ours (a form's redirect may only go where its CSP's
+        # form-action allows).
+        if challenge and origin_of(challenge) == origin_of(result.session.url):
+            return see_other(challenge)
     return see_other(f"/checkout/{sid}")
+
+
+@router.get("/{session_id}/return")
+async def back_from_authentication(
+    session_id: str, request: Request, checkout: CheckoutDep
+) -> Response:
+    """Where the 3-D Secure challenge sends the customer: on to the shop when the payment
+    went through, back to the form (with why) when it did not. What the challenge added to
+    the query is not trusted: the session's own latest payment decides."""
+    try:
+        view = await checkout.view(_session_id(session_id))
+    except CheckoutSessionNotFound:
+        return _not_found(request)
+    if view.status == "complete":
+        # A page that refreshes to the shop, not a 303: this answer ends the redirects of the
+        # challenge's form, and a form's redirects may only reach what the challenge page's
+        # form-action allows (kassa), so the browser would refuse the shop there.
+        return render(
+            request,
+            "checkout/returning.html",
+            {
+                "merchant": view.merchant_name,
+                "success_url": redirect_target(view.session.success_url, view.session.id),
+            },
+        )
+    return see_other(f"/checkout/{view.session.id}")
 
 
 def success_url_of(session: CheckoutSession) -> str:

@@ -26,17 +26,29 @@ _RECORD_ATTEMPT = (
         _SESSION.c.status == "open",
         _SESSION.c.attempt == bindparam("b_attempt"),
     )
-    .values(last_payment_id=bindparam("b_payment"), updated_at=bindparam("b_now"))
+    .values(
+        last_payment_id=bindparam("b_payment"),
+        last_failure_code=None,
+        updated_at=bindparam("b_now"),
+    )
 )
-# A failed attempt opens the next one, once, whoever notices it first.
+# A failed attempt opens the next one, once, whoever notices it first (the request that paid,
+# or the page after a 3-D Secure challenge failed): only while that attempt's payment is the
+# session's current one.
 _NEXT_ATTEMPT = (
     update(_SESSION)
     .where(
         _SESSION.c.id == bindparam("b_session"),
         _SESSION.c.status == "open",
         _SESSION.c.attempt == bindparam("b_attempt"),
+        _SESSION.c.last_payment_id == bindparam("b_payment"),
     )
-    .values(attempt=_SESSION.c.attempt + 1, updated_at=bindparam("b_now"))
+    .values(
+        attempt=_SESSION.c.attempt + 1,
+        last_payment_id=None,
+        last_failure_code=bindparam("b_failure"),
+        updated_at=bindparam("b_now"),
+    )
 )
 # open → complete, once: of two racing completions exactly one updates the row (and so
 # exactly one records the event).
@@ -81,8 +93,21 @@ async def record_attempt(
     return await db.execute(_RECORD_ATTEMPT, params) == 1
 
 
-async def next_attempt(db: Runner, session_id: uuid.UUID, attempt: int, now: datetime) -> bool:
-    params = {"b_session": session_id, "b_attempt": attempt, "b_now": now}
+async def next_attempt(
+    db: Runner,
+    session_id: uuid.UUID,
+    attempt: int,
+    payment_id: uuid.UUID,
+    failure_code: str,
+    now: datetime,
+) -> bool:
+    params = {
+        "b_session": session_id,
+        "b_attempt": attempt,
+        "b_payment": payment_id,
+        "b_failure": failure_code,
+        "b_now": now,
+    }
     return await db.execute(_NEXT_ATTEMPT, params) == 1
 
 

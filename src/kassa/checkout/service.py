@@ -31,7 +31,6 @@ from kassa.checkout.errors import (
     CheckoutAmountTooLarge,
     CheckoutSessionClosed,
     CheckoutSessionNotFound,
-    ManualCaptureUnavailable,
 )
 from kassa.checkout.models import CheckoutSession
 from kassa.checkout.schemas import (
@@ -56,7 +55,8 @@ from kassa.payments.states import PaymentStatus
 log = structlog.get_logger("kassa.checkout")
 COMPLETED_EVENT = "checkout.session.completed"
 # The statuses of a payment that has taken the customer's money (or its authorization).
-_PAID = frozenset({PaymentStatus.COMPLETED.value})
+_PAID = frozenset({PaymentStatus.COMPLETED.value, PaymentStatus.REQUIRES_CAPTURE.value})
+_FAILED = frozenset({PaymentStatus.FAILED.value, PaymentStatus.CANCELED.value})
 _UNSETTLED = frozenset({PaymentStatus.PENDING.value, PaymentStatus.PROCESSING.value})
 
 
@@ -93,6 +93,11 @@ def session_out(session: CheckoutSession, now: datetime) -> CheckoutSessionOut:
     )
 
 
+def return_url(session: CheckoutSession) -> str:
+    """Where the 3-D Secure challenge sends the customer back: the session's own page."""
+    return f"{session.url}/return"
+
+
 def redirect_target(url: str, session_id: uuid.UUID) -> str:
     """The merchant's success or cancel URL with the session's id where it asked for it."""
     return url.replace(SESSION_ID_PLACEHOLDER, str(session_id))
@@ -102,6 +107,7 @@ class Outcome(StrEnum):
     COMPLETE = "complete"  # paid: on to the success URL
     DECLINED = "declined"  # the attempt failed; the next one is open
     IN_PROGRESS = "in_progress"  # another submit of this attempt runs, or the outcome is unknown
+    REQUIRES_ACTION = "requires_action"  # the card asks for 3-D Secure: on to its challenge
     STALE = "stale"  # the form was for an earlier attempt: show the session as it is now
 
 
@@ -114,8 +120,9 @@ class PayResult:
 
 @dataclass(frozen=True, slots=True)
 class CheckoutView:
-    """What the page shows: the session, its status now, who is paid, and the latest
-    attempt's payment (its failure, when it was declined)."""
+    """What the page shows: the session, its status now, who is paid, and the current
+    attempt's payment (none until one is made; why the previous one failed is the session's
+    `last_failure_code`)."""
 
     session: CheckoutSession
     status: str
@@ -153,8 +160,6 @@ class CheckoutService:
         `base_url` is where customers reach kassa (the session's `url` starts with it)."""
         if request.amount > self._max_amount:
             raise CheckoutAmountTooLarge(self._max_amount)
-        if request.capture == "manual":
-            raise ManualCaptureUnavailable
         now = self._clock()
         session_id = new_id()  # a version-4 UUID: 122 random bits, the page's only key
         values: dict[str, Any] = {
@@ -210,6 +215,12 @@ class CheckoutService:
             last = await self._payments.get(session.user_id, session.last_payment_id)
             if session.status == "open" and last.status in _PAID:
                 session = await self._complete(session, last)
+            elif session.status == "open" and last.status in _FAILED:
+                # Settled after its request ended (a 3-D Secure challenge that failed, an
+                # unknown outcome that reconciliation settled): the next attempt opens.
+                await self._next_attempt(session, session.attempt, last)
+                session = await self._session(session_id)
+                last = None
         name = await self._merchant_name(session.user_id)
         return CheckoutView(session, status_of(session, self._clock()), name or "", last)
 
@@ -229,7 +240,10 @@ class CheckoutService:
         payment = await self._payments.get(session.user_id, payment_id)
         if payment.status == PaymentStatus.PENDING.value:
             try:
-                payment = (await self._payments.process(session.user_id, payment_id)).payment
+                outcome = await self._payments.process(
+                    session.user_id, payment_id, return_url=return_url(session)
+                )
+                payment = outcome.payment
             except PaymentNotPending:  # another submit of this attempt is charging it
                 payment = await self._payments.get(session.user_id, payment_id)
         return await self._conclude(session, attempt, payment)
@@ -273,6 +287,7 @@ class CheckoutService:
         common: dict[str, Any] = {
             "amount": session.amount,
             "currency": session.currency,
+            "capture": session.capture,
             "description": session.description,
             "metadata": session.metadata_ or None,
         }
@@ -289,10 +304,12 @@ class CheckoutService:
     ) -> PayResult:
         if payment.status in _PAID:
             return PayResult(Outcome.COMPLETE, await self._complete(session, payment), payment)
+        if payment.status == PaymentStatus.REQUIRES_ACTION.value:
+            return PayResult(Outcome.REQUIRES_ACTION, session, payment)
         if payment.status in _UNSETTLED:
             return PayResult(Outcome.IN_PROGRESS, session, payment)
         # Failed (or canceled): the customer may try again, as attempt + 1.
-        await repository.next_attempt(self._db, session.id, attempt, self._clock())
+        await self._next_attempt(session, attempt, payment)
         log.info(
             "checkout_attempt_failed",
             checkout_session_id=str(session.id),
@@ -300,6 +317,12 @@ class CheckoutService:
             failure_code=payment.failure_code,
         )
         return PayResult(Outcome.DECLINED, await self._session(session.id), payment)
+
+    async def _next_attempt(self, session: CheckoutSession, attempt: int, payment: Payment) -> None:
+        code = payment.failure_code or payment.status
+        await repository.next_attempt(
+            self._db, session.id, attempt, payment.id, code, self._clock()
+        )
 
     async def _complete(self, session: CheckoutSession, payment: Payment) -> CheckoutSession:
         """open → complete with `payment`, and its event in the same transaction; the

@@ -45,6 +45,7 @@ from kassa.idempotency.service import ClaimKind, HeldKey
 from kassa.money import currency_exponent
 from kassa.payments.errors import PaymentNotFound
 from kassa.payments.models import Payment
+from kassa.payments.service import refundable_amount
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
 LOGIN_BINDING = "dashboard-login"
@@ -53,6 +54,7 @@ TIMELINE_SCAN = 500  # the newest events looked through for one payment's timeli
 NOTICES = {
     "refunded": "Refund created.",
     "canceled": "Payment canceled.",
+    "captured": "Payment captured.",
     "webhook_added": "Webhook endpoint added.",
     "webhook_deleted": "Webhook endpoint deleted.",
     "redelivered": "The event is queued for delivery again.",
@@ -348,9 +350,10 @@ async def _payment_view(
             "payment": payment,
             "events": events,
             "deliveries": await _deliveries(container, user_id, events),
-            "refundable": payment.amount - payment.amount_refunded - payment.amount_refund_pending,
+            "refundable": refundable_amount(payment),
             "can_refund": payment.status in {"completed", "partially_refunded"},
-            "can_cancel": payment.status == "pending",
+            "can_cancel": payment.status in {"pending", "requires_action", "requires_capture"},
+            "can_capture": payment.status == "requires_capture",
             "exponent": currency_exponent(payment.currency),
             "form_key": uuid.uuid4().hex,
             "error": error,
@@ -476,7 +479,7 @@ async def cancel(payment_id: str, request: Request, container: ContainerDep) -> 
         return _page(request, container, visitor, "dashboard/missing.html", {}, status_code=404)
 
     async def run(held: HeldKey) -> uuid.UUID:
-        return (await container.payments.cancel(user_id, parsed, held)).id
+        return (await container.payments.cancel(user_id, parsed, held)).payment.id
 
     try:
         await _keyed(container, visitor, "cancel", form.get("key", ""), run)
@@ -491,6 +494,56 @@ async def cancel(payment_id: str, request: Request, container: ContainerDep) -> 
         )
     return keep(
         see_other(f"{PATH}/payments/{parsed}?notice=canceled"),
+        visitor,
+        container.auth,
+        container.forms,
+    )
+
+
+@router.post("/payments/{payment_id}/capture")
+async def capture(payment_id: str, request: Request, container: ContainerDep) -> Response:
+    try:
+        visitor = await _visitor(request, container)
+    except SignInRequired:
+        return _to_sign_in()
+    form = await _checked_form(request, container, visitor)
+    if form is None:
+        return _refused(request)
+    user_id, parsed = visitor.principal.user_id, parse_id(payment_id)
+    try:
+        if parsed is None:
+            raise PaymentNotFound
+        payment = await container.payments.get(user_id, parsed)
+    except PaymentNotFound:
+        return _page(request, container, visitor, "dashboard/missing.html", {}, status_code=404)
+    raw = form.get("amount", "").strip()
+    amount = minor_units(raw, payment.currency) if raw else None
+    if raw and amount is None:
+        return await _payment_view(
+            request,
+            container,
+            visitor,
+            payment_id,
+            error="Enter the amount to capture, such as 12.50.",
+            status_code=422,
+        )
+
+    async def run(held: HeldKey) -> uuid.UUID:
+        return (await container.payments.capture(user_id, payment.id, amount, held)).payment.id
+
+    try:
+        await _keyed(container, visitor, "capture", form.get("key", ""), run)
+    except KassaError as refused:
+        return await _payment_view(
+            request,
+            container,
+            visitor,
+            payment_id,
+            error=refused.detail,
+            status_code=refused.status,
+        )
+    return keep(
+        see_other(f"{PATH}/payments/{payment.id}?notice=captured"),
         visitor,
         container.auth,
         container.forms,

@@ -1,0 +1,272 @@
+"""Manual capture, void and 3-D Secure, the same for every processor (the simulator, and
+Stripe via localstripe), through the Protocol.
+
+localstripe lacks two behaviours of real Stripe, so the simulator alone carries those tests
+(`simulator_only`), and one more the tests allow for (`captured_later`): it never gives a
+`redirect_to_url` next action (it asks for `use_stripe_sdk` only, and refuses a `return_url` on
+confirm), so a 3-D Secure card there can only be abandoned; and it does not keep a
+PaymentIntent's capture idempotent across retries by key (Stripe itself refuses a second
+capture, which the connector answers with the PaymentIntent as it stands); and its
+PaymentIntents carry no `amount_received`, so a capture's amount is known from the capture's
+own answer only (a later lookup says None, and kassa keeps the amount it asked to capture)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+
+import pytest
+
+from kassa.db import Database
+from kassa.processors.base import (
+    CaptureRequest,
+    CardData,
+    ChargeDeclined,
+    ChargeRequest,
+    ChargeResult,
+    FailureCode,
+    Outcome,
+    Processor,
+)
+from kassa.processors.simulator import AUTHENTICATING_CARDS, SimulatorProcessor
+from tests.processors.conftest import Backend
+
+THREE_DS_APPROVED = ["4000002760003184", "4000002500003155", "4000000000003220"]
+THREE_DS_DECLINED = "4000008400001629"
+
+
+def simulator_only(backend: Backend, why: str) -> None:
+    if backend.name != "simulator":
+        pytest.skip(f"localstripe lacks it: {why}; the simulator carries this test")
+
+
+def captured_later(backend: Backend, amount: int) -> int | None:
+    """The captured amount a later lookup reports."""
+    return None if backend.name == "stripe" else amount
+
+
+def _request(number: str, *, amount: int = 1000, capture: bool = False) -> ChargeRequest:
+    return ChargeRequest(
+        reference=f"kassa_charge_{uuid.uuid4().hex}",
+        amount=amount,
+        currency="EUR",
+        customer_id=str(uuid.uuid4()),
+        card=CardData(number=number, exp_month=12, exp_year=2030, cvc="123"),
+        capture=capture,
+    )
+
+
+async def _charge(
+    processor: Processor, request: ChargeRequest
+) -> tuple[ChargeRequest, ChargeResult]:
+    try:
+        reference = await processor.prepare_charge(request)
+    except ChargeDeclined as declined:
+        return request, declined.result
+    request = dataclasses.replace(request, processor_reference=reference)
+    return request, await processor.charge(request)
+
+
+def _capture(request: ChargeRequest, amount: int) -> CaptureRequest:
+    return CaptureRequest(request.reference, request.processor_reference, amount, request.currency)
+
+
+def _key(request: ChargeRequest) -> str:
+    return request.processor_reference or request.reference
+
+
+async def test_a_manual_charge_authorizes_and_moves_no_money(backend: Backend) -> None:
+    processor = backend.processor()
+    request, result = await _charge(processor, _request(backend.approved_card))
+    assert result.outcome is Outcome.AUTHORIZED
+    looked_up = await processor.lookup_charge(_key(request))
+    assert looked_up is not None
+    assert looked_up.outcome is Outcome.AUTHORIZED
+
+
+async def test_authorize_then_capture_part_takes_that_part(backend: Backend) -> None:
+    processor = backend.processor()
+    request, _ = await _charge(processor, _request(backend.approved_card, amount=1000))
+    captured = await processor.capture(_capture(request, 600))
+    assert captured.outcome is Outcome.SUCCEEDED
+    assert captured.amount_captured == 600
+    looked_up = await processor.lookup_charge(_key(request))
+    assert looked_up is not None
+    assert (looked_up.outcome, looked_up.amount_captured) == (
+        Outcome.SUCCEEDED,
+        captured_later(backend, 600),
+    )
+
+
+async def test_capturing_again_answers_the_first_capture(backend: Backend) -> None:
+    processor = backend.processor()
+    request, _ = await _charge(processor, _request(backend.approved_card, amount=1000))
+    first = await processor.capture(_capture(request, 400))
+    again = await processor.capture(_capture(request, 1000))
+    assert (again.outcome, again.amount_captured) == (
+        Outcome.SUCCEEDED,
+        captured_later(backend, 400),
+    )
+    assert first.amount_captured == 400
+
+
+async def test_a_void_releases_the_authorization_and_nothing_can_be_captured_after(
+    backend: Backend,
+) -> None:
+    processor = backend.processor()
+    request, _ = await _charge(processor, _request(backend.approved_card))
+    voided = await processor.void(_key(request))
+    assert voided.outcome is Outcome.VOIDED
+    captured = await processor.capture(_capture(request, 1000))
+    assert captured.outcome is not Outcome.SUCCEEDED
+    looked_up = await processor.lookup_charge(_key(request))
+    assert looked_up is not None
+    assert looked_up.outcome is Outcome.VOIDED
+
+
+async def test_a_void_after_the_capture_answers_the_capture(backend: Backend) -> None:
+    processor = backend.processor()
+    request, _ = await _charge(processor, _request(backend.approved_card))
+    await processor.capture(_capture(request, 1000))
+    answer = await processor.void(_key(request))
+    assert answer.outcome is Outcome.SUCCEEDED
+
+
+async def test_a_capture_above_the_authorization_takes_nothing(backend: Backend) -> None:
+    processor = backend.processor()
+    request, _ = await _charge(processor, _request(backend.approved_card, amount=500))
+    answer = await processor.capture(_capture(request, 501))
+    assert answer.outcome is not Outcome.SUCCEEDED
+    looked_up = await processor.lookup_charge(_key(request))
+    assert looked_up is not None
+    assert looked_up.outcome is Outcome.AUTHORIZED
+
+
+async def test_twenty_racing_captures_and_voids_of_one_authorization_have_one_winner(
+    backend: Backend, store_db: Database
+) -> None:
+    simulator_only(backend, "a shared store that races across connections")
+    processors = [backend.processor(store_db) for _ in range(4)]
+    request, _ = await _charge(processors[0], _request(backend.approved_card, amount=1000))
+    calls = [
+        processors[i % 4].capture(_capture(request, 100 + i))
+        if i % 2
+        else processors[i % 4].void(request.reference)
+        for i in range(20)
+    ]
+    answers = await asyncio.gather(*calls)
+    final = await processors[0].lookup_charge(request.reference)
+    assert final is not None
+    assert final.outcome in {Outcome.SUCCEEDED, Outcome.VOIDED}
+    if final.outcome is Outcome.SUCCEEDED:
+        assert {a.amount_captured for a in answers if a.outcome is Outcome.SUCCEEDED} == {
+            final.amount_captured
+        }
+    else:
+        assert all(a.outcome is Outcome.VOIDED for a in answers)
+
+
+# 3-D Secure ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", [*THREE_DS_APPROVED, THREE_DS_DECLINED])
+async def test_a_3ds_card_asks_for_authentication(backend: Backend, number: str) -> None:
+    simulator_only(backend, "a redirect_to_url next action")
+    processor = backend.processor()
+    request, result = await _charge(
+        processor,
+        dataclasses.replace(_request(number, capture=True), return_url="https://shop.example/back"),
+    )
+    assert result.outcome is Outcome.REQUIRES_ACTION
+    assert result.next_action is not None
+    assert result.next_action.type == "redirect_to_url"
+    assert result.next_action.url.startswith("http")
+    again = await processor.charge(dataclasses.replace(request, attempt=2))
+    assert again == result  # a retried charge points to the same page
+
+
+async def test_a_3ds_card_without_a_page_to_send_the_customer_to_fails_authentication(
+    backend: Backend,
+) -> None:
+    if backend.name == "simulator":
+        pytest.skip("the simulator always has its challenge page")
+    processor = backend.processor()
+    _, result = await _charge(processor, _request(THREE_DS_APPROVED[0], capture=True))
+    assert (result.outcome, result.failure_code) == (
+        Outcome.FAILED,
+        FailureCode.AUTHENTICATION_FAILED,
+    )
+
+
+def _token(result: ChargeResult) -> str:
+    assert result.next_action is not None
+    return result.next_action.url.rsplit("/", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("number", "capture", "authenticated", "outcome", "failure"),
+    [
+        *[(n, True, True, Outcome.SUCCEEDED, None) for n in THREE_DS_APPROVED],
+        (THREE_DS_APPROVED[0], False, True, Outcome.AUTHORIZED, None),
+        (THREE_DS_DECLINED, True, True, Outcome.FAILED, FailureCode.CARD_DECLINED),
+        (THREE_DS_APPROVED[0], True, False, Outcome.FAILED, FailureCode.AUTHENTICATION_FAILED),
+    ],
+)
+async def test_each_3ds_cards_path_through_the_simulators_challenge(
+    number: str,
+    capture: bool,
+    authenticated: bool,
+    outcome: Outcome,
+    failure: FailureCode | None,
+) -> None:
+    assert number in AUTHENTICATING_CARDS
+    simulator = SimulatorProcessor()
+    request, asked = await _charge(simulator, _request(number, capture=capture))
+    answer = await simulator.finish_challenge(_token(asked), authenticated=authenticated)
+    assert answer is not None
+    assert (answer.result.outcome, answer.result.failure_code) == (outcome, failure)
+    looked_up = await simulator.lookup_charge(request.reference)
+    assert looked_up is not None
+    assert (looked_up.outcome, looked_up.failure_code) == (outcome, failure)
+    assert simulator.charges_made == (1 if outcome is Outcome.SUCCEEDED else 0)
+
+
+async def test_a_challenge_finished_twice_at_once_charges_once(
+    store_db: Database,
+) -> None:
+    from kassa.processors.simulator_store import DatabaseSimulatorStore
+
+    simulators = [SimulatorProcessor(DatabaseSimulatorStore(store_db)) for _ in range(4)]
+    _, asked = await _charge(simulators[0], _request(THREE_DS_APPROVED[0], capture=True))
+    token = _token(asked)
+    answers = await asyncio.gather(
+        *(simulators[i % 4].finish_challenge(token, authenticated=i % 3 != 0) for i in range(12))
+    )
+    winners = [a for a in answers if a is not None]
+    assert len(winners) == 1
+    assert await simulators[0].finish_challenge(token, authenticated=True) is None
+
+
+async def test_a_challenge_left_open_past_its_expiry_fails_authentication() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = [datetime(2030, 1, 1, tzinfo=UTC)]
+    simulator = SimulatorProcessor(clock=lambda: now[0], challenge_ttl=timedelta(minutes=15))
+    request, asked = await _charge(simulator, _request(THREE_DS_APPROVED[0], capture=True))
+    now[0] += timedelta(minutes=16)
+    assert await simulator.finish_challenge(_token(asked), authenticated=True) is None
+    looked_up = await simulator.lookup_charge(request.reference)
+    assert looked_up is not None
+    assert (looked_up.outcome, looked_up.failure_code) == (
+        Outcome.FAILED,
+        FailureCode.AUTHENTICATION_FAILED,
+    )
+
+
+async def test_a_void_of_a_charge_waiting_for_its_customer_closes_the_challenge() -> None:
+    simulator = SimulatorProcessor()
+    request, asked = await _charge(simulator, _request(THREE_DS_APPROVED[0], capture=True))
+    assert (await simulator.void(request.reference)).outcome is Outcome.VOIDED
+    assert await simulator.finish_challenge(_token(asked), authenticated=True) is None
+    assert simulator.charges_made == 0
