@@ -3,10 +3,12 @@
 from .api_key_scope import ApiKeyScope
 from .attempt_list import AttemptList
 from .attempt_out import AttemptOut
+from .capture_payment_request import CapturePaymentRequest
 from .card_brand import CardBrand
 from .card_details_in import CardDetailsIn
 from .card_details_out import CardDetailsOut
 from .card_payment_request import CardPaymentRequest
+from .card_payment_request_capture import CardPaymentRequestCapture
 from .card_payment_request_payment_method import CardPaymentRequestPaymentMethod
 from .checkout_session_out import CheckoutSessionOut
 from .checkout_session_out_capture import CheckoutSessionOutCapture
@@ -27,9 +29,11 @@ from .key_out import KeyOut
 from .login_request import LoginRequest
 from .metadata import Metadata
 from .mode import Mode
+from .next_action_out import NextActionOut
 from .password_change_request import PasswordChangeRequest
 from .payment_method import PaymentMethod
 from .payment_out import PaymentOut
+from .payment_out_capture import PaymentOutCapture
 from .payment_status import PaymentStatus
 from .payment_status_out import PaymentStatusOut
 from .problem import Problem
@@ -51,6 +55,7 @@ from .wallet_details_in import WalletDetailsIn
 from .wallet_details_out import WalletDetailsOut
 from .wallet_name import WalletName
 from .wallet_payment_request import WalletPaymentRequest
+from .wallet_payment_request_capture import WalletPaymentRequestCapture
 from .webhook_list import WebhookList
 from .webhook_out import WebhookOut
 from .webhook_status import WebhookStatus
@@ -59,10 +64,12 @@ __all__ = (
     "ApiKeyScope",
     "AttemptList",
     "AttemptOut",
+    "CapturePaymentRequest",
     "CardBrand",
     "CardDetailsIn",
     "CardDetailsOut",
     "CardPaymentRequest",
+    "CardPaymentRequestCapture",
     "CardPaymentRequestPaymentMethod",
     "CheckoutSessionOut",
     "CheckoutSessionOutCapture",
@@ -83,9 +90,11 @@ __all__ = (
     "LoginRequest",
     "Metadata",
     "Mode",
+    "NextActionOut",
     "PasswordChangeRequest",
     "PaymentMethod",
     "PaymentOut",
+    "PaymentOutCapture",
     "PaymentStatus",
     "PaymentStatusOut",
     "Problem",
@@ -107,6 +116,7 @@ __all__ = (
     "WalletDetailsOut",
     "WalletName",
     "WalletPaymentRequest",
+    "WalletPaymentRequestCapture",
     "WebhookList",
     "WebhookOut",
     "WebhookStatus",

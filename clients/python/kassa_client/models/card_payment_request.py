@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 
+from ..models.card_payment_request_capture import CardPaymentRequestCapture
 from ..models.card_payment_request_payment_method import CardPaymentRequestPaymentMethod
 from ..types import UNSET, Unset
 
@@ -26,6 +27,8 @@ class CardPaymentRequest:
         details (CardDetailsIn):
         description (None | str | Unset):
         metadata (Metadata | None | Unset):
+        capture (CardPaymentRequestCapture | Unset): automatic: process charges; manual: process authorizes, capture
+            charges Default: CardPaymentRequestCapture.AUTOMATIC.
     """
 
     amount: int
@@ -34,6 +37,7 @@ class CardPaymentRequest:
     details: CardDetailsIn
     description: None | str | Unset = UNSET
     metadata: Metadata | None | Unset = UNSET
+    capture: CardPaymentRequestCapture | Unset = CardPaymentRequestCapture.AUTOMATIC
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.metadata import Metadata  # noqa: PLC0415
@@ -60,6 +64,10 @@ class CardPaymentRequest:
         else:
             metadata = self.metadata
 
+        capture: str | Unset = UNSET
+        if not isinstance(self.capture, Unset):
+            capture = self.capture.value
+
         field_dict: dict[str, Any] = {}
 
         field_dict.update(
@@ -74,6 +82,8 @@ class CardPaymentRequest:
             field_dict["description"] = description
         if metadata is not UNSET:
             field_dict["metadata"] = metadata
+        if capture is not UNSET:
+            field_dict["capture"] = capture
 
         return field_dict
 
@@ -117,6 +127,13 @@ class CardPaymentRequest:
 
         metadata = _parse_metadata(d.pop("metadata", UNSET))
 
+        _capture = d.pop("capture", UNSET)
+        capture: CardPaymentRequestCapture | Unset
+        if isinstance(_capture, Unset):
+            capture = UNSET
+        else:
+            capture = CardPaymentRequestCapture(_capture)
+
         card_payment_request = cls(
             amount=amount,
             currency=currency,
@@ -124,6 +141,7 @@ class CardPaymentRequest:
             details=details,
             description=description,
             metadata=metadata,
+            capture=capture,
         )
 
         return card_payment_request

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from attrs import define as _attrs_define
 
+from ..models.wallet_payment_request_capture import WalletPaymentRequestCapture
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ class WalletPaymentRequest:
         details (WalletDetailsIn):
         description (None | str | Unset):
         metadata (Metadata | None | Unset):
+        capture (WalletPaymentRequestCapture | Unset): automatic: process charges; manual: process authorizes, capture
+            charges Default: WalletPaymentRequestCapture.AUTOMATIC.
     """
 
     amount: int
@@ -33,6 +36,7 @@ class WalletPaymentRequest:
     details: WalletDetailsIn
     description: None | str | Unset = UNSET
     metadata: Metadata | None | Unset = UNSET
+    capture: WalletPaymentRequestCapture | Unset = WalletPaymentRequestCapture.AUTOMATIC
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.metadata import Metadata  # noqa: PLC0415
@@ -59,6 +63,10 @@ class WalletPaymentRequest:
         else:
             metadata = self.metadata
 
+        capture: str | Unset = UNSET
+        if not isinstance(self.capture, Unset):
+            capture = self.capture.value
+
         field_dict: dict[str, Any] = {}
 
         field_dict.update(
@@ -73,6 +81,8 @@ class WalletPaymentRequest:
             field_dict["description"] = description
         if metadata is not UNSET:
             field_dict["metadata"] = metadata
+        if capture is not UNSET:
+            field_dict["capture"] = capture
 
         return field_dict
 
@@ -118,6 +128,13 @@ class WalletPaymentRequest:
 
         metadata = _parse_metadata(d.pop("metadata", UNSET))
 
+        _capture = d.pop("capture", UNSET)
+        capture: WalletPaymentRequestCapture | Unset
+        if isinstance(_capture, Unset):
+            capture = UNSET
+        else:
+            capture = WalletPaymentRequestCapture(_capture)
+
         wallet_payment_request = cls(
             amount=amount,
             currency=currency,
@@ -125,6 +142,7 @@ class WalletPaymentRequest:
             details=details,
             description=description,
             metadata=metadata,
+            capture=capture,
         )
 
         return wallet_payment_request
