@@ -2,8 +2,8 @@
 was captured, when they were authorized, the step a `processing` payment is at and where its
 customer must go; the simulator keeps authorizations and its 3-D Secure challenges.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: capture_and_3ds
+Revises: audit_log
 Create Date: 2026-12-06 01:00:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "capture_and_3ds"
+down_revision: str | None = "audit_log"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

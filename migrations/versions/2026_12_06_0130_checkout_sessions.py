@@ -1,7 +1,7 @@
 """Checkout sessions: the hosted payment page a merchant sends its customer to.
 
-Revision ID: 0008_checkout
-Revises: 0008_api_keys, 0008
+Revision ID: checkout_sessions
+Revises: 0008_api_keys, capture_and_3ds
 Create Date: 2026-12-06 01:30:00
 """
 
@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_checkout"
-# After both the API keys' and capture's migrations (each chained after 0007).
-down_revision: str | tuple[str, ...] | None = ("0008_api_keys", "0008")
+revision: str = "checkout_sessions"
+# After both the API keys' and capture's migrations (two branches until they are chained).
+down_revision: str | tuple[str, ...] | None = ("0008_api_keys", "capture_and_3ds")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

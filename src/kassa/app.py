@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from kassa.apikeys.router import router as keys_router
+from kassa.auditlog.router import router as audit_router
 from kassa.auth.middleware import AuthenticationMiddleware
 from kassa.auth.router import router as auth_router
 from kassa.challenge.router import router as challenge_router
@@ -33,6 +34,7 @@ from kassa.payments.router import router as payments_router
 from kassa.ratelimit.limiter import RateLimiter
 from kassa.ratelimit.middleware import RateLimitMiddleware
 from kassa.refunds.router import committed_answers as refund_answers
+from kassa.refunds.router import lists_router as refund_lists_router
 from kassa.refunds.router import router as refunds_router
 from kassa.service_routes import docs_static
 from kassa.service_routes import router as service_router
@@ -88,6 +90,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(keys_router)
     app.include_router(payments_router)
     app.include_router(refunds_router)
+    app.include_router(refund_lists_router)
     app.include_router(transactions_router)
     app.include_router(events_router)
     app.include_router(webhooks_router)
@@ -96,6 +99,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.mount(STATIC_PATH, static_files(), name="static")
     app.include_router(checkout_pages)
     app.include_router(dashboard_pages)
+    app.include_router(audit_router)
     # Added last = runs first: request id, access log and security headers wrap everything,
     # then CORS (a preflight is answered before it spends any limit), authentication (once:
     # every later layer and route reads its outcome), the rate limits (so every

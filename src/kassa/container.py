@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from limits.aio.storage import Storage
 
 from kassa.apikeys.service import ApiKeyService
+from kassa.auditlog.service import AuditLog
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
@@ -21,6 +22,7 @@ from kassa.edge.pages import FormGuard
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
+from kassa.payments.lists import PaymentLists
 from kassa.payments.service import PaymentService
 from kassa.processors.base import Processor
 from kassa.processors.customers import DatabaseCustomerStore
@@ -29,6 +31,7 @@ from kassa.processors.simulator import SimulatorProcessor
 from kassa.processors.simulator_store import DatabaseSimulatorStore
 from kassa.processors.stripe import StripeProcessor
 from kassa.ratelimit.limiter import LimitStore, LoginThrottle, RateLimiter, create_storage
+from kassa.refunds.lists import RefundLists
 from kassa.refunds.service import RefundService
 from kassa.settings import Settings
 from kassa.transactions.service import TransactionService
@@ -60,6 +63,9 @@ class Container:
     vault_rotator: VaultRotator
     checkout: CheckoutService
     forms: FormGuard  # CSRF tokens of the checkout and dashboard forms
+    payment_lists: PaymentLists
+    refund_lists: RefundLists
+    audit_log: AuditLog
     owns_processor: bool = False  # built from the settings here, so closed here
 
     async def aclose(self) -> None:
@@ -161,6 +167,7 @@ def build_container(
         clock,
         lease=timedelta(seconds=settings.idempotency_lease_seconds),
     )
+    payment_lists = PaymentLists(db)
     return Container(
         settings=settings,
         db=db,
@@ -194,6 +201,9 @@ def build_container(
             ttl=timedelta(seconds=settings.checkout_session_ttl_seconds),
             max_amount=settings.max_amount,
         ),
+        payment_lists=payment_lists,
+        refund_lists=RefundLists(db, payment_lists),
+        audit_log=AuditLog(db),
         owns_processor=owns_processor,
         events=EventService(db, clock),
         webhooks=webhooks,

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 
+from kassa.auditlog.service import ACTIONS
 from kassa.auth.service import SCOPES
 from kassa.errors import PROBLEM_JSON
 from kassa.events.schemas import EVENT_TYPES
@@ -55,6 +56,7 @@ PROBLEM_CODES: Final[Mapping[str, int]] = {
     "unsupported_media_type": 415,
     "validation_error": 422,
     "amount_exceeds_refundable": 422,
+    "amount_exceeds_capturable": 422,
     "invalid_idempotency_key": 422,
     "idempotency_key_reused": 422,
     "webhook_url_refused": 422,
@@ -255,6 +257,10 @@ TAGS: Final = [
     {"name": "events", "description": "What happened to payments and refunds"},
     {"name": "webhooks", "description": "Endpoints that receive events, signed"},
     {"name": "checkout", "description": "Hosted checkout sessions: kassa's own payment page"},
+    {
+        "name": "audit",
+        "description": "Who did what in the account (append-only): logins, keys, refunds, …",
+    },
 ]
 # String enums that several schemas and query parameters share, by their values: each becomes
 # one named component, so a generated client has one PaymentStatus, not one per field.
@@ -271,6 +277,7 @@ NAMED_ENUMS: Final[Mapping[str, tuple[str, ...]]] = {
     "DeliveryStatus": ("succeeded", "failed"),
     "Mode": ("test", "live"),
     "ApiKeyScope": SCOPES,
+    "AuditAction": ACTIONS,
 }
 LICENSE: Final = {"name": "MIT", "identifier": "MIT"}
 SERVERS: Final = [{"url": "/", "description": "This kassa server"}]

@@ -20,25 +20,45 @@ from kassa.errors import FieldError, KassaError, ValidationFailed
 from kassa.openapi import problem_responses
 from kassa.text import text_problem
 
-__all__ = ["id_or_not_found", "path_id", "problem_responses", "reject_unknown_query"]
+__all__ = [
+    "id_or_not_found",
+    "path_id",
+    "problem_responses",
+    "query_map",
+    "query_map_parameter",
+    "reject_unknown_query",
+]
+
+# The attribute that marks a dependency reading `name[KEY]` parameters (see `query_map`).
+_QUERY_MAP = "kassa_query_map"
+
+
+def _map_key(name: str, key: str) -> str | None:
+    """KEY of a `name[KEY]` parameter, or None when `key` is not one."""
+    if key.startswith(name + "[") and key.endswith("]"):
+        return key[len(name) + 1 : -1]
+    return None
 
 
 async def _reject_unknown_query(request: Request) -> None:
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     allowed: set[str] = set()
+    maps: set[str] = set()
     if dependant is not None:
         stack = [dependant]
         while stack:
             current = stack.pop()
             allowed.update(p.alias for p in current.query_params)
+            if (name := getattr(current.call, _QUERY_MAP, None)) is not None:
+                maps.add(name)
             stack.extend(current.dependencies)
     errors: list[FieldError] = []
     seen: set[str] = set()
     for key, value in request.query_params.multi_items():
         if text_problem(key, card_numbers=True) is not None:
             errors.append(FieldError("query", "a parameter name must be printable text"))
-        elif key not in allowed:
+        elif key not in allowed and not any(_map_key(m, key) is not None for m in maps):
             errors.append(FieldError(key, "unknown query parameter"))
         elif key in seen:
             # `?type=charge&type=refund` is ambiguous: refused, not settled by the last one.
@@ -51,6 +71,42 @@ async def _reject_unknown_query(request: Request) -> None:
 
 
 reject_unknown_query: DependsParam = Depends(_reject_unknown_query)
+
+
+def query_map(name: str) -> DependsParam:
+    """A dependency that hands the route its `name[KEY]=VALUE` query parameters as a dict
+    (`metadata[order_id]=1001` → `{"order_id": "1001"}`): filters whose keys are the
+    client's. `reject_unknown_query` lets them through (each KEY at most once; its text
+    checked like any parameter's); the route checks the keys and values themselves.
+    Document them as one `deepObject` parameter (`query_map_parameter`)."""
+
+    async def parse(request: Request) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for key, value in request.query_params.multi_items():
+            if (inner := _map_key(name, key)) is not None:
+                found[inner] = value
+        return found
+
+    setattr(parse, _QUERY_MAP, name)
+    dependency: DependsParam = Depends(parse)
+    return dependency
+
+
+def query_map_parameter(name: str, description: str) -> dict[str, object]:
+    """The OpenAPI parameter of a `query_map`, for a route's `openapi_extra`."""
+    return {
+        "parameters": [
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "style": "deepObject",
+                "explode": True,
+                "description": description,
+                "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+            }
+        ]
+    }
 
 
 def id_or_not_found(raw: str, not_found: Callable[[], KassaError]) -> uuid.UUID:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -30,6 +32,8 @@ from kassa.processors.base import (
     Processor,
 )
 from kassa.processors.simulator import AUTHENTICATING_CARDS, SimulatorProcessor
+from kassa.processors.simulator_store import DatabaseSimulatorStore
+from tests.conftest import card_details, create_payment, register_user
 from tests.processors.conftest import Backend
 
 THREE_DS_APPROVED = ["4000002760003184", "4000002500003155", "4000000000003220"]
@@ -235,8 +239,6 @@ async def test_each_3ds_cards_path_through_the_simulators_challenge(
 async def test_a_challenge_finished_twice_at_once_charges_once(
     store_db: Database,
 ) -> None:
-    from kassa.processors.simulator_store import DatabaseSimulatorStore
-
     simulators = [SimulatorProcessor(DatabaseSimulatorStore(store_db)) for _ in range(4)]
     _, asked = await _charge(simulators[0], _request(THREE_DS_APPROVED[0], capture=True))
     token = _token(asked)
@@ -249,8 +251,6 @@ async def test_a_challenge_finished_twice_at_once_charges_once(
 
 
 async def test_a_challenge_left_open_past_its_expiry_fails_authentication() -> None:
-    from datetime import UTC, datetime, timedelta
-
     now = [datetime(2030, 1, 1, tzinfo=UTC)]
     simulator = SimulatorProcessor(clock=lambda: now[0], challenge_ttl=timedelta(minutes=15))
     request, asked = await _charge(simulator, _request(THREE_DS_APPROVED[0], capture=True))
@@ -270,3 +270,78 @@ async def test_a_void_of_a_charge_waiting_for_its_customer_closes_the_challenge(
     assert (await simulator.void(request.reference)).outcome is Outcome.VOIDED
     assert await simulator.finish_challenge(_token(asked), authenticated=True) is None
     assert simulator.charges_made == 0
+
+
+# Through kassa -------------------------------------------------------------------------------
+
+
+async def _kassa(backend: Backend, api_factory: Any, store_db: Database) -> tuple[Any, Any]:
+    api = await api_factory(processor=backend.processor(store_db))
+    return api, await register_user(api.client)
+
+
+async def _authorized_payment(api: Any, user: Any, backend: Backend, amount: int) -> str:
+    payment = await create_payment(
+        api.client,
+        user,
+        amount=amount,
+        details=card_details(backend.approved_card),
+        capture="manual",
+    )
+    response = await api.client.post(
+        "/api/payments/process", json={"payment_id": payment["id"]}, headers=user.headers
+    )
+    assert response.json()["status"] == "requires_capture", response.text
+    payment_id: str = payment["id"]
+    return payment_id
+
+
+async def test_authorize_partial_capture_and_refund_through_kassa(
+    backend: Backend, api_factory: Any, store_db: Database
+) -> None:
+    api, user = await _kassa(backend, api_factory, store_db)
+    payment_id = await _authorized_payment(api, user, backend, 1000)
+    base = f"/api/payments/{payment_id}"
+    captured = await api.client.post(f"{base}/capture", json={"amount": 600}, headers=user.headers)
+    assert (captured.json()["status"], captured.json()["amount_captured"]) == ("completed", 600)
+    refund = await api.client.post(f"{base}/refund", json={}, headers=user.headers)
+    assert (refund.status_code, refund.json()["amount"], refund.json()["status"]) == (
+        201,
+        600,
+        "succeeded",
+    )
+    after = (await api.client.get(base, headers=user.headers)).json()
+    assert (after["status"], after["amount_refunded"]) == ("refunded", 600)
+
+
+async def test_authorize_then_void_through_kassa(
+    backend: Backend, api_factory: Any, store_db: Database
+) -> None:
+    api, user = await _kassa(backend, api_factory, store_db)
+    payment_id = await _authorized_payment(api, user, backend, 800)
+    canceled = await api.client.post(f"/api/payments/{payment_id}/cancel", headers=user.headers)
+    assert (canceled.status_code, canceled.json()["status"]) == (200, "canceled")
+    if backend.localstripe is None:
+        assert await backend.money_moved(user.id, [payment_id], store_db) == 0
+    else:  # an authorization is a charge Stripe holds uncaptured; after the void, none is
+        charges = await backend.localstripe.get(
+            "/v1/charges", customer=await backend.customer_of(user.id), limit=100
+        )
+        assert not any(charge["captured"] for charge in charges["data"])
+
+
+async def test_the_worker_voids_an_expired_authorization_through_kassa(
+    backend: Backend, api_factory: Any, store_db: Database
+) -> None:
+    now = [datetime.now(UTC)]
+    api = await api_factory(
+        processor=backend.processor(store_db),
+        clock=lambda: now[0],
+        authorization_expiry_hours=1,
+    )
+    user = await register_user(api.client)
+    payment_id = await _authorized_payment(api, user, backend, 500)
+    now[0] += timedelta(hours=2)
+    assert await api.container.payments.expire_authorizations() == 1
+    after = await api.container.payments.get(uuid.UUID(user.id), uuid.UUID(payment_id))
+    assert after.status == "canceled"

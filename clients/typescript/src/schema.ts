@@ -177,7 +177,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * List Payments
+         * @description The caller's payments (of the mode it acts in), newest first, with cursor pagination;
+         *     every filter given must hold.
+         */
+        get: operations["payments_list"];
         put?: never;
         /**
          * Create Payment
@@ -298,6 +303,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/payments/{payment_id}/refunds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Payment Refunds
+         * @description One payment's refunds, newest first, with cursor pagination.
+         */
+        get: operations["payments_refunds_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/payments/{payment_id}/refund": {
         parameters: {
             query?: never;
@@ -312,6 +337,26 @@ export interface paths {
          * @description Refund part or all of a completed payment; with no amount, refund what is left.
          */
         post: operations["payments_refund"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/refunds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Refunds
+         * @description The caller's refunds (of the mode it acts in), newest first, with cursor pagination.
+         */
+        get: operations["refunds_list"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -511,6 +556,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/audit-events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Audit Events
+         * @description What was done in the caller's account — logins and failed logins, password changes,
+         *     API keys, refunds, webhook endpoints — newest first, with cursor pagination.
+         */
+        get: operations["audit_events_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -563,6 +629,71 @@ export interface components {
             error: string | null;
             /** Duration Ms */
             duration_ms: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /**
+         * AuditAction
+         * @enum {string}
+         */
+        AuditAction: "login" | "login_failed" | "password_changed" | "refund.created" | "webhook_endpoint.created" | "webhook_endpoint.deleted" | "api_key.created" | "api_key.revoked";
+        /** AuditEventList */
+        AuditEventList: {
+            /** Data */
+            data: components["schemas"]["AuditEventOut"][];
+            /** Has More */
+            has_more: boolean;
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /** AuditEventOut */
+        AuditEventOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            action: components["schemas"]["AuditAction"];
+            /**
+             * Actor Type
+             * @description Who acted: a user, an API key, or nobody known
+             * @enum {string}
+             */
+            actor_type: "user" | "api_key" | "anonymous";
+            /**
+             * Actor Id
+             * @description The user's or the key's id (never a secret)
+             */
+            actor_id: string | null;
+            /** Object Type */
+            object_type: string;
+            /** Object Id */
+            object_id: string | null;
+            /**
+             * Livemode
+             * @description The object's mode; null for account events
+             */
+            livemode: boolean | null;
+            /**
+             * Ip
+             * @description The client's IP address, as kassa's edge saw it
+             */
+            ip: string | null;
+            /**
+             * Request Id
+             * @description The X-Request-ID of the request that acted
+             */
+            request_id: string | null;
+            /**
+             * Details
+             * @description What else the action says (a refund: payment_id, amount, currency)
+             */
+            details: {
+                [key: string]: string | number;
+            } | null;
             /**
              * Created At
              * Format: date-time
@@ -653,11 +784,9 @@ export interface components {
             metadata?: components["schemas"]["Metadata"] | null;
             /**
              * Capture
-             * @description automatic: process charges; manual: process authorizes, capture charges
-             * @default automatic
-             * @enum {string}
+             * @description automatic (the default): process charges; manual: process authorizes, and capture charges later
              */
-            capture: "automatic" | "manual";
+            capture?: ("automatic" | "manual") | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -974,6 +1103,15 @@ export interface components {
             /** New Password */
             new_password: string;
         };
+        /** PaymentList */
+        PaymentList: {
+            /** Data */
+            data: components["schemas"]["PaymentOut"][];
+            /** Has More */
+            has_more: boolean;
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
         /**
          * PaymentMethod
          * @enum {string}
@@ -1077,7 +1215,7 @@ export interface components {
          * @description A stable, machine-readable problem code
          * @enum {string}
          */
-        ProblemCode: "amount_exceeds_refundable" | "api_key_not_found" | "bad_request" | "checkout_session_not_found" | "cors_preflight_refused" | "duplicate_key" | "email_taken" | "event_not_found" | "forbidden" | "headers_too_large" | "http_error" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_scope" | "internal_error" | "invalid_credentials" | "invalid_idempotency_key" | "invalid_mode" | "invalid_refresh_token" | "invalid_state" | "json_too_deep" | "malformed_json" | "method_not_allowed" | "not_acceptable" | "not_found" | "payload_too_large" | "payment_not_found" | "rate_limited" | "service_unavailable" | "too_many_attempts" | "unauthorized" | "unsupported_media_type" | "validation_error" | "webhook_limit_reached" | "webhook_not_found" | "webhook_url_refused";
+        ProblemCode: "amount_exceeds_capturable" | "amount_exceeds_refundable" | "api_key_not_found" | "bad_request" | "checkout_session_not_found" | "cors_preflight_refused" | "duplicate_key" | "email_taken" | "event_not_found" | "forbidden" | "headers_too_large" | "http_error" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_scope" | "internal_error" | "invalid_credentials" | "invalid_idempotency_key" | "invalid_mode" | "invalid_refresh_token" | "invalid_state" | "json_too_deep" | "malformed_json" | "method_not_allowed" | "not_acceptable" | "not_found" | "payload_too_large" | "payment_not_found" | "rate_limited" | "service_unavailable" | "too_many_attempts" | "unauthorized" | "unsupported_media_type" | "validation_error" | "webhook_limit_reached" | "webhook_not_found" | "webhook_url_refused";
         /** ProblemFieldError */
         ProblemFieldError: {
             /** @description Dotted path of the field at fault */
@@ -1122,6 +1260,15 @@ export interface components {
         RefreshRequest: {
             /** Refresh Token */
             refresh_token: string;
+        };
+        /** RefundList */
+        RefundList: {
+            /** Data */
+            data: components["schemas"]["RefundOut"][];
+            /** Has More */
+            has_more: boolean;
+            /** Next Cursor */
+            next_cursor: string | null;
         };
         /** RefundOut */
         RefundOut: {
@@ -1295,11 +1442,9 @@ export interface components {
             metadata?: components["schemas"]["Metadata"] | null;
             /**
              * Capture
-             * @description automatic: process charges; manual: process authorizes, capture charges
-             * @default automatic
-             * @enum {string}
+             * @description automatic (the default): process charges; manual: process authorizes, and capture charges later
              */
-            capture: "automatic" | "manual";
+            capture?: ("automatic" | "manual") | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -1437,7 +1582,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1575,7 +1720,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1698,7 +1843,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1836,7 +1981,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1968,7 +2113,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2117,7 +2262,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2251,7 +2396,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2402,7 +2547,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2549,7 +2694,162 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
+            429: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large. Codes: `headers_too_large`. */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error (logged; never details). Codes: `internal_error`, `http_error`. */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Briefly unavailable (the database is out of reach); retry after Retry-After seconds. Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    payments_list: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+                status?: ("pending" | "processing" | "completed" | "failed" | "canceled" | "partially_refunded" | "refunded") | null;
+                /** @description ISO 4217, any case */
+                currency?: string | null;
+                payment_method?: components["schemas"]["PaymentMethod"] | null;
+                /** @description Created at or after */
+                created_gte?: string | null;
+                /** @description Created before */
+                created_lt?: string | null;
+                /** @description Minor units, at least */
+                amount_gte?: number | null;
+                /** @description Minor units, at most */
+                amount_lte?: number | null;
+                /** @description `metadata[KEY]=VALUE`: only payments whose metadata holds KEY with exactly VALUE (up to 20 keys, all must hold) */
+                metadata?: {
+                    [key: string]: string;
+                };
+            };
+            header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
+                /** @description Your id for this request, echoed back and logged (else one is made) */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentList"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large. Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2705,7 +3005,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2904,7 +3204,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3056,7 +3356,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3207,7 +3507,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3407,7 +3707,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3591,7 +3891,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3599,6 +3899,160 @@ export interface operations {
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
+            429: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large. Codes: `headers_too_large`. */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error (logged; never details). Codes: `internal_error`, `http_error`. */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Briefly unavailable (the database is out of reach); retry after Retry-After seconds. Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    payments_refunds_list: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
+                /** @description Your id for this request, echoed back and logged (else one is made) */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path: {
+                payment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RefundList"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `checkout_session_not_found`, `api_key_not_found`. */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large. Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3778,7 +4232,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3786,6 +4240,145 @@ export interface operations {
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
+            429: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large. Codes: `headers_too_large`. */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error (logged; never details). Codes: `internal_error`, `http_error`. */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Briefly unavailable (the database is out of reach); retry after Retry-After seconds. Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    refunds_list: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
+                /** @description Your id for this request, echoed back and logged (else one is made) */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RefundList"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large. Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3920,7 +4513,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4060,7 +4653,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4211,7 +4804,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4362,7 +4955,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4498,7 +5091,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4651,7 +5244,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4802,7 +5395,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4951,7 +5544,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -5105,7 +5698,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -5258,7 +5851,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -5409,7 +6002,147 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
+            429: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large. Codes: `headers_too_large`. */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error (logged; never details). Codes: `internal_error`, `http_error`. */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Briefly unavailable (the database is out of reach); retry after Retry-After seconds. Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    audit_events_list: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+                action?: components["schemas"]["AuditAction"] | null;
+            };
+            header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
+                /** @description Your id for this request, echoed back and logged (else one is made) */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEventList"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large. Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];

@@ -4,6 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
+from kassa.auditlog.deps import RequestActor
 from kassa.auth.deps import AuthServiceDep, CurrentPrincipal, LoginPrincipal
 from kassa.auth.schemas import (
     LoginRequest,
@@ -45,9 +46,9 @@ _LOCKED = {429: ["too_many_attempts", "rate_limited"]}
     response_model=TokenOut,
     responses=problem_responses(400, 401, 422, 429, codes=_LOCKED),
 )
-async def login(body: LoginRequest, auth: AuthServiceDep) -> Any:
+async def login(body: LoginRequest, auth: AuthServiceDep, actor: RequestActor) -> Any:
     """Exchange an email and password for an access token and a refresh token."""
-    issued = await auth.login(body.email, body.password)
+    issued = await auth.login(body.email, body.password, actor)
     return TokenOut(
         access_token=issued.access_token,
         expires_in=issued.expires_in,
@@ -106,9 +107,12 @@ async def logout(principal: LoginPrincipal, auth: AuthServiceDep) -> Response:
     responses=problem_responses(400, 401, 403, 422, 429, codes={**_LOCKED, 403: ["forbidden"]}),
 )
 async def change_password(
-    body: PasswordChangeRequest, principal: LoginPrincipal, auth: AuthServiceDep
+    body: PasswordChangeRequest,
+    principal: LoginPrincipal,
+    auth: AuthServiceDep,
+    actor: RequestActor,
 ) -> Response:
     """Change the password; every other session ends. After 10 wrong current passwords
     within 15 minutes, password changes are refused for 30 minutes (429)."""
-    await auth.change_password(principal, body.current_password, body.new_password)
+    await auth.change_password(principal, body.current_password, body.new_password, actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,6 +11,7 @@ from datetime import datetime
 import structlog
 from sqlalchemy.exc import IntegrityError
 
+from kassa.auditlog.service import Actor, AuditLog
 from kassa.auth import repository
 from kassa.auth.errors import (
     EmailTaken,
@@ -112,7 +113,11 @@ class AuthService:
         log.info("user_registered", user_id=str(user.id))
         return user
 
-    async def login(self, email: str, password: str) -> IssuedTokens:
+    async def login(self, email: str, password: str, actor: Actor | None = None) -> IssuedTokens:
+        """Tokens for a new session. Audited: `login` in the transaction that opens the
+        session, `login_failed` (in the account's log when the email has one; never the
+        password, nor the email) for a wrong password or an unknown email."""
+        actor = actor or Actor(None)
         key = email_key(email)
         # The attempt is counted before the password is looked at, atomically, so a burst
         # cannot have more passwords checked than the lockout allows.
@@ -123,6 +128,15 @@ class AuthService:
         ok = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             LOGIN_FAILURES.inc()
+            await AuditLog.record(
+                self._db,
+                actor,
+                "login_failed",
+                object_type="user",
+                object_id=user.id if user is not None else None,
+                at=self._clock(),
+                user_id=user.id if user is not None else None,
+            )
             lockout = await self._throttle.record_failure(key)
             log.info("login_failed", locked=lockout.locked)
             # This attempt failed like any other; the lock it may have set answers the next.
@@ -142,12 +156,20 @@ class AuthService:
             # the current ones, now that the password is known (hashed before the
             # transaction opens, so no transaction waits on Argon2).
             rehashed = await self._passwords.hash(password)
-        if rehashed is None:
-            await repository.insert_session(self._db, auth_session)
-        else:
-            async with self._db.transaction() as db:
-                await repository.insert_session(db, auth_session)
+        # The session and its audit row commit together (an audit row is written in the
+        # transaction of the change it records).
+        async with self._db.transaction() as db:
+            await repository.insert_session(db, auth_session)
+            if rehashed is not None:
                 await repository.replace_hash(db, user.id, user.password_hash, rehashed)
+            await AuditLog.record(
+                db,
+                actor.as_user(user.id),
+                "login",
+                object_type="user",
+                object_id=user.id,
+                at=now,
+            )
         log.info("login_succeeded", user_id=str(user.id))
         return self._issue(user.id, auth_session.id, generation=0, now=now)
 
@@ -223,8 +245,13 @@ class AuthService:
         log.info("logout", user_id=str(principal.user_id))
 
     async def change_password(
-        self, principal: Principal, current_password: str, new_password: str
+        self,
+        principal: Principal,
+        current_password: str,
+        new_password: str,
+        actor: Actor | None = None,
     ) -> None:
+        """Audited (`password_changed`) in the transaction that stores the new hash."""
         if principal.session_id is None:
             raise LoginTokenRequired
         key = str(principal.user_id)
@@ -245,4 +272,12 @@ class AuthService:
             if not await repository.set_password_hash(db, principal.user_id, new_hash, now):
                 raise WrongPassword
             await repository.revoke_other_sessions(db, principal.user_id, principal.session_id, now)
+            await AuditLog.record(
+                db,
+                actor or Actor(principal.user_id),
+                "password_changed",
+                object_type="user",
+                object_id=principal.user_id,
+                at=now,
+            )
         log.info("password_changed", user_id=str(principal.user_id))

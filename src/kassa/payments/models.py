@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -48,6 +49,17 @@ class Payment(Base):
         Index("ix_payment_status_updated_at", "status", "updated_at"),
         # The worker's expiry sweep: authorizations by age.
         Index("ix_payment_status_authorized_at", "status", "authorized_at"),
+        # The lists (newest first, keyset cursor) and their status filter; on PostgreSQL also
+        # a GIN index on CAST(metadata AS JSONB) for metadata lookups (migration list_indexes).
+        Index("ix_payment_list", "user_id", "livemode", text("created_at DESC"), text("id DESC")),
+        Index(
+            "ix_payment_list_status",
+            "user_id",
+            "livemode",
+            "status",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

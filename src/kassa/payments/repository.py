@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Update, bindparam, delete, func, select, update
+from sqlalchemy import Update, bindparam, cast, delete, exists, func, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from kassa.db import Runner, record_of, table_of
+from kassa.pagination import Cursor, before_cursor
 from kassa.payments.models import Payment, PaymentSecret
 from kassa.payments.states import PaymentStatus, ProcessorStep, sources_of
 
@@ -229,6 +232,106 @@ async def save_sealed(db: Runner, secret: PaymentSecret) -> None:
             "cvc_sealed": secret.cvc_sealed,
         },
     )
+
+
+# --- Lists ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentFilters:
+    """What a payment list may be narrowed to; every given filter must hold (AND).
+    `created_gte`/`created_lt` and `amount_gte`/`amount_lte` bound ranges (an empty range
+    simply lists nothing); `metadata` keys must each hold exactly their value."""
+
+    status: str | None = None
+    currency: str | None = None
+    payment_method: str | None = None
+    created_gte: datetime | None = None
+    created_lt: datetime | None = None
+    amount_gte: int | None = None
+    amount_lte: int | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+_OWN_MODE = (_PAYMENT.c.user_id == bindparam("owner")) & (
+    _PAYMENT.c.livemode == bindparam("livemode")
+)
+_IS_OWNED = select(literal(1)).where(_OWN_MODE, _PAYMENT.c.id == bindparam("payment"))
+
+
+def _metadata_holds(dialect: str, wanted: Mapping[str, str]) -> Any:
+    """PostgreSQL: containment on the JSONB of `metadata` (what ix_payment_metadata, a GIN
+    index over that expression, answers). SQLite: each key looked up with json_each, which
+    takes any key as it is (a JSON path would need quoting)."""
+    if dialect == "postgresql":
+        return cast(_PAYMENT.c.metadata, JSONB).contains(dict(wanted))
+    conditions = []
+    for index, (key, value) in enumerate(wanted.items()):
+        pairs = func.json_each(_PAYMENT.c.metadata).table_valued("key", "value")
+        conditions.append(
+            exists(
+                select(literal(1))
+                .select_from(pairs)
+                .where(
+                    pairs.c.key == bindparam(f"metadata_key_{index}", key),
+                    pairs.c.value == bindparam(f"metadata_value_{index}", value),
+                )
+            )
+        )
+    return conditions
+
+
+def list_statement(dialect: str, filters: PaymentFilters, cursor: Cursor | None) -> Any:
+    """The statement `list_payments` runs (its parameters: owner, livemode, limit); the
+    query-plan test and bench/listplan.py EXPLAIN it."""
+    statement = select(_PAYMENT).where(_OWN_MODE)
+    column = _PAYMENT.c
+    if filters.status is not None:
+        statement = statement.where(column.status == filters.status)
+    if filters.currency is not None:
+        statement = statement.where(column.currency == filters.currency)
+    if filters.payment_method is not None:
+        statement = statement.where(column.payment_method == filters.payment_method)
+    if filters.created_gte is not None:
+        statement = statement.where(column.created_at >= filters.created_gte)
+    if filters.created_lt is not None:
+        statement = statement.where(column.created_at < filters.created_lt)
+    if filters.amount_gte is not None:
+        statement = statement.where(column.amount >= filters.amount_gte)
+    if filters.amount_lte is not None:
+        statement = statement.where(column.amount <= filters.amount_lte)
+    if filters.metadata:
+        holds = _metadata_holds(dialect, filters.metadata)
+        statement = statement.where(*(holds if isinstance(holds, list) else [holds]))
+    if cursor is not None:
+        statement = statement.where(before_cursor(column.created_at, column.id, cursor))
+    return statement.order_by(column.created_at.desc(), column.id.desc()).limit(bindparam("limit"))
+
+
+async def list_payments(
+    db: Runner,
+    user_id: uuid.UUID,
+    livemode: bool,
+    filters: PaymentFilters,
+    *,
+    cursor: Cursor | None,
+    limit: int,
+) -> list[Payment]:
+    """The user's payments of one mode that pass `filters`, newest first (created_at, id
+    descending), after `cursor`, at most `limit`."""
+    rows = await db.rows(
+        list_statement(db.dialect, filters, cursor),
+        {"owner": user_id, "livemode": livemode, "limit": limit},
+    )
+    return [record_of(Payment, row) for row in rows]
+
+
+async def is_owned(db: Runner, user_id: uuid.UUID, livemode: bool, payment_id: uuid.UUID) -> bool:
+    """The payment exists, is the user's and is of this mode."""
+    found = await db.scalar(
+        _IS_OWNED, {"owner": user_id, "livemode": livemode, "payment": payment_id}
+    )
+    return found is not None
 
 
 # Capture, void and 3-D Secure: the sweeps of reconciliation and the worker, on the one

@@ -3,25 +3,40 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.errors import KassaError
 from kassa.idempotency.deps import HeldKeyDep
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
 from kassa.payments.errors import PaymentNotFound
+from kassa.payments.lists import PaymentFilters, PaymentLists
 from kassa.payments.schemas import (
+    AmountFilter,
     CapturePaymentRequest,
     CreatePaymentRequest,
+    CurrencyFilter,
+    InstantFilter,
+    PaymentList,
+    PaymentMethod,
     PaymentOut,
+    PaymentStatusName,
     PaymentStatusOut,
     ProcessPaymentRequest,
+    metadata_filter,
     payment_out,
     payment_status_out,
 )
 from kassa.payments.service import PaymentService
 from kassa.payments.states import PaymentStatus
-from kassa.web import id_or_not_found, path_id, problem_responses, reject_unknown_query
+from kassa.web import (
+    id_or_not_found,
+    path_id,
+    problem_responses,
+    query_map,
+    query_map_parameter,
+    reject_unknown_query,
+)
 
 router = APIRouter(
     prefix="/api/payments",
@@ -33,6 +48,11 @@ router = APIRouter(
 async def get_payment_service(request: Request) -> PaymentService:
     service: PaymentService = request.app.state.container.payments
     return service
+
+
+async def get_payment_lists(request: Request) -> PaymentLists:
+    lists: PaymentLists = request.app.state.container.payment_lists
+    return lists
 
 
 PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
@@ -55,6 +75,53 @@ async def create_payment(
     """Create a `pending` payment. Card numbers are checked (Luhn, expiry, CVC) and vaulted;
     only brand, last4 and expiry are ever returned."""
     return payment_out(await payments.create(principal.user_id, body, held))
+
+
+@router.get(
+    "",
+    operation_id="payments_list",
+    response_model=PaymentList,
+    responses=problem_responses(401, 422),
+    openapi_extra=query_map_parameter(
+        "metadata",
+        "`metadata[KEY]=VALUE`: only payments whose metadata holds KEY with exactly VALUE "
+        "(up to 20 keys, all must hold)",
+    ),
+)
+async def list_payments(
+    principal: CurrentPrincipal,
+    lists: Annotated[PaymentLists, Depends(get_payment_lists)],
+    metadata: Annotated[dict[str, str], query_map("metadata")],
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[PaymentStatusName | None, Query()] = None,
+    currency: Annotated[CurrencyFilter | None, Query(description="ISO 4217, any case")] = None,
+    payment_method: Annotated[PaymentMethod | None, Query()] = None,
+    created_gte: Annotated[InstantFilter | None, Query(description="Created at or after")] = None,
+    created_lt: Annotated[InstantFilter | None, Query(description="Created before")] = None,
+    amount_gte: Annotated[AmountFilter | None, Query(description="Minor units, at least")] = None,
+    amount_lte: Annotated[AmountFilter | None, Query(description="Minor units, at most")] = None,
+) -> Any:
+    """The caller's payments (of the mode it acts in), newest first, with cursor pagination;
+    every filter given must hold."""
+    filters = PaymentFilters(
+        status=status,
+        currency=currency,
+        payment_method=payment_method,
+        created_gte=created_gte,
+        created_lt=created_lt,
+        amount_gte=amount_gte,
+        amount_lte=amount_lte,
+        metadata=metadata_filter(metadata),
+    )
+    page = await lists.list(
+        principal.user_id, principal.livemode, filters, limit=limit, cursor=cursor
+    )
+    return PaymentList(
+        data=[payment_out(p) for p in page.data],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.post(

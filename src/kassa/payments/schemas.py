@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -22,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from kassa.errors import FieldError, ValidationFailed
 from kassa.money import normalize_currency
 from kassa.payments.states import CHARGED, PaymentStatus
 from kassa.text import NoControl, NoControlNoCardNumber, ProseNoCardNumber
@@ -110,9 +113,11 @@ class _PaymentFields(StrictBody):
     currency: Annotated[str, Field(min_length=3, max_length=3, examples=["USD"]), NoControl]
     description: Description | None = None
     metadata: Metadata | None = None
-    capture: CaptureMode = Field(
-        default="automatic",
-        description="automatic: process charges; manual: process authorizes, capture charges",
+    # No default in the schema (so generated clients keep it optional): absent is automatic.
+    capture: CaptureMode | None = Field(
+        default=None,
+        description="automatic (the default): process charges; manual: process authorizes, "
+        "and capture charges later",
     )
 
     @field_validator("currency")
@@ -300,3 +305,60 @@ def payment_out(payment: Payment) -> PaymentOut:
 def payment_object(payment: Payment) -> dict[str, Any]:
     """The payment exactly as the API returns it, as JSON-ready data (event payloads)."""
     return payment_out(payment).model_dump(mode="json")
+
+
+# --- Lists ----------------------------------------------------------------------------------
+
+PaymentStatusName = Literal[
+    "pending",
+    "processing",
+    "completed",
+    "failed",
+    "canceled",
+    "partially_refunded",
+    "refunded",
+]
+MAX_BIGINT = 2**63 - 1
+
+
+def _in_utc(value: datetime) -> datetime:
+    """The instant in UTC; one that UTC cannot write (an offset past year 1 or 9999) is a
+    validation error, not a failure of the query."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date is out of range") from None
+
+
+def _currency_filter(value: str) -> str:
+    return normalize_currency(value)
+
+
+# Query parameters of GET /api/payments (the route declares them with these types).
+CurrencyFilter = Annotated[str, AfterValidator(_currency_filter)]
+InstantFilter = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+AmountFilter = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
+
+
+class PaymentList(BaseModel):
+    data: list[PaymentOut]
+    has_more: bool
+    next_cursor: str | None
+
+
+MAX_METADATA_FILTERS = 20
+
+
+def metadata_filter(raw: dict[str, str]) -> dict[str, str]:
+    """`metadata[KEY]=VALUE` filters checked like metadata itself: at most 20 keys of 1–40
+    characters, values of at most 500 (their text was checked with the query string)."""
+    errors: list[FieldError] = []
+    if len(raw) > MAX_METADATA_FILTERS:
+        errors.append(FieldError("metadata", f"at most {MAX_METADATA_FILTERS} keys"))
+    if any(not 1 <= len(key) <= 40 for key in raw):
+        errors.append(FieldError("metadata", "key: must be 1 to 40 characters"))
+    if any(len(value) > 500 for value in raw.values()):
+        errors.append(FieldError("metadata", "value: must be at most 500 characters"))
+    if errors:
+        raise ValidationFailed(errors)
+    return raw

@@ -190,7 +190,7 @@ class PaymentService:
             "processor_reference": None,
             "charge_attempts": 0,
             "card_fingerprint": fingerprint,
-            "capture_method": request.capture,
+            "capture_method": request.capture or CaptureMethod.AUTOMATIC.value,
             "created_at": now,
             "updated_at": now,
         }

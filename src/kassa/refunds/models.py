@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Uuid,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -27,6 +28,7 @@ class Refund(Base):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status_valid"),
         Index("ix_refund_payment_id", "payment_id"),
+        Index("ix_refund_list", "user_id", "livemode", text("created_at DESC"), text("id DESC")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

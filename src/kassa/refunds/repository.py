@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from kassa.db import Runner, record_of, table_of
+from kassa.pagination import Cursor, before_cursor
 from kassa.refunds.models import Refund
 
 _REFUND = table_of(Refund)
@@ -48,4 +49,37 @@ async def list_stale_pending(
     if after_id is not None:
         query = query.where(_REFUND.c.id > after_id)
     rows = await db.rows(query.order_by(_REFUND.c.id).limit(limit))
+    return [record_of(Refund, row) for row in rows]
+
+
+_OWN_MODE = (_REFUND.c.user_id == bindparam("owner")) & (
+    _REFUND.c.livemode == bindparam("livemode")
+)
+_NEWEST_FIRST = (_REFUND.c.created_at.desc(), _REFUND.c.id.desc())
+
+
+def list_statement(payment_id: uuid.UUID | None, cursor: Cursor | None) -> Any:
+    """The statement `list_refunds` runs (its parameters: owner, livemode, limit)."""
+    statement = select(_REFUND).where(_OWN_MODE)
+    if payment_id is not None:
+        statement = statement.where(_REFUND.c.payment_id == payment_id)
+    if cursor is not None:
+        statement = statement.where(before_cursor(_REFUND.c.created_at, _REFUND.c.id, cursor))
+    return statement.order_by(*_NEWEST_FIRST).limit(bindparam("limit"))
+
+
+async def list_refunds(
+    db: Runner,
+    user_id: uuid.UUID,
+    livemode: bool,
+    *,
+    payment_id: uuid.UUID | None,
+    cursor: Cursor | None,
+    limit: int,
+) -> list[Refund]:
+    """The user's refunds of one mode (of one payment when `payment_id` is given), newest
+    first (created_at, id descending), after `cursor`, at most `limit`."""
+    rows = await db.rows(
+        list_statement(payment_id, cursor), {"owner": user_id, "livemode": livemode, "limit": limit}
+    )
     return [record_of(Refund, row) for row in rows]

@@ -3,13 +3,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request, status
+from fastapi import APIRouter, Body, Depends, Query, Request, status
 
+from kassa.auditlog.deps import RequestActor
 from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.idempotency.deps import HeldKeyDep
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
+from kassa.pagination import Page
 from kassa.payments.errors import PaymentNotFound
-from kassa.refunds.schemas import RefundOut, RefundRequest
+from kassa.refunds.lists import RefundLists
+from kassa.refunds.models import Refund
+from kassa.refunds.schemas import RefundList, RefundOut, RefundRequest
 from kassa.refunds.service import RefundService
 from kassa.web import path_id, problem_responses, reject_unknown_query
 
@@ -20,9 +24,68 @@ router = APIRouter(
 )
 
 
+# GET /api/refunds, beside the payment routes' prefix.
+lists_router = APIRouter(prefix="/api", tags=["refunds"], dependencies=[reject_unknown_query])
+
+
 async def get_refund_service(request: Request) -> RefundService:
     service: RefundService = request.app.state.container.refunds
     return service
+
+
+async def get_refund_lists(request: Request) -> RefundLists:
+    lists: RefundLists = request.app.state.container.refund_lists
+    return lists
+
+
+RefundListsDep = Annotated[RefundLists, Depends(get_refund_lists)]
+Limit = Annotated[int, Query(ge=1, le=100)]
+PageCursor = Annotated[str | None, Query(max_length=200)]
+
+
+def refund_list(page: Page[Refund]) -> RefundList:
+    return RefundList(
+        data=[RefundOut.model_validate(r, from_attributes=True) for r in page.data],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
+    )
+
+
+@lists_router.get(
+    "/refunds",
+    operation_id="refunds_list",
+    response_model=RefundList,
+    responses=problem_responses(401, 422),
+)
+async def list_refunds(
+    principal: CurrentPrincipal,
+    lists: RefundListsDep,
+    limit: Limit = 20,
+    cursor: PageCursor = None,
+) -> Any:
+    """The caller's refunds (of the mode it acts in), newest first, with cursor pagination."""
+    page = await lists.list(principal.user_id, principal.livemode, limit=limit, cursor=cursor)
+    return refund_list(page)
+
+
+@router.get(
+    "/{payment_id}/refunds",
+    operation_id="payments_refunds_list",
+    response_model=RefundList,
+    responses=problem_responses(401, 404, 422),
+)
+async def list_payment_refunds(
+    payment_id: Annotated[uuid.UUID, path_id("payment_id", PaymentNotFound)],
+    principal: CurrentPrincipal,
+    lists: RefundListsDep,
+    limit: Limit = 20,
+    cursor: PageCursor = None,
+) -> Any:
+    """One payment's refunds, newest first, with cursor pagination."""
+    page = await lists.list(
+        principal.user_id, principal.livemode, limit=limit, cursor=cursor, payment_id=payment_id
+    )
+    return refund_list(page)
 
 
 @router.post(
@@ -37,12 +100,13 @@ async def refund_payment(
     principal: CurrentPrincipal,
     refunds: Annotated[RefundService, Depends(get_refund_service)],
     held: HeldKeyDep,
+    actor: RequestActor,
     body: Annotated[RefundRequest | None, Body()] = None,
 ) -> Any:
     """Refund part or all of a completed payment; with no amount, refund what is left."""
     request = body or RefundRequest()
     refund = await refunds.refund(
-        principal.user_id, payment_id, request.amount, request.reason, held
+        principal.user_id, payment_id, request.amount, request.reason, held, actor
     )
     return RefundOut.model_validate(refund, from_attributes=True)
 

@@ -36,6 +36,12 @@ class RefundOut(BaseModel):
     created_at: datetime
 
 
+class RefundList(BaseModel):
+    data: list[RefundOut]
+    has_more: bool
+    next_cursor: str | None
+
+
 def refund_object(refund: Refund) -> dict[str, Any]:
     """The refund exactly as the API returns it, as JSON-ready data (event payloads)."""
     return RefundOut.model_validate(refund, from_attributes=True).model_dump(mode="json")

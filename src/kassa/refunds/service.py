@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from kassa.auditlog.service import Actor, AuditLog
 from kassa.db import Database, new_id
 from kassa.events.service import EventService
 from kassa.idempotency.service import HeldKey, commit_effect
@@ -55,9 +56,11 @@ class RefundService:
         amount: int | None,
         reason: str | None,
         held: HeldKey | None = None,
+        actor: Actor | None = None,
     ) -> Refund:
         """Reserve the amount and record the refund `pending` (with the Idempotency-Key's
-        record of it, in that transaction), ask the processor, then settle."""
+        record of it and its audit event, in that transaction), ask the processor, then
+        settle."""
         now = self._clock()
         refund_id = new_id()
         async with self._db.transaction() as db:
@@ -89,6 +92,21 @@ class RefundService:
                 },
             )
             await EventService.record(db, user_id, "refund.created", refund_object(refund), now)
+            await AuditLog.record(
+                db,
+                actor or Actor(user_id),
+                "refund.created",
+                object_type="refund",
+                object_id=refund.id,
+                at=now,
+                user_id=user_id,
+                livemode=payment.livemode,
+                details={
+                    "payment_id": str(payment_id),
+                    "amount": wanted,
+                    "currency": refund.currency,
+                },
+            )
             await TransactionService.record_refund(
                 db,
                 user_id=user_id,

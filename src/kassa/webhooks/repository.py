@@ -65,14 +65,15 @@ async def list_endpoints(db: Runner, user_id: uuid.UUID) -> Sequence[WebhookEndp
     return [record_of(WebhookEndpoint, row) for row in rows]
 
 
-async def delete_endpoint(db: Runner, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> bool:
-    """Deletes the endpoint; its deliveries and attempts go with it (ON DELETE CASCADE)."""
+async def delete_endpoint(db: Runner, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> bool | None:
+    """Deletes the endpoint; its deliveries and attempts go with it (ON DELETE CASCADE).
+    The deleted endpoint's mode (livemode), or None when there was no such endpoint."""
     row = await db.first(
         delete(_ENDPOINT)
         .where(_ENDPOINT.c.id == endpoint_id, _ENDPOINT.c.user_id == user_id)
-        .returning(_ENDPOINT.c.id)
+        .returning(_ENDPOINT.c.livemode)
     )
-    return row is not None
+    return None if row is None else bool(row["livemode"])
 
 
 async def lock_deliveries_of_event(db: Runner, event_id: uuid.UUID) -> Sequence[WebhookDelivery]:

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
+from kassa.auditlog.deps import RequestActor
 from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.web import path_id, problem_responses, reject_unknown_query
 from kassa.webhooks.errors import WebhookNotFound
@@ -61,10 +62,11 @@ async def create_webhook(
     body: Annotated[CreateWebhookRequest, Body()],
     principal: CurrentPrincipal,
     webhooks: WebhookServiceDep,
+    actor: RequestActor,
 ) -> Any:
     """Register a URL for the caller's events. The answer holds the signing secret — the only
     time it is shown. Deliveries are signed per Standard Webhooks with it."""
-    created = await webhooks.create(principal.user_id, body.url, body.events)
+    created = await webhooks.create(principal.user_id, body.url, body.events, actor)
     return CreatedWebhookOut(**webhook_out(created.endpoint).model_dump(), secret=created.secret)
 
 
@@ -100,10 +102,13 @@ async def get_webhook(
     responses=problem_responses(401, 404, 422),
 )
 async def delete_webhook(
-    webhook_id: WebhookId, principal: CurrentPrincipal, webhooks: WebhookServiceDep
+    webhook_id: WebhookId,
+    principal: CurrentPrincipal,
+    webhooks: WebhookServiceDep,
+    actor: RequestActor,
 ) -> Response:
     """Delete an endpoint: nothing more is sent to it."""
-    await webhooks.delete(principal.user_id, webhook_id)
+    await webhooks.delete(principal.user_id, webhook_id, actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import CTE, Insert, bindparam, cast, func, insert, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 
+from kassa.auditlog.service import Actor, AuditLog
 from kassa.db import Database, Runner, new_id, table_of
 from kassa.errors import FieldError, ValidationFailed
 from kassa.pagination import Cursor
@@ -177,9 +178,16 @@ class WebhookService:
             )
         return list(dict.fromkeys(events))
 
-    async def create(self, user_id: uuid.UUID, url: str, events: Sequence[str]) -> CreatedEndpoint:
+    async def create(
+        self,
+        user_id: uuid.UUID,
+        url: str,
+        events: Sequence[str],
+        actor: Actor | None = None,
+    ) -> CreatedEndpoint:
         """A new enabled endpoint. Its URL must be allowed now (after DNS resolution) and is
-        checked again before every delivery."""
+        checked again before every delivery. Audited (`webhook_endpoint.created`) in the
+        transaction that adds it."""
         subscriptions = self._check_events(events)
         try:
             target = parse_url(url, require_https=self._require_https)
@@ -208,6 +216,16 @@ class WebhookService:
             if await repository.count_endpoints(db, user_id) >= MAX_ENDPOINTS_PER_USER:
                 raise TooManyWebhooks(MAX_ENDPOINTS_PER_USER)
             await repository.insert_endpoint(db, endpoint)
+            await AuditLog.record(
+                db,
+                actor or Actor(user_id),
+                "webhook_endpoint.created",
+                object_type="webhook_endpoint",
+                object_id=endpoint_id,
+                at=now,
+                user_id=user_id,
+                livemode=bool(endpoint.livemode),
+            )
         return CreatedEndpoint(endpoint=endpoint, secret=secret)
 
     async def list(self, user_id: uuid.UUID) -> Sequence[WebhookEndpoint]:
@@ -219,11 +237,26 @@ class WebhookService:
             raise WebhookNotFound
         return endpoint
 
-    async def delete(self, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> None:
+    async def delete(
+        self, user_id: uuid.UUID, endpoint_id: uuid.UUID, actor: Actor | None = None
+    ) -> None:
         """The endpoint, its queued deliveries and its attempts are gone; a delivery in flight
-        finishes but is not recorded."""
-        if not await repository.delete_endpoint(self._db, user_id, endpoint_id):
-            raise WebhookNotFound
+        finishes but is not recorded. Audited (`webhook_endpoint.deleted`) in the same
+        transaction."""
+        async with self._db.transaction() as db:
+            livemode = await repository.delete_endpoint(db, user_id, endpoint_id)
+            if livemode is None:
+                raise WebhookNotFound
+            await AuditLog.record(
+                db,
+                actor or Actor(user_id),
+                "webhook_endpoint.deleted",
+                object_type="webhook_endpoint",
+                object_id=endpoint_id,
+                at=self._clock(),
+                user_id=user_id,
+                livemode=livemode,
+            )
 
     # Vault rotation: signing secrets are sealed by the vault like card data, so
     # `kassa vault rotate` re-seals them too (webhooks.service is one of its row stores).

@@ -3,12 +3,17 @@
 from .api_key_scope import ApiKeyScope
 from .attempt_list import AttemptList
 from .attempt_out import AttemptOut
+from .audit_action import AuditAction
+from .audit_event_list import AuditEventList
+from .audit_event_out import AuditEventOut
+from .audit_event_out_actor_type import AuditEventOutActorType
+from .audit_event_out_details_type_0 import AuditEventOutDetailsType0
 from .capture_payment_request import CapturePaymentRequest
 from .card_brand import CardBrand
 from .card_details_in import CardDetailsIn
 from .card_details_out import CardDetailsOut
 from .card_payment_request import CardPaymentRequest
-from .card_payment_request_capture import CardPaymentRequestCapture
+from .card_payment_request_capture_type_0 import CardPaymentRequestCaptureType0
 from .card_payment_request_payment_method import CardPaymentRequestPaymentMethod
 from .checkout_session_out import CheckoutSessionOut
 from .checkout_session_out_capture import CheckoutSessionOutCapture
@@ -31,17 +36,21 @@ from .metadata import Metadata
 from .mode import Mode
 from .next_action_out import NextActionOut
 from .password_change_request import PasswordChangeRequest
+from .payment_list import PaymentList
 from .payment_method import PaymentMethod
 from .payment_out import PaymentOut
 from .payment_out_capture import PaymentOutCapture
 from .payment_status import PaymentStatus
 from .payment_status_out import PaymentStatusOut
+from .payments_list_metadata import PaymentsListMetadata
+from .payments_list_status_type_0 import PaymentsListStatusType0
 from .problem import Problem
 from .problem_code import ProblemCode
 from .problem_field_error import ProblemFieldError
 from .process_payment_request import ProcessPaymentRequest
 from .redelivery_out import RedeliveryOut
 from .refresh_request import RefreshRequest
+from .refund_list import RefundList
 from .refund_out import RefundOut
 from .refund_request import RefundRequest
 from .register_request import RegisterRequest
@@ -55,7 +64,7 @@ from .wallet_details_in import WalletDetailsIn
 from .wallet_details_out import WalletDetailsOut
 from .wallet_name import WalletName
 from .wallet_payment_request import WalletPaymentRequest
-from .wallet_payment_request_capture import WalletPaymentRequestCapture
+from .wallet_payment_request_capture_type_0 import WalletPaymentRequestCaptureType0
 from .webhook_list import WebhookList
 from .webhook_out import WebhookOut
 from .webhook_status import WebhookStatus
@@ -64,12 +73,17 @@ __all__ = (
     "ApiKeyScope",
     "AttemptList",
     "AttemptOut",
+    "AuditAction",
+    "AuditEventList",
+    "AuditEventOut",
+    "AuditEventOutActorType",
+    "AuditEventOutDetailsType0",
     "CapturePaymentRequest",
     "CardBrand",
     "CardDetailsIn",
     "CardDetailsOut",
     "CardPaymentRequest",
-    "CardPaymentRequestCapture",
+    "CardPaymentRequestCaptureType0",
     "CardPaymentRequestPaymentMethod",
     "CheckoutSessionOut",
     "CheckoutSessionOutCapture",
@@ -92,9 +106,12 @@ __all__ = (
     "Mode",
     "NextActionOut",
     "PasswordChangeRequest",
+    "PaymentList",
     "PaymentMethod",
     "PaymentOut",
     "PaymentOutCapture",
+    "PaymentsListMetadata",
+    "PaymentsListStatusType0",
     "PaymentStatus",
     "PaymentStatusOut",
     "Problem",
@@ -103,6 +120,7 @@ __all__ = (
     "ProcessPaymentRequest",
     "RedeliveryOut",
     "RefreshRequest",
+    "RefundList",
     "RefundOut",
     "RefundRequest",
     "RegisterRequest",
@@ -116,7 +134,7 @@ __all__ = (
     "WalletDetailsOut",
     "WalletName",
     "WalletPaymentRequest",
-    "WalletPaymentRequestCapture",
+    "WalletPaymentRequestCaptureType0",
     "WebhookList",
     "WebhookOut",
     "WebhookStatus",

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 
-from ..models.card_payment_request_capture import CardPaymentRequestCapture
+from ..models.card_payment_request_capture_type_0 import CardPaymentRequestCaptureType0
 from ..models.card_payment_request_payment_method import CardPaymentRequestPaymentMethod
 from ..types import UNSET, Unset
 
@@ -27,8 +27,8 @@ class CardPaymentRequest:
         details (CardDetailsIn):
         description (None | str | Unset):
         metadata (Metadata | None | Unset):
-        capture (CardPaymentRequestCapture | Unset): automatic: process charges; manual: process authorizes, capture
-            charges Default: CardPaymentRequestCapture.AUTOMATIC.
+        capture (CardPaymentRequestCaptureType0 | None | Unset): automatic (the default): process charges; manual:
+            process authorizes, and capture charges later
     """
 
     amount: int
@@ -37,7 +37,7 @@ class CardPaymentRequest:
     details: CardDetailsIn
     description: None | str | Unset = UNSET
     metadata: Metadata | None | Unset = UNSET
-    capture: CardPaymentRequestCapture | Unset = CardPaymentRequestCapture.AUTOMATIC
+    capture: CardPaymentRequestCaptureType0 | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.metadata import Metadata  # noqa: PLC0415
@@ -64,9 +64,13 @@ class CardPaymentRequest:
         else:
             metadata = self.metadata
 
-        capture: str | Unset = UNSET
-        if not isinstance(self.capture, Unset):
+        capture: None | str | Unset
+        if isinstance(self.capture, Unset):
+            capture = UNSET
+        elif isinstance(self.capture, CardPaymentRequestCaptureType0):
             capture = self.capture.value
+        else:
+            capture = self.capture
 
         field_dict: dict[str, Any] = {}
 
@@ -127,12 +131,22 @@ class CardPaymentRequest:
 
         metadata = _parse_metadata(d.pop("metadata", UNSET))
 
-        _capture = d.pop("capture", UNSET)
-        capture: CardPaymentRequestCapture | Unset
-        if isinstance(_capture, Unset):
-            capture = UNSET
-        else:
-            capture = CardPaymentRequestCapture(_capture)
+        def _parse_capture(data: object) -> CardPaymentRequestCaptureType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                capture_type_0 = CardPaymentRequestCaptureType0(data)
+
+                return capture_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(CardPaymentRequestCaptureType0 | None | Unset, data)
+
+        capture = _parse_capture(d.pop("capture", UNSET))
 
         card_payment_request = cls(
             amount=amount,

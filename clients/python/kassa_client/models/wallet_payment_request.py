@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from attrs import define as _attrs_define
 
-from ..models.wallet_payment_request_capture import WalletPaymentRequestCapture
+from ..models.wallet_payment_request_capture_type_0 import WalletPaymentRequestCaptureType0
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
@@ -26,8 +26,8 @@ class WalletPaymentRequest:
         details (WalletDetailsIn):
         description (None | str | Unset):
         metadata (Metadata | None | Unset):
-        capture (WalletPaymentRequestCapture | Unset): automatic: process charges; manual: process authorizes, capture
-            charges Default: WalletPaymentRequestCapture.AUTOMATIC.
+        capture (None | Unset | WalletPaymentRequestCaptureType0): automatic (the default): process charges; manual:
+            process authorizes, and capture charges later
     """
 
     amount: int
@@ -36,7 +36,7 @@ class WalletPaymentRequest:
     details: WalletDetailsIn
     description: None | str | Unset = UNSET
     metadata: Metadata | None | Unset = UNSET
-    capture: WalletPaymentRequestCapture | Unset = WalletPaymentRequestCapture.AUTOMATIC
+    capture: None | Unset | WalletPaymentRequestCaptureType0 = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.metadata import Metadata  # noqa: PLC0415
@@ -63,9 +63,13 @@ class WalletPaymentRequest:
         else:
             metadata = self.metadata
 
-        capture: str | Unset = UNSET
-        if not isinstance(self.capture, Unset):
+        capture: None | str | Unset
+        if isinstance(self.capture, Unset):
+            capture = UNSET
+        elif isinstance(self.capture, WalletPaymentRequestCaptureType0):
             capture = self.capture.value
+        else:
+            capture = self.capture
 
         field_dict: dict[str, Any] = {}
 
@@ -128,12 +132,22 @@ class WalletPaymentRequest:
 
         metadata = _parse_metadata(d.pop("metadata", UNSET))
 
-        _capture = d.pop("capture", UNSET)
-        capture: WalletPaymentRequestCapture | Unset
-        if isinstance(_capture, Unset):
-            capture = UNSET
-        else:
-            capture = WalletPaymentRequestCapture(_capture)
+        def _parse_capture(data: object) -> None | Unset | WalletPaymentRequestCaptureType0:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                capture_type_0 = WalletPaymentRequestCaptureType0(data)
+
+                return capture_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(None | Unset | WalletPaymentRequestCaptureType0, data)
+
+        capture = _parse_capture(d.pop("capture", UNSET))
 
         wallet_payment_request = cls(
             amount=amount,

@@ -1,7 +1,7 @@
 from enum import StrEnum
 
 
-class CardPaymentRequestCapture(StrEnum):
+class WalletPaymentRequestCaptureType0(StrEnum):
     AUTOMATIC = "automatic"
     MANUAL = "manual"
 

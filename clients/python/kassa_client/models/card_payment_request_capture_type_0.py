@@ -1,7 +1,7 @@
 from enum import StrEnum
 
 
-class WalletPaymentRequestCapture(StrEnum):
+class CardPaymentRequestCaptureType0(StrEnum):
     AUTOMATIC = "automatic"
     MANUAL = "manual"
 
