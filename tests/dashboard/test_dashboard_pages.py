@@ -11,7 +11,14 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Api, User, completed_payment, create_payment, register_user
+from tests.conftest import (
+    Api,
+    User,
+    card_details,
+    completed_payment,
+    create_payment,
+    register_user,
+)
 
 _CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 _KEY = re.compile(r'name="key" value="([0-9a-f]{32})"')
@@ -249,3 +256,52 @@ async def test_an_api_key_is_created_shown_once_and_revoked(api: Api) -> None:
             "/dashboard/keys", data={"csrf": csrf_of(listed.text), "name": ""}
         )
         assert bad.status_code == 422
+
+
+async def test_the_payments_list_takes_the_list_filters(api: Api) -> None:
+    user = await register_user(api.client)
+    euros = await completed_payment(api.client, user, amount=2500, currency="EUR")
+    dollars = await completed_payment(api.client, user, amount=990, currency="USD")
+    declined = await create_payment(api.client, user, details={**card_details("4000000000000002")})
+    await api.client.post(
+        "/api/payments/process", json={"payment_id": declined["id"]}, headers=user.headers
+    )
+    async with browser(api) as merchant:
+        await sign_in(merchant, user)
+
+        async def listed(**query: str) -> str:
+            page = await merchant.get("/dashboard/payments", params=query)
+            assert page.status_code == 200
+            return page.text
+
+        failed = await listed(status="failed")
+        assert declined["id"][:8] in failed
+        assert euros["id"][:8] not in failed
+        euro = await listed(currency="eur", amount_from="20.00", amount_to="30")
+        assert euros["id"][:8] in euro
+        assert dollars["id"][:8] not in euro
+        assert 'value="eur"' in euro or 'value="EUR"' in euro
+        nothing = await listed(currency="EUR", amount_from="30.00")
+        assert euros["id"][:8] not in nothing
+        today = await listed(created_from="2000-01-01", method="credit_card")
+        assert dollars["id"][:8] in today
+
+
+async def test_the_audit_log_shows_the_dashboards_own_actions(api: Api) -> None:
+    user = await register_user(api.client)
+    payment = await completed_payment(api.client, user)
+    async with browser(api) as merchant:
+        await sign_in(merchant, user)
+        page = await merchant.get(f"/dashboard/payments/{payment['id']}")
+        key = _KEY.search(page.text)
+        assert key is not None
+        await merchant.post(
+            f"/dashboard/payments/{payment['id']}/refund",
+            data={"csrf": csrf_of(page.text), "key": key.group(1), "amount": "1.00"},
+        )
+        shown = await merchant.get(f"/dashboard/payments/{payment['id']}")
+        assert "$1.00" in shown.text  # in the refunds table
+        audit = await merchant.get("/dashboard/audit")
+        assert audit.status_code == 200
+        assert "refund.created" in audit.text
+        assert "login" in audit.text

@@ -9,8 +9,8 @@ in the currency's own minor units (ISO 4217 exponent): no float anywhere.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -23,6 +23,7 @@ from starlette.responses import Response
 from kassa.apikeys.errors import ApiKeyNotFound
 from kassa.apikeys.schemas import CreateKeyRequest
 from kassa.apikeys.service import CreatedKey
+from kassa.auditlog.service import Actor
 from kassa.auth.errors import InvalidCredentials, TooManyAttempts
 from kassa.auth.service import SCOPES
 from kassa.container import Container
@@ -42,10 +43,12 @@ from kassa.edge.pages import FormGuard, FormRefused, read_form, render, see_othe
 from kassa.errors import KassaError
 from kassa.events.models import Event
 from kassa.idempotency.service import ClaimKind, HeldKey
-from kassa.money import currency_exponent
+from kassa.money import UnsupportedCurrency, currency_exponent, normalize_currency
 from kassa.payments.errors import PaymentNotFound
+from kassa.payments.lists import PaymentFilters
 from kassa.payments.models import Payment
 from kassa.payments.service import refundable_amount
+from kassa.payments.states import PaymentStatus
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
 LOGIN_BINDING = "dashboard-login"
@@ -62,7 +65,6 @@ NOTICES = {
     "mode": "Mode switched.",
     "key_revoked": "API key revoked: it stops working at once.",
 }
-CHARGE_STATUSES = ("pending", "succeeded", "failed")
 
 
 def _container(request: Request) -> Container:
@@ -163,7 +165,13 @@ async def login(request: Request, container: ContainerDep) -> Response:
         return _refused(request)
     email, password = form.get("email", "")[:320], form.get("password", "")[:1024]
     try:
-        tokens = await auth.login(email, password)
+        state = request.scope.get("state", {})
+        actor = Actor(
+            None,
+            ip=state.get("client_ip") or (request.client.host if request.client else None),
+            request_id=state.get("request_id"),
+        )
+        tokens = await auth.login(email, password, actor)
     except InvalidCredentials:
         return _login_page(
             request, guard, error="The email or password is not right.", status_code=401
@@ -213,52 +221,94 @@ async def switch_mode(request: Request, container: ContainerDep) -> Response:
 # Payments ----------------------------------------------------------------------------------
 
 
+PAYMENT_STATUSES = tuple(status.value for status in PaymentStatus)
+PAYMENT_METHODS = ("credit_card", "debit_card", "digital_wallet")
+
+
+def _day(raw: str) -> datetime | None:
+    """A `YYYY-MM-DD` date as its first instant, UTC."""
+    try:
+        return datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC) if raw else None
+    except ValueError:
+        return None
+
+
+def _filters(query: Mapping[str, str]) -> tuple[PaymentFilters, dict[str, str]]:
+    """The list filters the form asked for (what is not understood is left out) and the
+    form's values to show again."""
+    shown = {name: query.get(name, "").strip()[:40] for name in _FILTER_FIELDS}
+    currency = shown["currency"].upper()
+    try:
+        currency = normalize_currency(currency) if currency else ""
+    except UnsupportedCurrency:
+        currency = ""
+    since, until = _day(shown["created_from"]), _day(shown["created_to"])
+
+    def amount(raw: str) -> int | None:
+        return minor_units(raw, currency) if raw and currency else None
+
+    filters = PaymentFilters(
+        status=shown["status"] if shown["status"] in PAYMENT_STATUSES else None,
+        currency=currency or None,
+        payment_method=shown["method"] if shown["method"] in PAYMENT_METHODS else None,
+        created_gte=since,
+        created_lt=until + timedelta(days=1) if until else None,
+        amount_gte=amount(shown["amount_from"]),
+        amount_lte=amount(shown["amount_to"]),
+    )
+    return filters, shown
+
+
+_FILTER_FIELDS = (
+    "status",
+    "currency",
+    "method",
+    "created_from",
+    "created_to",
+    "amount_from",
+    "amount_to",
+)
+
+
 @router.get("/payments")
 async def payments_page(request: Request, container: ContainerDep) -> Response:
     try:
         visitor = await _visitor(request, container)
     except SignInRequired:
         return _to_sign_in()
-    user_id = visitor.principal.user_id
+    principal = visitor.principal
     query = request.query_params
     wanted = query.get("id", "").strip()
     if wanted:
         found = parse_id(wanted)
-        if found is not None:
-            try:
-                await container.payments.get(user_id, found)
-            except PaymentNotFound:
-                pass
-            else:
-                return keep(
-                    see_other(f"{PATH}/payments/{found}"), visitor, container.auth, container.forms
-                )
+        if found is not None and await container.payment_lists.owns(
+            principal.user_id, principal.livemode, found
+        ):
+            return keep(
+                see_other(f"{PATH}/payments/{found}"), visitor, container.auth, container.forms
+            )
         return _page(
             request,
             container,
             visitor,
             "dashboard/payments.html",
-            {"rows": [], "filters": {}, "next": None, "missing": True},
+            {"rows": [], "shown": {}, "next": None, "missing": True},
             status_code=404,
         )
-    status = query.get("status") if query.get("status") in CHARGE_STATUSES else None
+    filters, shown = _filters(query)
+    cursor = query.get("cursor") or None
     try:
-        page = await container.transactions.list(
-            user_id,
-            limit=PAGE_SIZE,
-            cursor=query.get("cursor") or None,
-            type_="charge",
-            status=status,
+        page = await container.payment_lists.list(
+            principal.user_id, principal.livemode, filters, limit=PAGE_SIZE, cursor=cursor
         )
-    except (KassaError, ValueError):
-        page = await container.transactions.list(
-            user_id, limit=PAGE_SIZE, cursor=None, type_="charge", status=status
+    except (KassaError, ValueError):  # a cursor that is not ours: the first page
+        page = await container.payment_lists.list(
+            principal.user_id, principal.livemode, filters, limit=PAGE_SIZE, cursor=None
         )
     next_url = None
     if page.next_cursor:
-        next_url = f"{PATH}/payments?" + urlencode(
-            {k: v for k, v in (("status", status), ("cursor", page.next_cursor)) if v}
-        )
+        kept = {k: v for k, v in shown.items() if v}
+        next_url = f"{PATH}/payments?" + urlencode({**kept, "cursor": page.next_cursor})
     return _page(
         request,
         container,
@@ -266,19 +316,50 @@ async def payments_page(request: Request, container: ContainerDep) -> Response:
         "dashboard/payments.html",
         {
             "rows": page.data,
-            "filters": {"status": status},
-            "statuses": CHARGE_STATUSES,
+            "shown": shown,
+            "statuses": PAYMENT_STATUSES,
+            "methods": PAYMENT_METHODS,
             "next": next_url,
             "missing": False,
         },
     )
 
 
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    event: Event
-    amount: int | None
-    currency: str | None
+# Audit log ---------------------------------------------------------------------------------
+
+
+@router.get("/audit")
+async def audit_page(request: Request, container: ContainerDep) -> Response:
+    try:
+        visitor = await _visitor(request, container)
+    except SignInRequired:
+        return _to_sign_in()
+    principal = visitor.principal
+    cursor = request.query_params.get("cursor") or None
+    try:
+        page = await container.audit_log.list(
+            principal.user_id, principal.livemode, action=None, limit=50, cursor=cursor
+        )
+    except (KassaError, ValueError):
+        page = await container.audit_log.list(
+            principal.user_id, principal.livemode, action=None, limit=50, cursor=None
+        )
+    next_url = (
+        f"{PATH}/audit?" + urlencode({"cursor": page.next_cursor}) if page.next_cursor else None
+    )
+    return _page(
+        request, container, visitor, "dashboard/audit.html", {"events": page.data, "next": next_url}
+    )
+
+
+def _actor(request: Request, visitor: Visitor) -> Actor:
+    """The merchant acting through the dashboard, for the audit log."""
+    state = request.scope.get("state", {})
+    return Actor(
+        user_id=visitor.principal.user_id,
+        ip=state.get("client_ip") or (request.client.host if request.client else None),
+        request_id=state.get("request_id"),
+    )
 
 
 def _about(event: Event, payment_id: uuid.UUID) -> bool:
@@ -341,6 +422,9 @@ async def _payment_view(
     except PaymentNotFound:
         return _page(request, container, visitor, "dashboard/missing.html", {}, status_code=404)
     events = await _timeline(container, user_id, payment)
+    refunds = await container.refund_lists.list(
+        user_id, visitor.principal.livemode, limit=100, cursor=None, payment_id=payment.id
+    )
     return _page(
         request,
         container,
@@ -350,6 +434,7 @@ async def _payment_view(
             "payment": payment,
             "events": events,
             "deliveries": await _deliveries(container, user_id, events),
+            "refunds": refunds.data,
             "refundable": refundable_amount(payment),
             "can_refund": payment.status in {"completed", "partially_refunded"},
             "can_cancel": payment.status in {"pending", "requires_action", "requires_capture"},
@@ -443,7 +528,9 @@ async def refund(payment_id: str, request: Request, container: ContainerDep) -> 
     reason = form.get("reason", "").strip()[:500] or None
 
     async def run(held: HeldKey) -> uuid.UUID:
-        made = await container.refunds.refund(user_id, payment.id, amount, reason, held)
+        made = await container.refunds.refund(
+            user_id, payment.id, amount, reason, held, _actor(request, visitor)
+        )
         return made.id
 
     try:
@@ -680,7 +767,10 @@ async def add_webhook(request: Request, container: ContainerDep) -> Response:
     events = [e.strip() for e in form.get("events", "*").split(",") if e.strip()] or ["*"]
     try:
         created = await container.webhooks.create(
-            visitor.principal.user_id, form.get("url", "").strip(), events
+            visitor.principal.user_id,
+            form.get("url", "").strip(),
+            events,
+            actor=_actor(request, visitor),
         )
     except KassaError as refused:
         message = refused.detail
@@ -704,7 +794,9 @@ async def delete_webhook(endpoint_id: str, request: Request, container: Containe
     parsed = parse_id(endpoint_id)
     try:
         if parsed is not None:
-            await container.webhooks.delete(visitor.principal.user_id, parsed)
+            await container.webhooks.delete(
+                visitor.principal.user_id, parsed, _actor(request, visitor)
+            )
     except KassaError:
         pass  # already gone
     return keep(
