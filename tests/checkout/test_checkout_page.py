@@ -240,3 +240,17 @@ async def test_an_expired_session_shows_so_and_takes_no_payment(api: Api) -> Non
 async def test_an_unknown_session_page_is_not_found(api: Api) -> None:
     for path in (str(uuid.uuid4()), "nope"):
         assert (await page(api.client, path)).status_code == 404
+
+
+async def test_payment_forms_count_against_the_clients_rate_limit(api_factory: Any) -> None:
+    api = await api_factory(rate_limit="6/minute")
+    user = await register_user(api.client)  # 2 of the 6 (register, login)
+    session = await open_session(api.client, user)  # 3
+    form = form_of((await page(api.client, session["id"])).text)  # a GET: not counted
+    tries = [
+        await pay(api.client, session["id"], {**form, **card_form("4000000000000002")})
+        for _ in range(4)
+    ]
+    assert [t.status_code for t in tries[:3]] == [303, 303, 303]
+    assert tries[3].status_code == 429
+    assert "retry-after" in tries[3].headers
