@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from kassa.vault.crypto import Sealed, Vault
+from kassa.webhooks.service import secret_context
 from tests.conftest import (
     Api,
     User,
@@ -305,3 +307,33 @@ async def test_the_audit_log_shows_the_dashboards_own_actions(api: Api) -> None:
         assert audit.status_code == 200
         assert "refund.created" in audit.text
         assert "login" in audit.text
+
+
+async def test_rotating_a_webhook_secret_signs_with_the_new_one(api_factory: Any) -> None:
+    api = await api_factory(webhook_allow_private=True)
+    user = await register_user(api.client)
+    async with browser(api) as merchant:
+        await sign_in(merchant, user)
+        page = await merchant.get("/dashboard/webhooks")
+        added = await merchant.post(
+            "/dashboard/webhooks",
+            data={"csrf": csrf_of(page.text), "url": "http://127.0.0.1:9/hook", "events": "*"},
+        )
+        first = re.search(r"whsec_[A-Za-z0-9+/=]+", added.text)
+        assert first is not None
+        endpoint_id = (await api.client.get("/api/webhooks", headers=user.headers)).json()["data"][
+            0
+        ]["id"]
+        rotated = await merchant.post(
+            f"/dashboard/webhooks/{endpoint_id}/rotate", data={"csrf": csrf_of(added.text)}
+        )
+        second = re.search(r"whsec_[A-Za-z0-9+/=]+", rotated.text)
+        assert second is not None
+        assert second.group(0) != first.group(0)
+        endpoint = await api.container.webhooks.get(uuid.UUID(user.id), uuid.UUID(endpoint_id))
+        sealed = Sealed(endpoint.secret_key_id, endpoint.secret_sealed)
+        vault = Vault(api.container.settings.secrets.vault_keys)
+        opened = vault.decrypt(sealed, context=secret_context(endpoint.id))
+        assert opened == second.group(0)
+        audit = await merchant.get("/dashboard/audit")
+        assert "webhook_endpoint.secret_rotated" in audit.text

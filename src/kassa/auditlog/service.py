@@ -31,6 +31,7 @@ ACTIONS: Final = (
     "refund.created",
     "webhook_endpoint.created",
     "webhook_endpoint.deleted",
+    "webhook_endpoint.secret_rotated",
     "api_key.created",
     "api_key.revoked",
 )
@@ -41,6 +42,7 @@ AuditAction = Literal[
     "refund.created",
     "webhook_endpoint.created",
     "webhook_endpoint.deleted",
+    "webhook_endpoint.secret_rotated",
     "api_key.created",
     "api_key.revoked",
 ]

@@ -49,6 +49,7 @@ from kassa.payments.lists import PaymentFilters
 from kassa.payments.models import Payment
 from kassa.payments.service import refundable_amount
 from kassa.payments.states import PaymentStatus
+from kassa.webhooks.errors import WebhookNotFound
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
 LOGIN_BINDING = "dashboard-login"
@@ -805,6 +806,29 @@ async def delete_webhook(endpoint_id: str, request: Request, container: Containe
         container.auth,
         container.forms,
     )
+
+
+@router.post("/webhooks/{endpoint_id}/rotate")
+async def rotate_webhook_secret(
+    endpoint_id: str, request: Request, container: ContainerDep
+) -> Response:
+    try:
+        visitor = await _visitor(request, container)
+    except SignInRequired:
+        return _to_sign_in()
+    if await _checked_form(request, container, visitor) is None:
+        return _refused(request)
+    parsed = parse_id(endpoint_id)
+    try:
+        if parsed is None:
+            raise WebhookNotFound
+        secret = await container.webhooks.rotate_secret(
+            visitor.principal.user_id, parsed, _actor(request, visitor)
+        )
+    except WebhookNotFound:
+        return _page(request, container, visitor, "dashboard/missing.html", {}, status_code=404)
+    # The new secret is on this one answer, never again.
+    return await _webhooks_view(request, container, visitor, secret=secret)
 
 
 @router.get("/webhooks/{endpoint_id}")
