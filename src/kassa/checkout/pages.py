@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from kassa.checkout.errors import CheckoutSessionClosed, CheckoutSessionNotFound
-from kassa.checkout.models import CheckoutSession
 from kassa.checkout.service import (
     CheckoutService,
     CheckoutView,
@@ -281,7 +280,3 @@ async def back_from_authentication(
             },
         )
     return see_other(f"/checkout/{view.session.id}")
-
-
-def success_url_of(session: CheckoutSession) -> str:
-    return redirect_target(session.success_url, session.id)
