@@ -140,7 +140,7 @@ image-check: install-dev
 	$(BIN)/pytest -p no:randomly -q -n 0 -m image tests/deploy/test_image_check.py
 
 # The dashboard renderer uses plotly, a development dependency.
-screenshots: install-dev
+screenshots: install-dev browser-tools
 	scripts/screenshots.sh
 
 # The benchmark (never part of `make test`): kassa on PostgreSQL + Redis with --workers 2,

@@ -26,5 +26,9 @@ shoot() {  # url, file, width, height
   echo "screenshots: wrote $2"
 }
 shoot "http://127.0.0.1:$port/docs" docs/screenshots/docs.png 1280 1600
+# The checkout page, the payments list and a payment's page, through the browser kit
+# (playwright-core driving the same chromium; `make browser-tools`).
+(cd tests/browser && KASSA_URL="http://127.0.0.1:$port" OUT_DIR="$root/docs/screenshots" \
+  CHROMIUM="$browser" node screenshots.mjs)
 kill "$server" 2>/dev/null || true  # the dashboard renderer serves its own kassa
 "$root/.venv/bin/python" scripts/render_dashboard.py --screenshot docs/screenshots/dashboard.png

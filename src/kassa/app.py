@@ -14,10 +14,14 @@ from kassa.auth.middleware import AuthenticationMiddleware
 from kassa.auth.router import router as auth_router
 from kassa.challenge.router import returns as returns_router
 from kassa.challenge.router import router as challenge_router
+from kassa.checkout.pages import router as checkout_pages
+from kassa.checkout.router import router as checkout_router
 from kassa.container import Container, build_container
+from kassa.dashboard.pages import router as dashboard_pages
 from kassa.edge.cors import ProblemCORSMiddleware, cors_options
 from kassa.edge.headers import HeaderLimitMiddleware
 from kassa.edge.jsondepth import JsonDepthMiddleware
+from kassa.edge.pages import STATIC_PATH, static_files
 from kassa.errors import UnhandledErrorMiddleware, install_error_handlers
 from kassa.events.router import router as events_router
 from kassa.idempotency.middleware import IdempotencyMiddleware
@@ -93,6 +97,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(webhooks_router)
     app.include_router(challenge_router)
     app.include_router(returns_router)
+    app.include_router(checkout_router)
+    app.mount(STATIC_PATH, static_files(), name="static")
+    app.include_router(checkout_pages)
+    app.include_router(dashboard_pages)
     app.include_router(audit_router)
     # Added last = runs first: request id, access log and security headers wrap everything,
     # then CORS (a preflight is answered before it spends any limit), authentication (once:

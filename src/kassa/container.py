@@ -16,7 +16,9 @@ from kassa.auditlog.service import AuditLog
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
+from kassa.checkout.service import CheckoutService
 from kassa.db import Database, create_engine, utcnow
+from kassa.edge.pages import FormGuard
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
@@ -62,6 +64,8 @@ class Container:
     webhooks: WebhookService
     deliveries: WebhookDeliverer
     vault_rotator: VaultRotator
+    checkout: CheckoutService
+    forms: FormGuard  # CSRF tokens of the checkout and dashboard forms
     payment_lists: PaymentLists
     refund_lists: RefundLists
     audit_log: AuditLog
@@ -172,6 +176,20 @@ def build_container(
         access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
     )
+    auth = AuthService(
+        db,
+        tokens,
+        LoginThrottle(limits),
+        clock,
+        passwords=passwords,
+        password_throttle=LoginThrottle(limits, scope="password"),
+    )
+    idempotency = IdempotencyService(
+        db,
+        hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
+        clock,
+        lease=timedelta(seconds=settings.idempotency_lease_seconds),
+    )
     payment_lists = PaymentLists(db)
     return Container(
         settings=settings,
@@ -181,14 +199,7 @@ def build_container(
         limiter=RateLimiter(limits, settings.rate_limit),
         processor=live_processor,
         test_processor=test_processor,
-        auth=AuthService(
-            db,
-            tokens,
-            LoginThrottle(limits),
-            clock,
-            passwords=passwords,
-            password_throttle=LoginThrottle(limits, scope="password"),
-        ),
+        auth=auth,
         # Key secrets are hashed under a key of their own, derived from the JWT secret.
         keys=ApiKeyService(
             db, hmac.new(secrets.jwt_secret, b"kassa-api-key-hash", "sha256").digest(), clock
@@ -198,13 +209,22 @@ def build_container(
             db, processors, clock, processor_timeout=settings.processor_timeout_seconds
         ),
         transactions=TransactionService(db),
-        idempotency=IdempotencyService(
-            db,
-            hmac.new(secrets.jwt_secret, b"kassa-idempotency-fingerprint", "sha256").digest(),
-            clock,
-            lease=timedelta(seconds=settings.idempotency_lease_seconds),
-        ),
+        idempotency=idempotency,
         vault_rotator=VaultRotator(fingerprints, payments, webhooks),
+        forms=FormGuard(
+            hmac.new(secrets.jwt_secret, b"kassa-form-tokens", "sha256").digest(),
+            secure_cookies=settings.env != "development",
+            public_url=settings.public_url,
+        ),
+        checkout=CheckoutService(
+            db,
+            payments,
+            idempotency,
+            auth.display_name,
+            clock,
+            ttl=timedelta(seconds=settings.checkout_session_ttl_seconds),
+            max_amount=settings.max_amount,
+        ),
         payment_lists=payment_lists,
         refund_lists=RefundLists(db, payment_lists),
         audit_log=AuditLog(db),

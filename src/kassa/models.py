@@ -7,6 +7,7 @@ def import_all_models() -> None:
     from kassa.apikeys import models as _apikeys  # noqa: F401
     from kassa.auditlog import models as _auditlog  # noqa: F401
     from kassa.auth import models as _auth  # noqa: F401
+    from kassa.checkout import models as _checkout  # noqa: F401
     from kassa.events import models as _events  # noqa: F401
     from kassa.idempotency import models as _idempotency  # noqa: F401
     from kassa.ledger import models as _ledger  # noqa: F401

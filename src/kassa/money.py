@@ -14,7 +14,9 @@ Nothing here uses floating point: the exponent table is integers.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
+from decimal import Decimal
 from types import MappingProxyType
 
 from iso4217 import Currency, raw_xml
@@ -22,6 +24,7 @@ from iso4217 import Currency, raw_xml
 __all__ = [
     "UnsupportedCurrency",
     "currency_exponent",
+    "format_amount",
     "normalize_currency",
 ]
 
@@ -96,3 +99,24 @@ def normalize_currency(code: str) -> str:
 def currency_exponent(code: str) -> int:
     """Number of decimal places of the currency's minor unit (USD 2, JPY 0, BHD 3)."""
     return _EXPONENTS[normalize_currency(code)]
+
+
+def format_amount(amount: int, currency: str, locale: str = "en_US") -> str:
+    """`amount` minor units of `currency` as people of `locale` write it ("$10.50", "¥500",
+    "1.234,56 €"), with exactly the currency's ISO 4217 decimals.
+
+    The pattern and symbol are CLDR's (Babel); the number of decimals is ISO 4217's, the
+    table every amount here is counted in (CLDR rounds some currencies differently, and a
+    page must never show an amount other than the one charged). The value is a Decimal
+    shifted by the exponent: no float anywhere."""
+    from babel import Locale, UnknownLocaleError  # imported when a page is first rendered
+
+    exponent = currency_exponent(currency)
+    try:
+        parsed = Locale.parse(locale)
+    except (UnknownLocaleError, ValueError):
+        parsed = Locale.parse("en_US")
+    pattern = copy.copy(parsed.currency_formats["standard"])
+    pattern.frac_prec = (exponent, exponent)
+    value = Decimal(amount).scaleb(-exponent)
+    return str(pattern.apply(value, parsed, currency=currency.upper(), currency_digits=False))

@@ -45,6 +45,7 @@ PROBLEM_CODES: Final[Mapping[str, int]] = {
     "payment_not_found": 404,
     "event_not_found": 404,
     "webhook_not_found": 404,
+    "checkout_session_not_found": 404,
     "api_key_not_found": 404,
     "method_not_allowed": 405,
     "not_acceptable": 406,
@@ -255,6 +256,7 @@ TAGS: Final = [
     {"name": "transactions", "description": "Charges and refunds, newest first"},
     {"name": "events", "description": "What happened to payments and refunds"},
     {"name": "webhooks", "description": "Endpoints that receive events, signed"},
+    {"name": "checkout", "description": "Hosted checkout sessions: kassa's own payment page"},
     {
         "name": "audit",
         "description": "Who did what in the account (append-only): logins, keys, refunds, …",
@@ -273,9 +275,9 @@ NAMED_ENUMS: Final[Mapping[str, tuple[str, ...]]] = {
     "EventType": EVENT_TYPES,
     "WebhookStatus": ("enabled", "disabled"),
     "DeliveryStatus": ("succeeded", "failed"),
-    "AuditAction": ACTIONS,
     "Mode": ("test", "live"),
     "ApiKeyScope": SCOPES,
+    "AuditAction": ACTIONS,
 }
 LICENSE: Final = {"name": "MIT", "identifier": "MIT"}
 SERVERS: Final = [{"url": "/", "description": "This kassa server"}]

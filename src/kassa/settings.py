@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     argon2_memory_kib: Annotated[int, Field(ge=8, le=4 * 1024 * 1024)] = 19_456
     argon2_time_cost: Annotated[int, Field(ge=1, le=100)] = 2
     argon2_parallelism: Annotated[int, Field(ge=1, le=64)] = 1
+    # How long a checkout session's page takes payments (Stripe's range: 30 min to 24 h). At
+    # most a day, the time an Idempotency-Key is kept: a checkout attempt is keyed by one.
+    checkout_session_ttl_seconds: Annotated[int, Field(ge=1800, le=86_400)] = 86_400
 
     @field_validator("log_level", mode="before")
     @classmethod

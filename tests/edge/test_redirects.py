@@ -50,6 +50,11 @@ def _requests(route: RouteContext) -> list[tuple[str, str]]:
     return [(m, p) for m in sorted(route.methods or {"GET"}) for p in variants]
 
 
+# Server-rendered pages answer their forms with 303 to a path of their own (POST, redirect,
+# GET); a relative location names no host, so none can be taken from the request.
+_PAGES = ("/checkout/", "/dashboard")
+
+
 def _assert_not_redirected_to_request_host(response: httpx.Response, label: str) -> None:
     for name, value in response.headers.multi_items():
         assert EVIL not in value.lower(), f"{label}: {name}: {value}"
@@ -57,6 +62,9 @@ def _assert_not_redirected_to_request_host(response: httpx.Response, label: str)
     if location is not None:
         assert not location.lower().startswith("http://"), f"{label}: {location}"
         assert not location.startswith("//"), f"{label}: {location}"
+    path = label.rsplit(" ", 1)[-1]
+    if path.startswith(_PAGES) and location is not None and location.startswith("/"):
+        return
     assert not 300 <= response.status_code < 400, f"{label}: {response.status_code}"
 
 

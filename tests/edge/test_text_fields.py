@@ -59,6 +59,15 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "RefundRequest": {"amount": 1, "reason": "customer asked"},
     "CreateWebhookRequest": {"url": "https://example.com/hooks", "events": ["*"]},
     "CreateKeyRequest": {"name": "Shop backend", "mode": "test", "scopes": ["read"]},
+    "CreateCheckoutSessionRequest": {
+        "amount": 2500,
+        "currency": "EUR",
+        "success_url": "https://shop.example/thanks",
+        "cancel_url": "https://shop.example/cart",
+        "description": "Order 1",
+        "capture": "automatic",
+        "metadata": {"order": "1"},
+    },
 }
 
 SPOILERS = {

@@ -33,6 +33,7 @@ ACTIONS: Final = (
     "refund.created",
     "webhook_endpoint.created",
     "webhook_endpoint.deleted",
+    "webhook_endpoint.secret_rotated",
     "api_key.created",
     "api_key.revoked",
 )
@@ -43,6 +44,7 @@ AuditAction = Literal[
     "refund.created",
     "webhook_endpoint.created",
     "webhook_endpoint.deleted",
+    "webhook_endpoint.secret_rotated",
     "api_key.created",
     "api_key.revoked",
 ]

@@ -204,6 +204,21 @@ class AuthService:
             created_at=user.created_at,
         )
 
+    def reissue_access(self, principal: Principal) -> str:
+        """A fresh access token for the principal's session, which stays the one that can be
+        revoked: a browser's sign-in slides while it is used, and ends with its session (or
+        after one access-token lifetime idle)."""
+        if principal.session_id is None:
+            raise LoginTokenRequired
+        return self._tokens.issue(
+            "access", user_id=principal.user_id, session_id=principal.session_id, now=self._clock()
+        )
+
+    async def display_name(self, user_id: uuid.UUID) -> str | None:
+        """The name a user registered with, as pages show them to their customers."""
+        user = await repository.get_user(self._db, user_id)
+        return None if user is None else user.name
+
     async def refresh(self, refresh_token: str) -> IssuedTokens:
         now = self._clock()
         try:

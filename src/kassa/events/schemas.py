@@ -18,13 +18,17 @@ EventType = Literal[
     "payment.requires_capture",
     "payment.captured",
     "refund.created",
+    "checkout.session.completed",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
 class EventData(BaseModel):
     object: dict[str, Any] = Field(
-        description="The Payment or Refund exactly as the API returned it when this happened"
+        description=(
+            "The Payment, Refund or checkout session exactly as the API returned it when "
+            "this happened"
+        )
     )
 
 

@@ -26,6 +26,18 @@ log = structlog.get_logger("kassa.ratelimit")
 _ACCOUNT_ROUTES = "/api/auth/"
 
 
+# Forms posted to kassa's pages count against the client's limit too: a checkout page is
+# public, and card testing (many cards tried from one place) is what a limit there stops.
+_FORM_PAGES = ("/checkout/", "/dashboard/")
+
+
+def counted(scope: Scope) -> bool:
+    """Whether the request counts against the limits: every /api request, and every form
+    posted to a page."""
+    path: str = scope["path"]
+    return path.startswith("/api") or (scope["method"] == "POST" and path.startswith(_FORM_PAGES))
+
+
 class RateLimitMiddleware:
     """The user limit counts only requests whose token authenticated (signature, expiry and
     a live session, checked once by `AuthenticationMiddleware` just outside), so a forged or
@@ -50,7 +62,7 @@ class RateLimitMiddleware:
                 RATE_LIMITED.labels(named.name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api"):
+        if scope["type"] != "http" or not counted(scope):
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})

@@ -245,6 +245,41 @@ class WebhookService:
             )
         return CreatedEndpoint(endpoint=endpoint, secret=secret)
 
+    async def rotate_secret(
+        self,
+        user_id: uuid.UUID,
+        endpoint_id: uuid.UUID,
+        *,
+        livemode: bool,
+        actor: Actor | None = None,
+    ) -> str:
+        """A new signing secret for the endpoint, returned once (and sealed like the first);
+        deliveries from now on are signed with it. Audited (`webhook_endpoint.secret_rotated`)
+        in the same transaction."""
+        secret = SECRET_PREFIX + base64.b64encode(os.urandom(SECRET_BYTES)).decode("ascii")
+        sealed = self._vault.encrypt(secret, context=secret_context(endpoint_id))
+        now = self._clock()
+        async with self._db.transaction() as db:
+            if await repository.get_endpoint(db, user_id, endpoint_id, livemode) is None:
+                raise WebhookNotFound
+            endpoint = await repository.lock_endpoint(db, endpoint_id)
+            if endpoint is None:
+                raise WebhookNotFound
+            endpoint.secret_key_id, endpoint.secret_sealed = sealed.kid, sealed.blob
+            endpoint.updated_at = now
+            await repository.save_endpoint(db, endpoint)
+            await AuditLog.record(
+                db,
+                actor or Actor(user_id),
+                "webhook_endpoint.secret_rotated",
+                object_type="webhook_endpoint",
+                object_id=endpoint_id,
+                at=now,
+                user_id=user_id,
+                livemode=bool(endpoint.livemode),
+            )
+        return secret
+
     async def list(self, user_id: uuid.UUID, *, livemode: bool) -> Sequence[WebhookEndpoint]:
         return await repository.list_endpoints(self._db, user_id, livemode)
 

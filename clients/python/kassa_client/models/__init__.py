@@ -15,6 +15,11 @@ from .card_details_out import CardDetailsOut
 from .card_payment_request import CardPaymentRequest
 from .card_payment_request_capture_type_0 import CardPaymentRequestCaptureType0
 from .card_payment_request_payment_method import CardPaymentRequestPaymentMethod
+from .checkout_session_out import CheckoutSessionOut
+from .checkout_session_out_capture import CheckoutSessionOutCapture
+from .checkout_session_out_status import CheckoutSessionOutStatus
+from .create_checkout_session_request import CreateCheckoutSessionRequest
+from .create_checkout_session_request_capture import CreateCheckoutSessionRequestCapture
 from .create_key_request import CreateKeyRequest
 from .create_webhook_request import CreateWebhookRequest
 from .created_key_out import CreatedKeyOut
@@ -79,6 +84,11 @@ __all__ = (
     "CardPaymentRequest",
     "CardPaymentRequestCaptureType0",
     "CardPaymentRequestPaymentMethod",
+    "CheckoutSessionOut",
+    "CheckoutSessionOutCapture",
+    "CheckoutSessionOutStatus",
+    "CreateCheckoutSessionRequest",
+    "CreateCheckoutSessionRequestCapture",
     "CreatedKeyOut",
     "CreatedWebhookOut",
     "CreateKeyRequest",

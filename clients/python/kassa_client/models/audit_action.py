@@ -10,6 +10,7 @@ class AuditAction(StrEnum):
     REFUND_CREATED = "refund.created"
     WEBHOOK_ENDPOINT_CREATED = "webhook_endpoint.created"
     WEBHOOK_ENDPOINT_DELETED = "webhook_endpoint.deleted"
+    WEBHOOK_ENDPOINT_SECRET_ROTATED = "webhook_endpoint.secret_rotated"
 
     def __str__(self) -> str:
         return str(self.value)

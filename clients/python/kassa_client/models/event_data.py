@@ -18,7 +18,8 @@ T = TypeVar("T", bound="EventData")
 class EventData:
     """
     Attributes:
-        object_ (PaymentOut | RefundOut): The Payment or Refund exactly as the API returned it when this happened
+        object_ (PaymentOut | RefundOut): The Payment, Refund or checkout session exactly as the API returned it when
+            this happened
     """
 
     object_: PaymentOut | RefundOut

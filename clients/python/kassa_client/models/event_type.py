@@ -2,6 +2,7 @@ from enum import StrEnum
 
 
 class EventType(StrEnum):
+    CHECKOUT_SESSION_COMPLETED = "checkout.session.completed"
     PAYMENT_CANCELED = "payment.canceled"
     PAYMENT_CAPTURED = "payment.captured"
     PAYMENT_COMPLETED = "payment.completed"

@@ -6,6 +6,7 @@ class ProblemCode(StrEnum):
     AMOUNT_EXCEEDS_REFUNDABLE = "amount_exceeds_refundable"
     API_KEY_NOT_FOUND = "api_key_not_found"
     BAD_REQUEST = "bad_request"
+    CHECKOUT_SESSION_NOT_FOUND = "checkout_session_not_found"
     CORS_PREFLIGHT_REFUSED = "cors_preflight_refused"
     DUPLICATE_KEY = "duplicate_key"
     EMAIL_TAKEN = "email_taken"

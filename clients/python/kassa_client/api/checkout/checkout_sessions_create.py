@@ -1,0 +1,254 @@
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.checkout_session_out import CheckoutSessionOut
+from ...models.create_checkout_session_request import CreateCheckoutSessionRequest
+from ...models.mode import Mode
+from ...models.problem import Problem
+from ...types import UNSET, Response, Unset
+
+
+def _get_kwargs(
+    *,
+    body: CreateCheckoutSessionRequest,
+    kassa_mode: Mode | Unset = UNSET,
+    x_request_id: str | Unset = UNSET,
+) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
+    if not isinstance(x_request_id, Unset):
+        headers["X-Request-ID"] = x_request_id
+
+    _kwargs: dict[str, Any] = {
+        "method": "post",
+        "url": "/api/checkout/sessions",
+    }
+
+    _kwargs["json"] = body.to_dict()
+
+    headers["Content-Type"] = "application/json"
+
+    _kwargs["headers"] = headers
+    return _kwargs
+
+
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> CheckoutSessionOut | Problem | None:
+    if response.status_code == 201:
+        response_201 = CheckoutSessionOut.from_dict(response.json())
+
+        return response_201
+
+    if response.status_code == 400:
+        response_400 = Problem.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 401:
+        response_401 = Problem.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
+
+    if response.status_code == 413:
+        response_413 = Problem.from_dict(response.json())
+
+        return response_413
+
+    if response.status_code == 422:
+        response_422 = Problem.from_dict(response.json())
+
+        return response_422
+
+    if response.status_code == 429:
+        response_429 = Problem.from_dict(response.json())
+
+        return response_429
+
+    if response.status_code == 431:
+        response_431 = Problem.from_dict(response.json())
+
+        return response_431
+
+    if response.status_code == 500:
+        response_500 = Problem.from_dict(response.json())
+
+        return response_500
+
+    if response.status_code == 503:
+        response_503 = Problem.from_dict(response.json())
+
+        return response_503
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[CheckoutSessionOut | Problem]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    *,
+    client: AuthenticatedClient,
+    body: CreateCheckoutSessionRequest,
+    kassa_mode: Mode | Unset = UNSET,
+    x_request_id: str | Unset = UNSET,
+) -> Response[CheckoutSessionOut | Problem]:
+    """Create Checkout Session
+
+     Open a checkout session: send the customer to its `url`, a page served by kassa where
+    they pay (the card never reaches your server). kassa then sends them to `success_url`
+    and records `checkout.session.completed`; they may leave for `cancel_url` instead.
+
+    Args:
+        kassa_mode (Mode | Unset):
+        x_request_id (str | Unset):
+        body (CreateCheckoutSessionRequest):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[CheckoutSessionOut | Problem]
+    """
+
+    kwargs = _get_kwargs(
+        body=body,
+        kassa_mode=kassa_mode,
+        x_request_id=x_request_id,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    *,
+    client: AuthenticatedClient,
+    body: CreateCheckoutSessionRequest,
+    kassa_mode: Mode | Unset = UNSET,
+    x_request_id: str | Unset = UNSET,
+) -> CheckoutSessionOut | Problem | None:
+    """Create Checkout Session
+
+     Open a checkout session: send the customer to its `url`, a page served by kassa where
+    they pay (the card never reaches your server). kassa then sends them to `success_url`
+    and records `checkout.session.completed`; they may leave for `cancel_url` instead.
+
+    Args:
+        kassa_mode (Mode | Unset):
+        x_request_id (str | Unset):
+        body (CreateCheckoutSessionRequest):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        CheckoutSessionOut | Problem
+    """
+
+    return sync_detailed(
+        client=client,
+        body=body,
+        kassa_mode=kassa_mode,
+        x_request_id=x_request_id,
+    ).parsed
+
+
+async def asyncio_detailed(
+    *,
+    client: AuthenticatedClient,
+    body: CreateCheckoutSessionRequest,
+    kassa_mode: Mode | Unset = UNSET,
+    x_request_id: str | Unset = UNSET,
+) -> Response[CheckoutSessionOut | Problem]:
+    """Create Checkout Session
+
+     Open a checkout session: send the customer to its `url`, a page served by kassa where
+    they pay (the card never reaches your server). kassa then sends them to `success_url`
+    and records `checkout.session.completed`; they may leave for `cancel_url` instead.
+
+    Args:
+        kassa_mode (Mode | Unset):
+        x_request_id (str | Unset):
+        body (CreateCheckoutSessionRequest):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[CheckoutSessionOut | Problem]
+    """
+
+    kwargs = _get_kwargs(
+        body=body,
+        kassa_mode=kassa_mode,
+        x_request_id=x_request_id,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    *,
+    client: AuthenticatedClient,
+    body: CreateCheckoutSessionRequest,
+    kassa_mode: Mode | Unset = UNSET,
+    x_request_id: str | Unset = UNSET,
+) -> CheckoutSessionOut | Problem | None:
+    """Create Checkout Session
+
+     Open a checkout session: send the customer to its `url`, a page served by kassa where
+    they pay (the card never reaches your server). kassa then sends them to `success_url`
+    and records `checkout.session.completed`; they may leave for `cancel_url` instead.
+
+    Args:
+        kassa_mode (Mode | Unset):
+        x_request_id (str | Unset):
+        body (CreateCheckoutSessionRequest):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        CheckoutSessionOut | Problem
+    """
+
+    return (
+        await asyncio_detailed(
+            client=client,
+            body=body,
+            kassa_mode=kassa_mode,
+            x_request_id=x_request_id,
+        )
+    ).parsed
