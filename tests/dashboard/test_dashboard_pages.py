@@ -330,7 +330,9 @@ async def test_rotating_a_webhook_secret_signs_with_the_new_one(api_factory: Any
         second = re.search(r"whsec_[A-Za-z0-9+/=]+", rotated.text)
         assert second is not None
         assert second.group(0) != first.group(0)
-        endpoint = await api.container.webhooks.get(uuid.UUID(user.id), uuid.UUID(endpoint_id))
+        endpoint = await api.container.webhooks.get(
+            uuid.UUID(user.id), uuid.UUID(endpoint_id), livemode=False
+        )
         sealed = Sealed(endpoint.secret_key_id, endpoint.secret_sealed)
         vault = Vault(api.container.settings.secrets.vault_keys)
         opened = vault.decrypt(sealed, context=secret_context(endpoint.id))
