@@ -1,6 +1,8 @@
 """The generated Python client (clients/python, package `kassa_client`) walks a payment's
-life against `kassa serve`, and a webhook that `kassa worker` really delivers is verified
-with the `standardwebhooks` library, as the README shows a merchant."""
+life against `kassa serve` as a merchant's back end would: a login token only to create an
+API key, then everything with `Authorization: Bearer sk_test_…`; and a webhook that
+`kassa worker` really delivers is verified with the `standardwebhooks` library, as the
+README shows."""
 
 from __future__ import annotations
 
@@ -13,17 +15,28 @@ from typing import Any
 import pytest
 from kassa_client import AuthenticatedClient, Client
 from kassa_client.api.auth import auth_login, auth_profile, auth_register
-from kassa_client.api.payments import payments_create, payments_get, payments_process
+from kassa_client.api.keys import keys_create
+from kassa_client.api.payments import (
+    payments_create,
+    payments_get,
+    payments_list,
+    payments_process,
+)
 from kassa_client.api.refunds import payments_refund
 from kassa_client.api.transactions import transactions_list
 from kassa_client.api.webhooks import webhooks_create, webhooks_delete, webhooks_list
 from kassa_client.models import (
+    ApiKeyScope,
     CardDetailsIn,
     CardPaymentRequest,
     CardPaymentRequestPaymentMethod,
+    CreatedKeyOut,
     CreatedWebhookOut,
+    CreateKeyRequest,
     CreateWebhookRequest,
     LoginRequest,
+    Mode,
+    PaymentList,
     PaymentOut,
     PaymentStatus,
     Problem,
@@ -38,6 +51,7 @@ from kassa_client.models import (
     UserOut,
     WebhookList,
 )
+from kassa_client.types import UNSET
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -49,13 +63,25 @@ pytestmark = pytest.mark.acceptance
 
 
 @contextmanager
-def log_in(server: Server) -> Iterator[AuthenticatedClient]:
-    """A new merchant, registered and logged in. A login token for now: an API key
-    (`sk_test_…`) takes its place, in the same `token`, once kassa has them."""
+def log_in(server: Server, *scopes: ApiKeyScope) -> Iterator[AuthenticatedClient]:
+    """A new merchant's back end: registered, logged in once only to create a test-mode API
+    key (with `scopes`, or all of them), and from then on a client holding that key."""
     with Client(base_url=server.base_url, raise_on_unexpected_status=True) as anonymous:
         tokens, user = register(anonymous)
     with AuthenticatedClient(
         base_url=server.base_url, token=tokens.access_token, raise_on_unexpected_status=True
+    ) as dashboard:
+        key = keys_create.sync(
+            client=dashboard,
+            body=CreateKeyRequest(
+                name="back end", mode=Mode.TEST, scopes=list(scopes) if scopes else UNSET
+            ),
+        )
+    assert isinstance(key, CreatedKeyOut), key
+    assert key.secret.startswith("sk_test_")
+    assert (key.mode, key.livemode) == (Mode.TEST, False)
+    with AuthenticatedClient(
+        base_url=server.base_url, token=key.secret, raise_on_unexpected_status=True
     ) as kassa:
         profile = auth_profile.sync(client=kassa)
         assert isinstance(profile, UserOut)
@@ -155,6 +181,27 @@ def test_transactions_are_listed_page_by_page_with_a_cursor(live: Server) -> Non
     assert pages[-1].next_cursor is None
 
 
+def test_payments_are_listed_with_a_small_limit_following_next_cursor_to_the_end(
+    live: Server,
+) -> None:
+    with log_in(live) as merchant:  # a merchant of its own, so the list is only this test's
+        created = [paid(merchant, amount) for amount in (101, 102, 103, 104, 105)]
+        pages: list[PaymentList] = []
+        cursor: str | None = None
+        while not pages or pages[-1].has_more:
+            page = payments_list.sync(client=merchant, limit=2, cursor=cursor)
+            assert isinstance(page, PaymentList), page
+            pages.append(page)
+            cursor = page.next_cursor
+
+    listed = [payment.id for page in pages for payment in page.data]
+    assert [len(page.data) for page in pages] == [2, 2, 1]
+    assert len(set(listed)) == len(listed)
+    assert listed == [payment.id for payment in reversed(created)]  # newest first
+    assert all(not payment.livemode for page in pages for payment in page.data)
+    assert pages[-1].next_cursor is None
+
+
 def test_a_webhook_endpoint_receives_deliveries_standardwebhooks_verifies(
     kassa: AuthenticatedClient,
 ) -> None:
@@ -212,9 +259,29 @@ def test_problems_are_typed_and_carry_their_code(kassa: AuthenticatedClient) -> 
     assert (twice.status, twice.code) == (409, ProblemCode.INVALID_STATE)
 
 
+def test_a_key_without_the_scope_an_operation_needs_gets_a_typed_insufficient_scope(
+    live: Server,
+) -> None:
+    with log_in(live, ApiKeyScope.READ) as reader:
+        refused = payments_create.sync_detailed(client=reader, body=card_payment(700))
+        listed = payments_list.sync(client=reader, limit=1)
+
+    assert refused.status_code == 403
+    assert isinstance(refused.parsed, Problem)
+    assert refused.parsed.code is ProblemCode.INSUFFICIENT_SCOPE
+    assert isinstance(listed, PaymentList)  # reading is what the key may do
+    assert listed.data == []
+
+
+def test_a_key_cannot_create_keys(kassa: AuthenticatedClient) -> None:
+    refused = keys_create.sync(client=kassa, body=CreateKeyRequest(name="more", mode=Mode.TEST))
+    assert isinstance(refused, Problem)
+    assert (refused.status, refused.code) == (403, ProblemCode.FORBIDDEN)
+
+
 def test_the_readme_examples_run_as_shown(live: Server, kassa: AuthenticatedClient) -> None:
     pay, verify = readme_examples("python")
-    namespace: dict[str, Any] = {"access_token": kassa.token}
+    namespace: dict[str, Any] = {"api_key": kassa.token}
     # The README's own text, run as a merchant would paste it (only the address differs).
     exec(pay.replace('"http://127.0.0.1:8000"', repr(live.base_url)), namespace)  # noqa: S102
     assert isinstance(namespace["payment"], PaymentOut), namespace["payment"]

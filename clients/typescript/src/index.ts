@@ -20,10 +20,11 @@ export type Refund = Schemas["RefundOut"];
 export type Transaction = Schemas["TransactionOut"];
 export type WebhookEndpoint = Schemas["WebhookOut"];
 export type Event = Schemas["EventOut"];
+export type ApiKey = Schemas["CreatedKeyOut"];
 export type KassaClient = Client<paths>;
 
 export interface KassaOptions extends Omit<ClientOptions, "headers"> {
-  /** A login access token (an API key, once kassa has them, goes in the same place). */
+  /** An API key (`sk_test_…` / `sk_live_…`), or a login access token where one is needed. */
   token?: string;
   headers?: Record<string, string>;
 }

@@ -13,6 +13,7 @@ import {
   createKassaClient,
   KassaError,
   unwrap,
+  type ApiKey,
   type KassaClient,
   type Payment,
   type Transaction,
@@ -83,15 +84,22 @@ test("a payment's life with the TypeScript client", async (t) => {
   const password = `walk ${randomUUID()}`;
   let kassa = anonymous;
 
-  await t.test("register and log in", async () => {
+  let dashboard = anonymous;
+  await t.test("register, and log in once to create an API key", async () => {
     const user = unwrap(
       await anonymous.POST("/api/auth/register", { body: { name: "Ada Lovelace", email, password } }),
     );
     assert.equal(user.email, email);
     const tokens = unwrap(await anonymous.POST("/api/auth/login", { body: { email, password } }));
     assert.equal(tokens.token_type, "bearer");
-    // A login token for now: an API key (sk_test_…) takes its place once kassa has them.
-    kassa = createKassaClient({ baseUrl, token: tokens.access_token });
+    dashboard = createKassaClient({ baseUrl, token: tokens.access_token });
+    const key: ApiKey = unwrap(
+      await dashboard.POST("/api/keys", { body: { name: "back end", mode: "test" } }),
+    );
+    assert.match(key.secret, /^sk_test_/);
+    assert.equal(key.livemode, false);
+    // Everything from here on is the merchant's back end, with the key alone.
+    kassa = createKassaClient({ baseUrl, token: key.secret });
     assert.equal(unwrap(await kassa.GET("/api/auth/profile")).id, user.id);
   });
 
@@ -195,6 +203,29 @@ test("a payment's life with the TypeScript client", async (t) => {
     );
   });
 
+  await t.test("payments list page by page with a small limit, following next_cursor", async () => {
+    const seen: Payment[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    for (;;) {
+      const page = unwrap(
+        await kassa.GET("/api/payments", { params: { query: { limit: 2, cursor } } }),
+      );
+      seen.push(...page.data);
+      pages += 1;
+      if (!page.has_more) {
+        assert.equal(page.next_cursor, null);
+        break;
+      }
+      assert.ok(page.next_cursor);
+      cursor = page.next_cursor;
+    }
+    assert.equal(pages, 2);
+    assert.equal(new Set(seen.map((p) => p.id)).size, seen.length);
+    assert.deepEqual(seen.map((p) => p.amount), [800, 700, 1050]); // newest first
+    assert.ok(seen.every((p) => !p.livemode));
+  });
+
   await t.test("webhook endpoints list, and delete", async () => {
     assert.ok(webhook);
     const id = webhook.id;
@@ -229,5 +260,26 @@ test("a payment's life with the TypeScript client", async (t) => {
       (error: unknown) =>
         error instanceof KassaError && error.code === "validation_error" && error.status === 422,
     );
+
+    assert.ok(payment);
+    const twice = await kassa.POST("/api/payments/process", { body: { payment_id: payment.id } });
+    assert.equal(twice.response.status, 409);
+    assert.equal(twice.error?.code, "invalid_state");
+  });
+
+  await t.test("a key without the scope gets insufficient_scope; a key cannot make keys", async () => {
+    const reader = unwrap(
+      await dashboard.POST("/api/keys", { body: { name: "reports", mode: "test", scopes: ["read"] } }),
+    );
+    assert.deepEqual(reader.scopes, ["read"]);
+    const reports = createKassaClient({ baseUrl, token: reader.secret });
+    const refused = await pay(reports, 700);
+    assert.equal(refused.response.status, 403);
+    assert.equal(refused.error?.code, "insufficient_scope");
+    assert.equal(unwrap(await reports.GET("/api/payments", { params: { query: { limit: 1 } } })).data.length, 1);
+
+    const more = await kassa.POST("/api/keys", { body: { name: "more", mode: "test" } });
+    assert.equal(more.response.status, 403);
+    assert.equal(more.error?.code, "forbidden");
   });
 });
