@@ -207,8 +207,11 @@ export interface paths {
         put?: never;
         /**
          * Process Payment
-         * @description Ask the processor to charge a pending payment: 200 with `completed` or `failed`, or 202
-         *     with `processing` when the outcome is not known yet (reconciliation settles it).
+         * @description Ask the processor to charge a pending payment: 200 with `completed` or `failed` — or,
+         *     with manual capture, `requires_capture` (authorized); `requires_action` with
+         *     `next_action` when the card asks for 3-D Secure (send the customer to its `url`; they come
+         *     back to `return_url`) — or 202 with `processing` when the outcome is not known yet
+         *     (reconciliation settles it).
          */
         post: operations["payments_process"];
         delete?: never;
@@ -257,6 +260,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/payments/{payment_id}/capture": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Capture Payment
+         * @description Capture an authorized (`requires_capture`) payment, all of it or `amount` of it: 200
+         *     `completed` with `amount_captured`, which refunds then apply to; the rest of the
+         *     authorization is released. One capture per payment.
+         */
+        post: operations["payments_capture"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/payments/{payment_id}/cancel": {
         parameters: {
             query?: never;
@@ -268,7 +293,8 @@ export interface paths {
         put?: never;
         /**
          * Cancel Payment
-         * @description Cancel a pending payment; its vaulted card data is destroyed.
+         * @description Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
+         *     (an authorization is voided at the processor); its vaulted card data is destroyed.
          */
         post: operations["payments_cancel"];
         delete?: never;
@@ -632,6 +658,20 @@ export interface components {
             created_at: string;
         };
         /**
+         * CapturePaymentRequest
+         * @example {
+         *       "amount": 800
+         *     }
+         * @example {}
+         */
+        CapturePaymentRequest: {
+            /**
+             * Amount
+             * @description At most the authorized amount; none captures all of it
+             */
+            amount?: number | null;
+        };
+        /**
          * CardBrand
          * @enum {string}
          */
@@ -699,6 +739,11 @@ export interface components {
             /** Description */
             description?: string | null;
             metadata?: components["schemas"]["Metadata"] | null;
+            /**
+             * Capture
+             * @description automatic (the default): process charges; manual: process authorizes, and capture charges later
+             */
+            capture?: ("automatic" | "manual") | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -848,7 +893,7 @@ export interface components {
          * EventType
          * @enum {string}
          */
-        EventType: "payment.created" | "payment.processing" | "payment.completed" | "payment.failed" | "payment.canceled" | "payment.partially_refunded" | "payment.refunded" | "refund.created";
+        EventType: "payment.created" | "payment.processing" | "payment.completed" | "payment.failed" | "payment.canceled" | "payment.partially_refunded" | "payment.refunded" | "payment.requires_action" | "payment.requires_capture" | "payment.captured" | "refund.created";
         /** KeyList */
         KeyList: {
             /** Data */
@@ -901,6 +946,24 @@ export interface components {
          * @enum {string}
          */
         Mode: "test" | "live";
+        /** NextActionOut */
+        NextActionOut: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "redirect_to_url";
+            /**
+             * Url
+             * @description Send the customer here to authenticate (3-D Secure)
+             */
+            url: string;
+            /**
+             * Return Url
+             * @description Where the customer comes back afterwards
+             */
+            return_url: string | null;
+        };
         /** PasswordChangeRequest */
         PasswordChangeRequest: {
             /** Current Password */
@@ -937,10 +1000,22 @@ export interface components {
             status: components["schemas"]["PaymentStatus"];
             /** Amount */
             amount: number;
+            /**
+             * Amount Captured
+             * @description What the charge took (0 until it is captured)
+             */
+            amount_captured: number;
             /** Amount Refunded */
             amount_refunded: number;
             /** Currency */
             currency: string;
+            /**
+             * Capture
+             * @enum {string}
+             */
+            capture: "automatic" | "manual";
+            /** @description With requires_action */
+            next_action: components["schemas"]["NextActionOut"] | null;
             payment_method: components["schemas"]["PaymentMethod"];
             /** @description Cards: {brand, last4, exp_month, exp_year, holder_name}; wallets: {wallet} */
             details: components["schemas"]["CardDetailsOut"] | components["schemas"]["WalletDetailsOut"];
@@ -971,7 +1046,7 @@ export interface components {
          * PaymentStatus
          * @enum {string}
          */
-        PaymentStatus: "pending" | "processing" | "completed" | "failed" | "canceled" | "partially_refunded" | "refunded";
+        PaymentStatus: "pending" | "processing" | "requires_action" | "requires_capture" | "completed" | "failed" | "canceled" | "partially_refunded" | "refunded";
         /** PaymentStatusOut */
         PaymentStatusOut: {
             /**
@@ -982,6 +1057,8 @@ export interface components {
             status: components["schemas"]["PaymentStatus"];
             /** Amount */
             amount: number;
+            /** Amount Captured */
+            amount_captured: number;
             /** Amount Refunded */
             amount_refunded: number;
             /** Currency */
@@ -1011,7 +1088,7 @@ export interface components {
          * @description A stable, machine-readable problem code
          * @enum {string}
          */
-        ProblemCode: "amount_exceeds_refundable" | "api_key_not_found" | "bad_request" | "cors_preflight_refused" | "duplicate_key" | "email_taken" | "event_not_found" | "forbidden" | "headers_too_large" | "http_error" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_scope" | "internal_error" | "invalid_credentials" | "invalid_idempotency_key" | "invalid_mode" | "invalid_refresh_token" | "invalid_state" | "json_too_deep" | "malformed_json" | "method_not_allowed" | "not_acceptable" | "not_found" | "payload_too_large" | "payment_not_found" | "rate_limited" | "service_unavailable" | "too_many_attempts" | "unauthorized" | "unsupported_media_type" | "validation_error" | "webhook_limit_reached" | "webhook_not_found" | "webhook_url_refused";
+        ProblemCode: "amount_exceeds_capturable" | "amount_exceeds_refundable" | "api_key_not_found" | "bad_request" | "cors_preflight_refused" | "duplicate_key" | "email_taken" | "event_not_found" | "forbidden" | "headers_too_large" | "http_error" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_scope" | "internal_error" | "invalid_credentials" | "invalid_idempotency_key" | "invalid_mode" | "invalid_refresh_token" | "invalid_state" | "json_too_deep" | "malformed_json" | "method_not_allowed" | "not_acceptable" | "not_found" | "payload_too_large" | "payment_not_found" | "rate_limited" | "service_unavailable" | "too_many_attempts" | "unauthorized" | "unsupported_media_type" | "validation_error" | "webhook_limit_reached" | "webhook_not_found" | "webhook_url_refused";
         /** ProblemFieldError */
         ProblemFieldError: {
             /** @description Dotted path of the field at fault */
@@ -1032,6 +1109,11 @@ export interface components {
             payment_id?: string | null;
             /** Paymentid */
             paymentId?: string | null;
+            /**
+             * Return Url
+             * @description Where the customer returns after authenticating (3-D Secure); https outside development
+             */
+            return_url?: string | null;
         };
         /** RedeliveryOut */
         RedeliveryOut: {
@@ -1242,6 +1324,11 @@ export interface components {
             description?: string | null;
             metadata?: components["schemas"]["Metadata"] | null;
             /**
+             * Capture
+             * @description automatic (the default): process charges; manual: process authorizes, and capture charges later
+             */
+            capture?: ("automatic" | "manual") | null;
+            /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
@@ -1383,7 +1470,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1521,7 +1608,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1644,7 +1731,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1782,7 +1869,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1914,7 +2001,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2063,7 +2150,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2197,7 +2284,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2348,7 +2435,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2495,7 +2582,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2650,7 +2737,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2806,7 +2893,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3005,7 +3092,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3157,7 +3244,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3308,13 +3395,214 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
+            429: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large. Codes: `headers_too_large`. */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error (logged; never details). Codes: `internal_error`, `http_error`. */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Briefly unavailable (the database is out of reach); retry after Retry-After seconds. Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    payments_capture: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`) and does nothing twice. 1–255 printable ASCII characters, scoped to the caller, kept at least 24 hours. Use a fresh key (a UUID) for each new request. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
+                /** @description Your id for this request, echoed back and logged (else one is made) */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path: {
+                payment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CapturePaymentRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentOut"];
+                };
+            };
+            /** @description The processor's answer is unknown; the payment stays processing */
+            202: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentOut"];
+                };
+            };
+            /** @description Malformed JSON body: not JSON, nested deeper than 32 levels, or an object that repeats a key (`errors` names its path). Codes: `bad_request`, `malformed_json`, `json_too_deep`, `duplicate_key`. */
+            400: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the object's current state, or its Idempotency-Key is in use. Codes: `invalid_state`, `email_taken`, `idempotency_key_in_use`. */
+            409: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large. Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3409,6 +3697,20 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentOut"];
                 };
             };
+            /** @description The processor's answer is unknown; the payment stays processing */
+            202: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentOut"];
+                };
+            };
             /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
@@ -3477,7 +3779,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3632,7 +3934,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3818,7 +4120,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3958,7 +4260,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4099,7 +4401,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4239,7 +4541,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4390,7 +4692,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4541,7 +4843,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4677,7 +4979,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4830,7 +5132,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4981,7 +5283,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -5130,7 +5432,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -5284,7 +5586,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -5424,7 +5726,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];

@@ -2,6 +2,7 @@ from enum import StrEnum
 
 
 class ProblemCode(StrEnum):
+    AMOUNT_EXCEEDS_CAPTURABLE = "amount_exceeds_capturable"
     AMOUNT_EXCEEDS_REFUNDABLE = "amount_exceeds_refundable"
     API_KEY_NOT_FOUND = "api_key_not_found"
     BAD_REQUEST = "bad_request"

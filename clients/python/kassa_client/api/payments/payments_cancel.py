@@ -46,6 +46,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
 
         return response_200
 
+    if response.status_code == 202:
+        response_202 = PaymentOut.from_dict(response.json())
+
+        return response_202
+
     if response.status_code == 401:
         response_401 = Problem.from_dict(response.json())
 
@@ -123,7 +128,8 @@ def sync_detailed(
 ) -> Response[PaymentOut | Problem]:
     """Cancel Payment
 
-     Cancel a pending payment; its vaulted card data is destroyed.
+     Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
+    (an authorization is voided at the processor); its vaulted card data is destroyed.
 
     Args:
         payment_id (str):
@@ -163,7 +169,8 @@ def sync(
 ) -> PaymentOut | Problem | None:
     """Cancel Payment
 
-     Cancel a pending payment; its vaulted card data is destroyed.
+     Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
+    (an authorization is voided at the processor); its vaulted card data is destroyed.
 
     Args:
         payment_id (str):
@@ -198,7 +205,8 @@ async def asyncio_detailed(
 ) -> Response[PaymentOut | Problem]:
     """Cancel Payment
 
-     Cancel a pending payment; its vaulted card data is destroyed.
+     Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
+    (an authorization is voided at the processor); its vaulted card data is destroyed.
 
     Args:
         payment_id (str):
@@ -236,7 +244,8 @@ async def asyncio(
 ) -> PaymentOut | Problem | None:
     """Cancel Payment
 
-     Cancel a pending payment; its vaulted card data is destroyed.
+     Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
+    (an authorization is voided at the processor); its vaulted card data is destroyed.
 
     Args:
         payment_id (str):
