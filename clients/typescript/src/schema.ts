@@ -658,6 +658,11 @@ export interface components {
             created_at: string;
         };
         /**
+         * CaptureMethod
+         * @enum {string}
+         */
+        CaptureMethod: "automatic" | "manual";
+        /**
          * CapturePaymentRequest
          * @example {
          *       "amount": 800
@@ -743,7 +748,7 @@ export interface components {
              * Capture
              * @description automatic (the default): process charges; manual: process authorizes, and capture charges later
              */
-            capture?: ("automatic" | "manual") | null;
+            capture?: components["schemas"]["CaptureMethod"] | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -1009,11 +1014,7 @@ export interface components {
             amount_refunded: number;
             /** Currency */
             currency: string;
-            /**
-             * Capture
-             * @enum {string}
-             */
-            capture: "automatic" | "manual";
+            capture: components["schemas"]["CaptureMethod"];
             /** @description With requires_action */
             next_action: components["schemas"]["NextActionOut"] | null;
             payment_method: components["schemas"]["PaymentMethod"];
@@ -1327,7 +1328,7 @@ export interface components {
              * Capture
              * @description automatic (the default): process charges; manual: process authorizes, and capture charges later
              */
-            capture?: ("automatic" | "manual") | null;
+            capture?: components["schemas"]["CaptureMethod"] | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}

@@ -8,12 +8,12 @@ from .audit_event_list import AuditEventList
 from .audit_event_out import AuditEventOut
 from .audit_event_out_actor_type import AuditEventOutActorType
 from .audit_event_out_details_type_0 import AuditEventOutDetailsType0
+from .capture_method import CaptureMethod
 from .capture_payment_request import CapturePaymentRequest
 from .card_brand import CardBrand
 from .card_details_in import CardDetailsIn
 from .card_details_out import CardDetailsOut
 from .card_payment_request import CardPaymentRequest
-from .card_payment_request_capture_type_0 import CardPaymentRequestCaptureType0
 from .card_payment_request_payment_method import CardPaymentRequestPaymentMethod
 from .create_key_request import CreateKeyRequest
 from .create_webhook_request import CreateWebhookRequest
@@ -34,7 +34,6 @@ from .password_change_request import PasswordChangeRequest
 from .payment_list import PaymentList
 from .payment_method import PaymentMethod
 from .payment_out import PaymentOut
-from .payment_out_capture import PaymentOutCapture
 from .payment_status import PaymentStatus
 from .payment_status_out import PaymentStatusOut
 from .payments_list_metadata import PaymentsListMetadata
@@ -58,7 +57,6 @@ from .wallet_details_in import WalletDetailsIn
 from .wallet_details_out import WalletDetailsOut
 from .wallet_name import WalletName
 from .wallet_payment_request import WalletPaymentRequest
-from .wallet_payment_request_capture_type_0 import WalletPaymentRequestCaptureType0
 from .webhook_list import WebhookList
 from .webhook_out import WebhookOut
 from .webhook_status import WebhookStatus
@@ -72,12 +70,12 @@ __all__ = (
     "AuditEventOut",
     "AuditEventOutActorType",
     "AuditEventOutDetailsType0",
+    "CaptureMethod",
     "CapturePaymentRequest",
     "CardBrand",
     "CardDetailsIn",
     "CardDetailsOut",
     "CardPaymentRequest",
-    "CardPaymentRequestCaptureType0",
     "CardPaymentRequestPaymentMethod",
     "CreatedKeyOut",
     "CreatedWebhookOut",
@@ -98,7 +96,6 @@ __all__ = (
     "PaymentList",
     "PaymentMethod",
     "PaymentOut",
-    "PaymentOutCapture",
     "PaymentsListMetadata",
     "PaymentStatus",
     "PaymentStatusOut",
@@ -122,7 +119,6 @@ __all__ = (
     "WalletDetailsOut",
     "WalletName",
     "WalletPaymentRequest",
-    "WalletPaymentRequestCaptureType0",
     "WebhookList",
     "WebhookOut",
     "WebhookStatus",

@@ -1,7 +1,7 @@
 from enum import StrEnum
 
 
-class WalletPaymentRequestCaptureType0(StrEnum):
+class CaptureMethod(StrEnum):
     AUTOMATIC = "automatic"
     MANUAL = "manual"
 
