@@ -6,17 +6,22 @@ README shows."""
 
 from __future__ import annotations
 
+import html
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
+import httpx
 import pytest
 from kassa_client import AuthenticatedClient, Client
 from kassa_client.api.auth import auth_login, auth_profile, auth_register
 from kassa_client.api.keys import keys_create
 from kassa_client.api.payments import (
+    payments_capture,
     payments_create,
     payments_get,
     payments_list,
@@ -27,6 +32,8 @@ from kassa_client.api.transactions import transactions_list
 from kassa_client.api.webhooks import webhooks_create, webhooks_delete, webhooks_list
 from kassa_client.models import (
     ApiKeyScope,
+    CaptureMethod,
+    CapturePaymentRequest,
     CardDetailsIn,
     CardPaymentRequest,
     CardPaymentRequestPaymentMethod,
@@ -36,6 +43,7 @@ from kassa_client.models import (
     CreateWebhookRequest,
     LoginRequest,
     Mode,
+    NextActionOut,
     PaymentList,
     PaymentOut,
     PaymentStatus,
@@ -51,7 +59,7 @@ from kassa_client.models import (
     UserOut,
     WebhookList,
 )
-from kassa_client.types import UNSET
+from kassa_client.types import UNSET, Unset
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -107,12 +115,21 @@ def kassa(live: Server) -> Iterator[AuthenticatedClient]:
         yield client
 
 
-def card_payment(amount: int) -> CardPaymentRequest:
+THREE_D_SECURE_CARD = "4000 0027 6000 3184"  # the simulator asks, and completing succeeds
+RETURN_URL = "https://shop.example/orders/1042/paid"
+
+
+def card_payment(
+    amount: int,
+    number: str = "4242 4242 4242 4242",
+    capture: CaptureMethod | Unset = UNSET,
+) -> CardPaymentRequest:
     return CardPaymentRequest(
         amount=amount,
         currency="eur",
         payment_method=CardPaymentRequestPaymentMethod.CREDIT_CARD,
-        details=CardDetailsIn(number="4242 4242 4242 4242", exp_month=12, exp_year=2099, cvc="123"),
+        details=CardDetailsIn(number=number, exp_month=12, exp_year=2099, cvc="123"),
+        capture=capture,
     )
 
 
@@ -179,6 +196,88 @@ def test_transactions_are_listed_page_by_page_with_a_cursor(live: Server) -> Non
     charge, refund = TransactionType.CHARGE, TransactionType.REFUND
     assert listed == [(refund, 100), (charge, 300), (charge, 200), (charge, 100)]
     assert pages[-1].next_cursor is None
+
+
+def test_a_3d_secure_payment_asks_for_action_and_settles_once_the_customer_completes_it(
+    kassa: AuthenticatedClient,
+) -> None:
+    created = payments_create.sync(
+        client=kassa, body=card_payment(3100, number=THREE_D_SECURE_CARD)
+    )
+    assert isinstance(created, PaymentOut), created
+    asked = payments_process.sync(
+        client=kassa,
+        body=ProcessPaymentRequest(payment_id=str(created.id), return_url=RETURN_URL),
+    )
+    assert isinstance(asked, PaymentOut), asked
+    assert asked.status == PaymentStatus.REQUIRES_ACTION
+    assert isinstance(asked.next_action, NextActionOut)
+    assert (asked.next_action.type_, asked.next_action.return_url) == (
+        "redirect_to_url",
+        RETURN_URL,
+    )
+
+    # The customer's browser, over plain HTTP: the page, then its "Complete" form's POST.
+    with httpx.Client(follow_redirects=False, timeout=10) as browser:
+        page = browser.get(asked.next_action.url)
+        assert page.status_code == 200, page.text
+        form = re.search(
+            r'<form method="post" action="([^"]+)">\s*<button[^>]*>Complete<', page.text
+        )
+        assert form, page.text
+        done = browser.post(urljoin(asked.next_action.url, html.unescape(form[1])))
+    assert done.status_code == 303
+    back = urlsplit(done.headers["location"])
+    assert f"{back.scheme}://{back.netloc}{back.path}" == RETURN_URL
+    assert dict(parse_qsl(back.query)) == {
+        "payment_id": str(created.id),
+        "redirect_status": "succeeded",
+    }
+
+    settled = payments_get.sync(str(created.id), client=kassa)
+    assert isinstance(settled, PaymentOut), settled
+    assert (settled.status, settled.amount_captured, settled.next_action) == (
+        PaymentStatus.COMPLETED,
+        3100,
+        None,
+    )
+
+
+def test_a_manual_capture_payment_is_captured_in_part_and_refunded_from_what_was_captured(
+    kassa: AuthenticatedClient,
+) -> None:
+    created = payments_create.sync(
+        client=kassa, body=card_payment(1000, capture=CaptureMethod.MANUAL)
+    )
+    assert isinstance(created, PaymentOut), created
+    authorized = payments_process.sync(
+        client=kassa, body=ProcessPaymentRequest(payment_id=str(created.id))
+    )
+    assert isinstance(authorized, PaymentOut), authorized
+    assert (authorized.status, authorized.amount_captured) == (PaymentStatus.REQUIRES_CAPTURE, 0)
+
+    captured = payments_capture.sync(
+        str(created.id), client=kassa, body=CapturePaymentRequest(amount=600)
+    )
+    assert isinstance(captured, PaymentOut), captured
+    assert (captured.status, captured.amount_captured) == (PaymentStatus.COMPLETED, 600)
+
+    refund = payments_refund.sync(str(created.id), client=kassa, body=RefundRequest(amount=250))
+    assert isinstance(refund, RefundOut), refund
+    too_much = payments_refund.sync(str(created.id), client=kassa, body=RefundRequest(amount=351))
+    assert isinstance(too_much, Problem)
+    assert (too_much.status, too_much.code) == (422, ProblemCode.AMOUNT_EXCEEDS_REFUNDABLE)
+    after = payments_get.sync(str(created.id), client=kassa)
+    assert isinstance(after, PaymentOut)
+    assert (after.status, after.amount_captured, after.amount_refunded) == (
+        PaymentStatus.PARTIALLY_REFUNDED,
+        600,
+        250,
+    )
+
+    again = payments_capture.sync(str(created.id), client=kassa, body=CapturePaymentRequest())
+    assert isinstance(again, Problem)
+    assert (again.status, again.code) == (409, ProblemCode.INVALID_STATE)
 
 
 def test_payments_are_listed_with_a_small_limit_following_next_cursor_to_the_end(

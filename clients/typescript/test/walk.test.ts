@@ -14,6 +14,7 @@ import {
   KassaError,
   unwrap,
   type ApiKey,
+  type CaptureMethod,
   type KassaClient,
   type Payment,
   type Transaction,
@@ -69,12 +70,20 @@ const card = {
   holder_name: "Ada Lovelace",
 };
 
-async function pay(kassa: KassaClient, amount: number, key?: string) {
+async function pay(
+  kassa: KassaClient,
+  amount: number,
+  key?: string,
+  { number = card.number, capture }: { number?: string; capture?: CaptureMethod } = {},
+) {
   return kassa.POST("/api/payments", {
     params: { header: key === undefined ? {} : { "Idempotency-Key": key } },
-    body: { amount, currency: "eur", payment_method: "credit_card", details: card },
+    body: { amount, currency: "eur", payment_method: "credit_card", details: { ...card, number }, capture },
   });
 }
+
+const threeDSecureCard = "4000 0027 6000 3184"; // the simulator asks, and completing succeeds
+const returnUrl = "https://shop.example/orders/1042/paid";
 
 test("a payment's life with the TypeScript client", async (t) => {
   const hooks = await receiver();
@@ -224,6 +233,79 @@ test("a payment's life with the TypeScript client", async (t) => {
     assert.equal(new Set(seen.map((p) => p.id)).size, seen.length);
     assert.deepEqual(seen.map((p) => p.amount), [800, 700, 1050]); // newest first
     assert.ok(seen.every((p) => !p.livemode));
+  });
+
+  await t.test("3-D Secure: requires_action with next_action; the challenge completed, it settles", async () => {
+    const created = unwrap(await pay(kassa, 3100, undefined, { number: threeDSecureCard }));
+    const asked = unwrap(
+      await kassa.POST("/api/payments/process", {
+        body: { payment_id: created.id, return_url: returnUrl },
+      }),
+    );
+    assert.equal(asked.status, "requires_action");
+    const next = asked.next_action;
+    assert.ok(next);
+    assert.equal(next.type, "redirect_to_url");
+    assert.equal(next.return_url, returnUrl);
+
+    // The customer's browser, over plain HTTP: the page, then its "Complete" form's POST.
+    const page = await fetch(next.url);
+    assert.equal(page.status, 200);
+    const form = /<form method="post" action="([^"]+)">\s*<button[^>]*>Complete</.exec(await page.text());
+    assert.ok(form?.[1]);
+    const done = await fetch(new URL(form[1].replaceAll("&amp;", "&"), next.url), {
+      method: "POST",
+      redirect: "manual",
+    });
+    assert.equal(done.status, 303);
+    const back = new URL(done.headers.get("Location") ?? "");
+    assert.equal(`${back.origin}${back.pathname}`, returnUrl);
+    assert.equal(back.searchParams.get("payment_id"), created.id);
+    assert.equal(back.searchParams.get("redirect_status"), "succeeded");
+
+    const settled = unwrap(
+      await kassa.GET("/api/payments/{payment_id}", { params: { path: { payment_id: created.id } } }),
+    );
+    assert.equal(settled.status, "completed");
+    assert.equal(settled.amount_captured, 3100);
+    assert.equal(settled.next_action, null);
+  });
+
+  await t.test("manual capture: authorized, captured in part, refunded in part of that", async () => {
+    const created = unwrap(await pay(kassa, 1000, undefined, { capture: "manual" }));
+    assert.equal(created.capture, "manual");
+    const authorized = unwrap(
+      await kassa.POST("/api/payments/process", { body: { payment_id: created.id } }),
+    );
+    assert.equal(authorized.status, "requires_capture");
+    assert.equal(authorized.amount_captured, 0);
+    const path = { payment_id: created.id };
+    const captured = unwrap(
+      await kassa.POST("/api/payments/{payment_id}/capture", { params: { path }, body: { amount: 600 } }),
+    );
+    assert.equal(captured.status, "completed");
+    assert.equal(captured.amount_captured, 600);
+
+    const refund = unwrap(
+      await kassa.POST("/api/payments/{payment_id}/refund", { params: { path }, body: { amount: 250 } }),
+    );
+    assert.equal(refund.amount, 250);
+    const tooMuch = await kassa.POST("/api/payments/{payment_id}/refund", {
+      params: { path },
+      body: { amount: 351 },
+    });
+    assert.equal(tooMuch.error?.code, "amount_exceeds_refundable");
+    const after = unwrap(await kassa.GET("/api/payments/{payment_id}", { params: { path } }));
+    assert.equal(after.status, "partially_refunded");
+    assert.equal(after.amount_refunded, 250);
+
+    const again = await kassa.POST("/api/payments/{payment_id}/capture", { params: { path } });
+    assert.equal(again.response.status, 409);
+    assert.equal(again.error?.code, "invalid_state");
+    await assert.rejects(
+      async () => unwrap(await kassa.POST("/api/payments/{payment_id}/capture", { params: { path } })),
+      (error: unknown) => error instanceof KassaError && error.code === "invalid_state",
+    );
   });
 
   await t.test("webhook endpoints list, and delete", async () => {
