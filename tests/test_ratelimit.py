@@ -417,18 +417,31 @@ async def test_login_works_while_the_limit_storage_is_down(
 
 
 class FlakyStorage(MemoryStorage):
-    """In-process storage that fails while `down` is set."""
+    """In-process storage that fails (with `error`) while `down` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: Exception | None = None) -> None:
         super().__init__()
         self.down = False
         self.calls = 0
+        self.error = error or ConnectionError("storage is down")
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         self.calls += 1
         if self.down:
-            raise ConnectionError("storage is down")
+            raise self.error
         return await super().incr(key, expiry, amount)
+
+
+async def test_a_write_to_a_closed_connection_falls_back_instead_of_failing_the_request() -> None:
+    """Seen under load: a Redis call that timed out left its connection closed, and the next
+    write on it raised RuntimeError from the event loop's transport."""
+    storage = FlakyStorage(RuntimeError("unable to perform operation; the handler is closed"))
+    store = LimitStore(storage, fallback=MemoryStorage(), retry_after=1.0, clock=Clock())
+    limiter = RateLimiter(store, "2/minute")
+    storage.down = True
+    verdicts = [await limiter.hit("client") for _ in range(3)]
+    assert [v.allowed for v in verdicts] == [True, True, False]  # counted in-process
+    assert store.degraded
 
 
 class Clock:

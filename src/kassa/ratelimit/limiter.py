@@ -112,7 +112,15 @@ class LimitStore:
             fallback = storage if isinstance(storage, MemoryStorage) else InProcessStorage()
         self.local: Storage = fallback
         self.timeout = timeout
-        self._errors: tuple[type[BaseException], ...] = (StorageError, OSError, TimeoutError)
+        # RuntimeError: the client wrote to a connection that had closed under it (uvloop's
+        # "the handler is closed", seen when a timed-out call left it closed) — an outage of
+        # that connection, answered in-process like any other, not a 500.
+        self._errors: tuple[type[BaseException], ...] = (
+            StorageError,
+            OSError,
+            TimeoutError,
+            RuntimeError,
+        )
         base = storage.base_exceptions
         self._errors += base if isinstance(base, tuple) else (base,)
         self._retry_after = retry_after
