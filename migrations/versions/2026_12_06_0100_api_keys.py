@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_api_keys"
-down_revision: str | None = "audit_log"
+down_revision: str | None = "capture_and_3ds"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "capture_and_3ds"
-down_revision: str | None = "0008_api_keys"
+down_revision: str | None = "audit_log"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -384,9 +384,9 @@ class PaymentService:
         livemode: bool,
     ) -> ProcessOutcome:
         """pending → processing (committed, with the Idempotency-Key's record of it, before
-        the processor of the payment's mode is asked) → completed or failed; with manual
-        capture requires_capture; requires_action when the card asks for 3-D Secure (the
-        customer comes back to `return_url`)."""
+        the processor is asked) → completed or failed; with manual capture requires_capture;
+        requires_action when the card asks for 3-D Secure (the customer comes back to
+        `return_url`)."""
         https = return_url is None or return_url.startswith("https://")
         if self._require_https_return and not https:
             raise ReturnUrlNotAllowed
@@ -409,7 +409,7 @@ class PaymentService:
             wallet=source if isinstance(source, WalletData) else None,
             attempt=payment.charge_attempts,
             capture=payment.capture_method != CaptureMethod.MANUAL.value,
-            return_url=self._processor_return_url(payment_id, return_url, livemode),
+            return_url=self._processor_return_url(payment_id, return_url),
         )
         result = await self._prepare_and_charge(payment_id, request, livemode)
         if result is None:
@@ -578,16 +578,15 @@ class PaymentService:
             return None
         return dataclasses.replace(request, processor_reference=kept)
 
-    def _processor_return_url(
-        self, payment_id: uuid.UUID, return_url: str | None, livemode: bool
-    ) -> str | None:
+    def _processor_return_url(self, payment_id: uuid.UUID, return_url: str | None) -> str | None:
         """Where the processor's own authentication page sends the customer: kassa's return
         page (which resumes the payment, then sends them on to `return_url`). The
         simulator's page is kassa's and resumes the payment itself."""
+        # Test mode is always the simulator, whose page is kassa's own.
         if (
             return_url is None
             or self._return_pages is None
-            or self._processors.of(livemode).name == "simulator"
+            or self._processors.live.name == "simulator"
         ):
             return return_url
         return self._return_pages.url_for(payment_id)
@@ -763,10 +762,11 @@ class PaymentService:
             amount=payment.capture_amount,
             currency=payment.currency,
         )
+        processor = self._processors.of(payment.livemode)
         answer = await call_processor(
-            self._processors.of(payment.livemode).name,
+            processor.name,
             "capture",
-            self._processors.of(payment.livemode).capture(request),
+            processor.capture(request),
             seconds=self._processor_timeout,
             reference=request.reference,
             outcome=lambda result: result.outcome.value,
@@ -778,10 +778,11 @@ class PaymentService:
 
     async def _void(self, payment: Payment) -> ProcessOutcome:
         reference = payment.processor_reference or charge_reference(payment.id)
+        processor = self._processors.of(payment.livemode)
         answer = await call_processor(
-            self._processors.of(payment.livemode).name,
+            processor.name,
             "void",
-            self._processors.of(payment.livemode).void(reference),
+            processor.void(reference),
             seconds=self._processor_timeout,
             reference=reference,
             outcome=lambda result: result.outcome.value,
@@ -793,10 +794,11 @@ class PaymentService:
 
     async def _lookup(self, payment: Payment) -> ChargeResult | Unknown | None:
         looked_up = payment.processor_reference or charge_reference(payment.id)
+        processor = self._processors.of(payment.livemode)
         answer = await call_processor(
-            self._processors.of(payment.livemode).name,
+            processor.name,
             "lookup",
-            self._processors.of(payment.livemode).lookup_charge(looked_up),
+            processor.lookup_charge(looked_up),
             seconds=self._processor_timeout,
             reference=looked_up,
             outcome=lambda found: "none" if found is None else found.outcome.value,
