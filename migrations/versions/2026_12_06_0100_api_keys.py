@@ -2,7 +2,7 @@
 request's key is one indexed lookup), with optional scopes and a revocation time.
 
 Revision ID: 0008_api_keys
-Revises: audit_log
+Revises: capture_and_3ds
 Create Date: 2026-12-06 01:00:00
 """
 

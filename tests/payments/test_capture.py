@@ -222,9 +222,8 @@ async def test_a_worker_round_voids_an_authorization_older_than_the_expiry(
     payments = api.container.payments
     owner = uuid.UUID(user.id)
     assert (await payments.get(owner, uuid.UUID(old["id"]), livemode=False)).status == "canceled"
-    assert (
-        await payments.get(owner, uuid.UUID(young["id"]), livemode=False)
-    ).status == "requires_capture"
+    young_now = await payments.get(owner, uuid.UUID(young["id"]), livemode=False)
+    assert young_now.status == "requires_capture"
 
 
 # 3-D Secure --------------------------------------------------------------------------------
