@@ -23,7 +23,7 @@ from kassa.auditlog.service import ACTIONS
 from kassa.auth.service import SCOPES
 from kassa.errors import PROBLEM_JSON
 from kassa.events.schemas import EVENT_TYPES
-from kassa.payments.states import PaymentStatus
+from kassa.payments.states import CaptureMethod, PaymentStatus
 from kassa.vault.cards import CardBrand
 
 Document = dict[str, Any]
@@ -278,6 +278,7 @@ NAMED_ENUMS: Final[Mapping[str, tuple[str, ...]]] = {
     "Mode": ("test", "live"),
     "ApiKeyScope": SCOPES,
     "AuditAction": ACTIONS,
+    "CaptureMethod": tuple(c.value for c in CaptureMethod),
 }
 LICENSE: Final = {"name": "MIT", "identifier": "MIT"}
 SERVERS: Final = [{"url": "/", "description": "This kassa server"}]

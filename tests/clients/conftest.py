@@ -19,9 +19,15 @@ from tests.acceptance.test_lifecycle import card_payment, register_and_login
 from tests.webhooks import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-# Loopback webhooks for the receivers in the tests; no rate limit in the way of the walks;
-# the cheapest password hashing the settings allow, where they have Argon2 cost settings.
-SETTINGS = {"webhook_allow_private": "true", "rate_limit": "100000/minute"}
+# Loopback webhooks for the receivers in the tests; no rate limit (per address, user or key)
+# in the way of the walks; the cheapest password hashing the settings allow, where they have
+# Argon2 cost settings.
+SETTINGS = {
+    "webhook_allow_private": "true",
+    "rate_limit": "100000/minute",
+    "user_rate_limit": "100000/minute",
+    "key_rate_limit_test": "100000/minute",
+}
 if "argon2_memory_kib" in Settings.model_fields:
     SETTINGS |= {"argon2_memory_kib": "8", "argon2_time_cost": "1", "argon2_parallelism": "1"}
 

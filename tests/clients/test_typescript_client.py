@@ -27,7 +27,7 @@ import {{ test }} from "node:test";
 {imports}
 
 test("README: create and process a payment", async () => {{
-  const accessToken = process.env.KASSA_TOKEN as string;
+  const apiKey = process.env.KASSA_API_KEY as string;
 {pay}
   assert.equal(error, undefined);
   assert.equal(payment?.status, "completed");
@@ -100,17 +100,21 @@ def node_test(script: Path, **env: str) -> dict[str, str]:
 
 def test_the_typescript_client_walks_a_payments_life(live: Server, compiled: Path) -> None:
     summary = node_test(compiled / "walk.test.js", KASSA_BASE_URL=live.base_url)
-    assert summary["pass"] == "9"  # the walk and each of its eight steps
+    assert summary["pass"] == "13"  # the walk and each of its twelve steps
 
 
 def test_the_readme_typescript_examples_run_as_shown(live: Server, compiled: Path) -> None:
     with live.client() as client:
-        token = register_and_login(client)["tokens"]["access_token"]
+        user = register_and_login(client)
+        key = client.post(
+            "/api/keys", json={"name": "shop", "mode": "test"}, headers=user["headers"]
+        )
+        assert key.status_code == 201, key.text
     delivery = a_real_delivery(live)
     summary = node_test(
         compiled / "readme.test.js",
         KASSA_BASE_URL=live.base_url,
-        KASSA_TOKEN=token,
+        KASSA_API_KEY=key.json()["secret"],
         KASSA_DELIVERY=json.dumps(
             {
                 "secret": delivery.secret,

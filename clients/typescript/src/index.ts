@@ -16,14 +16,17 @@ export type Problem = Schemas["Problem"];
 export type ProblemCode = Schemas["ProblemCode"];
 export type Payment = Schemas["PaymentOut"];
 export type PaymentStatus = Schemas["PaymentStatus"];
+export type CaptureMethod = Schemas["CaptureMethod"];
+export type NextAction = Schemas["NextActionOut"];
 export type Refund = Schemas["RefundOut"];
 export type Transaction = Schemas["TransactionOut"];
 export type WebhookEndpoint = Schemas["WebhookOut"];
 export type Event = Schemas["EventOut"];
+export type ApiKey = Schemas["CreatedKeyOut"];
 export type KassaClient = Client<paths>;
 
 export interface KassaOptions extends Omit<ClientOptions, "headers"> {
-  /** A login access token (an API key, once kassa has them, goes in the same place). */
+  /** An API key (`sk_test_…` / `sk_live_…`), or a login access token where one is needed. */
   token?: string;
   headers?: Record<string, string>;
 }

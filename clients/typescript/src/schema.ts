@@ -701,6 +701,11 @@ export interface components {
             created_at: string;
         };
         /**
+         * CaptureMethod
+         * @enum {string}
+         */
+        CaptureMethod: "automatic" | "manual";
+        /**
          * CapturePaymentRequest
          * @example {
          *       "amount": 800
@@ -786,7 +791,7 @@ export interface components {
              * Capture
              * @description automatic (the default): process charges; manual: process authorizes, and capture charges later
              */
-            capture?: ("automatic" | "manual") | null;
+            capture?: components["schemas"]["CaptureMethod"] | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -817,11 +822,7 @@ export interface components {
             currency: string;
             /** Description */
             description: string | null;
-            /**
-             * Capture
-             * @enum {string}
-             */
-            capture: "automatic" | "manual";
+            capture: components["schemas"]["CaptureMethod"];
             metadata: components["schemas"]["Metadata"];
             /** Success Url */
             success_url: string;
@@ -885,12 +886,8 @@ export interface components {
             cancel_url: string;
             /** Description */
             description?: string | null;
-            /**
-             * Capture
-             * @default automatic
-             * @enum {string}
-             */
-            capture: "automatic" | "manual";
+            /** @default automatic */
+            capture: components["schemas"]["CaptureMethod"];
             metadata?: components["schemas"]["Metadata"] | null;
         };
         /**
@@ -1151,11 +1148,7 @@ export interface components {
             amount_refunded: number;
             /** Currency */
             currency: string;
-            /**
-             * Capture
-             * @enum {string}
-             */
-            capture: "automatic" | "manual";
+            capture: components["schemas"]["CaptureMethod"];
             /** @description With requires_action */
             next_action: components["schemas"]["NextActionOut"] | null;
             payment_method: components["schemas"]["PaymentMethod"];
@@ -1469,7 +1462,7 @@ export interface components {
              * Capture
              * @description automatic (the default): process charges; manual: process authorizes, and capture charges later
              */
-            capture?: ("automatic" | "manual") | null;
+            capture?: components["schemas"]["CaptureMethod"] | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}

@@ -13,6 +13,8 @@ import {
   createKassaClient,
   KassaError,
   unwrap,
+  type ApiKey,
+  type CaptureMethod,
   type KassaClient,
   type Payment,
   type Transaction,
@@ -68,12 +70,20 @@ const card = {
   holder_name: "Ada Lovelace",
 };
 
-async function pay(kassa: KassaClient, amount: number, key?: string) {
+async function pay(
+  kassa: KassaClient,
+  amount: number,
+  key?: string,
+  { number = card.number, capture }: { number?: string; capture?: CaptureMethod } = {},
+) {
   return kassa.POST("/api/payments", {
     params: { header: key === undefined ? {} : { "Idempotency-Key": key } },
-    body: { amount, currency: "eur", payment_method: "credit_card", details: card },
+    body: { amount, currency: "eur", payment_method: "credit_card", details: { ...card, number }, capture },
   });
 }
+
+const threeDSecureCard = "4000 0027 6000 3184"; // the simulator asks, and completing succeeds
+const returnUrl = "https://shop.example/orders/1042/paid";
 
 test("a payment's life with the TypeScript client", async (t) => {
   const hooks = await receiver();
@@ -83,15 +93,22 @@ test("a payment's life with the TypeScript client", async (t) => {
   const password = `walk ${randomUUID()}`;
   let kassa = anonymous;
 
-  await t.test("register and log in", async () => {
+  let dashboard = anonymous;
+  await t.test("register, and log in once to create an API key", async () => {
     const user = unwrap(
       await anonymous.POST("/api/auth/register", { body: { name: "Ada Lovelace", email, password } }),
     );
     assert.equal(user.email, email);
     const tokens = unwrap(await anonymous.POST("/api/auth/login", { body: { email, password } }));
     assert.equal(tokens.token_type, "bearer");
-    // A login token for now: an API key (sk_test_…) takes its place once kassa has them.
-    kassa = createKassaClient({ baseUrl, token: tokens.access_token });
+    dashboard = createKassaClient({ baseUrl, token: tokens.access_token });
+    const key: ApiKey = unwrap(
+      await dashboard.POST("/api/keys", { body: { name: "back end", mode: "test" } }),
+    );
+    assert.match(key.secret, /^sk_test_/);
+    assert.equal(key.livemode, false);
+    // Everything from here on is the merchant's back end, with the key alone.
+    kassa = createKassaClient({ baseUrl, token: key.secret });
     assert.equal(unwrap(await kassa.GET("/api/auth/profile")).id, user.id);
   });
 
@@ -195,6 +212,102 @@ test("a payment's life with the TypeScript client", async (t) => {
     );
   });
 
+  await t.test("payments list page by page with a small limit, following next_cursor", async () => {
+    const seen: Payment[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    for (;;) {
+      const page = unwrap(
+        await kassa.GET("/api/payments", { params: { query: { limit: 2, cursor } } }),
+      );
+      seen.push(...page.data);
+      pages += 1;
+      if (!page.has_more) {
+        assert.equal(page.next_cursor, null);
+        break;
+      }
+      assert.ok(page.next_cursor);
+      cursor = page.next_cursor;
+    }
+    assert.equal(pages, 2);
+    assert.equal(new Set(seen.map((p) => p.id)).size, seen.length);
+    assert.deepEqual(seen.map((p) => p.amount), [800, 700, 1050]); // newest first
+    assert.ok(seen.every((p) => !p.livemode));
+  });
+
+  await t.test("3-D Secure: requires_action with next_action; the challenge completed, it settles", async () => {
+    const created = unwrap(await pay(kassa, 3100, undefined, { number: threeDSecureCard }));
+    const asked = unwrap(
+      await kassa.POST("/api/payments/process", {
+        body: { payment_id: created.id, return_url: returnUrl },
+      }),
+    );
+    assert.equal(asked.status, "requires_action");
+    const next = asked.next_action;
+    assert.ok(next);
+    assert.equal(next.type, "redirect_to_url");
+    assert.equal(next.return_url, returnUrl);
+
+    // The customer's browser, over plain HTTP: the page, then its "Complete" form's POST.
+    const page = await fetch(next.url);
+    assert.equal(page.status, 200);
+    const form = /<form method="post" action="([^"]+)">\s*<button[^>]*>Complete</.exec(await page.text());
+    assert.ok(form?.[1]);
+    const done = await fetch(new URL(form[1].replaceAll("&amp;", "&"), next.url), {
+      method: "POST",
+      redirect: "manual",
+    });
+    assert.equal(done.status, 303);
+    const back = new URL(done.headers.get("Location") ?? "");
+    assert.equal(`${back.origin}${back.pathname}`, returnUrl);
+    assert.equal(back.searchParams.get("payment_id"), created.id);
+    assert.equal(back.searchParams.get("redirect_status"), "succeeded");
+
+    const settled = unwrap(
+      await kassa.GET("/api/payments/{payment_id}", { params: { path: { payment_id: created.id } } }),
+    );
+    assert.equal(settled.status, "completed");
+    assert.equal(settled.amount_captured, 3100);
+    assert.equal(settled.next_action, null);
+  });
+
+  await t.test("manual capture: authorized, captured in part, refunded in part of that", async () => {
+    const created = unwrap(await pay(kassa, 1000, undefined, { capture: "manual" }));
+    assert.equal(created.capture, "manual");
+    const authorized = unwrap(
+      await kassa.POST("/api/payments/process", { body: { payment_id: created.id } }),
+    );
+    assert.equal(authorized.status, "requires_capture");
+    assert.equal(authorized.amount_captured, 0);
+    const path = { payment_id: created.id };
+    const captured = unwrap(
+      await kassa.POST("/api/payments/{payment_id}/capture", { params: { path }, body: { amount: 600 } }),
+    );
+    assert.equal(captured.status, "completed");
+    assert.equal(captured.amount_captured, 600);
+
+    const refund = unwrap(
+      await kassa.POST("/api/payments/{payment_id}/refund", { params: { path }, body: { amount: 250 } }),
+    );
+    assert.equal(refund.amount, 250);
+    const tooMuch = await kassa.POST("/api/payments/{payment_id}/refund", {
+      params: { path },
+      body: { amount: 351 },
+    });
+    assert.equal(tooMuch.error?.code, "amount_exceeds_refundable");
+    const after = unwrap(await kassa.GET("/api/payments/{payment_id}", { params: { path } }));
+    assert.equal(after.status, "partially_refunded");
+    assert.equal(after.amount_refunded, 250);
+
+    const again = await kassa.POST("/api/payments/{payment_id}/capture", { params: { path } });
+    assert.equal(again.response.status, 409);
+    assert.equal(again.error?.code, "invalid_state");
+    await assert.rejects(
+      async () => unwrap(await kassa.POST("/api/payments/{payment_id}/capture", { params: { path } })),
+      (error: unknown) => error instanceof KassaError && error.code === "invalid_state",
+    );
+  });
+
   await t.test("webhook endpoints list, and delete", async () => {
     assert.ok(webhook);
     const id = webhook.id;
@@ -229,5 +342,26 @@ test("a payment's life with the TypeScript client", async (t) => {
       (error: unknown) =>
         error instanceof KassaError && error.code === "validation_error" && error.status === 422,
     );
+
+    assert.ok(payment);
+    const twice = await kassa.POST("/api/payments/process", { body: { payment_id: payment.id } });
+    assert.equal(twice.response.status, 409);
+    assert.equal(twice.error?.code, "invalid_state");
+  });
+
+  await t.test("a key without the scope gets insufficient_scope; a key cannot make keys", async () => {
+    const reader = unwrap(
+      await dashboard.POST("/api/keys", { body: { name: "reports", mode: "test", scopes: ["read"] } }),
+    );
+    assert.deepEqual(reader.scopes, ["read"]);
+    const reports = createKassaClient({ baseUrl, token: reader.secret });
+    const refused = await pay(reports, 700);
+    assert.equal(refused.response.status, 403);
+    assert.equal(refused.error?.code, "insufficient_scope");
+    assert.equal(unwrap(await reports.GET("/api/payments", { params: { query: { limit: 1 } } })).data.length, 1);
+
+    const more = await kassa.POST("/api/keys", { body: { name: "more", mode: "test" } });
+    assert.equal(more.response.status, 403);
+    assert.equal(more.error?.code, "forbidden");
   });
 });

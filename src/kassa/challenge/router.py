@@ -51,7 +51,8 @@ _MESSAGES = {
 
 
 def _simulator(request: Request) -> SimulatorProcessor | None:
-    processor = request.app.state.container.processor
+    # Test mode's processor is always the simulator; live mode's is the configured one.
+    processor = request.app.state.container.test_processor
     inner = getattr(processor, "inner", processor)  # under the fault injector of drills
     return inner if isinstance(inner, SimulatorProcessor) else None
 

@@ -8,18 +8,16 @@ from .audit_event_list import AuditEventList
 from .audit_event_out import AuditEventOut
 from .audit_event_out_actor_type import AuditEventOutActorType
 from .audit_event_out_details_type_0 import AuditEventOutDetailsType0
+from .capture_method import CaptureMethod
 from .capture_payment_request import CapturePaymentRequest
 from .card_brand import CardBrand
 from .card_details_in import CardDetailsIn
 from .card_details_out import CardDetailsOut
 from .card_payment_request import CardPaymentRequest
-from .card_payment_request_capture_type_0 import CardPaymentRequestCaptureType0
 from .card_payment_request_payment_method import CardPaymentRequestPaymentMethod
 from .checkout_session_out import CheckoutSessionOut
-from .checkout_session_out_capture import CheckoutSessionOutCapture
 from .checkout_session_out_status import CheckoutSessionOutStatus
 from .create_checkout_session_request import CreateCheckoutSessionRequest
-from .create_checkout_session_request_capture import CreateCheckoutSessionRequestCapture
 from .create_key_request import CreateKeyRequest
 from .create_webhook_request import CreateWebhookRequest
 from .created_key_out import CreatedKeyOut
@@ -39,7 +37,6 @@ from .password_change_request import PasswordChangeRequest
 from .payment_list import PaymentList
 from .payment_method import PaymentMethod
 from .payment_out import PaymentOut
-from .payment_out_capture import PaymentOutCapture
 from .payment_status import PaymentStatus
 from .payment_status_out import PaymentStatusOut
 from .payments_list_metadata import PaymentsListMetadata
@@ -63,7 +60,6 @@ from .wallet_details_in import WalletDetailsIn
 from .wallet_details_out import WalletDetailsOut
 from .wallet_name import WalletName
 from .wallet_payment_request import WalletPaymentRequest
-from .wallet_payment_request_capture_type_0 import WalletPaymentRequestCaptureType0
 from .webhook_list import WebhookList
 from .webhook_out import WebhookOut
 from .webhook_status import WebhookStatus
@@ -77,18 +73,16 @@ __all__ = (
     "AuditEventOut",
     "AuditEventOutActorType",
     "AuditEventOutDetailsType0",
+    "CaptureMethod",
     "CapturePaymentRequest",
     "CardBrand",
     "CardDetailsIn",
     "CardDetailsOut",
     "CardPaymentRequest",
-    "CardPaymentRequestCaptureType0",
     "CardPaymentRequestPaymentMethod",
     "CheckoutSessionOut",
-    "CheckoutSessionOutCapture",
     "CheckoutSessionOutStatus",
     "CreateCheckoutSessionRequest",
-    "CreateCheckoutSessionRequestCapture",
     "CreatedKeyOut",
     "CreatedWebhookOut",
     "CreateKeyRequest",
@@ -108,7 +102,6 @@ __all__ = (
     "PaymentList",
     "PaymentMethod",
     "PaymentOut",
-    "PaymentOutCapture",
     "PaymentsListMetadata",
     "PaymentStatus",
     "PaymentStatusOut",
@@ -132,7 +125,6 @@ __all__ = (
     "WalletDetailsOut",
     "WalletName",
     "WalletPaymentRequest",
-    "WalletPaymentRequestCaptureType0",
     "WebhookList",
     "WebhookOut",
     "WebhookStatus",

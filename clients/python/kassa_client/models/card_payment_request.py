@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 
-from ..models.card_payment_request_capture_type_0 import CardPaymentRequestCaptureType0
+from ..models.capture_method import CaptureMethod
 from ..models.card_payment_request_payment_method import CardPaymentRequestPaymentMethod
 from ..types import UNSET, Unset
 
@@ -27,8 +27,8 @@ class CardPaymentRequest:
         details (CardDetailsIn):
         description (None | str | Unset):
         metadata (Metadata | None | Unset):
-        capture (CardPaymentRequestCaptureType0 | None | Unset): automatic (the default): process charges; manual:
-            process authorizes, and capture charges later
+        capture (CaptureMethod | None | Unset): automatic (the default): process charges; manual: process authorizes,
+            and capture charges later
     """
 
     amount: int
@@ -37,7 +37,7 @@ class CardPaymentRequest:
     details: CardDetailsIn
     description: None | str | Unset = UNSET
     metadata: Metadata | None | Unset = UNSET
-    capture: CardPaymentRequestCaptureType0 | None | Unset = UNSET
+    capture: CaptureMethod | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.metadata import Metadata  # noqa: PLC0415
@@ -67,7 +67,7 @@ class CardPaymentRequest:
         capture: None | str | Unset
         if isinstance(self.capture, Unset):
             capture = UNSET
-        elif isinstance(self.capture, CardPaymentRequestCaptureType0):
+        elif isinstance(self.capture, CaptureMethod):
             capture = self.capture.value
         else:
             capture = self.capture
@@ -131,7 +131,7 @@ class CardPaymentRequest:
 
         metadata = _parse_metadata(d.pop("metadata", UNSET))
 
-        def _parse_capture(data: object) -> CardPaymentRequestCaptureType0 | None | Unset:
+        def _parse_capture(data: object) -> CaptureMethod | None | Unset:
             if data is None:
                 return data
             if isinstance(data, Unset):
@@ -139,12 +139,12 @@ class CardPaymentRequest:
             try:
                 if not isinstance(data, str):
                     raise TypeError()
-                capture_type_0 = CardPaymentRequestCaptureType0(data)
+                capture_type_0 = CaptureMethod(data)
 
                 return capture_type_0
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
-            return cast(CardPaymentRequestCaptureType0 | None | Unset, data)
+            return cast(CaptureMethod | None | Unset, data)
 
         capture = _parse_capture(d.pop("capture", UNSET))
 

@@ -8,7 +8,7 @@ from uuid import UUID
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
-from ..models.checkout_session_out_capture import CheckoutSessionOutCapture
+from ..models.capture_method import CaptureMethod
 from ..models.checkout_session_out_status import CheckoutSessionOutStatus
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class CheckoutSessionOut:
         amount (int):
         currency (str):
         description (None | str):
-        capture (CheckoutSessionOutCapture):
+        capture (CaptureMethod):
         metadata (Metadata): Up to 20 string keys (1–40 characters) to string values
         success_url (str):
         cancel_url (str):
@@ -45,7 +45,7 @@ class CheckoutSessionOut:
     amount: int
     currency: str
     description: None | str
-    capture: CheckoutSessionOutCapture
+    capture: CaptureMethod
     metadata: Metadata
     success_url: str
     cancel_url: str
@@ -142,7 +142,7 @@ class CheckoutSessionOut:
 
         description = _parse_description(d.pop("description"))
 
-        capture = CheckoutSessionOutCapture(d.pop("capture"))
+        capture = CaptureMethod(d.pop("capture"))
 
         metadata = Metadata.from_dict(d.pop("metadata"))
 

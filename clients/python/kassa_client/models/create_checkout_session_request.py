@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 
-from ..models.create_checkout_session_request_capture import CreateCheckoutSessionRequestCapture
+from ..models.capture_method import CaptureMethod
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ class CreateCheckoutSessionRequest:
         success_url (str): An absolute http(s) URL; `{CHECKOUT_SESSION_ID}` in it is replaced by the session's id
         cancel_url (str): An absolute http(s) URL; `{CHECKOUT_SESSION_ID}` in it is replaced by the session's id
         description (None | str | Unset):
-        capture (CreateCheckoutSessionRequestCapture | Unset):  Default: CreateCheckoutSessionRequestCapture.AUTOMATIC.
+        capture (CaptureMethod | Unset):
         metadata (Metadata | None | Unset):
     """
 
@@ -33,7 +33,7 @@ class CreateCheckoutSessionRequest:
     success_url: str
     cancel_url: str
     description: None | str | Unset = UNSET
-    capture: CreateCheckoutSessionRequestCapture | Unset = CreateCheckoutSessionRequestCapture.AUTOMATIC
+    capture: CaptureMethod | Unset = UNSET
     metadata: Metadata | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,11 +107,11 @@ class CreateCheckoutSessionRequest:
         description = _parse_description(d.pop("description", UNSET))
 
         _capture = d.pop("capture", UNSET)
-        capture: CreateCheckoutSessionRequestCapture | Unset
+        capture: CaptureMethod | Unset
         if isinstance(_capture, Unset):
             capture = UNSET
         else:
-            capture = CreateCheckoutSessionRequestCapture(_capture)
+            capture = CaptureMethod(_capture)
 
         def _parse_metadata(data: object) -> Metadata | None | Unset:
             if data is None:

@@ -8,8 +8,8 @@ from uuid import UUID
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
+from ..models.capture_method import CaptureMethod
 from ..models.payment_method import PaymentMethod
-from ..models.payment_out_capture import PaymentOutCapture
 from ..models.payment_status import PaymentStatus
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class PaymentOut:
         amount_captured (int): What the charge took (0 until it is captured)
         amount_refunded (int):
         currency (str):
-        capture (PaymentOutCapture):
+        capture (CaptureMethod):
         next_action (NextActionOut | None): With requires_action
         payment_method (PaymentMethod):
         details (CardDetailsOut | WalletDetailsOut): Cards: {brand, last4, exp_month, exp_year, holder_name}; wallets:
@@ -54,7 +54,7 @@ class PaymentOut:
     amount_captured: int
     amount_refunded: int
     currency: str
-    capture: PaymentOutCapture
+    capture: CaptureMethod
     next_action: NextActionOut | None
     payment_method: PaymentMethod
     details: CardDetailsOut | WalletDetailsOut
@@ -167,7 +167,7 @@ class PaymentOut:
 
         currency = d.pop("currency")
 
-        capture = PaymentOutCapture(d.pop("capture"))
+        capture = CaptureMethod(d.pop("capture"))
 
         def _parse_next_action(data: object) -> NextActionOut | None:
             if data is None:

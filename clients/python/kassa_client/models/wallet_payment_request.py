@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from attrs import define as _attrs_define
 
-from ..models.wallet_payment_request_capture_type_0 import WalletPaymentRequestCaptureType0
+from ..models.capture_method import CaptureMethod
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
@@ -26,8 +26,8 @@ class WalletPaymentRequest:
         details (WalletDetailsIn):
         description (None | str | Unset):
         metadata (Metadata | None | Unset):
-        capture (None | Unset | WalletPaymentRequestCaptureType0): automatic (the default): process charges; manual:
-            process authorizes, and capture charges later
+        capture (CaptureMethod | None | Unset): automatic (the default): process charges; manual: process authorizes,
+            and capture charges later
     """
 
     amount: int
@@ -36,7 +36,7 @@ class WalletPaymentRequest:
     details: WalletDetailsIn
     description: None | str | Unset = UNSET
     metadata: Metadata | None | Unset = UNSET
-    capture: None | Unset | WalletPaymentRequestCaptureType0 = UNSET
+    capture: CaptureMethod | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.metadata import Metadata  # noqa: PLC0415
@@ -66,7 +66,7 @@ class WalletPaymentRequest:
         capture: None | str | Unset
         if isinstance(self.capture, Unset):
             capture = UNSET
-        elif isinstance(self.capture, WalletPaymentRequestCaptureType0):
+        elif isinstance(self.capture, CaptureMethod):
             capture = self.capture.value
         else:
             capture = self.capture
@@ -132,7 +132,7 @@ class WalletPaymentRequest:
 
         metadata = _parse_metadata(d.pop("metadata", UNSET))
 
-        def _parse_capture(data: object) -> None | Unset | WalletPaymentRequestCaptureType0:
+        def _parse_capture(data: object) -> CaptureMethod | None | Unset:
             if data is None:
                 return data
             if isinstance(data, Unset):
@@ -140,12 +140,12 @@ class WalletPaymentRequest:
             try:
                 if not isinstance(data, str):
                     raise TypeError()
-                capture_type_0 = WalletPaymentRequestCaptureType0(data)
+                capture_type_0 = CaptureMethod(data)
 
                 return capture_type_0
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
-            return cast(None | Unset | WalletPaymentRequestCaptureType0, data)
+            return cast(CaptureMethod | None | Unset, data)
 
         capture = _parse_capture(d.pop("capture", UNSET))
 

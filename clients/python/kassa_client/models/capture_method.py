@@ -1,7 +1,7 @@
 from enum import StrEnum
 
 
-class CheckoutSessionOutCapture(StrEnum):
+class CaptureMethod(StrEnum):
     AUTOMATIC = "automatic"
     MANUAL = "manual"
 
