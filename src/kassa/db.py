@@ -12,7 +12,7 @@ import errno
 import functools
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -59,6 +59,7 @@ class Base(DeclarativeBase):
 
 
 M = TypeVar("M", bound=Base)
+T = TypeVar("T")
 
 
 def table_of(model: type[Base]) -> Table:
@@ -387,38 +388,59 @@ Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
 
 class Runner:
-    """What a repository runs its statements on (a `Database` or a `Transaction`)."""
+    """What a repository runs its statements on (a `Database` or a `Transaction`).
+
+    Each method reads what it returns from the live result, before the connection goes back
+    to the pool, so no result is copied (frozen) on its way out."""
 
     dialect: str
 
-    async def _result(self, statement: Executable, params: Params) -> Any:
+    async def _run(self, statement: Executable, params: Params, read: Callable[[Any], T]) -> T:
         raise NotImplementedError
 
     async def rows(self, statement: Executable, params: Params = None) -> list[RowMapping]:
         """Every row the statement returns, as mappings by column name."""
-        result = await self._result(statement, params)
-        return list(result.mappings())
+        return await self._run(statement, params, _all_mappings)
 
     async def tuples(self, statement: Executable, params: Params = None) -> list[Row[Any]]:
         """Every row the statement returns, as named tuples (for reports that unpack them)."""
-        result = await self._result(statement, params)
-        return list(result.all())
+        return await self._run(statement, params, _all_rows)
 
     async def first(self, statement: Executable, params: Params = None) -> RowMapping | None:
         """The first row the statement returns, or None."""
-        result = await self._result(statement, params)
-        row: RowMapping | None = result.mappings().first()
-        return row
+        return await self._run(statement, params, _first_mapping)
 
     async def scalar(self, statement: Executable, params: Params = None) -> Any:
         """The first column of the first row, or None."""
-        result = await self._result(statement, params)
-        return result.scalar()
+        return await self._run(statement, params, _first_scalar)
 
     async def execute(self, statement: Executable, params: Params = None) -> int:
         """Run a statement that returns no rows; the number of rows it wrote."""
-        result = await self._result(statement, params)
-        return int(getattr(result, "rowcount", 0) or 0)
+        return await self._run(statement, params, _rowcount)
+
+
+def _all_mappings(result: Any) -> list[RowMapping]:
+    return list(result.mappings())
+
+
+def _all_rows(result: Any) -> list[Row[Any]]:
+    return list(result.all())
+
+
+def _first_mapping(result: Any) -> RowMapping | None:
+    row: RowMapping | None = result.mappings().first()
+    return row
+
+
+def _first_scalar(result: Any) -> Any:
+    return result.scalar()
+
+
+def _rowcount(result: Any) -> int:
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if result.returns_rows:
+        result.close()  # rows nobody reads: release the cursor with the connection
+    return count
 
 
 class Transaction(Runner):
@@ -428,8 +450,8 @@ class Transaction(Runner):
         self._connection = connection
         self.dialect = connection.dialect.name
 
-    async def _result(self, statement: Executable, params: Params) -> Any:
-        return await self._connection.execute(statement, params)
+    async def _run(self, statement: Executable, params: Params, read: Callable[[Any], T]) -> T:
+        return read(await self._connection.execute(statement, params))
 
 
 class Database(Runner):
@@ -466,17 +488,12 @@ class Database(Runner):
         async with _read_snapshot(self.engine) as connection:
             yield Transaction(connection)
 
-    async def _result(self, statement: Executable, params: Params) -> Any:
+    async def _run(self, statement: Executable, params: Params, read: Callable[[Any], T]) -> T:
         if self.dialect == "postgresql":
             async with self._autocommit.connect() as connection:
-                return _buffered(await connection.execute(statement, params))
+                return read(await connection.execute(statement, params))
         async with self.engine.begin() as connection:
-            return _buffered(await connection.execute(statement, params))
+            return read(await connection.execute(statement, params))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-
-
-def _buffered(result: Any) -> Any:
-    """A result whose rows are read before its connection goes back to the pool."""
-    return result.freeze()() if result.returns_rows else result
