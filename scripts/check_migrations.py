@@ -12,7 +12,8 @@ every migration added since that release must leave the old code working:
 - everything else fails, naming the file and the line: NOT NULL columns without a default,
   type changes and renames, new unique/check/foreign-key constraints on existing tables
   (the old code's writes may break them), raw SQL (`op.execute`) unless the line before it
-  says `# expand-safe: <why>`.
+  says `# expand-safe: <why>`; the same mark lets a CHECK constraint be re-created wider
+  than the one it replaces (a superset of what the running release writes).
 
     python scripts/check_migrations.py [--base REF]
 
@@ -153,6 +154,10 @@ def check_migration(
     def refuse(call: ast.Call, message: str) -> None:
         problems.append(Problem(file, call.lineno, message))
 
+    def marked(call: ast.Call) -> bool:
+        before = lines[call.lineno - 2].strip() if call.lineno >= 2 else ""
+        return before.startswith(EXPAND_SAFE_MARK)
+
     for operation, call, batch_table in _op_calls(upgrade):
         table: str | None
         if batch_table is not None:
@@ -168,6 +173,8 @@ def check_migration(
             pass
         elif operation in NAMED_FIRST and operation != "create_index" and table in created:
             pass  # a constraint on a table no running code has used yet
+        elif operation == "create_check_constraint" and marked(call):
+            pass  # a CHECK widened (said so on the line before): the old writes still pass
         elif operation == "create_index":
             if _is_true(_keyword(call, "unique")) and table not in created:
                 refuse(
@@ -216,8 +223,7 @@ def check_migration(
             if table and _models_use(models, table, None):
                 refuse(call, f"drops table {table!r}, which the running release still maps")
         elif operation == "execute":
-            before = lines[call.lineno - 2].strip() if call.lineno >= 2 else ""
-            if not before.startswith(EXPAND_SAFE_MARK):
+            if not marked(call):
                 refuse(
                     call,
                     f"raw SQL cannot be checked: say why it is safe on the line "

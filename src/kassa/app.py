@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from kassa.auditlog.router import router as audit_router
 from kassa.auth.middleware import AuthenticationMiddleware
 from kassa.auth.router import router as auth_router
+from kassa.challenge.router import returns as returns_router
+from kassa.challenge.router import router as challenge_router
 from kassa.container import Container, build_container
 from kassa.edge.cors import ProblemCORSMiddleware, cors_options
 from kassa.edge.headers import HeaderLimitMiddleware
@@ -85,6 +87,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(transactions_router)
     app.include_router(events_router)
     app.include_router(webhooks_router)
+    app.include_router(challenge_router)
+    app.include_router(returns_router)
     app.include_router(audit_router)
     # Added last = runs first: request id, access log and security headers wrap everything,
     # then CORS (a preflight is answered before it spends any limit), authentication (once:

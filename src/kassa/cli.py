@@ -138,6 +138,10 @@ def serve(
     _configure_logging(settings)
     _migrate(settings.resolved_database_url)
     _check_connection_budget(settings, workers)
+    if not settings.public_url and ":" not in host:
+        # The pages kassa links customers to (3-D Secure challenges) live here.
+        shown = "127.0.0.1" if host == "0.0.0.0" else host  # noqa: S104
+        os.environ["KASSA_PUBLIC_URL"] = f"{'https' if tls else 'http'}://{shown}:{port}"
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics here; /metrics in any worker sums them all.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kassa-metrics-")
@@ -262,7 +266,8 @@ def reconcile(
         refunds = await container.refunds.reconcile(older_than=window)
         print(
             f"payments: {payments.examined} examined, {payments.settled} settled, "
-            f"{payments.unresolved} unresolved; refunds: {refunds.examined} examined, "
+            f"{payments.unresolved} unresolved, {payments.resumed} resumed after "
+            f"authentication; refunds: {refunds.examined} examined, "
             f"{refunds.settled} settled, {refunds.unresolved} unresolved"
         )
         return 1 if payments.unresolved or refunds.unresolved else 0

@@ -20,6 +20,7 @@ from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
 from kassa.payments.lists import PaymentLists
+from kassa.payments.returns import ReturnPages
 from kassa.payments.service import PaymentService
 from kassa.processors.base import Processor
 from kassa.processors.customers import DatabaseCustomerStore
@@ -83,6 +84,7 @@ def build_processor(settings: Settings, db: Database) -> Processor:
     simulator = SimulatorProcessor(
         DatabaseSimulatorStore(db),
         delay_seconds=settings.simulator_delay_ms / 1000,
+        public_url=settings.public_url or "http://127.0.0.1:8000",
     )
     if not settings.simulator_faults:
         return simulator
@@ -129,6 +131,12 @@ def build_container(
         settings.max_amount,
         processor_timeout=settings.processor_timeout_seconds,
         fingerprints=fingerprints,
+        authorization_expiry=timedelta(hours=settings.authorization_expiry_hours),
+        require_https_return=settings.env != "development",
+        return_pages=ReturnPages(
+            settings.public_url or "http://127.0.0.1:8000",
+            hmac.new(secrets.jwt_secret, b"kassa-payment-return", "sha256").digest(),
+        ),
     )
     webhooks = WebhookService(
         db,

@@ -52,6 +52,7 @@ PROBLEM_CODES: Final[Mapping[str, int]] = {
     "unsupported_media_type": 415,
     "validation_error": 422,
     "amount_exceeds_refundable": 422,
+    "amount_exceeds_capturable": 422,
     "invalid_idempotency_key": 422,
     "idempotency_key_reused": 422,
     "webhook_url_refused": 422,

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     log_file_max_bytes: Annotated[int, Field(gt=0)] = 10 * 1024 * 1024
     log_file_backups: Annotated[int, Field(ge=1)] = 5
     simulator_delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    # Where customers reach kassa's own pages (the simulator's 3-D Secure challenge); unset,
+    # `kassa serve` sets it from its --host and --port.
+    public_url: str = ""
+    # An authorization not captured within this many hours is voided by `kassa worker`.
+    authorization_expiry_hours: Annotated[int, Field(ge=1, le=31 * 24)] = 7 * 24
     # Test and drill hook: faults the simulator suffers, used up in order, one per call
     # ("refund:hang,charge:lose_answer"); refused with KASSA_ENV=production or Stripe.
     simulator_faults: str = ""
@@ -156,6 +161,13 @@ class Settings(BaseSettings):
             if origin and origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"{origin!r} is not an origin such as https://shop.example.com")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str) -> str:
+        if value and not _ORIGIN.fullmatch(value.rstrip("/")):
+            raise ValueError(f"{value!r} is not a URL such as https://pay.shop.example.com")
+        return value.rstrip("/")
 
     @field_validator("simulator_faults")
     @classmethod

@@ -1,9 +1,11 @@
 """`kassa worker`: the jobs that keep money consistent after crashes and lost answers, and
 webhook delivery.
 
-Every round reconciles stale `processing` payments and `pending` refunds and purges expired
-idempotency keys. Rounds of several workers may overlap: every settlement is a conditional
-update and the processor dedups by reference, so nothing is done twice.
+Every round reconciles stale `processing` payments and `pending` refunds, looks up payments
+left waiting for their customer (3-D Secure), voids authorizations older than
+`KASSA_AUTHORIZATION_EXPIRY_HOURS`, and purges expired idempotency keys. Rounds of several
+workers may overlap: every settlement is a conditional update and the processor dedups by
+reference, so nothing is done twice.
 
 Beside the rounds, webhooks are delivered by a bounded pool that claims due deliveries as
 its slots free (and polls every `delivery_poll` seconds when nothing is due), at most
@@ -46,13 +48,16 @@ class Worker:
 
     async def run_round(self) -> None:
         payments = await self._container.payments.reconcile(older_than=self._older_than)
+        expired = await self._container.payments.expire_authorizations()
         refunds = await self._container.refunds.reconcile(older_than=self._older_than)
         purged = await self._container.idempotency.purge_expired()
-        if payments.examined or refunds.examined or purged:
+        if payments.examined or payments.resumed or expired or refunds.examined or purged:
             log.info(
                 "worker_round",
                 payments_settled=payments.settled,
                 payments_unresolved=payments.unresolved,
+                payments_resumed=payments.resumed,
+                authorizations_expired=expired,
                 refunds_settled=refunds.settled,
                 refunds_unresolved=refunds.unresolved,
                 idempotency_keys_purged=purged,

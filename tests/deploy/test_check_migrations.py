@@ -81,6 +81,11 @@ def problems(body: str) -> list[str]:
         "# expand-safe: a backfill of the new nullable column only\n"
         "op.execute(\"UPDATE payment SET note = '' WHERE note IS NULL\")",
         'op.drop_index("ix_payment_amount", table_name="payment")',
+        # a CHECK re-created wider, with a reason
+        'with op.batch_alter_table("payment") as batch_op:\n'
+        '    batch_op.drop_constraint("ck_payment_status_valid", type_="check")\n'
+        "    # expand-safe: a superset of the statuses the running release writes\n"
+        "    batch_op.create_check_constraint(\"status_valid\", \"status IN ('a', 'b')\")",
     ],
 )
 def test_expand_steps_and_safe_contract_steps_pass(body: str) -> None:
@@ -115,6 +120,7 @@ def test_expand_steps_and_safe_contract_steps_pass(body: str) -> None:
         ('op.rename_table("refund", "refunds")', "op.rename_table"),
         ('op.create_unique_constraint("uq", "payment", ["amount"])', "op.create_unique"),
         ('op.create_index("ix", "payment", ["amount"], unique=True)', "a unique index"),
+        ('op.create_check_constraint("ck", "payment", "amount > 5")', "op.create_check"),
         ('op.execute("ALTER TABLE payment DROP COLUMN amount")', "raw SQL cannot be checked"),
     ],
 )

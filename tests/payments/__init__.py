@@ -20,8 +20,11 @@ PAYMENT_KEYS = {
     "user_id",
     "status",
     "amount",
+    "amount_captured",
     "amount_refunded",
     "currency",
+    "capture",
+    "next_action",
     "payment_method",
     "details",
     "description",
@@ -32,7 +35,15 @@ PAYMENT_KEYS = {
     "updated_at",
 }
 CARD_DETAIL_KEYS = {"brand", "last4", "exp_month", "exp_year", "holder_name"}
-STATUS_KEYS = {"id", "status", "amount", "amount_refunded", "currency", "updated_at"}
+STATUS_KEYS = {
+    "id",
+    "status",
+    "amount",
+    "amount_captured",
+    "amount_refunded",
+    "currency",
+    "updated_at",
+}
 REFUND_KEYS = {"id", "payment_id", "amount", "currency", "status", "reason", "created_at"}
 TRANSACTION_KEYS = {
     "id",

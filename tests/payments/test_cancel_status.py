@@ -104,6 +104,7 @@ async def test_status_has_exactly_the_contract_fields(api: Api) -> None:
         "id": payment["id"],
         "status": "pending",
         "amount": 900,
+        "amount_captured": 0,
         "amount_refunded": 0,
         "currency": "GBP",
         "updated_at": payment["updated_at"],

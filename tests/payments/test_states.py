@@ -15,10 +15,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from kassa.payments.models import Payment
 from kassa.payments.service import PaymentService, refundable_amount
 from kassa.payments.states import (
+    CANCELABLE,
     REFUNDABLE,
+    STEP_SOURCES,
     TERMINAL,
     TRANSITIONS,
     PaymentStatus,
+    ProcessorStep,
     can_transition,
     sources_of,
     status_after_refund,
@@ -32,6 +35,12 @@ DIAGRAM = {
     (S.PENDING, S.CANCELED),
     (S.PROCESSING, S.COMPLETED),
     (S.PROCESSING, S.FAILED),
+    # Capture and 3-D Secure: every step that asks the processor passes through processing.
+    (S.PROCESSING, S.REQUIRES_CAPTURE),
+    (S.PROCESSING, S.REQUIRES_ACTION),
+    (S.PROCESSING, S.CANCELED),
+    (S.REQUIRES_CAPTURE, S.PROCESSING),
+    (S.REQUIRES_ACTION, S.PROCESSING),
     (S.COMPLETED, S.PARTIALLY_REFUNDED),
     (S.COMPLETED, S.REFUNDED),
     (S.PARTIALLY_REFUNDED, S.REFUNDED),
@@ -48,6 +57,8 @@ def test_statuses_are_exactly_the_contracts() -> None:
         "canceled",
         "partially_refunded",
         "refunded",
+        "requires_action",
+        "requires_capture",
     }
 
 
@@ -65,12 +76,25 @@ def test_only_completed_and_partially_refunded_payments_are_refundable() -> None
     assert frozenset({S.COMPLETED, S.PARTIALLY_REFUNDED}) == REFUNDABLE
 
 
+def test_each_processor_step_starts_only_where_the_contract_allows() -> None:
+    assert {
+        ProcessorStep.CHARGE: {S.PENDING},
+        ProcessorStep.CAPTURE: {S.REQUIRES_CAPTURE},
+        ProcessorStep.VOID: {S.REQUIRES_CAPTURE, S.REQUIRES_ACTION},
+    } == STEP_SOURCES
+    assert frozenset({S.PENDING, S.REQUIRES_ACTION, S.REQUIRES_CAPTURE}) == CANCELABLE
+    for sources in STEP_SOURCES.values():
+        assert all(can_transition(source, S.PROCESSING) for source in sources)
+
+
 @pytest.mark.parametrize(
     ("target", "sources"),
     [
         (S.PENDING, set()),
-        (S.PROCESSING, {S.PENDING}),
-        (S.CANCELED, {S.PENDING}),
+        (S.PROCESSING, {S.PENDING, S.REQUIRES_ACTION, S.REQUIRES_CAPTURE}),
+        (S.CANCELED, {S.PENDING, S.PROCESSING}),
+        (S.REQUIRES_CAPTURE, {S.PROCESSING}),
+        (S.REQUIRES_ACTION, {S.PROCESSING}),
         (S.COMPLETED, {S.PROCESSING}),
         (S.FAILED, {S.PROCESSING}),
         (S.PARTIALLY_REFUNDED, {S.COMPLETED}),
@@ -192,19 +216,23 @@ actions = st.lists(
     st.one_of(
         st.just(("process", None)),
         st.just(("cancel", None)),
+        st.tuples(st.just("capture"), st.none() | st.integers(1, 1200)),
         st.tuples(st.just("refund"), st.none() | st.integers(1, 1200)),
     ),
-    max_size=7,
+    max_size=8,
 )
 
 
 class PaymentModel:
-    """What the contract says each request does to one payment."""
+    """What the contract says each request does to one payment (with manual capture: process
+    authorizes, capture takes all or part of it once)."""
 
-    def __init__(self, amount: int, declines: bool) -> None:
+    def __init__(self, amount: int, declines: bool, manual: bool = False) -> None:
         self.amount = amount
         self.declines = declines
+        self.manual = manual
         self.status = S.PENDING
+        self.captured = 0
         self.refunded = 0
 
     def expect(self, action: str, wanted: int | None) -> tuple[int, str | None]:
@@ -212,21 +240,34 @@ class PaymentModel:
         if action == "process":
             if self.status is not S.PENDING:
                 return 409, "invalid_state"
-            self.status = S.FAILED if self.declines else S.COMPLETED
+            if self.declines:
+                self.status = S.FAILED
+            elif self.manual:
+                self.status = S.REQUIRES_CAPTURE
+            else:
+                self.status, self.captured = S.COMPLETED, self.amount
             return 200, None
         if action == "cancel":
-            if self.status is not S.PENDING:
+            if self.status not in {S.PENDING, S.REQUIRES_CAPTURE}:
                 return 409, "invalid_state"
             self.status = S.CANCELED
             return 200, None
+        if action == "capture":
+            if self.status is not S.REQUIRES_CAPTURE:
+                return 409, "invalid_state"
+            amount = self.amount if wanted is None else wanted
+            if amount > self.amount:
+                return 422, "amount_exceeds_capturable"
+            self.status, self.captured = S.COMPLETED, amount
+            return 200, None
         if self.status not in REFUNDABLE:
             return 409, "invalid_state"
-        left = self.amount - self.refunded
+        left = self.captured - self.refunded
         amount = left if wanted is None else wanted
         if amount > left:
             return 422, "amount_exceeds_refundable"
         self.refunded += amount
-        self.status = status_after_refund(self.amount, self.refunded)
+        self.status = status_after_refund(self.captured, self.refunded)
         return 201, None
 
 
@@ -238,15 +279,22 @@ class PaymentModel:
 @given(
     amount=st.integers(1, 1000),
     declines=st.booleans(),
+    manual=st.booleans(),
     steps=actions,
 )
 async def test_random_request_sequences_follow_the_state_machine(
-    api: Api, amount: int, declines: bool, steps: list[tuple[str, Any]]
+    api: Api, amount: int, declines: bool, manual: bool, steps: list[tuple[str, Any]]
 ) -> None:
     user = await register_user(api.client)
     number = "4000000000000002" if declines else "4242424242424242"
-    payment = await create_payment(api.client, user, amount=amount, details=card_details(number))
-    model = PaymentModel(amount, declines)
+    payment = await create_payment(
+        api.client,
+        user,
+        amount=amount,
+        details=card_details(number),
+        capture="manual" if manual else "automatic",
+    )
+    model = PaymentModel(amount, declines, manual)
     base = f"/api/payments/{payment['id']}"
     for action, wanted in steps:
         if action == "process":
@@ -255,6 +303,9 @@ async def test_random_request_sequences_follow_the_state_machine(
             )
         elif action == "cancel":
             response = await api.client.post(f"{base}/cancel", headers=user.headers)
+        elif action == "capture":
+            body = {} if wanted is None else {"amount": wanted}
+            response = await api.client.post(f"{base}/capture", json=body, headers=user.headers)
         else:
             body = {} if wanted is None else {"amount": wanted}
             response = await api.client.post(f"{base}/refund", json=body, headers=user.headers)
@@ -265,4 +316,6 @@ async def test_random_request_sequences_follow_the_state_machine(
         status = (await api.client.get(f"{base}/status", headers=user.headers)).json()
         assert status["status"] == model.status.value, (action, wanted)
         assert status["amount_refunded"] == model.refunded
-        assert 0 <= status["amount_refunded"] <= status["amount"] == amount
+        assert status["amount_captured"] == model.captured
+        assert 0 <= status["amount_refunded"] <= status["amount_captured"] <= status["amount"]
+        assert status["amount"] == amount

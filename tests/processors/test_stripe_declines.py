@@ -346,7 +346,10 @@ async def test_a_payment_that_needs_3d_secure_is_canceled_and_fails() -> None:
         }
     )
     result = await processor.charge(charge_request())
-    assert (result.outcome, result.failure_code) == (Outcome.FAILED, CARD)
+    assert (result.outcome, result.failure_code) == (
+        Outcome.FAILED,
+        FailureCode.AUTHENTICATION_FAILED,
+    )
 
 
 async def test_a_wallet_token_that_is_no_stripe_id_fails_without_making_a_payment_method() -> None:

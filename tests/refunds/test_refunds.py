@@ -97,6 +97,7 @@ async def test_partial_refunds_sum_up_to_the_amount(api: Api) -> None:
         "id": payment["id"],
         "status": "partially_refunded",
         "amount": 1000,
+        "amount_captured": 1000,
         "amount_refunded": 300,
         "currency": "USD",
         "updated_at": None,

@@ -162,8 +162,11 @@ export interface paths {
         put?: never;
         /**
          * Process Payment
-         * @description Ask the processor to charge a pending payment: 200 with `completed` or `failed`, or 202
-         *     with `processing` when the outcome is not known yet (reconciliation settles it).
+         * @description Ask the processor to charge a pending payment: 200 with `completed` or `failed` — or,
+         *     with manual capture, `requires_capture` (authorized); `requires_action` with
+         *     `next_action` when the card asks for 3-D Secure (send the customer to its `url`; they come
+         *     back to `return_url`) — or 202 with `processing` when the outcome is not known yet
+         *     (reconciliation settles it).
          */
         post: operations["payments_process"];
         delete?: never;
@@ -212,6 +215,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/payments/{payment_id}/capture": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Capture Payment
+         * @description Capture an authorized (`requires_capture`) payment, all of it or `amount` of it: 200
+         *     `completed` with `amount_captured`, which refunds then apply to; the rest of the
+         *     authorization is released. One capture per payment.
+         */
+        post: operations["payments_capture"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/payments/{payment_id}/cancel": {
         parameters: {
             query?: never;
@@ -223,7 +248,8 @@ export interface paths {
         put?: never;
         /**
          * Cancel Payment
-         * @description Cancel a pending payment; its vaulted card data is destroyed.
+         * @description Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
+         *     (an authorization is voided at the processor); its vaulted card data is destroyed.
          */
         post: operations["payments_cancel"];
         delete?: never;
@@ -582,6 +608,20 @@ export interface components {
             created_at: string;
         };
         /**
+         * CapturePaymentRequest
+         * @example {
+         *       "amount": 800
+         *     }
+         * @example {}
+         */
+        CapturePaymentRequest: {
+            /**
+             * Amount
+             * @description At most the authorized amount; none captures all of it
+             */
+            amount?: number | null;
+        };
+        /**
          * CardBrand
          * @enum {string}
          */
@@ -649,6 +689,11 @@ export interface components {
             /** Description */
             description?: string | null;
             metadata?: components["schemas"]["Metadata"] | null;
+            /**
+             * Capture
+             * @description automatic (the default): process charges; manual: process authorizes, and capture charges later
+             */
+            capture?: ("automatic" | "manual") | null;
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -736,7 +781,7 @@ export interface components {
          * EventType
          * @enum {string}
          */
-        EventType: "payment.created" | "payment.processing" | "payment.completed" | "payment.failed" | "payment.canceled" | "payment.partially_refunded" | "payment.refunded" | "refund.created";
+        EventType: "payment.created" | "payment.processing" | "payment.completed" | "payment.failed" | "payment.canceled" | "payment.partially_refunded" | "payment.refunded" | "payment.requires_action" | "payment.requires_capture" | "payment.captured" | "refund.created";
         /** LoginRequest */
         LoginRequest: {
             /** Email */
@@ -750,6 +795,24 @@ export interface components {
          */
         Metadata: {
             [key: string]: string;
+        };
+        /** NextActionOut */
+        NextActionOut: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "redirect_to_url";
+            /**
+             * Url
+             * @description Send the customer here to authenticate (3-D Secure)
+             */
+            url: string;
+            /**
+             * Return Url
+             * @description Where the customer comes back afterwards
+             */
+            return_url: string | null;
         };
         /** PasswordChangeRequest */
         PasswordChangeRequest: {
@@ -787,10 +850,22 @@ export interface components {
             status: components["schemas"]["PaymentStatus"];
             /** Amount */
             amount: number;
+            /**
+             * Amount Captured
+             * @description What the charge took (0 until it is captured)
+             */
+            amount_captured: number;
             /** Amount Refunded */
             amount_refunded: number;
             /** Currency */
             currency: string;
+            /**
+             * Capture
+             * @enum {string}
+             */
+            capture: "automatic" | "manual";
+            /** @description With requires_action */
+            next_action: components["schemas"]["NextActionOut"] | null;
             payment_method: components["schemas"]["PaymentMethod"];
             /** @description Cards: {brand, last4, exp_month, exp_year, holder_name}; wallets: {wallet} */
             details: components["schemas"]["CardDetailsOut"] | components["schemas"]["WalletDetailsOut"];
@@ -816,7 +891,7 @@ export interface components {
          * PaymentStatus
          * @enum {string}
          */
-        PaymentStatus: "pending" | "processing" | "completed" | "failed" | "canceled" | "partially_refunded" | "refunded";
+        PaymentStatus: "pending" | "processing" | "requires_action" | "requires_capture" | "completed" | "failed" | "canceled" | "partially_refunded" | "refunded";
         /** PaymentStatusOut */
         PaymentStatusOut: {
             /**
@@ -827,6 +902,8 @@ export interface components {
             status: components["schemas"]["PaymentStatus"];
             /** Amount */
             amount: number;
+            /** Amount Captured */
+            amount_captured: number;
             /** Amount Refunded */
             amount_refunded: number;
             /** Currency */
@@ -856,7 +933,7 @@ export interface components {
          * @description A stable, machine-readable problem code
          * @enum {string}
          */
-        ProblemCode: "amount_exceeds_refundable" | "bad_request" | "cors_preflight_refused" | "duplicate_key" | "email_taken" | "event_not_found" | "forbidden" | "headers_too_large" | "http_error" | "idempotency_key_in_use" | "idempotency_key_reused" | "internal_error" | "invalid_credentials" | "invalid_idempotency_key" | "invalid_refresh_token" | "invalid_state" | "json_too_deep" | "malformed_json" | "method_not_allowed" | "not_acceptable" | "not_found" | "payload_too_large" | "payment_not_found" | "rate_limited" | "service_unavailable" | "too_many_attempts" | "unauthorized" | "unsupported_media_type" | "validation_error" | "webhook_limit_reached" | "webhook_not_found" | "webhook_url_refused";
+        ProblemCode: "amount_exceeds_capturable" | "amount_exceeds_refundable" | "bad_request" | "cors_preflight_refused" | "duplicate_key" | "email_taken" | "event_not_found" | "forbidden" | "headers_too_large" | "http_error" | "idempotency_key_in_use" | "idempotency_key_reused" | "internal_error" | "invalid_credentials" | "invalid_idempotency_key" | "invalid_refresh_token" | "invalid_state" | "json_too_deep" | "malformed_json" | "method_not_allowed" | "not_acceptable" | "not_found" | "payload_too_large" | "payment_not_found" | "rate_limited" | "service_unavailable" | "too_many_attempts" | "unauthorized" | "unsupported_media_type" | "validation_error" | "webhook_limit_reached" | "webhook_not_found" | "webhook_url_refused";
         /** ProblemFieldError */
         ProblemFieldError: {
             /** @description Dotted path of the field at fault */
@@ -877,6 +954,11 @@ export interface components {
             payment_id?: string | null;
             /** Paymentid */
             paymentId?: string | null;
+            /**
+             * Return Url
+             * @description Where the customer returns after authenticating (3-D Secure); https outside development
+             */
+            return_url?: string | null;
         };
         /** RedeliveryOut */
         RedeliveryOut: {
@@ -1077,6 +1159,11 @@ export interface components {
             description?: string | null;
             metadata?: components["schemas"]["Metadata"] | null;
             /**
+             * Capture
+             * @description automatic (the default): process charges; manual: process authorizes, and capture charges later
+             */
+            capture?: ("automatic" | "manual") | null;
+            /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
@@ -1211,7 +1298,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1349,7 +1436,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1470,7 +1557,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1608,7 +1695,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1727,7 +1814,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1863,7 +1950,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2003,7 +2090,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2144,7 +2231,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2328,7 +2415,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2465,7 +2552,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2601,13 +2688,199 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
+            429: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large. Codes: `headers_too_large`. */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error (logged; never details). Codes: `internal_error`, `http_error`. */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Briefly unavailable (the database is out of reach); retry after Retry-After seconds. Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    payments_capture: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`) and does nothing twice. 1–255 printable ASCII characters, scoped to the caller, kept at least 24 hours. Use a fresh key (a UUID) for each new request. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description Your id for this request, echoed back and logged (else one is made) */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path: {
+                payment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CapturePaymentRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentOut"];
+                };
+            };
+            /** @description The processor's answer is unknown; the payment stays processing */
+            202: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentOut"];
+                };
+            };
+            /** @description Malformed JSON body: not JSON, nested deeper than 32 levels, or an object that repeats a key (`errors` names its path). Codes: `bad_request`, `malformed_json`, `json_too_deep`, `duplicate_key`. */
+            400: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the object's current state, or its Idempotency-Key is in use. Codes: `invalid_state`, `email_taken`, `idempotency_key_in_use`. */
+            409: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large. Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2700,6 +2973,20 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentOut"];
                 };
             };
+            /** @description The processor's answer is unknown; the payment stays processing */
+            202: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentOut"];
+                };
+            };
             /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
@@ -2755,7 +3042,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2895,7 +3182,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3066,7 +3353,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3191,7 +3478,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3317,7 +3604,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3442,7 +3729,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3578,7 +3865,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3714,7 +4001,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3835,7 +4122,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3973,7 +4260,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4109,7 +4396,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4243,7 +4530,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4382,7 +4669,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4507,7 +4794,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];

@@ -33,9 +33,9 @@ from sqlalchemy import (
 
 from kassa.db import Runner, table_of
 from kassa.ledger.models import LedgerEntry
-from kassa.ledger.service import CLEARING
+from kassa.ledger.service import CLEARING, HOLDS
 from kassa.payments.models import Payment
-from kassa.payments.states import CHARGED, PaymentStatus
+from kassa.payments.states import CHARGED, PaymentStatus, ProcessorStep
 from kassa.processors.base import Outcome
 from kassa.processors.simulator_store import SimulatorCharge, SimulatorRefund
 from kassa.refunds.models import Refund
@@ -48,10 +48,14 @@ _SIM_REFUND = table_of(SimulatorRefund)
 _CHARGED = [status.value for status in CHARGED]
 # A charge the processor made for a payment in one of these states took money kassa does
 # not hold: `processing` is left out, its outcome is being recorded right now.
+# `requires_action` is left out too: the customer may have just authenticated at the
+# processor, and the payment is resumed from that right after. An authorization
+# (`requires_capture`) is not a charge: its capture starts by moving it to `processing`.
 _NOT_CHARGED = [
     PaymentStatus.PENDING.value,
     PaymentStatus.FAILED.value,
     PaymentStatus.CANCELED.value,
+    PaymentStatus.REQUIRES_CAPTURE.value,
 ]
 _SUCCEEDED = Outcome.SUCCEEDED.value
 
@@ -117,17 +121,19 @@ async def payment_totals_that_disagree(db: Runner, batch: Batch, limit: int) -> 
     """Payments whose ledger totals, succeeded refunds and amounts disagree: the ledger's
     clearing account holds +amount for a charged payment (0 otherwise) and −amount_refunded
     in refunds, and the succeeded refunds add up to amount_refunded."""
+    on_clearing = _LEDGER.c.account == CLEARING
     clearing = (
         select(
             _LEDGER.c.payment_id,
-            func.sum(case((_LEDGER.c.kind == "charge", _LEDGER.c.amount), else_=0)).label(
-                "charged"
-            ),
-            func.sum(case((_LEDGER.c.kind == "refund", -_LEDGER.c.amount), else_=0)).label(
-                "refunded"
-            ),
+            func.sum(
+                case((on_clearing & (_LEDGER.c.kind == "charge"), _LEDGER.c.amount), else_=0)
+            ).label("charged"),
+            func.sum(
+                case((on_clearing & (_LEDGER.c.kind == "refund"), -_LEDGER.c.amount), else_=0)
+            ).label("refunded"),
+            func.sum(case((_LEDGER.c.account == HOLDS, _LEDGER.c.amount), else_=0)).label("held"),
         )
-        .where(_LEDGER.c.account == CLEARING, batch.of(_LEDGER.c.payment_id))
+        .where(_LEDGER.c.account.in_([CLEARING, HOLDS]), batch.of(_LEDGER.c.payment_id))
         .group_by(_LEDGER.c.payment_id)
         .subquery()
     )
@@ -140,17 +146,24 @@ async def payment_totals_that_disagree(db: Runner, batch: Batch, limit: int) -> 
     p = _PAYMENT.c
     charged = func.coalesce(clearing.c.charged, 0)
     refunded = func.coalesce(clearing.c.refunded, 0)
+    held = func.coalesce(clearing.c.held, 0)
     succeeded = func.coalesce(refunds.c.succeeded, 0)
-    expected_charge = case((p.status.in_(_CHARGED), p.amount), else_=0)
+    captured = func.coalesce(p.amount_captured, p.amount)
+    expected_charge = case((p.status.in_(_CHARGED), captured), else_=0)
+    expected_hold = case((holding(), p.amount), else_=0)
     query = (
         select(
             p.id,
+            p.status,
             p.amount,
             p.amount_refunded,
+            captured.label("captured"),
             expected_charge.label("expected_charge"),
             charged.label("charged"),
             refunded.label("refunded"),
             succeeded.label("succeeded"),
+            expected_hold.label("expected_hold"),
+            held.label("held"),
         )
         .select_from(
             _PAYMENT.outerjoin(clearing, clearing.c.payment_id == p.id).outerjoin(
@@ -163,13 +176,31 @@ async def payment_totals_that_disagree(db: Runner, batch: Batch, limit: int) -> 
                 charged != expected_charge,
                 refunded != p.amount_refunded,
                 succeeded != p.amount_refunded,
-                p.amount_refunded > p.amount,
+                p.amount_refunded > captured,
+                captured > p.amount,
+                held != expected_hold,
             ),
         )
         .order_by(p.id)
         .limit(limit)
     )
     return await db.tuples(query)
+
+
+def holding() -> ColumnElement[bool]:
+    """Payments whose authorization is held right now: authorized and not yet captured or
+    released — waiting in `requires_capture`, or `processing` its capture or void."""
+    p = _PAYMENT.c
+    return and_(
+        p.authorized_at.is_not(None),
+        or_(
+            p.status == PaymentStatus.REQUIRES_CAPTURE.value,
+            and_(
+                p.status == PaymentStatus.PROCESSING.value,
+                p.processor_step.in_([ProcessorStep.CAPTURE.value, ProcessorStep.VOID.value]),
+            ),
+        ),
+    )
 
 
 async def refunds_without_their_posting(db: Runner, batch: Batch, limit: int) -> Sequence[Any]:
@@ -229,7 +260,8 @@ async def charges_that_disagree(db: Runner, charge_prefix: str, limit: int) -> S
             p.processor_reference,
             s.reference.label("charge"),
             s.outcome,
-            s.amount.label("charged"),
+            func.coalesce(s.amount_captured, s.amount).label("charged"),
+            func.coalesce(p.amount_captured, p.amount).label("captured"),
             s.processor_reference.label("charge_reference"),
         )
         .select_from(
@@ -242,7 +274,8 @@ async def charges_that_disagree(db: Runner, charge_prefix: str, limit: int) -> S
                     or_(
                         s.reference.is_(None),
                         s.outcome != _SUCCEEDED,
-                        s.amount != p.amount,
+                        func.coalesce(s.amount_captured, s.amount)
+                        != func.coalesce(p.amount_captured, p.amount),
                         func.coalesce(p.processor_reference, "") != s.processor_reference,
                     ),
                 ),

@@ -3,16 +3,20 @@
 What is checked, for every payment and refund:
 - every posting sums to zero per currency, and no ledger line names an unknown payment or
   refund;
-- the ledger's clearing account holds the payment's amount when it is charged (completed,
-  partially refunded, refunded) and nothing otherwise, less exactly `amount_refunded` in
-  refunds; succeeded refunds add up to `amount_refunded`, which never exceeds the amount;
+- the ledger's clearing account holds what the payment captured (its amount, or less after a
+  partial capture) when it is charged (completed, partially refunded, refunded) and nothing
+  otherwise, less exactly `amount_refunded` in refunds; succeeded refunds add up to
+  `amount_refunded`, which never exceeds what was captured, which never exceeds the amount;
+- the authorization holds account holds the payment's amount exactly while its authorization
+  stands (`requires_capture`, or `processing` its capture or void) and nothing otherwise: an
+  authorization is never revenue, and every hold is released once;
 - every refund is posted once if it succeeded and never otherwise, for its amount;
-- with the simulator, against the processor's own records: every charged payment has
-  exactly one successful processor charge of its amount under its reference, no payment
-  kassa did not charge was charged, every posted refund matches exactly one processor refund
-  of its amount against its payment's charge, and the processor made no refund kassa does
-  not know (a refund made twice shows here). With Stripe those records are Stripe's: this
-  part is skipped (compare with Stripe's balance report).
+- with the simulator, against the processor's own records: every charged payment has exactly
+  one successful processor charge of what it captured under its reference, no payment kassa
+  did not charge was charged (an authorization not captured included), every posted refund
+  matches exactly one processor refund of its amount against its payment's charge, and the
+  processor made no refund kassa does not know (a refund made twice shows here). With Stripe
+  those records are Stripe's: this part is skipped (compare with Stripe's balance report).
 
 Everything is read in one snapshot — on PostgreSQL a REPEATABLE READ, READ ONLY transaction;
 on SQLite one deferred read transaction, which in WAL mode neither blocks writers nor sees
@@ -140,8 +144,15 @@ class BooksAuditor:
                     f"payment {row.id}: succeeded refunds add up to {row.succeeded}, "
                     f"not amount_refunded {row.amount_refunded}"
                 )
-            if row.amount_refunded > row.amount:
-                note(f"payment {row.id}: refunded more than the amount")
+            if row.amount_refunded > row.captured:
+                note(f"payment {row.id}: refunded more than was captured")
+            if row.captured > row.amount:
+                note(f"payment {row.id}: captured {row.captured}, more than the amount")
+            if row.held != row.expected_hold:
+                note(
+                    f"payment {row.id} ({row.status}): authorization holds in ledger "
+                    f"{row.held} != {row.expected_hold}"
+                )
         for row in await repository.refunds_without_their_posting(db, batch, limit):
             if row.posted is None:
                 note(f"refund {row.id} of payment {row.payment_id}: succeeded but not posted")
@@ -188,8 +199,8 @@ def _charge_mismatch(row: Any) -> str:
         return f"payment {row.id} is {row.status} but the processor charged it"
     if row.charge is None or row.outcome != "succeeded":
         return f"payment {row.id} is {row.status} with no successful processor charge"
-    if row.charged != row.amount:
-        return f"payment {row.id}: the processor charged {row.charged}, not {row.amount}"
+    if row.charged != row.captured:
+        return f"payment {row.id}: the processor charged {row.charged}, not {row.captured}"
     return (
         f"payment {row.id}: its processor reference {row.processor_reference} is not the "
         f"charge {row.charge_reference}"

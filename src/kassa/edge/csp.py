@@ -29,3 +29,20 @@ def html_page_policy(html: str) -> str:
         "connect-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     )
+
+
+def form_page_policy(styles: list[str], form_targets: list[str]) -> str:
+    """The policy for a server-rendered page with no script at all: its inline styles by
+    their SHA-256, nothing loaded from anywhere, and forms that post only to kassa — and
+    redirect (browsers check a form's redirects too) only to `form_targets` (origins)."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() + "'"
+        for style in styles
+    )
+    targets = " ".join(["'self'", *form_targets])
+    return (
+        "default-src 'none'; "
+        f"style-src {hashes}; "
+        "frame-ancestors 'none'; base-uri 'none'; "
+        f"form-action {targets}"
+    )

@@ -14,6 +14,9 @@ EventType = Literal[
     "payment.canceled",
     "payment.partially_refunded",
     "payment.refunded",
+    "payment.requires_action",
+    "payment.requires_capture",
+    "payment.captured",
     "refund.created",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)

@@ -2,7 +2,16 @@
 
 Accounts:
 - `processor_clearing` — what the processor collected for us and owes us (a debit balance);
-- `merchant_payable:<user id>` — what kassa owes the merchant (a credit balance).
+- `merchant_payable:<user id>` — what kassa owes the merchant (a credit balance);
+- `authorization_holds` — authorizations the processor granted and kassa has not captured or
+  released (a debit balance: money promised, not collected);
+- `merchant_held:<user id>` — the merchant's side of those holds (a credit balance): not
+  revenue and not payable until captured.
+
+An authorization (manual capture) of A posts holds +A / held −A ("hold"); its capture or
+void releases it whole (the reverse, "release") — a capture of C ≤ A then posts the charge of
+C like any other. So the holds accounts are zero for every payment that is not authorized
+right now, and revenue (clearing and payable) only ever sees what was captured.
 
 A completed charge of X posts clearing +X / payable −X; a succeeded refund of R posts
 payable +R / clearing −R. So for every payment, the payable balance is −(amount −
@@ -20,12 +29,17 @@ from kassa.db import Runner, bound_row, gated_insert, new_id, table_of
 from kassa.ledger.models import LedgerEntry
 
 CLEARING = "processor_clearing"
+HOLDS = "authorization_holds"
 _ENTRY = table_of(LedgerEntry)
 _INSERT_ENTRY = _ENTRY.insert()
 
 
 def payable_account(user_id: uuid.UUID) -> str:
     return f"merchant_payable:{user_id}"
+
+
+def held_account(user_id: uuid.UUID) -> str:
+    return f"merchant_held:{user_id}"
 
 
 def _lines(
@@ -129,6 +143,48 @@ class LedgerService:
             db,
             "charge",
             [(CLEARING, amount), (payable_account(user_id), -amount)],
+            currency=currency,
+            payment_id=payment_id,
+            refund_id=None,
+            now=now,
+        )
+
+    @staticmethod
+    async def post_hold(
+        db: Runner,
+        *,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        now: datetime,
+    ) -> None:
+        """An authorization of `amount` granted: held, not revenue."""
+        await _post(
+            db,
+            "hold",
+            [(HOLDS, amount), (held_account(user_id), -amount)],
+            currency=currency,
+            payment_id=payment_id,
+            refund_id=None,
+            now=now,
+        )
+
+    @staticmethod
+    async def release_hold(
+        db: Runner,
+        *,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        amount: int,
+        currency: str,
+        now: datetime,
+    ) -> None:
+        """The authorization of `amount` captured or voided: the hold goes, whole."""
+        await _post(
+            db,
+            "release",
+            [(held_account(user_id), amount), (HOLDS, -amount)],
             currency=currency,
             payment_id=payment_id,
             refund_id=None,

@@ -29,8 +29,12 @@ _STATUSES = ", ".join(f"'{s.value}'" for s in PaymentStatus)
 
 
 class Payment(Base):
-    """A payment. `amount`, `amount_refunded` and `amount_refund_pending` are minor units of
-    `currency`; the database enforces 0 <= refunded + pending <= amount."""
+    """A payment. `amount`, `amount_captured`, `amount_refunded` and `amount_refund_pending`
+    are minor units of `currency`; the database enforces 0 <= refunded + pending <= amount.
+
+    `amount` is what was asked for (and, with manual capture, authorized); `amount_captured`
+    what moved: NULL means the whole amount (every automatic charge, and rows older than
+    manual capture), so `captured_amount()` is the one way to read it."""
 
     __tablename__ = "payment"
     __table_args__ = (
@@ -43,6 +47,8 @@ class Payment(Base):
         ),
         Index("ix_payment_user_id_created_at", "user_id", "created_at"),
         Index("ix_payment_status_updated_at", "status", "updated_at"),
+        # The worker's expiry sweep: authorizations by age.
+        Index("ix_payment_status_authorized_at", "status", "authorized_at"),
         # The lists (newest first, keyset cursor) and their status filter; on PostgreSQL also
         # a GIN index on CAST(metadata AS JSONB) for metadata lookups (migration list_indexes).
         Index("ix_payment_list", "user_id", "livemode", text("created_at DESC"), text("id DESC")),
@@ -80,6 +86,25 @@ class Payment(Base):
     card_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # Test or live: an object of one mode is invisible to a caller acting in the other.
     livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # automatic | manual (authorize at `process`, `capture` later).
+    capture_method: Mapped[str] = mapped_column(
+        String(16), default="automatic", server_default="automatic"
+    )
+    amount_captured: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
+    # When the authorization of a manual-capture payment was granted (its expiry runs from it).
+    authorized_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=None)
+    # While `processing`: what the processor is being asked (charge, capture, void), so
+    # reconciliation repeats that step; with `capture`, the amount asked for.
+    processor_step: Mapped[str | None] = mapped_column(String(16), nullable=True, default=None)
+    capture_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
+    # With `requires_action`: where the customer authenticates; `return_url` comes back after.
+    next_action_url: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    return_url: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+
+    def captured_amount(self) -> int:
+        """What the charge took: `amount` unless a manual capture took less."""
+        return self.amount if self.amount_captured is None else self.amount_captured
+
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

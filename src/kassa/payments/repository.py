@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from kassa.db import Runner, bound_row, gated_insert, happened, record_of, table_of
 from kassa.pagination import Cursor, before_cursor
 from kassa.payments.models import Payment, PaymentSecret
-from kassa.payments.states import PaymentStatus, sources_of
+from kassa.payments.states import PaymentStatus, ProcessorStep, sources_of
 
 # The hot path's statements, built once: Core on the caller's connection, no unit of work.
 _PAYMENT = table_of(Payment)
@@ -116,12 +116,25 @@ async def save_refund_amounts(db: Runner, payment: Payment) -> None:
 
 
 @functools.cache
-def _transition_statement(target: PaymentStatus, count_attempt: bool) -> Update:
-    """The caller's payment → `target`, only from a status `sources_of` allows; the other
-    columns to set come with the execution."""
+def _transition_statement(
+    target: PaymentStatus,
+    count_attempt: bool,
+    sources: frozenset[PaymentStatus] | None = None,
+    at_step: bool = False,
+) -> Update:
+    """The caller's payment → `target`, only from a status `sources_of` allows (or the
+    subset `sources` of it) — and, `at_step`, only while it is at the processor step given
+    as `step_was`; the other columns to set come with the execution."""
+    allowed = sources_of(target) if sources is None else sources & sources_of(target)
+    if sources is not None and allowed != sources:
+        raise ValueError(f"not every one of {sorted(sources)} may reach {target}")
     statement = update(_PAYMENT).where(
-        _OWN_PAYMENT, _PAYMENT.c.status.in_(sorted(s.value for s in sources_of(target)))
+        _OWN_PAYMENT, _PAYMENT.c.status.in_(sorted(s.value for s in allowed))
     )
+    if at_step:
+        # A payment processing from before steps were recorded is charging.
+        step = func.coalesce(_PAYMENT.c.processor_step, ProcessorStep.CHARGE.value)
+        statement = statement.where(step == bindparam("step_was"))
     if count_attempt:
         statement = statement.values(charge_attempts=_PAYMENT.c.charge_attempts + 1)
     return statement.returning(*_PAYMENT.c)
@@ -134,6 +147,8 @@ async def transition(
     target: PaymentStatus,
     *,
     count_attempt: bool = False,
+    sources: frozenset[PaymentStatus] | None = None,
+    step: ProcessorStep | None = None,
     **values: Any,
 ) -> Payment | None:
     """Move the payment to `target` only from a status that may reach it (`sources_of`),
@@ -141,8 +156,14 @@ async def transition(
     `count_attempt` — one statement, so of two racing requests exactly one wins. None when
     the payment was in no such status."""
     row = await db.first(
-        _transition_statement(target, count_attempt),
-        {"payment": payment_id, "owner": user_id, "status": target.value, **values},
+        _transition_statement(target, count_attempt, sources, step is not None),
+        {
+            "payment": payment_id,
+            "owner": user_id,
+            "status": target.value,
+            **({"step_was": step.value} if step is not None else {}),
+            **values,
+        },
     )
     return None if row is None else record_of(Payment, row)
 
@@ -467,3 +488,42 @@ async def is_owned(db: Runner, user_id: uuid.UUID, livemode: bool, payment_id: u
         _IS_OWNED, {"owner": user_id, "livemode": livemode, "payment": payment_id}
     )
     return found is not None
+
+
+# Capture, void and 3-D Secure: the sweeps of reconciliation and the worker, on the one
+# database handle.
+
+_GET_ANY_PAYMENT = select(_PAYMENT).where(_PAYMENT.c.id == bindparam("payment"))
+_WAITING_OR_AUTHORIZED = (
+    select(_PAYMENT)
+    .where(
+        _PAYMENT.c.status == bindparam("status"),
+        func.coalesce(_PAYMENT.c.authorized_at, _PAYMENT.c.updated_at) < bindparam("before"),
+        _PAYMENT.c.id > bindparam("after"),
+    )
+    .order_by(_PAYMENT.c.id)
+    .limit(bindparam("limit"))
+)
+_NO_ID = uuid.UUID(int=0)
+
+
+async def find_payment_by_id(db: Runner, payment_id: uuid.UUID) -> Payment | None:
+    """Any user's payment (for the customer's side: a challenge page has no login)."""
+    row = await db.first(_GET_ANY_PAYMENT, {"payment": payment_id})
+    return None if row is None else record_of(Payment, row)
+
+
+async def list_in_status_since(
+    db: Runner,
+    status: PaymentStatus,
+    before: datetime,
+    after_id: uuid.UUID | None,
+    limit: int,
+) -> list[Payment]:
+    """Payments in `status` since before `before` — authorized since (`requires_capture`),
+    or unchanged since (`requires_action`) — in id order after `after_id`."""
+    rows = await db.rows(
+        _WAITING_OR_AUTHORIZED,
+        {"status": status.value, "before": before, "after": after_id or _NO_ID, "limit": limit},
+    )
+    return [record_of(Payment, row) for row in rows]

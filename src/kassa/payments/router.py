@@ -13,6 +13,7 @@ from kassa.payments.errors import PaymentNotFound
 from kassa.payments.lists import PaymentFilters, PaymentLists
 from kassa.payments.schemas import (
     AmountFilter,
+    CapturePaymentRequest,
     CreatePaymentRequest,
     CurrencyFilter,
     InstantFilter,
@@ -24,6 +25,7 @@ from kassa.payments.schemas import (
     ProcessPaymentRequest,
     metadata_filter,
     payment_out,
+    payment_status_out,
 )
 from kassa.payments.service import PaymentService
 from kassa.payments.states import PaymentStatus
@@ -141,10 +143,13 @@ async def process_payment(
     response: Response,
     held: HeldKeyDep,
 ) -> Any:
-    """Ask the processor to charge a pending payment: 200 with `completed` or `failed`, or 202
-    with `processing` when the outcome is not known yet (reconciliation settles it)."""
+    """Ask the processor to charge a pending payment: 200 with `completed` or `failed` — or,
+    with manual capture, `requires_capture` (authorized); `requires_action` with
+    `next_action` when the card asks for 3-D Secure (send the customer to its `url`; they come
+    back to `return_url`) — or 202 with `processing` when the outcome is not known yet
+    (reconciliation settles it)."""
     payment_id = id_or_not_found(body.target, PaymentNotFound)
-    outcome = await payments.process(principal.user_id, payment_id, held)
+    outcome = await payments.process(principal.user_id, payment_id, held, body.return_url)
     if not outcome.settled:
         response.status_code = status.HTTP_202_ACCEPTED
     return payment_out(outcome.payment)
@@ -174,23 +179,60 @@ async def get_payment_status(
 ) -> Any:
     """The status and amounts of one of the caller's payments."""
     payment = await payments.get(principal.user_id, payment_id)
-    return PaymentStatusOut.model_validate(payment, from_attributes=True)
+    return payment_status_out(payment)
+
+
+_UNKNOWN: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": PaymentOut,
+        "description": "The processor's answer is unknown; the payment stays processing",
+    }
+}
+
+
+@router.post(
+    "/{payment_id}/capture",
+    operation_id="payments_capture",
+    response_model=PaymentOut,
+    responses={**_UNKNOWN, **problem_responses(400, 401, 404, 409, 422)},
+)
+async def capture_payment(
+    payment_id: PaymentId,
+    principal: CurrentPrincipal,
+    payments: PaymentServiceDep,
+    response: Response,
+    held: HeldKeyDep,
+    body: Annotated[CapturePaymentRequest | None, Body()] = None,
+) -> Any:
+    """Capture an authorized (`requires_capture`) payment, all of it or `amount` of it: 200
+    `completed` with `amount_captured`, which refunds then apply to; the rest of the
+    authorization is released. One capture per payment."""
+    amount = body.amount if body is not None else None
+    outcome = await payments.capture(principal.user_id, payment_id, amount, held)
+    if not outcome.settled:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return payment_out(outcome.payment)
 
 
 @router.post(
     "/{payment_id}/cancel",
     operation_id="payments_cancel",
     response_model=PaymentOut,
-    responses=problem_responses(401, 404, 409, 422),
+    responses={**_UNKNOWN, **problem_responses(401, 404, 409, 422)},
 )
 async def cancel_payment(
     payment_id: PaymentId,
     principal: CurrentPrincipal,
     payments: PaymentServiceDep,
+    response: Response,
     held: HeldKeyDep,
 ) -> Any:
-    """Cancel a pending payment; its vaulted card data is destroyed."""
-    return payment_out(await payments.cancel(principal.user_id, payment_id, held))
+    """Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
+    (an authorization is voided at the processor); its vaulted card data is destroyed."""
+    outcome = await payments.cancel(principal.user_id, payment_id, held)
+    if not outcome.settled:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return payment_out(outcome.payment)
 
 
 def committed_answers(payments: PaymentService) -> dict[str, AnswerFor]:
@@ -216,4 +258,4 @@ def committed_answers(payments: PaymentService) -> dict[str, AnswerFor]:
     async def processed(user_id: uuid.UUID, payment_id: uuid.UUID) -> CommittedAnswer | None:
         return await answer(user_id, payment_id, status.HTTP_200_OK)
 
-    return {"create": created, "process": processed, "cancel": processed}
+    return {"create": created, "process": processed, "cancel": processed, "capture": processed}

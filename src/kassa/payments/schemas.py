@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -25,7 +26,7 @@ from pydantic import (
 
 from kassa.errors import FieldError, ValidationFailed
 from kassa.money import normalize_currency
-from kassa.payments.states import PaymentStatus
+from kassa.payments.states import CHARGED, PaymentStatus
 from kassa.text import NoControl, NoControlNoCardNumber, ProseNoCardNumber
 from kassa.vault.cards import card_expired, detect_brand, normalize_card_number, validate_cvc
 
@@ -33,12 +34,14 @@ if TYPE_CHECKING:
     from kassa.payments.models import Payment
 
 PaymentMethod = Literal["credit_card", "debit_card", "digital_wallet"]
+CaptureMode = Literal["automatic", "manual"]
 WalletName = Literal["apple_pay", "google_pay", "paypal"]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40), NoControlNoCardNumber]
 MetadataValue = Annotated[str, StringConstraints(max_length=500), ProseNoCardNumber]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)]
 Description = Annotated[str, StringConstraints(max_length=500), ProseNoCardNumber]
 Amount = Annotated[int, Field(gt=0, description="Minor units of the currency (1050 = 10.50 USD)")]
+ReturnUrl = Annotated[str, StringConstraints(max_length=2048), NoControlNoCardNumber]
 
 
 # Examples /docs sends as they stand ("Try it out"): the simulator's test card that succeeds,
@@ -110,6 +113,12 @@ class _PaymentFields(StrictBody):
     currency: Annotated[str, Field(min_length=3, max_length=3, examples=["USD"]), NoControl]
     description: Description | None = None
     metadata: Metadata | None = None
+    # No default in the schema (so generated clients keep it optional): absent is automatic.
+    capture: CaptureMode | None = Field(
+        default=None,
+        description="automatic (the default): process charges; manual: process authorizes, "
+        "and capture charges later",
+    )
 
     @field_validator("currency")
     @classmethod
@@ -166,6 +175,11 @@ class ProcessPaymentRequest(StrictBody):
         default=None, description="The id of a pending payment (from create's answer)"
     )
     paymentId: Annotated[str, NoControl] | None = None  # noqa: N815  (the seed's clients send camelCase)
+    return_url: ReturnUrl | None = Field(
+        default=None,
+        description="Where the customer returns after authenticating (3-D Secure); https "
+        "outside development",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ProcessPaymentRequest:
@@ -173,11 +187,35 @@ class ProcessPaymentRequest(StrictBody):
             raise ValueError("give exactly one of payment_id and paymentId")
         return self
 
+    @field_validator("return_url")
+    @classmethod
+    def _return_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
     @property
     def target(self) -> str:
         value = self.payment_id if self.payment_id is not None else self.paymentId
         assert value is not None
         return value
+
+
+class CapturePaymentRequest(StrictBody):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"amount": 800}, {}]})
+
+    amount: Amount | None = Field(
+        default=None, description="At most the authorized amount; none captures all of it"
+    )
+
+
+class NextActionOut(BaseModel):
+    type: Literal["redirect_to_url"]
+    url: str = Field(description="Send the customer here to authenticate (3-D Secure)")
+    return_url: str | None = Field(description="Where the customer comes back afterwards")
 
 
 # The schema's enum of statuses; the field stays `str` (describing only).
@@ -189,8 +227,11 @@ class PaymentOut(BaseModel):
     user_id: uuid.UUID
     status: Annotated[str, _STATUS]
     amount: int
+    amount_captured: int = Field(description="What the charge took (0 until it is captured)")
     amount_refunded: int
     currency: str
+    capture: CaptureMode
+    next_action: NextActionOut | None = Field(description="With requires_action")
     payment_method: PaymentMethod
     details: dict[str, Any] = Field(
         description="Cards: {brand, last4, exp_month, exp_year, holder_name}; wallets: {wallet}"
@@ -207,9 +248,35 @@ class PaymentStatusOut(BaseModel):
     id: uuid.UUID
     status: Annotated[str, _STATUS]
     amount: int
+    amount_captured: int
     amount_refunded: int
     currency: str
     updated_at: datetime
+
+
+def amount_captured(payment: Payment) -> int:
+    """What the payment's charge took: nothing until it is charged."""
+    return payment.captured_amount() if PaymentStatus(payment.status) in CHARGED else 0
+
+
+def next_action_out(payment: Payment) -> NextActionOut | None:
+    if payment.status != PaymentStatus.REQUIRES_ACTION.value or not payment.next_action_url:
+        return None
+    return NextActionOut(
+        type="redirect_to_url", url=payment.next_action_url, return_url=payment.return_url
+    )
+
+
+def payment_status_out(payment: Payment) -> PaymentStatusOut:
+    return PaymentStatusOut(
+        id=payment.id,
+        status=payment.status,
+        amount=payment.amount,
+        amount_captured=amount_captured(payment),
+        amount_refunded=payment.amount_refunded,
+        currency=payment.currency,
+        updated_at=payment.updated_at,
+    )
 
 
 def payment_out(payment: Payment) -> PaymentOut:
@@ -219,8 +286,11 @@ def payment_out(payment: Payment) -> PaymentOut:
         user_id=payment.user_id,
         status=payment.status,
         amount=payment.amount,
+        amount_captured=amount_captured(payment),
         amount_refunded=payment.amount_refunded,
         currency=payment.currency,
+        capture="manual" if payment.capture_method == "manual" else "automatic",
+        next_action=next_action_out(payment),
         payment_method=payment.payment_method,
         details=payment.details,
         description=payment.description,
@@ -242,6 +312,8 @@ def payment_object(payment: Payment) -> dict[str, Any]:
 PaymentStatusName = Literal[
     "pending",
     "processing",
+    "requires_action",
+    "requires_capture",
     "completed",
     "failed",
     "canceled",

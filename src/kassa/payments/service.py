@@ -34,8 +34,17 @@ from kassa.idempotency.service import (
 from kassa.ledger.service import LedgerService
 from kassa.observability.metrics import PAYMENT_AMOUNT, PAYMENTS
 from kassa.payments import repository
-from kassa.payments.errors import AmountTooLarge, PaymentNotFound, PaymentNotPending
+from kassa.payments.errors import (
+    AmountTooLarge,
+    CaptureExceedsAuthorized,
+    PaymentNotCancelable,
+    PaymentNotCapturable,
+    PaymentNotFound,
+    PaymentNotPending,
+    ReturnUrlNotAllowed,
+)
 from kassa.payments.models import Payment, PaymentSecret
+from kassa.payments.returns import ReturnPages
 from kassa.payments.schemas import (
     CardPaymentRequest,
     WalletPaymentRequest,
@@ -44,12 +53,17 @@ from kassa.payments.schemas import (
 )
 from kassa.payments.states import (
     REFUNDABLE,
+    RESUMABLE,
+    STEP_SOURCES,
+    CaptureMethod,
     PaymentStatus,
+    ProcessorStep,
     can_transition,
-    sources_of,
     status_after_refund,
 )
 from kassa.processors.base import (
+    FAILURE_MESSAGES,
+    CaptureRequest,
     CardData,
     ChargeDeclined,
     ChargeRequest,
@@ -68,11 +82,26 @@ from kassa.vault.rotation import ResealBatch
 
 log = structlog.get_logger("kassa.payments")
 PROCESSOR_TIMEOUT_SECONDS = 15.0
+AUTHORIZATION_EXPIRY = timedelta(days=7)
+# Answers the one-statement settle records (a charge's final outcome); the others go through
+# `PaymentService.record`.
+SETTLING = frozenset({Outcome.SUCCEEDED, Outcome.FAILED})
+_CHARGE_PREFIX = "kassa_charge_"
 
 
 def charge_reference(payment_id: uuid.UUID) -> str:
     """The processor idempotency key of a payment's charge: the same on every attempt."""
-    return f"kassa_charge_{payment_id.hex}"
+    return f"{_CHARGE_PREFIX}{payment_id.hex}"
+
+
+def payment_of_reference(reference: str) -> uuid.UUID | None:
+    """The payment whose charge `charge_reference` named `reference`."""
+    if not reference.startswith(_CHARGE_PREFIX):
+        return None
+    try:
+        return uuid.UUID(hex=reference.removeprefix(_CHARGE_PREFIX))
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -80,6 +109,7 @@ class ReconcileReport:
     examined: int = 0
     settled: int = 0
     unresolved: int = 0
+    resumed: int = 0  # payments that waited for their customer and went on
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -148,8 +178,14 @@ class PaymentService:
         max_amount: int,
         processor_timeout: float = PROCESSOR_TIMEOUT_SECONDS,
         fingerprints: CardFingerprinter | None = None,
+        authorization_expiry: timedelta = AUTHORIZATION_EXPIRY,
+        require_https_return: bool = False,
+        return_pages: ReturnPages | None = None,
     ) -> None:
         self._db = db
+        self._authorization_expiry = authorization_expiry
+        self._require_https_return = require_https_return
+        self._return_pages = return_pages
         self._vault = vault
         self._processor = processor
         self._clock = clock
@@ -217,6 +253,7 @@ class PaymentService:
             "processor_reference": None,
             "charge_attempts": 0,
             "card_fingerprint": fingerprint,
+            "capture_method": request.capture or CaptureMethod.AUTOMATIC.value,
             "created_at": now,
             "updated_at": now,
         }
@@ -280,31 +317,74 @@ class PaymentService:
 
     async def cancel(
         self, user_id: uuid.UUID, payment_id: uuid.UUID, held: HeldKey | None = None
-    ) -> Payment:
-        """pending → canceled; the vaulted card data is destroyed in the same transaction."""
+    ) -> ProcessOutcome:
+        """pending → canceled, the vaulted card data destroyed in the same transaction; or
+        requires_action / requires_capture → processing (void) → canceled once the processor
+        has released the authorization (or the charge waiting for its customer)."""
+        now = self._clock()
         async with self._db.transaction() as db:
             await commit_effect(db, held, "cancel", payment_id)
-            payment = await repository.transition(
-                db, user_id, payment_id, PaymentStatus.CANCELED, updated_at=self._clock()
-            )
-            if payment is None:
-                raise await self._explain_refusal(db, user_id, payment_id, "canceled")
-            await self.record_event(db, payment, payment.updated_at)
-            await repository.delete_secret(db, payment_id)
+            current = await repository.find_payment(db, user_id, payment_id)
+            if current is None:
+                raise PaymentNotFound
+            if current.status == PaymentStatus.PENDING.value:
+                payment = await repository.transition(
+                    db,
+                    user_id,
+                    payment_id,
+                    PaymentStatus.CANCELED,
+                    sources=frozenset({PaymentStatus.PENDING}),
+                    updated_at=now,
+                )
+                if payment is None:
+                    raise await self._explain_cancel(db, user_id, payment_id)
+                await self.record_event(db, payment, now)
+                await repository.delete_secret(db, payment_id)
+            else:
+                payment = await self._start_step(db, current, ProcessorStep.VOID, now)
+                if payment is None:
+                    raise await self._explain_cancel(db, user_id, payment_id)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
-        log.info("payment_canceled", payment_id=str(payment_id))
-        return payment
+        if payment.status == PaymentStatus.CANCELED.value:
+            log.info("payment_canceled", payment_id=str(payment_id))
+            return ProcessOutcome(payment=payment, settled=True)
+        outcome = await self._void(payment)
+        if outcome.settled and outcome.payment.status != PaymentStatus.CANCELED.value:
+            # Too late: the charge went through (the customer authenticated meanwhile).
+            raise PaymentNotCancelable(outcome.payment.status)
+        return outcome
+
+    async def _explain_cancel(
+        self, db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID
+    ) -> Exception:
+        current = await repository.find_payment(db, user_id, payment_id)
+        if current is None:
+            return PaymentNotFound()
+        return PaymentNotCancelable(current.status)
 
     async def process(
-        self, user_id: uuid.UUID, payment_id: uuid.UUID, held: HeldKey | None = None
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        held: HeldKey | None = None,
+        return_url: str | None = None,
     ) -> ProcessOutcome:
         """pending → processing (committed, with the Idempotency-Key's record of it, before
-        the processor is asked) → completed or failed."""
+        the processor is asked) → completed or failed; with manual capture requires_capture;
+        requires_action when the card asks for 3-D Secure (the customer comes back to
+        `return_url`)."""
+        https = return_url is None or return_url.startswith("https://")
+        if self._require_https_return and not https:
+            raise ReturnUrlNotAllowed
         now = self._clock()
-        if self._db.writes_at_once and (held is None or held.unclaimed):
+        # The one-statement start has no place for a return_url: a payment given one starts
+        # in a transaction.
+        if self._db.writes_at_once and (held is None or held.unclaimed) and return_url is None:
             payment, source = await self._start(user_id, payment_id, held, now)
         else:
-            payment, source = await self._start_in_transaction(user_id, payment_id, held, now)
+            payment, source = await self._start_in_transaction(
+                user_id, payment_id, held, now, return_url
+            )
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         request = ChargeRequest(
             reference=charge_reference(payment_id),
@@ -314,11 +394,16 @@ class PaymentService:
             card=source if isinstance(source, CardData) else None,
             wallet=source if isinstance(source, WalletData) else None,
             attempt=payment.charge_attempts,
+            capture=payment.capture_method != CaptureMethod.MANUAL.value,
+            return_url=self._processor_return_url(payment_id, return_url),
         )
         result = await self._prepare_and_charge(payment_id, request)
         if result is None:
             log.warning("payment_outcome_unknown", payment_id=str(payment_id))
             return ProcessOutcome(payment=payment, settled=False)
+        if result.outcome not in SETTLING:
+            # Authorized, or waiting for the customer: recorded with what that takes.
+            return await self._recorded(payment, ProcessorStep.CHARGE, result)
         settled = await self.settle(user_id, payment_id, result, held=held, current=payment)
         if settled is None:
             # Reconciliation recorded this same charge (one reference, one charge) while we
@@ -338,7 +423,7 @@ class PaymentService:
         if found is None:
             raise PaymentNotFound
         current, secret = found
-        if PaymentStatus(current.status) not in sources_of(PaymentStatus.PROCESSING):
+        if PaymentStatus(current.status) not in STEP_SOURCES[ProcessorStep.CHARGE]:
             raise PaymentNotPending("processed", current.status)
         source = self._open_source(current, secret)
         moved = changed(
@@ -375,7 +460,12 @@ class PaymentService:
         return moved, source
 
     async def _start_in_transaction(
-        self, user_id: uuid.UUID, payment_id: uuid.UUID, held: HeldKey | None, now: datetime
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        held: HeldKey | None,
+        now: datetime,
+        return_url: str | None = None,
     ) -> tuple[Payment, CardData | WalletData]:
         async with self._db.transaction() as db:
             await commit_effect(db, held, "process", payment_id)
@@ -385,7 +475,10 @@ class PaymentService:
                 payment_id,
                 PaymentStatus.PROCESSING,
                 count_attempt=True,
+                sources=STEP_SOURCES[ProcessorStep.CHARGE],
                 updated_at=now,
+                processor_step=ProcessorStep.CHARGE.value,
+                return_url=return_url,
             )
             if payment is None:
                 raise await self._explain_refusal(db, user_id, payment_id, "processed")
@@ -456,6 +549,290 @@ class PaymentService:
         if kept is None:
             return None
         return dataclasses.replace(request, processor_reference=kept)
+
+    def _processor_return_url(self, payment_id: uuid.UUID, return_url: str | None) -> str | None:
+        """Where the processor's own authentication page sends the customer: kassa's return
+        page (which resumes the payment, then sends them on to `return_url`). The
+        simulator's page is kassa's and resumes the payment itself."""
+        if return_url is None or self._return_pages is None or self._processor.name == "simulator":
+            return return_url
+        return self._return_pages.url_for(payment_id)
+
+    async def customer_returned(
+        self, payment_id: uuid.UUID, sig: str
+    ) -> tuple[Payment, str] | None:
+        """The customer is back from the processor's page: the payment resumed from what the
+        processor says now, and the merchant's `return_url` to send them on to; None unless
+        `sig` is the one kassa gave for this payment."""
+        if self._return_pages is None or not self._return_pages.valid(payment_id, sig):
+            return None
+        await self.resume(payment_id)
+        payment = await repository.find_payment_by_id(self._db, payment_id)
+        if payment is None or payment.return_url is None:
+            return None
+        return payment, payment.return_url
+
+    async def _recorded(
+        self, payment: Payment, step: ProcessorStep, result: ChargeResult
+    ) -> ProcessOutcome:
+        """Record the answer to `step`, and answer with the payment as it then stands."""
+        settled = await self.record(payment, step, result)
+        if settled is None:
+            # Reconciliation recorded this same answer (one reference, one effect) while we
+            # waited for the processor: answer with what it recorded, not a stale `processing`.
+            settled = await repository.find_payment(self._db, payment.user_id, payment.id)
+            if settled is None or settled.status == PaymentStatus.PROCESSING.value:
+                return ProcessOutcome(payment=settled or payment, settled=False)
+        return ProcessOutcome(payment=settled, settled=True)
+
+    async def record(
+        self, processing: Payment, step: ProcessorStep, result: ChargeResult
+    ) -> Payment | None:
+        """Record the processor's definite answer to `step` on a payment `processing` that
+        step (`processing` as it was when the step began: its amounts and authorization do
+        not change meanwhile) — its status, event, transaction row and ledger lines in one
+        transaction; None if another request (or reconciliation) recorded it first."""
+        now = self._clock()
+        user_id, payment_id = processing.user_id, processing.id
+        plan = plan_outcome(processing, step, result, now)
+        async with self._db.transaction() as db:
+            payment = await repository.transition(
+                db,
+                user_id,
+                payment_id,
+                plan.target,
+                sources=frozenset({PaymentStatus.PROCESSING}),
+                step=step,
+                updated_at=now,
+                **plan.values,
+            )
+            if payment is None:
+                return None
+            if plan.captured is not None and step is not ProcessorStep.CHARGE:
+                await EventService.record(
+                    db, user_id, "payment.captured", payment_object(payment), now
+                )
+            await self.record_event(db, payment, now)
+            if plan.release_hold:
+                await LedgerService.release_hold(
+                    db,
+                    user_id=user_id,
+                    payment_id=payment_id,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    now=now,
+                )
+            if plan.target is PaymentStatus.REQUIRES_CAPTURE and plan.post_hold:
+                await LedgerService.post_hold(
+                    db,
+                    user_id=user_id,
+                    payment_id=payment_id,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    now=now,
+                )
+            if plan.captured is not None:
+                await LedgerService.post_charge(
+                    db,
+                    user_id=user_id,
+                    payment_id=payment_id,
+                    amount=plan.captured,
+                    currency=payment.currency,
+                    now=now,
+                )
+                await TransactionService.settle_charge(
+                    db, payment_id, True, now, amount=plan.captured
+                )
+            elif plan.target in {PaymentStatus.FAILED, PaymentStatus.CANCELED}:
+                await TransactionService.settle_charge(db, payment_id, False, now)
+            if plan.target is not PaymentStatus.REQUIRES_CAPTURE or step is ProcessorStep.CHARGE:
+                await repository.delete_secret(db, payment_id)
+        PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
+        if plan.captured is not None:
+            PAYMENT_AMOUNT.labels(payment.currency).inc(plan.captured)
+        log.info(
+            "payment_processed",
+            payment_id=str(payment_id),
+            step=step.value,
+            status=payment.status,
+            amount=payment.amount,
+            currency=payment.currency,
+            failure_code=payment.failure_code,
+        )
+        return payment
+
+    # Capture, void and 3-D Secure --------------------------------------------------------
+
+    async def _start_step(
+        self, db: Runner, current: Payment, step: ProcessorStep, now: datetime, **values: Any
+    ) -> Payment | None:
+        """Move the payment to `processing` for `step` (committed with the caller's
+        transaction before the processor is asked), only from where that step may start: of
+        racing requests (two captures, a capture and a cancel) exactly one wins."""
+        if PaymentStatus(current.status) not in STEP_SOURCES[step]:
+            return None
+        payment = await repository.transition(
+            db,
+            current.user_id,
+            current.id,
+            PaymentStatus.PROCESSING,
+            sources=STEP_SOURCES[step],
+            updated_at=now,
+            processor_step=step.value,
+            **values,
+        )
+        if payment is not None:
+            await self.record_event(db, payment, now)
+        return payment
+
+    async def capture(
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        amount: int | None,
+        held: HeldKey | None = None,
+    ) -> ProcessOutcome:
+        """requires_capture → processing (capture) → completed with `amount_captured` (all
+        of the authorization, or `amount` of it; the rest is released). One capture per
+        payment: of racing captures and cancels, one wins and the others get 409."""
+        now = self._clock()
+        async with self._db.transaction() as db:
+            await commit_effect(db, held, "capture", payment_id)
+            current = await repository.find_payment(db, user_id, payment_id)
+            if current is None:
+                raise PaymentNotFound
+            if current.status != PaymentStatus.REQUIRES_CAPTURE.value:
+                raise PaymentNotCapturable(current.status)
+            wanted = current.amount if amount is None else amount
+            if wanted > current.amount:
+                raise CaptureExceedsAuthorized(current.amount, current.currency)
+            payment = await self._start_step(
+                db, current, ProcessorStep.CAPTURE, now, capture_amount=wanted
+            )
+            if payment is None:
+                current = await repository.find_payment(db, user_id, payment_id)
+                raise PaymentNotCapturable(current.status if current else "gone")
+        PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
+        return await self._capture(payment)
+
+    async def _capture(self, payment: Payment) -> ProcessOutcome:
+        assert payment.capture_amount is not None
+        request = CaptureRequest(
+            reference=charge_reference(payment.id),
+            processor_reference=payment.processor_reference,
+            amount=payment.capture_amount,
+            currency=payment.currency,
+        )
+        answer = await call_processor(
+            self._processor.name,
+            "capture",
+            self._processor.capture(request),
+            seconds=self._processor_timeout,
+            reference=request.reference,
+            outcome=lambda result: result.outcome.value,
+        )
+        if answer is None:
+            log.warning("payment_capture_unknown", payment_id=str(payment.id))
+            return ProcessOutcome(payment=payment, settled=False)
+        return await self._recorded(payment, ProcessorStep.CAPTURE, answer.value)
+
+    async def _void(self, payment: Payment) -> ProcessOutcome:
+        reference = payment.processor_reference or charge_reference(payment.id)
+        answer = await call_processor(
+            self._processor.name,
+            "void",
+            self._processor.void(reference),
+            seconds=self._processor_timeout,
+            reference=reference,
+            outcome=lambda result: result.outcome.value,
+        )
+        if answer is None:
+            log.warning("payment_void_unknown", payment_id=str(payment.id))
+            return ProcessOutcome(payment=payment, settled=False)
+        return await self._recorded(payment, ProcessorStep.VOID, answer.value)
+
+    async def _lookup(self, payment: Payment) -> ChargeResult | Unknown | None:
+        looked_up = payment.processor_reference or charge_reference(payment.id)
+        answer = await call_processor(
+            self._processor.name,
+            "lookup",
+            self._processor.lookup_charge(looked_up),
+            seconds=self._processor_timeout,
+            reference=looked_up,
+            outcome=lambda found: "none" if found is None else found.outcome.value,
+        )
+        return UNKNOWN if answer is None else answer.value
+
+    async def resume(self, payment_id: uuid.UUID) -> Payment | None:
+        """A payment waiting for its customer (`requires_action`) goes on from what the
+        processor says now — when the customer comes back from the challenge, or when
+        reconciliation looks: requires_action → processing → completed, requires_capture or
+        failed, exactly once (a conditional update). None while it still waits, or when it
+        was not waiting."""
+        payment = await repository.find_payment_by_id(self._db, payment_id)
+        if payment is None or PaymentStatus(payment.status) not in RESUMABLE:
+            return None
+        result = await self._lookup(payment)
+        if isinstance(result, Unknown) or result is None:
+            return None
+        if result.outcome is Outcome.REQUIRES_ACTION:
+            return None  # still waiting for the customer
+        now = self._clock()
+        async with self._db.transaction() as db:
+            moved = await repository.transition(
+                db,
+                payment.user_id,
+                payment.id,
+                PaymentStatus.PROCESSING,
+                sources=RESUMABLE,
+                updated_at=now,
+                processor_step=ProcessorStep.CHARGE.value,
+            )
+            if moved is None:
+                return None  # resumed by another request meanwhile
+            await self.record_event(db, moved, now)
+        return (await self._recorded(moved, ProcessorStep.CHARGE, result)).payment
+
+    async def expire_authorizations(self, *, batch_size: int = 100) -> int:
+        """Void every authorization older than the expiry (`kassa worker`): requires_capture
+        → processing (void) → canceled, like a cancel; the number voided."""
+        cutoff = self._clock() - self._authorization_expiry
+        voided = 0
+        after: uuid.UUID | None = None
+        while batch := await repository.list_in_status_since(
+            self._db, PaymentStatus.REQUIRES_CAPTURE, cutoff, after, batch_size
+        ):
+            for current in batch:
+                after = current.id
+                now = self._clock()
+                async with self._db.transaction() as db:
+                    payment = await self._start_step(db, current, ProcessorStep.VOID, now)
+                if payment is None:
+                    continue  # captured or canceled meanwhile
+                log.info("authorization_expired", payment_id=str(payment.id))
+                outcome = await self._void(payment)
+                if outcome.settled and outcome.payment.status == PaymentStatus.CANCELED.value:
+                    voided += 1
+        return voided
+
+    async def resume_waiting(self, *, older_than: timedelta, batch_size: int = 100) -> int:
+        """Look up every payment waiting for its customer longer than `older_than` (an
+        abandoned or expired challenge fails authentication at the processor); the number
+        that went on."""
+        cutoff = self._clock() - older_than
+        resumed = 0
+        after: uuid.UUID | None = None
+        while batch := await repository.list_in_status_since(
+            self._db, PaymentStatus.REQUIRES_ACTION, cutoff, after, batch_size
+        ):
+            for payment in batch:
+                after = payment.id
+                try:
+                    if await self.resume(payment.id) is not None:
+                        resumed += 1
+                except Exception:
+                    log.exception("resume_failed", payment_id=str(payment.id))
+        return resumed
 
     async def settle(
         self,
@@ -626,6 +1003,9 @@ class PaymentService:
                     report.unresolved += 1
                 if progress is not None:
                     progress(report.examined, max(total, report.examined))
+        # Payments waiting for their customer: settled from the processor once the
+        # customer is done there (or the challenge expired).
+        report.resumed = await self.resume_waiting(older_than=older_than, batch_size=batch_size)
         if report.examined:
             log.info(
                 "reconciled_payments",
@@ -636,6 +1016,12 @@ class PaymentService:
         return report
 
     async def _reconcile_one(self, payment: Payment) -> bool:
+        step = ProcessorStep(payment.processor_step or ProcessorStep.CHARGE.value)
+        if step is ProcessorStep.CAPTURE:
+            # Capture again under the same reference: the processor captures once.
+            return (await self._capture(payment)).settled
+        if step is ProcessorStep.VOID:
+            return (await self._void(payment)).settled
         reference = charge_reference(payment.id)
         # The processor's own reference when it prepared the charge, else kassa's.
         looked_up = payment.processor_reference or reference
@@ -677,7 +1063,10 @@ class PaymentService:
                 result = await self._prepare_and_charge(payment.id, request)
                 if result is None:
                     return False
-        await self.settle(payment.user_id, payment.id, result)
+        if result.outcome in SETTLING:
+            await self.settle(payment.user_id, payment.id, result)
+        else:
+            await self.record(payment, ProcessorStep.CHARGE, result)
         return True
 
     # Vault rotation: re-seal vaulted card data under the vault's current key.
@@ -810,7 +1199,7 @@ class PaymentService:
         if succeeded:
             payment.amount_refunded += amount
             current = PaymentStatus(payment.status)
-            target = status_after_refund(payment.amount, payment.amount_refunded)
+            target = status_after_refund(payment.captured_amount(), payment.amount_refunded)
             if target is not current and not can_transition(current, target):
                 raise ValueError(f"a refund cannot move a {current} payment to {target}")
             payment.status = target.value
@@ -818,5 +1207,89 @@ class PaymentService:
 
 
 def refundable_amount(payment: Payment) -> int:
-    """What a refund may still take: the amount less succeeded and pending refunds."""
-    return payment.amount - payment.amount_refunded - payment.amount_refund_pending
+    """What a refund may still take: what was captured less succeeded and pending refunds."""
+    return payment.captured_amount() - payment.amount_refunded - payment.amount_refund_pending
+
+
+class Unknown:
+    """The processor's answer is unknown (as opposed to None: nothing found)."""
+
+
+UNKNOWN = Unknown()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What recording one answer of the processor does to a `processing` payment."""
+
+    target: PaymentStatus
+    values: dict[str, Any]
+    captured: int | None = None  # a charge of this much moved now: post it
+    post_hold: bool = False
+    release_hold: bool = False
+
+
+def plan_outcome(
+    payment: Payment, step: ProcessorStep, result: ChargeResult, now: datetime
+) -> Plan:
+    """The status, columns and postings that record `result` as the answer to `step`.
+
+    charge: succeeded → completed; failed (or voided under it) → failed; authorized →
+    requires_capture (hold posted); requires_action → requires_action (with the page).
+    capture: succeeded → completed (hold released, the captured part charged); voided →
+    canceled (hold released); otherwise back to requires_capture, with the reason.
+    void: voided or failed → canceled (hold released); succeeded (too late) → completed;
+    authorized / requires_action → back where it was."""
+    done: dict[str, Any] = {
+        "processor_step": None,
+        "capture_amount": None,
+        "next_action_url": None,
+        "processor_reference": payment.processor_reference or result.processor_reference,
+    }
+    held = payment.authorized_at is not None
+    outcome = result.outcome
+    if outcome is Outcome.SUCCEEDED:
+        fallback = payment.capture_amount if step is ProcessorStep.CAPTURE else None
+        captured = result.amount_captured or fallback or payment.amount
+        captured = min(captured, payment.amount)
+        return Plan(
+            PaymentStatus.COMPLETED,
+            {**done, "amount_captured": captured, "failure_code": None, "failure_message": None},
+            captured=captured,
+            release_hold=held,
+        )
+    if step is ProcessorStep.CHARGE:
+        if outcome is Outcome.AUTHORIZED:
+            return Plan(
+                PaymentStatus.REQUIRES_CAPTURE,
+                {**done, "authorized_at": now},
+                post_hold=True,
+            )
+        if outcome is Outcome.REQUIRES_ACTION and result.next_action is not None:
+            return Plan(
+                PaymentStatus.REQUIRES_ACTION,
+                {**done, "next_action_url": result.next_action.url},
+            )
+        code = result.failure_code or FailureCode.PROCESSING_ERROR
+        return Plan(
+            PaymentStatus.FAILED,
+            {
+                **done,
+                "failure_code": code.value,
+                "failure_message": result.failure_message or FAILURE_MESSAGES[code],
+            },
+        )
+    if outcome is Outcome.VOIDED or (step is ProcessorStep.VOID and outcome is Outcome.FAILED):
+        return Plan(PaymentStatus.CANCELED, done, release_hold=held)
+    if outcome is Outcome.REQUIRES_ACTION and result.next_action is not None:
+        return Plan(
+            PaymentStatus.REQUIRES_ACTION, {**done, "next_action_url": result.next_action.url}
+        )
+    # The capture (or void) did not happen and the authorization still stands.
+    reason: dict[str, Any] = {}
+    if result.failure_code is not None:
+        reason = {
+            "failure_code": result.failure_code.value,
+            "failure_message": result.failure_message or FAILURE_MESSAGES[result.failure_code],
+        }
+    return Plan(PaymentStatus.REQUIRES_CAPTURE, {**done, **reason})

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from kassa.processors.base import (
+    CaptureRequest,
     ChargeRequest,
     ChargeResult,
     Processor,
@@ -28,7 +29,7 @@ from kassa.processors.base import (
 )
 
 T = TypeVar("T")
-OPERATIONS = frozenset({"prepare_charge", "charge", "refund", "lookup_charge"})
+OPERATIONS = frozenset({"prepare_charge", "charge", "capture", "void", "refund", "lookup_charge"})
 
 
 class Fault(StrEnum):
@@ -78,6 +79,12 @@ class FaultInjectingProcessor:
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
         return await self._run("charge", lambda: self.inner.charge(request))
+
+    async def capture(self, request: CaptureRequest) -> ChargeResult:
+        return await self._run("capture", lambda: self.inner.capture(request))
+
+    async def void(self, reference: str) -> ChargeResult:
+        return await self._run("void", lambda: self.inner.void(reference))
 
     async def refund(self, request: RefundRequest) -> RefundResult:
         return await self._run("refund", lambda: self.inner.refund(request))

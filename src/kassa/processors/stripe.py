@@ -22,8 +22,17 @@ Outcomes:
   warning level and stay `processing_error`;
 - a network fault, a timeout, 429, 5xx, and a bad key raise `ProcessorUnavailable`: the
   outcome is unknown, and reconciliation retrieves the PaymentIntent later;
-- a PaymentIntent that asks for customer action (3-D Secure), which a server-to-server API
-  cannot give, is canceled and the payment fails with `card_declined`.
+- a PaymentIntent that asks for customer action (3-D Secure) with a page to send the customer
+  to (`next_action.redirect_to_url`, which Stripe gives when kassa confirms with a
+  `return_url` — kassa's signed return page, `kassa.payments.returns`) answers
+  `REQUIRES_ACTION` with Stripe's own `next_action` passed through; the outcome is read from
+  the PaymentIntent when the customer returns or reconciliation looks it up. One that asks
+  with nothing kassa can send the customer to (no `return_url`) is canceled, and the payment
+  fails with `authentication_failed`.
+
+Manual capture: the PaymentIntent is made with `capture_method: manual`, so confirming it
+authorizes (`requires_capture` → `AUTHORIZED`); `capture` takes `amount_to_capture` once
+(Stripe captures a PaymentIntent at most once), and `void` cancels the PaymentIntent.
 
 Card data is sent to Stripe once, while kassa still holds the CVC, with Stripe's raw card
 data API (which the Stripe account must have enabled). Wallet tokens (Apple Pay, Google
@@ -36,6 +45,7 @@ at Stripe) and MGA (zero-decimal at Stripe), which `stripe_amount` converts exac
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Awaitable
@@ -47,10 +57,12 @@ import structlog
 from kassa.money import currency_exponent
 from kassa.processors.base import (
     FAILURE_MESSAGES,
+    CaptureRequest,
     ChargeDeclined,
     ChargeRequest,
     ChargeResult,
     FailureCode,
+    NextAction,
     Outcome,
     ProcessorUnavailable,
     RefundRequest,
@@ -60,6 +72,7 @@ from kassa.processors.customers import CustomerStore
 
 if TYPE_CHECKING:
     from stripe.params import (
+        PaymentIntentConfirmParams,
         PaymentIntentCreateParams,
         PaymentMethodCreateParams,
         PaymentMethodCreateParamsCard,
@@ -89,6 +102,7 @@ SPECIFIC_FAILURES: dict[str, FailureCode] = {
     "issuer_not_available": FailureCode.PROCESSING_ERROR,
     "try_again_later": FailureCode.PROCESSING_ERROR,
     "reenter_transaction": FailureCode.PROCESSING_ERROR,
+    "payment_intent_authentication_failure": FailureCode.AUTHENTICATION_FAILED,
 }
 # docs.stripe.com/currencies#special-cases: where Stripe's minor unit is not ISO 4217's.
 # ISK stays two-decimal in Stripe's API (ISO: none); MGA is zero-decimal there (ISO: 2).
@@ -120,6 +134,16 @@ def stripe_amount(amount: int, currency: str) -> int | None:
         return amount * unit
     whole, rest = divmod(amount, unit)
     return whole if rest == 0 else None
+
+
+def kassa_amount(amount: int, currency: str) -> int:
+    """Stripe's minor units of `currency` back in kassa's (ISO 4217) minor units."""
+    code = currency.upper()
+    if code not in STRIPE_EXPONENTS:
+        return amount
+    shift = STRIPE_EXPONENTS[code] - currency_exponent(code)
+    unit: int = 10 ** abs(shift)
+    return amount // unit if shift >= 0 else amount * unit
 
 
 def _not_whole(currency: str) -> str:
@@ -165,20 +189,50 @@ def _failed(
 
 
 def _intent_outcome(intent: stripe.PaymentIntent) -> ChargeResult | None:
-    """What a PaymentIntent says about money: a definite result, None when it was never
+    """What a PaymentIntent says about money: a definite result (succeeded, failed,
+    authorized, voided, or waiting for its customer at a page), None when it was never
     confirmed (nothing moved), or `ProcessorUnavailable` while Stripe has no answer yet."""
     status = intent.status
     if status == "succeeded":
-        return ChargeResult(outcome=Outcome.SUCCEEDED, processor_reference=intent.id)
-    if status in {"processing", "requires_capture"}:
+        received = _field(intent, "amount_received")
+        currency = str(_field(intent, "currency") or "")
+        captured = None
+        if _field(intent, "capture_method") == "manual" and isinstance(received, int):
+            captured = kassa_amount(received, currency)
+        return ChargeResult(
+            outcome=Outcome.SUCCEEDED, processor_reference=intent.id, amount_captured=captured
+        )
+    if status == "requires_capture":
+        return ChargeResult(outcome=Outcome.AUTHORIZED, processor_reference=intent.id)
+    if status == "processing":
         raise ProcessorUnavailable(f"the PaymentIntent is {status}")
+    if status == "requires_action":
+        url = _redirect_url(intent)
+        if url is not None:
+            return ChargeResult(
+                outcome=Outcome.REQUIRES_ACTION,
+                processor_reference=intent.id,
+                next_action=NextAction(url=url),
+            )
+        return None  # nowhere to send the customer: the caller abandons it
     error = _field(intent, "last_payment_error")
     code, decline = _field(error, "code"), _field(error, "decline_code")
     if code or decline:
         return _failed(intent.id, failure_code_for(code, decline))
     if status == "canceled":
+        if _field(intent, "capture_method") == "manual":
+            return ChargeResult(outcome=Outcome.VOIDED, processor_reference=intent.id)
         return _failed(intent.id, FailureCode.CARD_DECLINED)
     return None
+
+
+def _redirect_url(intent: stripe.PaymentIntent) -> str | None:
+    """Stripe's page for the customer (`next_action.redirect_to_url.url`), if it gave one."""
+    action = _field(intent, "next_action")
+    if _field(action, "type") != "redirect_to_url":
+        return None
+    url = _field(_field(action, "redirect_to_url"), "url")
+    return url if isinstance(url, str) and url else None
 
 
 def _field(obj: object, name: str) -> Any:
@@ -316,6 +370,8 @@ class StripeProcessor:
             "allowed_payment_method_types": types,
             "metadata": {"kassa_reference": request.reference},
         }
+        if not request.capture:
+            params["capture_method"] = "manual"
         intent = await self._call(
             "create_payment_intent",
             self._client.v1.payment_intents.create_async(
@@ -379,7 +435,7 @@ class StripeProcessor:
         except _Refused:
             intent = await self._retrieve(intent.id)
         if intent.status == "canceled":
-            return _failed(intent.id, FailureCode.CARD_DECLINED, NEEDS_AUTHENTICATION)
+            return _failed(intent.id, FailureCode.AUTHENTICATION_FAILED, NEEDS_AUTHENTICATION)
         known = _intent_outcome(intent)
         if known is None:
             raise ProcessorUnavailable(f"the PaymentIntent stayed {intent.status}")
@@ -440,10 +496,14 @@ class StripeProcessor:
                         {"idempotency_key": f"{request.reference}-use-{request.attempt}"},
                     ),
                 )
+            confirm: PaymentIntentConfirmParams = {}
+            if request.return_url:
+                confirm["return_url"] = request.return_url
             intent = await self._call(
                 "confirm_payment_intent",
                 self._client.v1.payment_intents.confirm_async(
                     intent_id,
+                    confirm,
                     options={"idempotency_key": f"{request.reference}-confirm-{request.attempt}"},
                 ),
             )
@@ -465,6 +525,58 @@ class StripeProcessor:
         if not reference.startswith("pi_"):
             return None
         return _intent_outcome(await self._retrieve(reference))
+
+    async def capture(self, request: CaptureRequest) -> ChargeResult:
+        """Capture `amount` of the authorized PaymentIntent, once; asked again (or when Stripe
+        refuses because it is captured already), answer what the PaymentIntent says."""
+        intent_id = request.processor_reference
+        if intent_id is None or not intent_id.startswith("pi_"):
+            return _failed(request.reference, FailureCode.PROCESSING_ERROR)
+        amount = stripe_amount(request.amount, request.currency)
+        if amount is None:
+            return _failed(intent_id, FailureCode.PROCESSING_ERROR, _not_whole(request.currency))
+        captured_now = True
+        try:
+            intent = await self._call(
+                "capture_payment_intent",
+                self._client.v1.payment_intents.capture_async(
+                    intent_id,
+                    {"amount_to_capture": amount},
+                    {"idempotency_key": f"{request.reference}-capture"},
+                ),
+            )
+        except (_Declined, _Refused):
+            # Captured already (Stripe captures once), voided, or expired: as it stands.
+            intent = await self._retrieve(intent_id)
+            captured_now = False
+        known = _intent_outcome(intent)
+        if known is None:
+            return _failed(intent_id, FailureCode.PROCESSING_ERROR)
+        if known.outcome is Outcome.SUCCEEDED and known.amount_captured is None and captured_now:
+            # This capture took exactly `amount_to_capture` (for fakes without amount_received).
+            return dataclasses.replace(known, amount_captured=request.amount)
+        return known
+
+    async def void(self, reference: str) -> ChargeResult:
+        """Cancel the PaymentIntent (an authorization, or one waiting for its customer):
+        VOIDED; what it became instead when it is too late to cancel."""
+        if not reference.startswith("pi_"):
+            return ChargeResult(outcome=Outcome.VOIDED, processor_reference=reference)
+        try:
+            intent = await self._call(
+                "cancel_payment_intent",
+                self._client.v1.payment_intents.cancel_async(
+                    reference, options={"idempotency_key": f"{reference}-void"}
+                ),
+            )
+        except (_Declined, _Refused):
+            intent = await self._retrieve(reference)
+        if intent.status == "canceled":
+            return ChargeResult(outcome=Outcome.VOIDED, processor_reference=intent.id)
+        known = _intent_outcome(intent)
+        if known is None:
+            raise ProcessorUnavailable(f"the PaymentIntent stayed {intent.status}")
+        return known
 
     async def refund(self, request: RefundRequest) -> RefundResult:
         """Refund part or all of a PaymentIntent, once per kassa reference: a refund already

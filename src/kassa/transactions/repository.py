@@ -17,6 +17,7 @@ _INSERT = _TRANSACTION.insert()
 _SET_CHARGE_STATUS = update(_TRANSACTION).where(
     _TRANSACTION.c.payment_id == bindparam("of_payment"), _TRANSACTION.c.type == "charge"
 )
+_SET_CHARGE_CAPTURED = _SET_CHARGE_STATUS.values(amount=bindparam("captured"))
 _SET_REFUND_STATUS = update(_TRANSACTION).where(_TRANSACTION.c.refund_id == bindparam("of_refund"))
 
 
@@ -84,6 +85,15 @@ async def list_transactions(
 async def set_charge_status(db: Runner, payment_id: uuid.UUID, status: str, now: datetime) -> None:
     await db.execute(
         _SET_CHARGE_STATUS, {"of_payment": payment_id, "status": status, "updated_at": now}
+    )
+
+
+async def set_charge_captured(
+    db: Runner, payment_id: uuid.UUID, status: str, amount: int, now: datetime
+) -> None:
+    await db.execute(
+        _SET_CHARGE_CAPTURED,
+        {"of_payment": payment_id, "status": status, "captured": amount, "updated_at": now},
     )
 
 

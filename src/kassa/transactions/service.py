@@ -178,10 +178,20 @@ class TransactionService:
 
     @staticmethod
     async def settle_charge(
-        db: Runner, payment_id: uuid.UUID, succeeded: bool, now: datetime
+        db: Runner,
+        payment_id: uuid.UUID,
+        succeeded: bool,
+        now: datetime,
+        *,
+        amount: int | None = None,
     ) -> None:
+        """The charge's outcome; with `amount`, what it took (a capture of part of an
+        authorization), which is what the transaction then shows."""
         status = "succeeded" if succeeded else "failed"
-        await repository.set_charge_status(db, payment_id, status, now)
+        if amount is None:
+            await repository.set_charge_status(db, payment_id, status, now)
+        else:
+            await repository.set_charge_captured(db, payment_id, status, amount, now)
 
     @staticmethod
     async def settle_refund(db: Runner, refund_id: uuid.UUID, status: str, now: datetime) -> None:

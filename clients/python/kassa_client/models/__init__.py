@@ -7,10 +7,12 @@ from .audit_event_list import AuditEventList
 from .audit_event_out import AuditEventOut
 from .audit_event_out_actor_type import AuditEventOutActorType
 from .audit_event_out_details_type_0 import AuditEventOutDetailsType0
+from .capture_payment_request import CapturePaymentRequest
 from .card_brand import CardBrand
 from .card_details_in import CardDetailsIn
 from .card_details_out import CardDetailsOut
 from .card_payment_request import CardPaymentRequest
+from .card_payment_request_capture_type_0 import CardPaymentRequestCaptureType0
 from .card_payment_request_payment_method import CardPaymentRequestPaymentMethod
 from .create_webhook_request import CreateWebhookRequest
 from .created_webhook_out import CreatedWebhookOut
@@ -21,10 +23,12 @@ from .event_out import EventOut
 from .event_type import EventType
 from .login_request import LoginRequest
 from .metadata import Metadata
+from .next_action_out import NextActionOut
 from .password_change_request import PasswordChangeRequest
 from .payment_list import PaymentList
 from .payment_method import PaymentMethod
 from .payment_out import PaymentOut
+from .payment_out_capture import PaymentOutCapture
 from .payment_status import PaymentStatus
 from .payment_status_out import PaymentStatusOut
 from .payments_list_metadata import PaymentsListMetadata
@@ -48,6 +52,7 @@ from .wallet_details_in import WalletDetailsIn
 from .wallet_details_out import WalletDetailsOut
 from .wallet_name import WalletName
 from .wallet_payment_request import WalletPaymentRequest
+from .wallet_payment_request_capture_type_0 import WalletPaymentRequestCaptureType0
 from .webhook_list import WebhookList
 from .webhook_out import WebhookOut
 from .webhook_status import WebhookStatus
@@ -60,10 +65,12 @@ __all__ = (
     "AuditEventOut",
     "AuditEventOutActorType",
     "AuditEventOutDetailsType0",
+    "CapturePaymentRequest",
     "CardBrand",
     "CardDetailsIn",
     "CardDetailsOut",
     "CardPaymentRequest",
+    "CardPaymentRequestCaptureType0",
     "CardPaymentRequestPaymentMethod",
     "CreatedWebhookOut",
     "CreateWebhookRequest",
@@ -74,10 +81,12 @@ __all__ = (
     "EventType",
     "LoginRequest",
     "Metadata",
+    "NextActionOut",
     "PasswordChangeRequest",
     "PaymentList",
     "PaymentMethod",
     "PaymentOut",
+    "PaymentOutCapture",
     "PaymentsListMetadata",
     "PaymentStatus",
     "PaymentStatusOut",
@@ -101,6 +110,7 @@ __all__ = (
     "WalletDetailsOut",
     "WalletName",
     "WalletPaymentRequest",
+    "WalletPaymentRequestCaptureType0",
     "WebhookList",
     "WebhookOut",
     "WebhookStatus",

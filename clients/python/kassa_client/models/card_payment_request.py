@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 
+from ..models.card_payment_request_capture_type_0 import CardPaymentRequestCaptureType0
 from ..models.card_payment_request_payment_method import CardPaymentRequestPaymentMethod
 from ..types import UNSET, Unset
 
@@ -26,6 +27,8 @@ class CardPaymentRequest:
         details (CardDetailsIn):
         description (None | str | Unset):
         metadata (Metadata | None | Unset):
+        capture (CardPaymentRequestCaptureType0 | None | Unset): automatic (the default): process charges; manual:
+            process authorizes, and capture charges later
     """
 
     amount: int
@@ -34,6 +37,7 @@ class CardPaymentRequest:
     details: CardDetailsIn
     description: None | str | Unset = UNSET
     metadata: Metadata | None | Unset = UNSET
+    capture: CardPaymentRequestCaptureType0 | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.metadata import Metadata  # noqa: PLC0415
@@ -60,6 +64,14 @@ class CardPaymentRequest:
         else:
             metadata = self.metadata
 
+        capture: None | str | Unset
+        if isinstance(self.capture, Unset):
+            capture = UNSET
+        elif isinstance(self.capture, CardPaymentRequestCaptureType0):
+            capture = self.capture.value
+        else:
+            capture = self.capture
+
         field_dict: dict[str, Any] = {}
 
         field_dict.update(
@@ -74,6 +86,8 @@ class CardPaymentRequest:
             field_dict["description"] = description
         if metadata is not UNSET:
             field_dict["metadata"] = metadata
+        if capture is not UNSET:
+            field_dict["capture"] = capture
 
         return field_dict
 
@@ -117,6 +131,23 @@ class CardPaymentRequest:
 
         metadata = _parse_metadata(d.pop("metadata", UNSET))
 
+        def _parse_capture(data: object) -> CardPaymentRequestCaptureType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                capture_type_0 = CardPaymentRequestCaptureType0(data)
+
+                return capture_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(CardPaymentRequestCaptureType0 | None | Unset, data)
+
+        capture = _parse_capture(d.pop("capture", UNSET))
+
         card_payment_request = cls(
             amount=amount,
             currency=currency,
@@ -124,6 +155,7 @@ class CardPaymentRequest:
             details=details,
             description=description,
             metadata=metadata,
+            capture=capture,
         )
 
         return card_payment_request

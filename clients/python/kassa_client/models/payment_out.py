@@ -9,11 +9,13 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 from ..models.payment_method import PaymentMethod
+from ..models.payment_out_capture import PaymentOutCapture
 from ..models.payment_status import PaymentStatus
 
 if TYPE_CHECKING:
     from ..models.card_details_out import CardDetailsOut
     from ..models.metadata import Metadata
+    from ..models.next_action_out import NextActionOut
     from ..models.wallet_details_out import WalletDetailsOut
 
 
@@ -28,8 +30,11 @@ class PaymentOut:
         user_id (UUID):
         status (PaymentStatus):
         amount (int):
+        amount_captured (int): What the charge took (0 until it is captured)
         amount_refunded (int):
         currency (str):
+        capture (PaymentOutCapture):
+        next_action (NextActionOut | None): With requires_action
         payment_method (PaymentMethod):
         details (CardDetailsOut | WalletDetailsOut): Cards: {brand, last4, exp_month, exp_year, holder_name}; wallets:
             {wallet}
@@ -45,8 +50,11 @@ class PaymentOut:
     user_id: UUID
     status: PaymentStatus
     amount: int
+    amount_captured: int
     amount_refunded: int
     currency: str
+    capture: PaymentOutCapture
+    next_action: NextActionOut | None
     payment_method: PaymentMethod
     details: CardDetailsOut | WalletDetailsOut
     description: None | str
@@ -59,6 +67,7 @@ class PaymentOut:
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.card_details_out import CardDetailsOut  # noqa: PLC0415
+        from ..models.next_action_out import NextActionOut  # noqa: PLC0415
 
         id = str(self.id)
 
@@ -68,9 +77,19 @@ class PaymentOut:
 
         amount = self.amount
 
+        amount_captured = self.amount_captured
+
         amount_refunded = self.amount_refunded
 
         currency = self.currency
+
+        capture = self.capture.value
+
+        next_action: dict[str, Any] | None
+        if isinstance(self.next_action, NextActionOut):
+            next_action = self.next_action.to_dict()
+        else:
+            next_action = self.next_action
 
         payment_method = self.payment_method.value
 
@@ -103,8 +122,11 @@ class PaymentOut:
                 "user_id": user_id,
                 "status": status,
                 "amount": amount,
+                "amount_captured": amount_captured,
                 "amount_refunded": amount_refunded,
                 "currency": currency,
+                "capture": capture,
+                "next_action": next_action,
                 "payment_method": payment_method,
                 "details": details,
                 "description": description,
@@ -122,6 +144,7 @@ class PaymentOut:
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.card_details_out import CardDetailsOut  # noqa: PLC0415
         from ..models.metadata import Metadata  # noqa: PLC0415
+        from ..models.next_action_out import NextActionOut  # noqa: PLC0415
         from ..models.wallet_details_out import WalletDetailsOut  # noqa: PLC0415
 
         d = dict(src_dict)
@@ -133,9 +156,28 @@ class PaymentOut:
 
         amount = d.pop("amount")
 
+        amount_captured = d.pop("amount_captured")
+
         amount_refunded = d.pop("amount_refunded")
 
         currency = d.pop("currency")
+
+        capture = PaymentOutCapture(d.pop("capture"))
+
+        def _parse_next_action(data: object) -> NextActionOut | None:
+            if data is None:
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                next_action_type_0 = NextActionOut.from_dict(data)
+
+                return next_action_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(NextActionOut | None, data)
+
+        next_action = _parse_next_action(d.pop("next_action"))
 
         payment_method = PaymentMethod(d.pop("payment_method"))
 
@@ -188,8 +230,11 @@ class PaymentOut:
             user_id=user_id,
             status=status,
             amount=amount,
+            amount_captured=amount_captured,
             amount_refunded=amount_refunded,
             currency=currency,
+            capture=capture,
+            next_action=next_action,
             payment_method=payment_method,
             details=details,
             description=description,

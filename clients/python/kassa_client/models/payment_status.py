@@ -9,6 +9,8 @@ class PaymentStatus(StrEnum):
     PENDING = "pending"
     PROCESSING = "processing"
     REFUNDED = "refunded"
+    REQUIRES_ACTION = "requires_action"
+    REQUIRES_CAPTURE = "requires_capture"
 
     def __str__(self) -> str:
         return str(self.value)

@@ -20,6 +20,7 @@ class PaymentStatusOut:
         id (UUID):
         status (PaymentStatus):
         amount (int):
+        amount_captured (int):
         amount_refunded (int):
         currency (str):
         updated_at (datetime.datetime):
@@ -28,6 +29,7 @@ class PaymentStatusOut:
     id: UUID
     status: PaymentStatus
     amount: int
+    amount_captured: int
     amount_refunded: int
     currency: str
     updated_at: datetime.datetime
@@ -39,6 +41,8 @@ class PaymentStatusOut:
         status = self.status.value
 
         amount = self.amount
+
+        amount_captured = self.amount_captured
 
         amount_refunded = self.amount_refunded
 
@@ -53,6 +57,7 @@ class PaymentStatusOut:
                 "id": id,
                 "status": status,
                 "amount": amount,
+                "amount_captured": amount_captured,
                 "amount_refunded": amount_refunded,
                 "currency": currency,
                 "updated_at": updated_at,
@@ -70,6 +75,8 @@ class PaymentStatusOut:
 
         amount = d.pop("amount")
 
+        amount_captured = d.pop("amount_captured")
+
         amount_refunded = d.pop("amount_refunded")
 
         currency = d.pop("currency")
@@ -80,6 +87,7 @@ class PaymentStatusOut:
             id=id,
             status=status,
             amount=amount,
+            amount_captured=amount_captured,
             amount_refunded=amount_refunded,
             currency=currency,
             updated_at=updated_at,

@@ -2,6 +2,7 @@ from enum import StrEnum
 
 
 class ProblemCode(StrEnum):
+    AMOUNT_EXCEEDS_CAPTURABLE = "amount_exceeds_capturable"
     AMOUNT_EXCEEDS_REFUNDABLE = "amount_exceeds_refundable"
     BAD_REQUEST = "bad_request"
     CORS_PREFLIGHT_REFUSED = "cors_preflight_refused"

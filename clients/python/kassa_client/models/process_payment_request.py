@@ -16,10 +16,13 @@ class ProcessPaymentRequest:
     Attributes:
         payment_id (None | str | Unset): The id of a pending payment (from create's answer)
         paymentId (None | str | Unset):
+        return_url (None | str | Unset): Where the customer returns after authenticating (3-D Secure); https outside
+            development
     """
 
     payment_id: None | str | Unset = UNSET
     paymentId: None | str | Unset = UNSET
+    return_url: None | str | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         payment_id: None | str | Unset
@@ -34,6 +37,12 @@ class ProcessPaymentRequest:
         else:
             paymentId = self.paymentId
 
+        return_url: None | str | Unset
+        if isinstance(self.return_url, Unset):
+            return_url = UNSET
+        else:
+            return_url = self.return_url
+
         field_dict: dict[str, Any] = {}
 
         field_dict.update({})
@@ -41,6 +50,8 @@ class ProcessPaymentRequest:
             field_dict["payment_id"] = payment_id
         if paymentId is not UNSET:
             field_dict["paymentId"] = paymentId
+        if return_url is not UNSET:
+            field_dict["return_url"] = return_url
 
         return field_dict
 
@@ -66,9 +77,19 @@ class ProcessPaymentRequest:
 
         paymentId = _parse_paymentId(d.pop("paymentId", UNSET))
 
+        def _parse_return_url(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        return_url = _parse_return_url(d.pop("return_url", UNSET))
+
         process_payment_request = cls(
             payment_id=payment_id,
             paymentId=paymentId,
+            return_url=return_url,
         )
 
         return process_payment_request

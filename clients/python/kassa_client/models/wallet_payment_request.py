@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from attrs import define as _attrs_define
 
+from ..models.wallet_payment_request_capture_type_0 import WalletPaymentRequestCaptureType0
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ class WalletPaymentRequest:
         details (WalletDetailsIn):
         description (None | str | Unset):
         metadata (Metadata | None | Unset):
+        capture (None | Unset | WalletPaymentRequestCaptureType0): automatic (the default): process charges; manual:
+            process authorizes, and capture charges later
     """
 
     amount: int
@@ -33,6 +36,7 @@ class WalletPaymentRequest:
     details: WalletDetailsIn
     description: None | str | Unset = UNSET
     metadata: Metadata | None | Unset = UNSET
+    capture: None | Unset | WalletPaymentRequestCaptureType0 = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.metadata import Metadata  # noqa: PLC0415
@@ -59,6 +63,14 @@ class WalletPaymentRequest:
         else:
             metadata = self.metadata
 
+        capture: None | str | Unset
+        if isinstance(self.capture, Unset):
+            capture = UNSET
+        elif isinstance(self.capture, WalletPaymentRequestCaptureType0):
+            capture = self.capture.value
+        else:
+            capture = self.capture
+
         field_dict: dict[str, Any] = {}
 
         field_dict.update(
@@ -73,6 +85,8 @@ class WalletPaymentRequest:
             field_dict["description"] = description
         if metadata is not UNSET:
             field_dict["metadata"] = metadata
+        if capture is not UNSET:
+            field_dict["capture"] = capture
 
         return field_dict
 
@@ -118,6 +132,23 @@ class WalletPaymentRequest:
 
         metadata = _parse_metadata(d.pop("metadata", UNSET))
 
+        def _parse_capture(data: object) -> None | Unset | WalletPaymentRequestCaptureType0:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                capture_type_0 = WalletPaymentRequestCaptureType0(data)
+
+                return capture_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(None | Unset | WalletPaymentRequestCaptureType0, data)
+
+        capture = _parse_capture(d.pop("capture", UNSET))
+
         wallet_payment_request = cls(
             amount=amount,
             currency=currency,
@@ -125,6 +156,7 @@ class WalletPaymentRequest:
             details=details,
             description=description,
             metadata=metadata,
+            capture=capture,
         )
 
         return wallet_payment_request

@@ -41,6 +41,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
 
         return response_200
 
+    if response.status_code == 202:
+        response_202 = PaymentOut.from_dict(response.json())
+
+        return response_202
+
     if response.status_code == 401:
         response_401 = Problem.from_dict(response.json())
 
@@ -112,7 +117,8 @@ def sync_detailed(
 ) -> Response[PaymentOut | Problem]:
     """Cancel Payment
 
-     Cancel a pending payment; its vaulted card data is destroyed.
+     Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
+    (an authorization is voided at the processor); its vaulted card data is destroyed.
 
     Args:
         payment_id (str):
@@ -149,7 +155,8 @@ def sync(
 ) -> PaymentOut | Problem | None:
     """Cancel Payment
 
-     Cancel a pending payment; its vaulted card data is destroyed.
+     Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
+    (an authorization is voided at the processor); its vaulted card data is destroyed.
 
     Args:
         payment_id (str):
@@ -181,7 +188,8 @@ async def asyncio_detailed(
 ) -> Response[PaymentOut | Problem]:
     """Cancel Payment
 
-     Cancel a pending payment; its vaulted card data is destroyed.
+     Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
+    (an authorization is voided at the processor); its vaulted card data is destroyed.
 
     Args:
         payment_id (str):
@@ -216,7 +224,8 @@ async def asyncio(
 ) -> PaymentOut | Problem | None:
     """Cancel Payment
 
-     Cancel a pending payment; its vaulted card data is destroyed.
+     Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
+    (an authorization is voided at the processor); its vaulted card data is destroyed.
 
     Args:
         payment_id (str):

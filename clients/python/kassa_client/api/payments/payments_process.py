@@ -124,8 +124,11 @@ def sync_detailed(
 ) -> Response[PaymentOut | Problem]:
     """Process Payment
 
-     Ask the processor to charge a pending payment: 200 with `completed` or `failed`, or 202
-    with `processing` when the outcome is not known yet (reconciliation settles it).
+     Ask the processor to charge a pending payment: 200 with `completed` or `failed` — or,
+    with manual capture, `requires_capture` (authorized); `requires_action` with
+    `next_action` when the card asks for 3-D Secure (send the customer to its `url`; they come
+    back to `return_url`) — or 202 with `processing` when the outcome is not known yet
+    (reconciliation settles it).
 
     Args:
         idempotency_key (str | Unset):
@@ -162,8 +165,11 @@ def sync(
 ) -> PaymentOut | Problem | None:
     """Process Payment
 
-     Ask the processor to charge a pending payment: 200 with `completed` or `failed`, or 202
-    with `processing` when the outcome is not known yet (reconciliation settles it).
+     Ask the processor to charge a pending payment: 200 with `completed` or `failed` — or,
+    with manual capture, `requires_capture` (authorized); `requires_action` with
+    `next_action` when the card asks for 3-D Secure (send the customer to its `url`; they come
+    back to `return_url`) — or 202 with `processing` when the outcome is not known yet
+    (reconciliation settles it).
 
     Args:
         idempotency_key (str | Unset):
@@ -195,8 +201,11 @@ async def asyncio_detailed(
 ) -> Response[PaymentOut | Problem]:
     """Process Payment
 
-     Ask the processor to charge a pending payment: 200 with `completed` or `failed`, or 202
-    with `processing` when the outcome is not known yet (reconciliation settles it).
+     Ask the processor to charge a pending payment: 200 with `completed` or `failed` — or,
+    with manual capture, `requires_capture` (authorized); `requires_action` with
+    `next_action` when the card asks for 3-D Secure (send the customer to its `url`; they come
+    back to `return_url`) — or 202 with `processing` when the outcome is not known yet
+    (reconciliation settles it).
 
     Args:
         idempotency_key (str | Unset):
@@ -231,8 +240,11 @@ async def asyncio(
 ) -> PaymentOut | Problem | None:
     """Process Payment
 
-     Ask the processor to charge a pending payment: 200 with `completed` or `failed`, or 202
-    with `processing` when the outcome is not known yet (reconciliation settles it).
+     Ask the processor to charge a pending payment: 200 with `completed` or `failed` — or,
+    with manual capture, `requires_capture` (authorized); `requires_action` with
+    `next_action` when the card asks for 3-D Secure (send the customer to its `url`; they come
+    back to `return_url`) — or 202 with `processing` when the outcome is not known yet
+    (reconciliation settles it).
 
     Args:
         idempotency_key (str | Unset):

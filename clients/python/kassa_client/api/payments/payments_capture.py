@@ -1,0 +1,278 @@
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.capture_payment_request import CapturePaymentRequest
+from ...models.payment_out import PaymentOut
+from ...models.problem import Problem
+from ...types import UNSET, Response, Unset
+
+
+def _get_kwargs(
+    payment_id: str,
+    *,
+    body: CapturePaymentRequest | Unset = UNSET,
+    idempotency_key: str | Unset = UNSET,
+    x_request_id: str | Unset = UNSET,
+) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+    if not isinstance(idempotency_key, Unset):
+        headers["Idempotency-Key"] = idempotency_key
+
+    if not isinstance(x_request_id, Unset):
+        headers["X-Request-ID"] = x_request_id
+
+    _kwargs: dict[str, Any] = {
+        "method": "post",
+        "url": "/api/payments/{payment_id}/capture".format(
+            payment_id=quote(str(payment_id), safe=""),
+        ),
+    }
+
+    if not isinstance(body, Unset):
+        _kwargs["json"] = body.to_dict()
+
+    headers["Content-Type"] = "application/json"
+
+    _kwargs["headers"] = headers
+    return _kwargs
+
+
+def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Response) -> PaymentOut | Problem | None:
+    if response.status_code == 200:
+        response_200 = PaymentOut.from_dict(response.json())
+
+        return response_200
+
+    if response.status_code == 202:
+        response_202 = PaymentOut.from_dict(response.json())
+
+        return response_202
+
+    if response.status_code == 400:
+        response_400 = Problem.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 401:
+        response_401 = Problem.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 404:
+        response_404 = Problem.from_dict(response.json())
+
+        return response_404
+
+    if response.status_code == 409:
+        response_409 = Problem.from_dict(response.json())
+
+        return response_409
+
+    if response.status_code == 413:
+        response_413 = Problem.from_dict(response.json())
+
+        return response_413
+
+    if response.status_code == 422:
+        response_422 = Problem.from_dict(response.json())
+
+        return response_422
+
+    if response.status_code == 429:
+        response_429 = Problem.from_dict(response.json())
+
+        return response_429
+
+    if response.status_code == 431:
+        response_431 = Problem.from_dict(response.json())
+
+        return response_431
+
+    if response.status_code == 500:
+        response_500 = Problem.from_dict(response.json())
+
+        return response_500
+
+    if response.status_code == 503:
+        response_503 = Problem.from_dict(response.json())
+
+        return response_503
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[PaymentOut | Problem]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    payment_id: str,
+    *,
+    client: AuthenticatedClient,
+    body: CapturePaymentRequest | Unset = UNSET,
+    idempotency_key: str | Unset = UNSET,
+    x_request_id: str | Unset = UNSET,
+) -> Response[PaymentOut | Problem]:
+    """Capture Payment
+
+     Capture an authorized (`requires_capture`) payment, all of it or `amount` of it: 200
+    `completed` with `amount_captured`, which refunds then apply to; the rest of the
+    authorization is released. One capture per payment.
+
+    Args:
+        payment_id (str):
+        idempotency_key (str | Unset):
+        x_request_id (str | Unset):
+        body (CapturePaymentRequest | Unset):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[PaymentOut | Problem]
+    """
+
+    kwargs = _get_kwargs(
+        payment_id=payment_id,
+        body=body,
+        idempotency_key=idempotency_key,
+        x_request_id=x_request_id,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    payment_id: str,
+    *,
+    client: AuthenticatedClient,
+    body: CapturePaymentRequest | Unset = UNSET,
+    idempotency_key: str | Unset = UNSET,
+    x_request_id: str | Unset = UNSET,
+) -> PaymentOut | Problem | None:
+    """Capture Payment
+
+     Capture an authorized (`requires_capture`) payment, all of it or `amount` of it: 200
+    `completed` with `amount_captured`, which refunds then apply to; the rest of the
+    authorization is released. One capture per payment.
+
+    Args:
+        payment_id (str):
+        idempotency_key (str | Unset):
+        x_request_id (str | Unset):
+        body (CapturePaymentRequest | Unset):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        PaymentOut | Problem
+    """
+
+    return sync_detailed(
+        payment_id=payment_id,
+        client=client,
+        body=body,
+        idempotency_key=idempotency_key,
+        x_request_id=x_request_id,
+    ).parsed
+
+
+async def asyncio_detailed(
+    payment_id: str,
+    *,
+    client: AuthenticatedClient,
+    body: CapturePaymentRequest | Unset = UNSET,
+    idempotency_key: str | Unset = UNSET,
+    x_request_id: str | Unset = UNSET,
+) -> Response[PaymentOut | Problem]:
+    """Capture Payment
+
+     Capture an authorized (`requires_capture`) payment, all of it or `amount` of it: 200
+    `completed` with `amount_captured`, which refunds then apply to; the rest of the
+    authorization is released. One capture per payment.
+
+    Args:
+        payment_id (str):
+        idempotency_key (str | Unset):
+        x_request_id (str | Unset):
+        body (CapturePaymentRequest | Unset):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[PaymentOut | Problem]
+    """
+
+    kwargs = _get_kwargs(
+        payment_id=payment_id,
+        body=body,
+        idempotency_key=idempotency_key,
+        x_request_id=x_request_id,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    payment_id: str,
+    *,
+    client: AuthenticatedClient,
+    body: CapturePaymentRequest | Unset = UNSET,
+    idempotency_key: str | Unset = UNSET,
+    x_request_id: str | Unset = UNSET,
+) -> PaymentOut | Problem | None:
+    """Capture Payment
+
+     Capture an authorized (`requires_capture`) payment, all of it or `amount` of it: 200
+    `completed` with `amount_captured`, which refunds then apply to; the rest of the
+    authorization is released. One capture per payment.
+
+    Args:
+        payment_id (str):
+        idempotency_key (str | Unset):
+        x_request_id (str | Unset):
+        body (CapturePaymentRequest | Unset):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        PaymentOut | Problem
+    """
+
+    return (
+        await asyncio_detailed(
+            payment_id=payment_id,
+            client=client,
+            body=body,
+            idempotency_key=idempotency_key,
+            x_request_id=x_request_id,
+        )
+    ).parsed
