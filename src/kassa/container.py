@@ -15,7 +15,7 @@ from kassa.auditlog.service import AuditLog
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
-from kassa.db import Database, create_engine, utcnow
+from kassa.db import Database, open_database, utcnow
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
 from kassa.observability.dbmetrics import instrument_pool
@@ -103,8 +103,7 @@ def build_container(
     resolver: Resolver = system_resolver,
     passwords: Passwords | None = None,
 ) -> Container:
-    engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
-    db = Database(engine)
+    db = open_database(settings.resolved_database_url, pool_size=settings.database_pool_size)
     instrument_pool(db)
     redis_timeout = settings.redis_timeout_ms / 1000
     storage = storage or create_storage(

@@ -226,14 +226,18 @@ def _refuse_closed(_dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> Non
         raise sa_exc.DisconnectionError("the pooled connection was closed")
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, autocommit: bool = False) -> AsyncEngine:
     """An engine for `url`. On PostgreSQL the pool keeps `pool_size` connections and never
     opens more: a connection opened past the pool would be closed again on return, and that
     churn (a new server process, asyncpg's set-up queries) cost more CPU than waiting for a
     free connection. Size the pool to the requests one worker serves at once.
 
     Statement parameters never appear in an error's text (`hide_parameters`): they hold
-    password hashes, emails and names, and an error's text reaches the log."""
+    password hashes, emails and names, and an error's text reaches the log.
+
+    `autocommit` (PostgreSQL; see `open_database`): every connection the pool opens is in
+    autocommit from the start, so that `engine.begin()` on it commits each statement on its
+    own; only a `Database` made with `pooled_autocommit` knows to ask for a transaction."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
@@ -254,6 +258,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_recycle=1800,
         connect_args={"server_settings": {"application_name": "kassa"}, "timeout": 5},
         hide_parameters=True,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     event.listen(engine.sync_engine, "handle_error", _invalidate_broken)
     event.listen(engine.sync_engine, "checkout", _refuse_closed)
@@ -462,22 +467,29 @@ class Database(Runner):
     only where one statement does the whole job; anything that reads then writes, or writes
     twice, takes `transaction()`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, pooled_autocommit: bool = False) -> None:
+        """`pooled_autocommit`: `engine`'s connections are in autocommit from the pool
+        (`create_engine(..., autocommit=True)`, PostgreSQL), so a statement on its own needs
+        no isolation change and a transaction asks for READ COMMITTED on its connection.
+        Otherwise the other way round. Either way each statement alone commits on its own
+        and a transaction is one; the first saves each single statement the change of
+        isolation at checkout and its reset at check-in (about 70 µs of CPU)."""
         self.engine = engine
         self.dialect = engine.dialect.name
         # PostgreSQL writes a request's changes in one statement (see `gated_insert`).
         self.writes_at_once = self.dialect == "postgresql"
-        self._autocommit = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if self.dialect == "postgresql"
-            else engine
-        )
+        self._transactional = engine
+        self._autocommit = engine
+        if self.dialect == "postgresql" and pooled_autocommit:
+            self._transactional = engine.execution_options(isolation_level="READ COMMITTED")
+        elif self.dialect == "postgresql":
+            self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """One transaction: committed when the block ends, rolled back when it raises.
         (SQLite: BEGIN IMMEDIATE, so read-then-write transactions serialize.)"""
-        async with self.engine.begin() as connection:
+        async with self._transactional.begin() as connection:
             yield Transaction(connection)
 
     @contextlib.asynccontextmanager
@@ -497,3 +509,11 @@ class Database(Runner):
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def open_database(url: str, *, pool_size: int = 10) -> Database:
+    """The application's handle: on PostgreSQL its pool's connections are in autocommit (most
+    requests' statements run alone), and its transactions ask for READ COMMITTED."""
+    postgres = make_url(url).get_backend_name() == "postgresql"
+    engine = create_engine(url, pool_size=pool_size, autocommit=postgres)
+    return Database(engine, pooled_autocommit=postgres)
