@@ -4,14 +4,17 @@ in a request, and the log redaction's early exit lets through only what no check
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 from starlette.middleware.base import BaseHTTPMiddleware
 
 import kassa.app
 from kassa.app import create_app, create_app_from_env
+from kassa.db import open_database
 from kassa.observability.logging import REDACTED, redact_text
 from tests.conftest import make_settings
 
@@ -45,8 +48,6 @@ def test_a_worker_builds_the_openapi_document_before_it_serves(
         assert app is built[0]
         assert app.openapi_schema is not None
     finally:
-        import gc
-
         gc.unfreeze()
 
 
@@ -82,3 +83,38 @@ def test_every_value_a_check_acts_on_passes_the_early_exit(text: str) -> None:
 )
 def test_ordinary_values_are_left_as_they_are(text: str) -> None:
     assert redact_text(text) == text
+
+
+@pytest.mark.postgres
+async def test_the_applications_handle_keeps_transactions_whole_on_an_autocommit_pool(
+    postgres_url: str,
+) -> None:
+    db = open_database(postgres_url, pool_size=1)
+    try:
+        # Alone, a statement commits on its own (the connection's session table keeps it).
+        await db.execute(text("CREATE TEMP TABLE t (n int)"))
+        await db.execute(text("INSERT INTO t VALUES (0)"))
+        assert await db.scalar(text("SELECT count(*) FROM t")) == 1
+        # A transaction is one: its statements share a start, and a failure undoes them all.
+        async with db.transaction() as tx:
+            assert await tx.scalar(text("SHOW transaction_isolation")) == "read committed"
+            first = await tx.scalar(text("SELECT now()"))
+            await tx.scalar(text("SELECT pg_sleep(0.01)"))
+            assert await tx.scalar(text("SELECT now()")) == first
+
+        async def insert_then_fail() -> None:
+            async with db.transaction() as tx:
+                await tx.execute(text("INSERT INTO t VALUES (1)"))
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            await insert_then_fail()
+        assert await db.scalar(text("SELECT count(*) FROM t")) == 1
+        async with db.snapshot() as tx:
+            assert await tx.scalar(text("SHOW transaction_isolation")) == "repeatable read"
+            assert await tx.scalar(text("SHOW transaction_read_only")) == "on"
+        # The one connection went back to autocommit after each of them.
+        await db.execute(text("INSERT INTO t VALUES (2)"))
+        assert await db.scalar(text("SELECT count(*) FROM t")) == 2
+    finally:
+        await db.dispose()
