@@ -969,6 +969,7 @@ def check_sandbox(podman: Podman, image: str, base: str) -> None:
             client.headers["Authorization"] = (
                 f"Bearer {expect(login, 200, 'login')['access_token']}"
             )
+            client.headers["Kassa-Mode"] = "live"  # live mode: the configured processor
             payment = expect(
                 client.post(
                     "/api/payments",

@@ -145,11 +145,13 @@ async def test_openapi_hides_service_endpoints(api: Api) -> None:
     assert not {"/healthz", "/readyz", "/metrics", "/docs"} & set(document["paths"])
 
 
-async def test_openapi_declares_a_bearer_security_scheme(api: Api) -> None:
+async def test_openapi_declares_the_login_token_and_api_key_bearer_schemes(api: Api) -> None:
     document = (await api.client.get("/openapi.json")).json()
     schemes = document["components"]["securitySchemes"]
-    bearer = [s for s in schemes.values() if s["type"] == "http" and s["scheme"] == "bearer"]
-    assert len(bearer) == 1
+    bearer = {
+        name for name, s in schemes.items() if s["type"] == "http" and s["scheme"] == "bearer"
+    }
+    assert bearer == {"HTTPBearer", "ApiKey"}
 
 
 async def test_openapi_requires_the_bearer_scheme_on_protected_operations(api: Api) -> None:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from kassa.apikeys.router import router as keys_router
 from kassa.auditlog.router import router as audit_router
 from kassa.auth.middleware import AuthenticationMiddleware
 from kassa.auth.router import router as auth_router
@@ -44,7 +45,9 @@ them, refund them in whole or in part, and list transactions.
 
 Amounts are integers in the currency's minor unit (1050 = 10.50 USD). Errors are RFC 9457
 problem documents with a stable `code`. Log in at `/api/auth/login`, then press
-**Authorize** and paste the `access_token`.
+**Authorize** and paste the `access_token`; or create an API key at `/api/keys` and paste
+its `secret` (`sk_test_…`) under ApiKey. A key acts in its own mode; a login token acts in
+test mode unless the request carries `Kassa-Mode: live`.
 """
 
 
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(service_router)
     app.mount("/docs-static", docs_static(), name="docs-static")
     app.include_router(auth_router)
+    app.include_router(keys_router)
     app.include_router(payments_router)
     app.include_router(refunds_router)
     app.include_router(refund_lists_router)
@@ -111,8 +115,12 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         limiter=container.limiter,
         trusted=settings.trusted_proxy_networks,
         user_limiter=RateLimiter(container.limits, settings.user_rate_limit, name="user"),
+        key_limiters=(
+            RateLimiter(container.limits, settings.key_rate_limit_test, name="key"),
+            RateLimiter(container.limits, settings.key_rate_limit_live, name="key"),
+        ),
     )
-    app.add_middleware(AuthenticationMiddleware, auth=container.auth)
+    app.add_middleware(AuthenticationMiddleware, auth=container.auth, keys=container.keys)
     if settings.cors_origin_list:
         app.add_middleware(ProblemCORSMiddleware, **cors_options(settings.cors_origin_list))
     app.add_middleware(UnhandledErrorMiddleware)

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from limits.aio.storage import Storage
 
+from kassa.apikeys.service import ApiKeyService
 from kassa.auditlog.service import AuditLog
 from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
@@ -25,6 +26,7 @@ from kassa.payments.service import PaymentService
 from kassa.processors.base import Processor
 from kassa.processors.customers import DatabaseCustomerStore
 from kassa.processors.faults import FaultInjectingProcessor, parse_faults
+from kassa.processors.modes import Processors
 from kassa.processors.simulator import SimulatorProcessor
 from kassa.processors.simulator_store import DatabaseSimulatorStore
 from kassa.processors.stripe import StripeProcessor
@@ -48,8 +50,10 @@ class Container:
     storage: Storage
     limits: LimitStore  # the storage behind every limit, with its in-process fallback
     limiter: RateLimiter
-    processor: Processor
+    processor: Processor  # live mode's: the configured one (KASSA_PROCESSOR)
+    test_processor: Processor  # test mode's: always the simulator
     auth: AuthService
+    keys: ApiKeyService
     payments: PaymentService
     refunds: RefundService
     transactions: TransactionService
@@ -72,6 +76,7 @@ class Container:
 
 
 def build_processor(settings: Settings, db: Database) -> Processor:
+    """The configured processor (`KASSA_PROCESSOR`): live mode's."""
     if settings.processor == "stripe":
         if settings.stripe_api_key is None:  # the settings refuse this; kept for callers
             raise ValueError("KASSA_PROCESSOR=stripe needs KASSA_STRIPE_API_KEY")
@@ -80,6 +85,12 @@ def build_processor(settings: Settings, db: Database) -> Processor:
             DatabaseCustomerStore(db, StripeProcessor.name),
             api_base=settings.stripe_api_base,
         )
+    return build_simulator(settings, db)
+
+
+def build_simulator(settings: Settings, db: Database) -> Processor:
+    """The simulator: test mode's processor whatever KASSA_PROCESSOR says, and live mode's
+    too when it says `simulator`."""
     # The simulator keeps its records in the database, so every process agrees on them.
     simulator = SimulatorProcessor(
         DatabaseSimulatorStore(db),
@@ -98,6 +109,7 @@ def build_container(
     settings: Settings,
     *,
     processor: Processor | None = None,
+    live_processor: Processor | None = None,
     clock: Callable[[], datetime] = utcnow,
     storage: Storage | None = None,
     resolver: Resolver = system_resolver,
@@ -117,15 +129,23 @@ def build_container(
             parallelism=settings.argon2_parallelism,
         ).hasher()
     )
-    owns_processor = processor is None
-    processor = processor or build_processor(settings, db)
+    # A processor handed in (a test's double) serves both modes unless `live_processor` is
+    # handed in too; built here, test mode gets the simulator and live mode the configured
+    # processor (the same simulator when that is the simulator).
+    owns_processor = processor is None and live_processor is None
+    test_processor = processor or build_simulator(settings, db)
+    if live_processor is None:
+        live_processor = processor or (
+            test_processor if settings.processor == "simulator" else build_processor(settings, db)
+        )
+    processors = Processors(test=test_processor, live=live_processor)
     secrets = settings.secrets
     vault = Vault(secrets.vault_keys)
     fingerprints = CardFingerprinter(db, vault)
     payments = PaymentService(
         db,
         vault,
-        processor,
+        processors,
         clock,
         settings.max_amount,
         processor_timeout=settings.processor_timeout_seconds,
@@ -158,7 +178,8 @@ def build_container(
         storage=storage,
         limits=limits,
         limiter=RateLimiter(limits, settings.rate_limit),
-        processor=processor,
+        processor=live_processor,
+        test_processor=test_processor,
         auth=AuthService(
             db,
             tokens,
@@ -167,9 +188,13 @@ def build_container(
             passwords=passwords,
             password_throttle=LoginThrottle(limits, scope="password"),
         ),
+        # Key secrets are hashed under a key of their own, derived from the JWT secret.
+        keys=ApiKeyService(
+            db, hmac.new(secrets.jwt_secret, b"kassa-api-key-hash", "sha256").digest(), clock
+        ),
         payments=payments,
         refunds=RefundService(
-            db, processor, clock, processor_timeout=settings.processor_timeout_seconds
+            db, processors, clock, processor_timeout=settings.processor_timeout_seconds
         ),
         transactions=TransactionService(db),
         idempotency=IdempotencyService(

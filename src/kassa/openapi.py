@@ -20,6 +20,7 @@ from typing import Any, Final
 from fastapi import FastAPI
 
 from kassa.auditlog.service import ACTIONS
+from kassa.auth.service import SCOPES
 from kassa.errors import PROBLEM_JSON
 from kassa.events.schemas import EVENT_TYPES
 from kassa.payments.states import PaymentStatus
@@ -38,11 +39,13 @@ PROBLEM_CODES: Final[Mapping[str, int]] = {
     "invalid_credentials": 401,
     "invalid_refresh_token": 401,
     "forbidden": 403,
+    "insufficient_scope": 403,
     "cors_preflight_refused": 403,
     "not_found": 404,
     "payment_not_found": 404,
     "event_not_found": 404,
     "webhook_not_found": 404,
+    "api_key_not_found": 404,
     "method_not_allowed": 405,
     "not_acceptable": 406,
     "invalid_state": 409,
@@ -57,6 +60,7 @@ PROBLEM_CODES: Final[Mapping[str, int]] = {
     "idempotency_key_reused": 422,
     "webhook_url_refused": 422,
     "webhook_limit_reached": 422,
+    "invalid_mode": 422,
     "rate_limited": 429,
     "too_many_attempts": 429,
     "headers_too_large": 431,
@@ -70,7 +74,11 @@ _DESCRIPTIONS: Final[Mapping[int, str]] = {
         "Malformed JSON body: not JSON, nested deeper than 32 levels, or an object that"
         " repeats a key (`errors` names its path)"
     ),
-    401: "Missing, invalid or expired bearer token",
+    401: "Missing, invalid or expired bearer token or API key, or a revoked API key",
+    403: (
+        "Not allowed with these credentials: an API key where a login token is needed"
+        " (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`)"
+    ),
     404: "No such object (or not yours)",
     409: "Conflict with the object's current state, or its Idempotency-Key is in use",
     413: "Request body too large",
@@ -86,6 +94,7 @@ _DESCRIPTIONS: Final[Mapping[int, str]] = {
 }
 
 PROBLEM_REF: Final = {"$ref": "#/components/schemas/Problem"}
+API_KEY_SCHEME: Final = "ApiKey"
 IDEMPOTENT_PREFIX: Final = "/api/payments"
 _ALWAYS: Final = (413, 422, 429, 431, 500, 503)
 
@@ -146,6 +155,17 @@ PARAMETERS: Final[Mapping[str, dict[str, Any]]] = {
             "Use a fresh key (a UUID) for each new request."
         ),
         "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[ -~]+$"},
+    },
+    "KassaMode": {
+        "name": "Kassa-Mode",
+        "in": "header",
+        "required": False,
+        "description": (
+            "The mode a login token acts in: `test` (the default) or `live`. An API key acts "
+            "in its own mode; naming the other one is refused (422 `invalid_mode`). Objects "
+            "of one mode are invisible to a caller acting in the other."
+        ),
+        "schema": {"$ref": "#/components/schemas/Mode"},
     },
     "XRequestID": {
         "name": "X-Request-ID",
@@ -229,6 +249,7 @@ SCHEMAS: Final[Mapping[str, dict[str, Any]]] = {
 
 TAGS: Final = [
     {"name": "auth", "description": "Accounts, login tokens and sessions"},
+    {"name": "keys", "description": "Secret API keys (sk_test_…, sk_live_…), with a login token"},
     {"name": "payments", "description": "Payments by card or wallet, and their processing"},
     {"name": "refunds", "description": "Refunds of completed payments"},
     {"name": "transactions", "description": "Charges and refunds, newest first"},
@@ -253,6 +274,8 @@ NAMED_ENUMS: Final[Mapping[str, tuple[str, ...]]] = {
     "WebhookStatus": ("enabled", "disabled"),
     "DeliveryStatus": ("succeeded", "failed"),
     "AuditAction": ACTIONS,
+    "Mode": ("test", "live"),
+    "ApiKeyScope": SCOPES,
 }
 LICENSE: Final = {"name": "MIT", "identifier": "MIT"}
 SERVERS: Final = [{"url": "/", "description": "This kassa server"}]
@@ -310,6 +333,15 @@ def _add_headers(status: str, response: dict[str, Any], idempotent: bool, api: b
         names.append("Idempotent-Replayed")
     for name in names:
         headers.setdefault(name, _ref("headers", name))
+
+
+def _takes_keys(operation: dict[str, Any]) -> bool:
+    return any(API_KEY_SCHEME in requirement for requirement in operation.get("security", []))
+
+
+def _scoped(path: str, operation: dict[str, Any]) -> bool:
+    """Whether a key's scopes apply: every operation that takes keys, but the profile."""
+    return _takes_keys(operation) and not path.startswith("/api/auth/")
 
 
 def _operation_statuses(path: str, operation: dict[str, Any]) -> list[int]:
@@ -397,10 +429,14 @@ def customise(document: Document) -> Document:
             parameters: list[dict[str, Any]] = operation.setdefault("parameters", [])
             if idempotent:
                 parameters.append(_ref("parameters", "IdempotencyKey"))
+            if _takes_keys(operation):
+                parameters.append(_ref("parameters", "KassaMode"))
             parameters.append(_ref("parameters", "XRequestID"))
             responses: dict[str, Any] = operation["responses"]
             for shared in _operation_statuses(path, operation) if api else ():
                 responses.setdefault(str(shared), problem_response(shared))
+            if api and _scoped(path, operation):
+                responses.setdefault("403", problem_response(403, ["insufficient_scope"]))
             for status, response in responses.items():
                 if status[0] in "45":
                     for media in response.get("content", {}).values():

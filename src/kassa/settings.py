@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     vault_keys: SecretStr | None = None
     rate_limit: str = "100/15minutes"
     user_rate_limit: str = "1000/15minutes"
+    # Requests made with an API key count against the key alone (not the client IP, not the
+    # user's login-token limit): in the spirit of Stripe's, more for live keys than test ones.
+    key_rate_limit_live: str = "100/second"
+    key_rate_limit_test: str = "25/second"
     redis_key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")] = "kassa"
     cors_origins: str = ""
     max_amount: Annotated[int, Field(gt=0, le=2**62)] = 99_999_999
@@ -137,7 +141,7 @@ class Settings(BaseSettings):
     def _empty_log_file_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("rate_limit", "user_rate_limit")
+    @field_validator("rate_limit", "user_rate_limit", "key_rate_limit_live", "key_rate_limit_test")
     @classmethod
     def _valid_rate_limit(cls, value: str) -> str:
         try:

@@ -155,7 +155,9 @@ async def test_cors_preflight_for_a_listed_origin_allows_the_api_headers(
             headers={
                 "Origin": ORIGIN,
                 "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+                "Access-Control-Request-Headers": (
+                    "authorization, content-type, idempotency-key, kassa-mode"
+                ),
             },
         )
         assert preflight.status_code == 200
@@ -163,6 +165,7 @@ async def test_cors_preflight_for_a_listed_origin_allows_the_api_headers(
         allowed = preflight.headers["access-control-allow-headers"].lower()
         assert "authorization" in allowed
         assert "idempotency-key" in allowed
+        assert "kassa-mode" in allowed
     assert (await api.client.get("/api/auth/profile")).status_code == 401
 
 

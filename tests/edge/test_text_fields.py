@@ -58,6 +58,7 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "ProcessPaymentRequest": {"payment_id": str(uuid.uuid4())},
     "RefundRequest": {"amount": 1, "reason": "customer asked"},
     "CreateWebhookRequest": {"url": "https://example.com/hooks", "events": ["*"]},
+    "CreateKeyRequest": {"name": "Shop backend", "mode": "test", "scopes": ["read"]},
 }
 
 SPOILERS = {

@@ -20,7 +20,7 @@ from tests.payments import PAYMENT_KEYS, REFUND_KEYS, assert_invalid, assert_pro
 from tests.webhooks import MovableClock, create_webhook, list_events
 
 pytestmark = pytest.mark.usefixtures("clean_webhooks")
-EVENT_KEYS = {"id", "type", "created_at", "data"}
+EVENT_KEYS = {"id", "type", "livemode", "created_at", "data"}
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ async def test_the_outbox_rolls_back_with_the_business_transaction(api: Api) -> 
     user = await register_user(api.client)
     await create_webhook(api.client, user, "http://127.0.0.1:9/hooks")
     user_id = uuid.UUID(user.id)
-    obj = {"id": str(uuid.uuid4()), "status": "pending"}
+    obj = {"id": str(uuid.uuid4()), "status": "pending", "livemode": False}
 
     class Boom(Exception):
         pass

@@ -31,6 +31,7 @@ PAYMENT_KEYS = {
     "metadata",
     "failure_code",
     "failure_message",
+    "livemode",
     "created_at",
     "updated_at",
 }
@@ -44,7 +45,16 @@ STATUS_KEYS = {
     "currency",
     "updated_at",
 }
-REFUND_KEYS = {"id", "payment_id", "amount", "currency", "status", "reason", "created_at"}
+REFUND_KEYS = {
+    "id",
+    "payment_id",
+    "amount",
+    "currency",
+    "status",
+    "reason",
+    "livemode",
+    "created_at",
+}
 TRANSACTION_KEYS = {
     "id",
     "type",
@@ -53,6 +63,7 @@ TRANSACTION_KEYS = {
     "currency",
     "status",
     "payment_method",
+    "livemode",
     "created_at",
 }
 DECLINING_CARDS = {

@@ -221,8 +221,9 @@ async def test_a_worker_round_voids_an_authorization_older_than_the_expiry(
     await Worker(api.container, interval=1, older_than=timedelta(minutes=1)).run_round()
     payments = api.container.payments
     owner = uuid.UUID(user.id)
-    assert (await payments.get(owner, uuid.UUID(old["id"]))).status == "canceled"
-    assert (await payments.get(owner, uuid.UUID(young["id"]))).status == "requires_capture"
+    assert (await payments.get(owner, uuid.UUID(old["id"]), livemode=False)).status == "canceled"
+    young_now = await payments.get(owner, uuid.UUID(young["id"]), livemode=False)
+    assert young_now.status == "requires_capture"
 
 
 # 3-D Secure --------------------------------------------------------------------------------

@@ -71,6 +71,8 @@ def test_make_sandbox_completes_and_refunds_a_card_payment_through_localstripe(
             assert registered.status_code == 201, registered.text
             login = client.post("/api/auth/login", json={"email": email, "password": password})
             client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+            # Live mode: the configured processor (test mode is always the simulator).
+            client.headers["Kassa-Mode"] = "live"
             created = client.post(
                 "/api/payments",
                 json={

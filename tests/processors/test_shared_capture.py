@@ -382,7 +382,9 @@ async def test_the_worker_voids_an_expired_authorization_through_kassa(
     payment_id = await _authorized_payment(api, user, backend, 500)
     now[0] += timedelta(hours=2)
     assert await api.container.payments.expire_authorizations() == 1
-    after = await api.container.payments.get(uuid.UUID(user.id), uuid.UUID(payment_id))
+    after = await api.container.payments.get(
+        uuid.UUID(user.id), uuid.UUID(payment_id), livemode=False
+    )
     assert after.status == "canceled"
 
 

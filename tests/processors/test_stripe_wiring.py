@@ -30,8 +30,11 @@ async def test_the_settings_build_a_stripe_connector_with_one_customer_per_user(
     try:
         assert isinstance(container.processor, StripeProcessor)
         app = create_app(container=container)
+        # Live mode reaches the configured processor; test mode is always the simulator.
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://kassa.test"
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://kassa.test",
+            headers={"Kassa-Mode": "live"},
         ) as client:
             user = await register_user(client)
             first = await completed_payment(client, user, details=card_details())

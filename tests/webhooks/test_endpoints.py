@@ -16,7 +16,7 @@ from tests.payments import assert_invalid, assert_problem, dump_database
 from tests.webhooks import FakeResolver, MovableClock, create_webhook
 
 pytestmark = pytest.mark.usefixtures("clean_webhooks")
-ENDPOINT_KEYS = {"id", "url", "events", "status", "disabled_at", "created_at"}
+ENDPOINT_KEYS = {"id", "url", "events", "status", "disabled_at", "livemode", "created_at"}
 PUBLIC_URL = "https://hooks.example.com/kassa?team=payments"
 
 
@@ -187,10 +187,14 @@ async def test_production_accepts_only_https(public: Api) -> None:
     )
     user = await register_user(public.client)
     with pytest.raises(ValidationFailed) as refused:
-        await production.create(uuid.UUID(user.id), "http://hooks.example.com/", ["*"])
+        await production.create(
+            uuid.UUID(user.id), "http://hooks.example.com/", ["*"], livemode=False
+        )
     assert refused.value.errors[0].field == "url"
     assert "https" in refused.value.errors[0].message
-    created = await production.create(uuid.UUID(user.id), "https://hooks.example.com/", ["*"])
+    created = await production.create(
+        uuid.UUID(user.id), "https://hooks.example.com/", ["*"], livemode=False
+    )
     assert created.endpoint.url == "https://hooks.example.com/"
 
 

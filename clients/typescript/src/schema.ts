@@ -125,6 +125,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Keys
+         * @description The caller's keys that are not revoked, newest first, without their secrets.
+         */
+        get: operations["keys_list"];
+        put?: never;
+        /**
+         * Create Key
+         * @description Create a secret key of one mode. Its `secret` is shown only in this answer: kassa keeps
+         *     a keyed hash of it, never the secret.
+         */
+        post: operations["keys_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke Key
+         * @description Revoke a key: from the next request on, on every process and host, it is refused.
+         */
+        delete: operations["keys_revoke"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/payments": {
         parameters: {
             query?: never;
@@ -493,6 +538,11 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * ApiKeyScope
+         * @enum {string}
+         */
+        ApiKeyScope: "read" | "payments" | "refunds" | "webhooks" | "checkout";
         /** AttemptList */
         AttemptList: {
             /** Data */
@@ -701,6 +751,24 @@ export interface components {
             payment_method: "credit_card" | "debit_card";
             details: components["schemas"]["CardDetailsIn"];
         };
+        /**
+         * CreateKeyRequest
+         * @example {
+         *       "mode": "test",
+         *       "name": "Shop backend"
+         *     }
+         */
+        CreateKeyRequest: {
+            /** Name */
+            name: string;
+            /** @description `test` keys act on test objects only, `live` on live ones */
+            mode: components["schemas"]["Mode"];
+            /**
+             * Scopes
+             * @description What the key may do: `read` (every GET), `payments` (create, process, capture, cancel), `refunds`, `webhooks` (endpoints and event redelivery), `checkout`. Omit for all of them.
+             */
+            scopes?: components["schemas"]["ApiKeyScope"][] | null;
+        };
         /** CreatePaymentRequest */
         CreatePaymentRequest: components["schemas"]["CardPaymentRequest"] | components["schemas"]["WalletPaymentRequest"];
         /** CreateWebhookRequest */
@@ -715,6 +783,40 @@ export interface components {
              * @description Event types to send, or ["*"] for all: payment.created, payment.processing, payment.completed, payment.failed, payment.canceled, payment.partially_refunded, payment.refunded, refund.created
              */
             events: string[];
+        };
+        /** CreatedKeyOut */
+        CreatedKeyOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Name */
+            name: string;
+            mode: components["schemas"]["Mode"];
+            /** Livemode */
+            livemode: boolean;
+            /**
+             * Scopes
+             * @description The scopes the key may use
+             */
+            scopes: components["schemas"]["ApiKeyScope"][];
+            /**
+             * Last4
+             * @description The secret's last four characters, to tell keys apart
+             */
+            last4: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Secret
+             * @description The secret key (`sk_test_…` / `sk_live_…`), shown only in this response
+             * @example sk_test_4eC39HqLyjWDarjtT1zdp7dc4eC39HqLyjWDarjtT1z
+             */
+            secret: string;
         };
         /** CreatedWebhookOut */
         CreatedWebhookOut: {
@@ -731,6 +833,11 @@ export interface components {
             status: components["schemas"]["WebhookStatus"];
             /** Disabled At */
             disabled_at: string | null;
+            /**
+             * Livemode
+             * @description Whether this is a live-mode object (false: test mode)
+             */
+            livemode: boolean;
             /**
              * Created At
              * Format: date-time
@@ -771,6 +878,11 @@ export interface components {
             id: string;
             type: components["schemas"]["EventType"];
             /**
+             * Livemode
+             * @description Whether this is a live-mode object (false: test mode)
+             */
+            livemode: boolean;
+            /**
              * Created At
              * Format: date-time
              */
@@ -782,6 +894,39 @@ export interface components {
          * @enum {string}
          */
         EventType: "payment.created" | "payment.processing" | "payment.completed" | "payment.failed" | "payment.canceled" | "payment.partially_refunded" | "payment.refunded" | "payment.requires_action" | "payment.requires_capture" | "payment.captured" | "refund.created";
+        /** KeyList */
+        KeyList: {
+            /** Data */
+            data: components["schemas"]["KeyOut"][];
+        };
+        /** KeyOut */
+        KeyOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Name */
+            name: string;
+            mode: components["schemas"]["Mode"];
+            /** Livemode */
+            livemode: boolean;
+            /**
+             * Scopes
+             * @description The scopes the key may use
+             */
+            scopes: components["schemas"]["ApiKeyScope"][];
+            /**
+             * Last4
+             * @description The secret's last four characters, to tell keys apart
+             */
+            last4: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
         /** LoginRequest */
         LoginRequest: {
             /** Email */
@@ -796,6 +941,11 @@ export interface components {
         Metadata: {
             [key: string]: string;
         };
+        /**
+         * Mode
+         * @enum {string}
+         */
+        Mode: "test" | "live";
         /** NextActionOut */
         NextActionOut: {
             /**
@@ -877,6 +1027,11 @@ export interface components {
             /** Failure Message */
             failure_message: string | null;
             /**
+             * Livemode
+             * @description Whether this is a live-mode object (false: test mode)
+             */
+            livemode: boolean;
+            /**
              * Created At
              * Format: date-time
              */
@@ -933,7 +1088,7 @@ export interface components {
          * @description A stable, machine-readable problem code
          * @enum {string}
          */
-        ProblemCode: "amount_exceeds_capturable" | "amount_exceeds_refundable" | "bad_request" | "cors_preflight_refused" | "duplicate_key" | "email_taken" | "event_not_found" | "forbidden" | "headers_too_large" | "http_error" | "idempotency_key_in_use" | "idempotency_key_reused" | "internal_error" | "invalid_credentials" | "invalid_idempotency_key" | "invalid_refresh_token" | "invalid_state" | "json_too_deep" | "malformed_json" | "method_not_allowed" | "not_acceptable" | "not_found" | "payload_too_large" | "payment_not_found" | "rate_limited" | "service_unavailable" | "too_many_attempts" | "unauthorized" | "unsupported_media_type" | "validation_error" | "webhook_limit_reached" | "webhook_not_found" | "webhook_url_refused";
+        ProblemCode: "amount_exceeds_capturable" | "amount_exceeds_refundable" | "api_key_not_found" | "bad_request" | "cors_preflight_refused" | "duplicate_key" | "email_taken" | "event_not_found" | "forbidden" | "headers_too_large" | "http_error" | "idempotency_key_in_use" | "idempotency_key_reused" | "insufficient_scope" | "internal_error" | "invalid_credentials" | "invalid_idempotency_key" | "invalid_mode" | "invalid_refresh_token" | "invalid_state" | "json_too_deep" | "malformed_json" | "method_not_allowed" | "not_acceptable" | "not_found" | "payload_too_large" | "payment_not_found" | "rate_limited" | "service_unavailable" | "too_many_attempts" | "unauthorized" | "unsupported_media_type" | "validation_error" | "webhook_limit_reached" | "webhook_not_found" | "webhook_url_refused";
         /** ProblemFieldError */
         ProblemFieldError: {
             /** @description Dotted path of the field at fault */
@@ -1007,6 +1162,11 @@ export interface components {
             status: components["schemas"]["TransactionStatus"];
             /** Reason */
             reason: string | null;
+            /**
+             * Livemode
+             * @description Whether this is a live-mode object (false: test mode)
+             */
+            livemode: boolean;
             /**
              * Created At
              * Format: date-time
@@ -1084,6 +1244,11 @@ export interface components {
             currency: string;
             status: components["schemas"]["TransactionStatus"];
             payment_method: components["schemas"]["PaymentMethod"];
+            /**
+             * Livemode
+             * @description Whether this is a live-mode object (false: test mode)
+             */
+            livemode: boolean;
             /**
              * Created At
              * Format: date-time
@@ -1191,6 +1356,11 @@ export interface components {
             /** Disabled At */
             disabled_at: string | null;
             /**
+             * Livemode
+             * @description Whether this is a live-mode object (false: test mode)
+             */
+            livemode: boolean;
+            /**
              * Created At
              * Format: date-time
              */
@@ -1206,6 +1376,8 @@ export interface components {
     parameters: {
         /** @description Makes a retry safe: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`) and does nothing twice. 1–255 printable ASCII characters, scoped to the caller, kept at least 24 hours. Use a fresh key (a UUID) for each new request. */
         IdempotencyKey: string;
+        /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+        KassaMode: components["schemas"]["Mode"];
         /** @description Your id for this request, echoed back and logged (else one is made) */
         XRequestID: string;
     };
@@ -1298,7 +1470,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1409,7 +1581,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1436,7 +1608,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1509,6 +1681,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -1530,7 +1704,7 @@ export interface operations {
                     "application/json": components["schemas"]["UserOut"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1557,7 +1731,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1668,7 +1842,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1695,7 +1869,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1787,7 +1961,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1795,6 +1969,19 @@ export interface operations {
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1814,7 +2001,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1923,7 +2110,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1931,6 +2118,19 @@ export interface operations {
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1950,7 +2150,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1964,6 +2164,438 @@ export interface operations {
                 };
             };
             /** @description Too many requests; retry after Retry-After seconds. Codes: `too_many_attempts`, `rate_limited`. */
+            429: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large. Codes: `headers_too_large`. */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error (logged; never details). Codes: `internal_error`, `http_error`. */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Briefly unavailable (the database is out of reach); retry after Retry-After seconds. Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    keys_list: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for this request, echoed back and logged (else one is made) */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyList"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large. Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
+            429: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large. Codes: `headers_too_large`. */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error (logged; never details). Codes: `internal_error`, `http_error`. */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Briefly unavailable (the database is out of reach); retry after Retry-After seconds. Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    keys_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for this request, echoed back and logged (else one is made) */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateKeyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedKeyOut"];
+                };
+            };
+            /** @description Malformed JSON body: not JSON, nested deeper than 32 levels, or an object that repeats a key (`errors` names its path). Codes: `bad_request`, `malformed_json`, `json_too_deep`, `duplicate_key`. */
+            400: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large. Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
+            429: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large. Codes: `headers_too_large`. */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error (logged; never details). Codes: `internal_error`, `http_error`. */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Briefly unavailable (the database is out of reach); retry after Retry-After seconds. Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    keys_revoke: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for this request, echoed back and logged (else one is made) */
+                "X-Request-ID"?: components["parameters"]["XRequestID"];
+            };
+            path: {
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large. Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; retry after Retry-After seconds. Codes: `rate_limited`, `too_many_attempts`. */
             429: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2042,6 +2674,8 @@ export interface operations {
                 };
             };
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -2063,7 +2697,7 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentList"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2071,6 +2705,19 @@ export interface operations {
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2090,7 +2737,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2165,6 +2812,8 @@ export interface operations {
             header?: {
                 /** @description Makes a retry safe: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`) and does nothing twice. 1–255 printable ASCII characters, scoped to the caller, kept at least 24 hours. Use a fresh key (a UUID) for each new request. */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -2204,7 +2853,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2212,6 +2861,19 @@ export interface operations {
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2231,7 +2893,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2307,6 +2969,8 @@ export interface operations {
             header?: {
                 /** @description Makes a retry safe: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`) and does nothing twice. 1–255 printable ASCII characters, scoped to the caller, kept at least 24 hours. Use a fresh key (a UUID) for each new request. */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -2360,7 +3024,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2374,7 +3038,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2415,7 +3092,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2489,6 +3166,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -2512,7 +3191,7 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentOut"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2526,7 +3205,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2552,7 +3244,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2625,6 +3317,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -2648,7 +3342,7 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentStatusOut"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2662,7 +3356,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2688,7 +3395,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2763,6 +3470,8 @@ export interface operations {
             header?: {
                 /** @description Makes a retry safe: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`) and does nothing twice. 1–255 printable ASCII characters, scoped to the caller, kept at least 24 hours. Use a fresh key (a UUID) for each new request. */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -2818,7 +3527,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2832,7 +3541,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2873,7 +3595,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -2949,6 +3671,8 @@ export interface operations {
             header?: {
                 /** @description Makes a retry safe: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`) and does nothing twice. 1–255 printable ASCII characters, scoped to the caller, kept at least 24 hours. Use a fresh key (a UUID) for each new request. */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -2987,7 +3711,7 @@ export interface operations {
                     "application/json": components["schemas"]["PaymentOut"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3001,7 +3725,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3042,7 +3779,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3119,6 +3856,8 @@ export interface operations {
                 cursor?: string | null;
             };
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -3142,7 +3881,7 @@ export interface operations {
                     "application/json": components["schemas"]["RefundList"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3156,7 +3895,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3182,7 +3934,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3257,6 +4009,8 @@ export interface operations {
             header?: {
                 /** @description Makes a retry safe: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`) and does nothing twice. 1–255 printable ASCII characters, scoped to the caller, kept at least 24 hours. Use a fresh key (a UUID) for each new request. */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -3298,7 +4052,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3312,7 +4066,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3353,7 +4120,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3430,6 +4197,8 @@ export interface operations {
                 cursor?: string | null;
             };
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -3451,7 +4220,7 @@ export interface operations {
                     "application/json": components["schemas"]["RefundList"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3459,6 +4228,19 @@ export interface operations {
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3478,7 +4260,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3556,6 +4338,8 @@ export interface operations {
                 status?: components["schemas"]["TransactionStatus"] | null;
             };
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -3577,7 +4361,7 @@ export interface operations {
                     "application/json": components["schemas"]["TransactionList"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3585,6 +4369,19 @@ export interface operations {
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3604,7 +4401,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3681,6 +4478,8 @@ export interface operations {
                 type?: components["schemas"]["EventType"] | null;
             };
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -3702,7 +4501,7 @@ export interface operations {
                     "application/json": components["schemas"]["EventList"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3710,6 +4509,19 @@ export interface operations {
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3729,7 +4541,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3802,6 +4614,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -3825,7 +4639,7 @@ export interface operations {
                     "application/json": components["schemas"]["EventOut"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3839,7 +4653,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3865,7 +4692,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3938,6 +4765,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -3961,7 +4790,7 @@ export interface operations {
                     "application/json": components["schemas"]["RedeliveryOut"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -3975,7 +4804,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4001,7 +4843,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4074,6 +4916,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -4095,7 +4939,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookList"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4103,6 +4947,19 @@ export interface operations {
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4122,7 +4979,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4195,6 +5052,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -4233,7 +5092,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4241,6 +5100,19 @@ export interface operations {
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4260,7 +5132,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4333,6 +5205,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -4356,7 +5230,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookOut"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4370,7 +5244,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4396,7 +5283,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4469,6 +5356,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -4490,7 +5379,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4504,7 +5393,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4530,7 +5432,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4606,6 +5508,8 @@ export interface operations {
                 cursor?: string | null;
             };
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -4629,7 +5533,7 @@ export interface operations {
                     "application/json": components["schemas"]["AttemptList"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4643,7 +5547,20 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`. */
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such object (or not yours). Codes: `not_found`, `payment_not_found`, `event_not_found`, `webhook_not_found`, `api_key_not_found`. */
             404: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4669,7 +5586,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4746,6 +5663,8 @@ export interface operations {
                 action?: components["schemas"]["AuditAction"] | null;
             };
             header?: {
+                /** @description The mode a login token acts in: `test` (the default) or `live`. An API key acts in its own mode; naming the other one is refused (422 `invalid_mode`). Objects of one mode are invisible to a caller acting in the other. */
+                "Kassa-Mode"?: components["parameters"]["KassaMode"];
                 /** @description Your id for this request, echoed back and logged (else one is made) */
                 "X-Request-ID"?: components["parameters"]["XRequestID"];
             };
@@ -4767,7 +5686,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuditEventList"];
                 };
             };
-            /** @description Missing, invalid or expired bearer token. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
+            /** @description Missing, invalid or expired bearer token or API key, or a revoked API key. Codes: `unauthorized`, `invalid_credentials`, `invalid_refresh_token`. */
             401: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -4775,6 +5694,19 @@ export interface operations {
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed with these credentials: an API key where a login token is needed (`forbidden`), or a key without the scope the operation needs (`insufficient_scope`). Codes: `insufficient_scope`. */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4794,7 +5726,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`. */
+            /** @description Validation error: the fields at fault are listed under `errors` (among them unknown or repeated query parameters, control characters in any text, and card numbers in free text). Codes: `validation_error`, `amount_exceeds_refundable`, `amount_exceeds_capturable`, `invalid_idempotency_key`, `idempotency_key_reused`, `webhook_url_refused`, `webhook_limit_reached`, `invalid_mode`. */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];

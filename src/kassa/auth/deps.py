@@ -1,20 +1,29 @@
 """The route's principal: what `AuthenticationMiddleware` found for the request's bearer token
-(the header is read there, once, and nowhere else)."""
+(the header is read there, once, and nowhere else), and what the route lets it do.
+
+- `CurrentPrincipal`: a login token or an API key (both security schemes are declared).
+- `LoginPrincipal`: a login token only; an API key gets 403 `forbidden` (key management,
+  sessions, password changes).
+- `requires_scope(scope)`: a router's dependency; a key without `scope` (or, for a GET,
+  without `read`) gets 403 `insufficient_scope`. Login tokens hold every scope.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPBearer
 
+from kassa.auth.errors import InsufficientScope, LoginTokenRequired
 from kassa.auth.middleware import STATE, Authentication
 from kassa.auth.service import AuthService, Principal
 from kassa.errors import Unauthorized
 
 
 class _DocumentedBearer(HTTPBearer):
-    """Declares the bearer scheme in the OpenAPI document; reads nothing (the middleware has)."""
+    """Declares a bearer scheme in the OpenAPI document; reads nothing (the middleware has)."""
 
     async def __call__(self, request: Request) -> None:  # type: ignore[override]
         return None
@@ -23,6 +32,15 @@ class _DocumentedBearer(HTTPBearer):
 bearer_scheme = _DocumentedBearer(
     scheme_name="HTTPBearer", auto_error=False, description="An access token from /api/auth/login"
 )
+api_key_scheme = _DocumentedBearer(
+    scheme_name="ApiKey",
+    bearerFormat="sk_test_… / sk_live_…",
+    auto_error=False,
+    description=(
+        "A secret API key from POST /api/keys, sent as `Authorization: Bearer sk_…`. "
+        "A key acts in its own mode (test or live) and within its scopes."
+    ),
+)
 
 
 async def get_auth_service(request: Request) -> AuthService:
@@ -30,9 +48,7 @@ async def get_auth_service(request: Request) -> AuthService:
     return service
 
 
-async def current_principal(
-    request: Request, _documented: Annotated[None, Depends(bearer_scheme)]
-) -> Principal:
+def _principal(request: Request) -> Principal:
     outcome = request.scope.get("state", {}).get(STATE)
     if not isinstance(outcome, Authentication):
         raise Unauthorized()  # no bearer token
@@ -42,5 +58,43 @@ async def current_principal(
     return outcome.principal
 
 
+async def current_principal(
+    request: Request,
+    _token: Annotated[None, Depends(bearer_scheme)],
+    _key: Annotated[None, Depends(api_key_scheme)],
+) -> Principal:
+    return _principal(request)
+
+
+async def login_principal(
+    request: Request, _token: Annotated[None, Depends(bearer_scheme)]
+) -> Principal:
+    principal = _principal(request)
+    if principal.is_key:
+        raise LoginTokenRequired
+    return principal
+
+
+_READS = frozenset({"GET", "HEAD"})
+
+
+def requires_scope(scope: str) -> DependsParam:
+    """A router dependency: its GETs need the `read` scope, everything else `scope`. Runs
+    before the route's own dependencies; without a principal it leaves the 401 to them."""
+
+    async def check(request: Request) -> None:
+        outcome = request.scope.get("state", {}).get(STATE)
+        principal = outcome.principal if isinstance(outcome, Authentication) else None
+        if principal is None:
+            return
+        needed = "read" if request.method in _READS else scope
+        if needed not in principal.scopes:
+            raise InsufficientScope(needed)
+
+    dependency: DependsParam = Depends(check)
+    return dependency
+
+
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+LoginPrincipal = Annotated[Principal, Depends(login_principal)]
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]

@@ -49,3 +49,31 @@ class WrongPassword(KassaError):
             title="Invalid Credentials",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+class LoginTokenRequired(KassaError):
+    """Key management, password changes and sessions need a person's login token: an API key
+    (a server's credential) is refused there, so a leaked key cannot mint or keep keys."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "forbidden",
+            403,
+            "This operation needs a login token; API keys cannot use it.",
+            title="Forbidden",
+        )
+
+
+class InsufficientScope(KassaError):
+    def __init__(self, scope: str) -> None:
+        super().__init__(
+            "insufficient_scope",
+            403,
+            f"This API key lacks the `{scope}` scope this operation needs.",
+            title="Insufficient Scope",
+        )
+
+
+class InvalidMode(KassaError):
+    def __init__(self, detail: str) -> None:
+        super().__init__("invalid_mode", 422, detail, title="Invalid Mode")

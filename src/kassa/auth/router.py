@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from kassa.auditlog.deps import RequestActor
-from kassa.auth.deps import AuthServiceDep, CurrentPrincipal
+from kassa.auth.deps import AuthServiceDep, CurrentPrincipal, LoginPrincipal
 from kassa.auth.schemas import (
     LoginRequest,
     PasswordChangeRequest,
@@ -92,9 +92,9 @@ async def refresh(body: RefreshRequest, auth: AuthServiceDep) -> Any:
     "/logout",
     operation_id="auth_logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401),
+    responses=problem_responses(401, 403, codes={403: ["forbidden"]}),
 )
-async def logout(principal: CurrentPrincipal, auth: AuthServiceDep) -> Response:
+async def logout(principal: LoginPrincipal, auth: AuthServiceDep) -> Response:
     """End this session: its access and refresh tokens stop working."""
     await auth.logout(principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -104,11 +104,11 @@ async def logout(principal: CurrentPrincipal, auth: AuthServiceDep) -> Response:
     "/password",
     operation_id="auth_change_password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(400, 401, 422, 429, codes=_LOCKED),
+    responses=problem_responses(400, 401, 403, 422, 429, codes={**_LOCKED, 403: ["forbidden"]}),
 )
 async def change_password(
     body: PasswordChangeRequest,
-    principal: CurrentPrincipal,
+    principal: LoginPrincipal,
     auth: AuthServiceDep,
     actor: RequestActor,
 ) -> Response:

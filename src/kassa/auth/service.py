@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import structlog
@@ -17,6 +17,7 @@ from kassa.auth.errors import (
     EmailTaken,
     InvalidCredentials,
     InvalidRefreshToken,
+    LoginTokenRequired,
     TooManyAttempts,
     WrongPassword,
 )
@@ -37,17 +38,32 @@ def email_key(email: str) -> str:
     return unicodedata.normalize("NFKC", email.strip()).casefold()
 
 
+SCOPES: tuple[str, ...] = ("read", "payments", "refunds", "webhooks", "checkout")
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The authenticated caller of a request."""
+    """The authenticated caller of a request: a login session (`session_id`) or an API key
+    (`key_id`), never both."""
 
     user_id: uuid.UUID
-    session_id: uuid.UUID
+    session_id: uuid.UUID | None
     name: str
     email: str
     created_at: datetime
     # The mode the request acts in: every object it reads, writes or lists is of this mode.
     livemode: bool = False
+    key_id: uuid.UUID | None = None
+    # What the caller may do (see SCOPES); a login token, and a key made without scopes,
+    # may do everything.
+    scopes: frozenset[str] = frozenset(SCOPES)
+
+    @property
+    def is_key(self) -> bool:
+        return self.key_id is not None
+
+    def with_mode(self, livemode: bool) -> Principal:
+        return replace(self, livemode=livemode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +224,8 @@ class AuthService:
         )
 
     async def logout(self, principal: Principal) -> None:
+        if principal.session_id is None:
+            raise LoginTokenRequired
         await repository.revoke_session(self._db, principal.session_id, self._clock())
         log.info("logout", user_id=str(principal.user_id))
 
@@ -219,6 +237,8 @@ class AuthService:
         actor: Actor | None = None,
     ) -> None:
         """Audited (`password_changed`) in the transaction that stores the new hash."""
+        if principal.session_id is None:
+            raise LoginTokenRequired
         key = str(principal.user_id)
         lockout = await self._password_throttle.reserve(key)
         if lockout.locked:

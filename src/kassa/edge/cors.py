@@ -15,7 +15,13 @@ from starlette.responses import Response
 from kassa.errors import problem_response
 
 ALLOWED_METHODS = ["GET", "POST", "DELETE"]
-ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
+ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "Kassa-Mode",
+    "X-Request-ID",
+]
 EXPOSED_HEADERS = [
     "RateLimit-Limit",
     "RateLimit-Remaining",

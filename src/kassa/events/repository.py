@@ -13,12 +13,16 @@ from kassa.pagination import Cursor
 
 _EVENT = table_of(Event)
 _GET = select(_EVENT).where(
-    _EVENT.c.id == bindparam("event"), _EVENT.c.user_id == bindparam("owner")
+    _EVENT.c.id == bindparam("event"),
+    _EVENT.c.user_id == bindparam("owner"),
+    _EVENT.c.livemode == bindparam("livemode"),
 )
 
 
-async def get_event(db: Runner, user_id: uuid.UUID, event_id: uuid.UUID) -> Event | None:
-    row = await db.first(_GET, {"event": event_id, "owner": user_id})
+async def get_event(
+    db: Runner, user_id: uuid.UUID, event_id: uuid.UUID, livemode: bool
+) -> Event | None:
+    row = await db.first(_GET, {"event": event_id, "owner": user_id, "livemode": livemode})
     return None if row is None else record_of(Event, row)
 
 
@@ -26,12 +30,13 @@ async def list_events(
     db: Runner,
     user_id: uuid.UUID,
     *,
+    livemode: bool,
     limit: int,
     cursor: Cursor | None,
     type_: str | None,
 ) -> Sequence[Event]:
     e = _EVENT.c
-    query = select(_EVENT).where(e.user_id == user_id)
+    query = select(_EVENT).where(e.user_id == user_id, e.livemode == livemode)
     if type_ is not None:
         query = query.where(e.type == type_)
     if cursor is not None:

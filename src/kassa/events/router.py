@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
-from kassa.auth.deps import CurrentPrincipal
+from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.events.errors import EventNotFound
 from kassa.events.schemas import EventList, EventOut, EventType, RedeliveryOut
 from kassa.events.service import EventService, event_out
@@ -14,7 +14,7 @@ from kassa.web import path_id, problem_responses, reject_unknown_query
 router = APIRouter(
     prefix="/api/events",
     tags=["events"],
-    dependencies=[reject_unknown_query],
+    dependencies=[reject_unknown_query, requires_scope("webhooks")],
 )
 
 
@@ -38,7 +38,9 @@ async def list_events(
     type: Annotated[EventType | None, Query()] = None,
 ) -> Any:
     """The caller's events, newest first, with cursor pagination; `type` keeps one kind."""
-    page = await events.list(principal.user_id, limit=limit, cursor=cursor, type_=type)
+    page = await events.list(
+        principal.user_id, livemode=principal.livemode, limit=limit, cursor=cursor, type_=type
+    )
     return EventList(
         data=[event_out(e) for e in page.data],
         has_more=page.has_more,
@@ -54,7 +56,7 @@ async def list_events(
 )
 async def get_event(event_id: EventId, principal: CurrentPrincipal, events: EventServiceDep) -> Any:
     """One of the caller's events."""
-    return event_out(await events.get(principal.user_id, event_id))
+    return event_out(await events.get(principal.user_id, event_id, livemode=principal.livemode))
 
 
 @router.post(
@@ -69,5 +71,5 @@ async def redeliver_event(
 ) -> Any:
     """Send the event again, now, to every enabled webhook endpoint subscribed to it (a new
     attempt even if it was delivered before). Delivery happens in `kassa worker`."""
-    event, queued = await events.redeliver(principal.user_id, event_id)
+    event, queued = await events.redeliver(principal.user_id, event_id, livemode=principal.livemode)
     return RedeliveryOut(id=event.id, queued=queued)

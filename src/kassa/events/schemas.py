@@ -31,6 +31,7 @@ class EventData(BaseModel):
 class EventOut(BaseModel):
     id: uuid.UUID
     type: EventType
+    livemode: bool = Field(description="Whether this is a live-mode object (false: test mode)")
     created_at: datetime
     data: EventData
 

@@ -35,12 +35,13 @@ _RECORD_AND_QUEUE = queue_for_subscribers(
     .values(
         id=bindparam("e_id", type_=_EVENT.c.id.type),
         user_id=bindparam("e_user", type_=_EVENT.c.user_id.type),
+        livemode=bindparam("e_live", type_=_EVENT.c.livemode.type),
         type=bindparam("e_type", type_=_EVENT.c.type.type),
         object_id=bindparam("e_object", type_=_EVENT.c.object_id.type),
         data=bindparam("e_data", type_=_EVENT.c.data.type),
         created_at=bindparam("e_at", type_=_EVENT.c.created_at.type),
     )
-    .returning(_EVENT.c.id, _EVENT.c.type, _EVENT.c.user_id, _EVENT.c.created_at)
+    .returning(_EVENT.c.id, _EVENT.c.type, _EVENT.c.user_id, _EVENT.c.livemode, _EVENT.c.created_at)
     .cte("recorded_event")
 )
 
@@ -56,6 +57,7 @@ def event_out(event: Event) -> EventOut:
     return EventOut(
         id=event.id,
         type=event.type,
+        livemode=event.livemode,
         created_at=event.created_at,
         data=EventData(object=event.data["object"]),
     )
@@ -80,7 +82,7 @@ class EventService:
             "e_",
             gate,
             "recorded_event",
-            returning=("id", "type", "user_id", "created_at"),
+            returning=("id", "type", "user_id", "livemode", "created_at"),
         )
         return [recorded, deliveries_of(recorded).cte("queued_deliveries")]
 
@@ -88,12 +90,14 @@ class EventService:
     def record_values(
         user_id: uuid.UUID, type_: str, obj: dict[str, Any], now: datetime
     ) -> dict[str, Any]:
-        """The parameters of `record_part` for the event `record` would write."""
+        """The parameters of `record_part` for the event `record` would write (of the
+        object's mode)."""
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
         values = {
             "id": new_id(),
             "user_id": user_id,
+            "livemode": bool(obj["livemode"]),
             "type": type_,
             "object_id": uuid.UUID(str(obj["id"])),
             "data": {"object": obj},
@@ -109,15 +113,19 @@ class EventService:
         obj: dict[str, Any],
         now: datetime,
     ) -> Event:
-        """Write the event of a state change and queue it for the user's webhooks.
+        """Write the event of a state change and queue it for the user's webhooks of the
+        object's mode.
 
         Call inside the transaction that makes the change; `obj` is the Payment or Refund
-        exactly as the API returns it (JSON-ready: ids and times as strings)."""
+        exactly as the API returns it (JSON-ready: ids and times as strings, and its
+        `livemode`, which the event takes)."""
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
+        livemode = bool(obj["livemode"])
         values = {
             "id": new_id(),
             "user_id": user_id,
+            "livemode": livemode,
             "type": type_,
             "object_id": uuid.UUID(str(obj["id"])),
             "data": {"object": obj},
@@ -130,6 +138,7 @@ class EventService:
                 {
                     "e_id": values["id"],
                     "e_user": user_id,
+                    "e_live": livemode,
                     "e_type": type_,
                     "e_object": values["object_id"],
                     "e_data": values["data"],
@@ -142,6 +151,7 @@ class EventService:
         await WebhookService.enqueue(
             db,
             user_id=user_id,
+            livemode=livemode,
             event_id=event.id,
             event_type=type_,
             body=lambda: event_body(event),
@@ -149,34 +159,43 @@ class EventService:
         )
         return event
 
-    async def get(self, user_id: uuid.UUID, event_id: uuid.UUID) -> Event:
-        event = await repository.get_event(self._db, user_id, event_id)
+    async def get(self, user_id: uuid.UUID, event_id: uuid.UUID, *, livemode: bool) -> Event:
+        event = await repository.get_event(self._db, user_id, event_id, livemode)
         if event is None:
             raise EventNotFound
         return event
 
     async def list(
-        self, user_id: uuid.UUID, *, limit: int, cursor: str | None, type_: str | None
+        self,
+        user_id: uuid.UUID,
+        *,
+        livemode: bool,
+        limit: int,
+        cursor: str | None,
+        type_: str | None,
     ) -> EventPage:
         after = Cursor.decode(cursor) if cursor else None
         rows = await repository.list_events(
-            self._db, user_id, limit=limit + 1, cursor=after, type_=type_
+            self._db, user_id, livemode=livemode, limit=limit + 1, cursor=after, type_=type_
         )
         page = rows[:limit]
         has_more = len(rows) > limit
         next_cursor = Cursor(page[-1].created_at, page[-1].id).encode() if has_more else None
         return EventPage(data=page, has_more=has_more, next_cursor=next_cursor)
 
-    async def redeliver(self, user_id: uuid.UUID, event_id: uuid.UUID) -> tuple[Event, int]:
-        """Queue the event again, due now, for every enabled endpoint subscribed to it; the
-        number of endpoints it was queued for."""
+    async def redeliver(
+        self, user_id: uuid.UUID, event_id: uuid.UUID, *, livemode: bool
+    ) -> tuple[Event, int]:
+        """Queue the event again, due now, for every enabled endpoint of its mode subscribed
+        to it; the number of endpoints it was queued for."""
         async with self._db.transaction() as db:
-            event = await repository.get_event(db, user_id, event_id)
+            event = await repository.get_event(db, user_id, event_id, livemode)
             if event is None:
                 raise EventNotFound
             queued = await WebhookService.redeliver(
                 db,
                 user_id=user_id,
+                livemode=event.livemode,
                 event_id=event.id,
                 event_type=event.type,
                 body=event_body(event),

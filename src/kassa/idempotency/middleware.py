@@ -107,7 +107,9 @@ class IdempotencyMiddleware:
             log.info("request_abandoned", reason="client disconnected before the body ended")
             return
         try:
-            fingerprint = self.service.fingerprint(scope["method"], scope["path"], body)
+            fingerprint = self.service.fingerprint(
+                scope["method"], scope["path"], body, livemode=principal.livemode
+            )
         except NotJson:
             await self.app(scope, replay_receive, send)
             return
@@ -134,7 +136,7 @@ class IdempotencyMiddleware:
             )(scope, receive, send)
             return
         if claim.kind is ClaimKind.COMMITTED and await self._answer_committed(
-            principal.user_id, claim, send
+            principal.user_id, principal.livemode, claim, send
         ):
             return
         if claim.kind in {ClaimKind.IN_USE, ClaimKind.COMMITTED}:
@@ -190,7 +192,9 @@ class IdempotencyMiddleware:
             held.conflict = await self.service.taken(held)
         return [] if held.conflict else messages
 
-    async def _answer_committed(self, user_id: uuid.UUID, claim: Claim, send: Send) -> bool:
+    async def _answer_committed(
+        self, user_id: uuid.UUID, livemode: bool, claim: Claim, send: Send
+    ) -> bool:
         """Answer a retry whose first attempt committed its effect with that effect's object
         as it stands, keeping the answer once the object is settled; False when there is
         no such object to answer with."""
@@ -198,7 +202,7 @@ class IdempotencyMiddleware:
         if answer_for is None or claim.effect_id is None or claim.record_id is None:
             log.error("idempotency_effect_unknown", effect=claim.effect)
             return False
-        answer = await answer_for(user_id, claim.effect_id)
+        answer = await answer_for(user_id, livemode, claim.effect_id)
         if answer is None:
             return False
         if answer.final:

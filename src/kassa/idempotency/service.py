@@ -54,12 +54,17 @@ class NotJson(ValueError):
     """The body is not JSON; the request goes on without idempotency and fails validation."""
 
 
-def canonical_request(method: str, path: str, body: bytes) -> bytes:
-    """Method, path and the JSON *value* of the body: key order and spacing do not matter."""
+def canonical_request(method: str, path: str, body: bytes, *, livemode: bool = False) -> bytes:
+    """Method, path and the JSON *value* of the body: key order and spacing do not matter.
+    A live request's differs from the same test request's (a test-mode record never answers
+    a live request, nor the reverse); a test request's is what it was before modes."""
     value = orjson.loads(body) if body.strip() else None
-    return b"\n".join(
-        [method.upper().encode(), path.encode(), orjson.dumps(value, option=orjson.OPT_SORT_KEYS)]
-    )
+    parts = [
+        method.upper().encode(),
+        path.encode(),
+        orjson.dumps(value, option=orjson.OPT_SORT_KEYS),
+    ]
+    return b"\n".join([b"live", *parts] if livemode else parts)
 
 
 class ClaimKind(StrEnum):
@@ -165,9 +170,9 @@ class CommittedAnswer:
     final: bool
 
 
-# Per effect name, the answer from its object: (user id, object id) → answer, or None
-# when the object cannot be found.
-AnswerFor = Callable[[uuid.UUID, uuid.UUID], Awaitable[CommittedAnswer | None]]
+# Per effect name, the answer from its object: (user id, mode, object id) → answer, or None
+# when the object cannot be found (in that mode).
+AnswerFor = Callable[[uuid.UUID, bool, uuid.UUID], Awaitable[CommittedAnswer | None]]
 
 
 class KeyInUse(KassaError):
@@ -313,9 +318,9 @@ class IdempotencyService:
             return
         await self.release(held.record_id, held.token)
 
-    def fingerprint(self, method: str, path: str, body: bytes) -> str:
+    def fingerprint(self, method: str, path: str, body: bytes, *, livemode: bool = False) -> str:
         try:
-            canonical = canonical_request(method, path, body)
+            canonical = canonical_request(method, path, body, livemode=livemode)
         except orjson.JSONDecodeError as exc:
             raise NotJson from exc
         return hmac.new(self._hmac_key, canonical, hashlib.sha256).hexdigest()

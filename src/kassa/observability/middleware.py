@@ -125,6 +125,7 @@ class RequestContextMiddleware:
                 status=status,
                 duration_ms=round(elapsed * 1000, 2),
                 user_id=state.get("user_id"),
+                api_key_id=state.get("api_key_id"),
                 client_ip=state.get("client_ip"),
             )
             structlog.contextvars.clear_contextvars()

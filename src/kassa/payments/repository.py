@@ -35,7 +35,12 @@ _PAYMENT = table_of(Payment)
 _SECRET = table_of(PaymentSecret)
 _INSERT_PAYMENT = _PAYMENT.insert()
 _INSERT_SECRET = _SECRET.insert()
-_OWN_PAYMENT = (_PAYMENT.c.id == bindparam("payment")) & (_PAYMENT.c.user_id == bindparam("owner"))
+# A payment is the caller's when it is theirs and of the mode they act in.
+_OWN_PAYMENT = (
+    (_PAYMENT.c.id == bindparam("payment"))
+    & (_PAYMENT.c.user_id == bindparam("owner"))
+    & (_PAYMENT.c.livemode == bindparam("in_livemode"))
+)
 _GET_PAYMENT = select(_PAYMENT).where(_OWN_PAYMENT)
 _LOCK_PAYMENT = _GET_PAYMENT.with_for_update()
 _SAVE_REFUND_AMOUNTS = update(_PAYMENT).where(_PAYMENT.c.id == bindparam("payment"))
@@ -75,8 +80,12 @@ async def insert_payment(db: Runner, payment: dict[str, Any], secret: dict[str, 
     await db.execute(_INSERT_SECRET, secret)
 
 
-async def find_payment(db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
-    row = await db.first(_GET_PAYMENT, {"payment": payment_id, "owner": user_id})
+async def find_payment(
+    db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, livemode: bool
+) -> Payment | None:
+    row = await db.first(
+        _GET_PAYMENT, {"payment": payment_id, "owner": user_id, "in_livemode": livemode}
+    )
     return None if row is None else record_of(Payment, row)
 
 
@@ -93,11 +102,15 @@ async def delete_secret(db: Runner, payment_id: uuid.UUID) -> None:
     await db.execute(_DELETE_SECRET, {"payment": payment_id})
 
 
-async def lock_payment(db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
+async def lock_payment(
+    db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, livemode: bool
+) -> Payment | None:
     """The payment with a row lock held until the transaction ends (PostgreSQL); SQLite's
     write transactions are already serialized. A detached copy: write changes back with
     `save_refund_amounts`."""
-    row = await db.first(_LOCK_PAYMENT, {"payment": payment_id, "owner": user_id})
+    row = await db.first(
+        _LOCK_PAYMENT, {"payment": payment_id, "owner": user_id, "in_livemode": livemode}
+    )
     return None if row is None else record_of(Payment, row)
 
 
@@ -146,6 +159,7 @@ async def transition(
     payment_id: uuid.UUID,
     target: PaymentStatus,
     *,
+    livemode: bool,
     count_attempt: bool = False,
     sources: frozenset[PaymentStatus] | None = None,
     step: ProcessorStep | None = None,
@@ -160,6 +174,7 @@ async def transition(
         {
             "payment": payment_id,
             "owner": user_id,
+            "in_livemode": livemode,
             "status": target.value,
             **({"step_was": step.value} if step is not None else {}),
             **values,
@@ -264,10 +279,13 @@ _GET_WITH_SECRET = (
 
 
 async def find_payment_and_secret(
-    db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID
+    db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, livemode: bool
 ) -> tuple[Payment, PaymentSecret | None] | None:
-    """The payment and its vaulted source (None when destroyed), in one read."""
-    row = await db.first(_GET_WITH_SECRET, {"payment": payment_id, "owner": user_id})
+    """The payment (of that mode) and its vaulted source (None when destroyed), in one
+    read."""
+    row = await db.first(
+        _GET_WITH_SECRET, {"payment": payment_id, "owner": user_id, "in_livemode": livemode}
+    )
     if row is None:
         return None
     payment = record_of(Payment, {c.name: row[c.name] for c in _PAYMENT.c})
@@ -344,6 +362,7 @@ def seen_values(payment: Payment) -> dict[str, Any]:
     return {
         "payment": payment.id,
         "owner": payment.user_id,
+        "in_livemode": payment.livemode,
         "seen_status": payment.status,
         "seen_refunded": payment.amount_refunded,
         "seen_pending": payment.amount_refund_pending,

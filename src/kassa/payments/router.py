@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
-from kassa.auth.deps import CurrentPrincipal
+from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.errors import KassaError
 from kassa.idempotency.deps import HeldKeyDep
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
@@ -41,7 +41,7 @@ from kassa.web import (
 router = APIRouter(
     prefix="/api/payments",
     tags=["payments"],
-    dependencies=[reject_unknown_query],
+    dependencies=[reject_unknown_query, requires_scope("payments")],
 )
 
 
@@ -74,7 +74,9 @@ async def create_payment(
 ) -> Any:
     """Create a `pending` payment. Card numbers are checked (Luhn, expiry, CVC) and vaulted;
     only brand, last4 and expiry are ever returned."""
-    return payment_out(await payments.create(principal.user_id, body, held))
+    return payment_out(
+        await payments.create(principal.user_id, body, held, livemode=principal.livemode)
+    )
 
 
 @router.get(
@@ -149,7 +151,9 @@ async def process_payment(
     back to `return_url`) — or 202 with `processing` when the outcome is not known yet
     (reconciliation settles it)."""
     payment_id = id_or_not_found(body.target, PaymentNotFound)
-    outcome = await payments.process(principal.user_id, payment_id, held, body.return_url)
+    outcome = await payments.process(
+        principal.user_id, payment_id, held, body.return_url, livemode=principal.livemode
+    )
     if not outcome.settled:
         response.status_code = status.HTTP_202_ACCEPTED
     return payment_out(outcome.payment)
@@ -165,7 +169,9 @@ async def get_payment(
     payment_id: PaymentId, principal: CurrentPrincipal, payments: PaymentServiceDep
 ) -> Any:
     """One of the caller's payments."""
-    return payment_out(await payments.get(principal.user_id, payment_id))
+    return payment_out(
+        await payments.get(principal.user_id, payment_id, livemode=principal.livemode)
+    )
 
 
 @router.get(
@@ -178,7 +184,7 @@ async def get_payment_status(
     payment_id: PaymentId, principal: CurrentPrincipal, payments: PaymentServiceDep
 ) -> Any:
     """The status and amounts of one of the caller's payments."""
-    payment = await payments.get(principal.user_id, payment_id)
+    payment = await payments.get(principal.user_id, payment_id, livemode=principal.livemode)
     return payment_status_out(payment)
 
 
@@ -208,7 +214,9 @@ async def capture_payment(
     `completed` with `amount_captured`, which refunds then apply to; the rest of the
     authorization is released. One capture per payment."""
     amount = body.amount if body is not None else None
-    outcome = await payments.capture(principal.user_id, payment_id, amount, held)
+    outcome = await payments.capture(
+        principal.user_id, payment_id, amount, held, livemode=principal.livemode
+    )
     if not outcome.settled:
         response.status_code = status.HTTP_202_ACCEPTED
     return payment_out(outcome.payment)
@@ -229,7 +237,9 @@ async def cancel_payment(
 ) -> Any:
     """Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
     (an authorization is voided at the processor); its vaulted card data is destroyed."""
-    outcome = await payments.cancel(principal.user_id, payment_id, held)
+    outcome = await payments.cancel(
+        principal.user_id, payment_id, held, livemode=principal.livemode
+    )
     if not outcome.settled:
         response.status_code = status.HTTP_202_ACCEPTED
     return payment_out(outcome.payment)
@@ -240,10 +250,10 @@ def committed_answers(payments: PaymentService) -> dict[str, AnswerFor]:
     it stands, as its route would answer (202 while the charge's outcome is unknown)."""
 
     async def answer(
-        user_id: uuid.UUID, payment_id: uuid.UUID, status_code: int
+        user_id: uuid.UUID, livemode: bool, payment_id: uuid.UUID, status_code: int
     ) -> CommittedAnswer | None:
         try:
-            payment = await payments.get(user_id, payment_id)
+            payment = await payments.get(user_id, payment_id, livemode=livemode)
         except KassaError:
             return None
         processing = payment.status == PaymentStatus.PROCESSING.value
@@ -252,10 +262,14 @@ def committed_answers(payments: PaymentService) -> dict[str, AnswerFor]:
         body = payment_out(payment).model_dump_json().encode()
         return CommittedAnswer(status_code, body, final=not processing)
 
-    async def created(user_id: uuid.UUID, payment_id: uuid.UUID) -> CommittedAnswer | None:
-        return await answer(user_id, payment_id, status.HTTP_201_CREATED)
+    async def created(
+        user_id: uuid.UUID, livemode: bool, payment_id: uuid.UUID
+    ) -> CommittedAnswer | None:
+        return await answer(user_id, livemode, payment_id, status.HTTP_201_CREATED)
 
-    async def processed(user_id: uuid.UUID, payment_id: uuid.UUID) -> CommittedAnswer | None:
-        return await answer(user_id, payment_id, status.HTTP_200_OK)
+    async def processed(
+        user_id: uuid.UUID, livemode: bool, payment_id: uuid.UUID
+    ) -> CommittedAnswer | None:
+        return await answer(user_id, livemode, payment_id, status.HTTP_200_OK)
 
     return {"create": created, "process": processed, "cancel": processed, "capture": processed}

@@ -240,6 +240,7 @@ class PaymentOut(BaseModel):
     metadata: dict[str, str]
     failure_code: str | None
     failure_message: str | None
+    livemode: bool = Field(description="Whether this is a live-mode object (false: test mode)")
     created_at: datetime
     updated_at: datetime
 
@@ -297,6 +298,7 @@ def payment_out(payment: Payment) -> PaymentOut:
         metadata=payment.metadata_,
         failure_code=payment.failure_code,
         failure_message=payment.failure_message,
+        livemode=payment.livemode,
         created_at=payment.created_at,
         updated_at=payment.updated_at,
     )

@@ -74,6 +74,7 @@ from kassa.processors.base import (
     WalletData,
 )
 from kassa.processors.calls import call_processor
+from kassa.processors.modes import Processors
 from kassa.transactions.service import TransactionService
 from kassa.vault.cards import detect_brand, last4
 from kassa.vault.crypto import Sealed, Vault, VaultError
@@ -173,7 +174,7 @@ class PaymentService:
         self,
         db: Database,
         vault: Vault,
-        processor: Processor,
+        processors: Processor | Processors,
         clock: Callable[[], datetime],
         max_amount: int,
         processor_timeout: float = PROCESSOR_TIMEOUT_SECONDS,
@@ -187,7 +188,7 @@ class PaymentService:
         self._require_https_return = require_https_return
         self._return_pages = return_pages
         self._vault = vault
-        self._processor = processor
+        self._processors = Processors.either(processors)
         self._clock = clock
         self._max_amount = max_amount
         self._processor_timeout = processor_timeout
@@ -198,9 +199,12 @@ class PaymentService:
         user_id: uuid.UUID,
         request: CardPaymentRequest | WalletPaymentRequest,
         held: HeldKey | None = None,
+        *,
+        livemode: bool,
     ) -> Payment:
-        """A `pending` payment; the card number and CVC are sealed, never stored in clear.
-        With an Idempotency-Key, the key records this payment in the same transaction."""
+        """A `pending` payment of one mode; the card number and CVC are sealed, never stored
+        in clear. With an Idempotency-Key, the key records this payment in the same
+        transaction."""
         if request.amount > self._max_amount:
             raise AmountTooLarge(self._max_amount)
         now = self._clock()
@@ -249,7 +253,8 @@ class PaymentService:
             "metadata": request.metadata or {},
             "failure_code": None,
             "failure_message": None,
-            "processor": self._processor.name,
+            "processor": self._processors.of(livemode).name,
+            "livemode": livemode,
             "processor_reference": None,
             "charge_attempts": 0,
             "card_fingerprint": fingerprint,
@@ -301,22 +306,28 @@ class PaymentService:
         )
         return payment
 
-    async def get(self, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment:
-        payment = await repository.find_payment(self._db, user_id, payment_id)
+    async def get(self, user_id: uuid.UUID, payment_id: uuid.UUID, *, livemode: bool) -> Payment:
+        """One of the user's payments of one mode (another mode's is not found)."""
+        payment = await repository.find_payment(self._db, user_id, payment_id, livemode)
         if payment is None:
             raise PaymentNotFound
         return payment
 
     async def _explain_refusal(
-        self, db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, action: str
+        self, db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, livemode: bool, action: str
     ) -> Exception:
-        current = await repository.find_payment(db, user_id, payment_id)
+        current = await repository.find_payment(db, user_id, payment_id, livemode)
         if current is None:
             return PaymentNotFound()
         return PaymentNotPending(action, current.status)
 
     async def cancel(
-        self, user_id: uuid.UUID, payment_id: uuid.UUID, held: HeldKey | None = None
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        held: HeldKey | None = None,
+        *,
+        livemode: bool,
     ) -> ProcessOutcome:
         """pending → canceled, the vaulted card data destroyed in the same transaction; or
         requires_action / requires_capture → processing (void) → canceled once the processor
@@ -324,7 +335,7 @@ class PaymentService:
         now = self._clock()
         async with self._db.transaction() as db:
             await commit_effect(db, held, "cancel", payment_id)
-            current = await repository.find_payment(db, user_id, payment_id)
+            current = await repository.find_payment(db, user_id, payment_id, livemode)
             if current is None:
                 raise PaymentNotFound
             if current.status == PaymentStatus.PENDING.value:
@@ -333,17 +344,18 @@ class PaymentService:
                     user_id,
                     payment_id,
                     PaymentStatus.CANCELED,
+                    livemode=livemode,
                     sources=frozenset({PaymentStatus.PENDING}),
                     updated_at=now,
                 )
                 if payment is None:
-                    raise await self._explain_cancel(db, user_id, payment_id)
+                    raise await self._explain_cancel(db, user_id, payment_id, livemode)
                 await self.record_event(db, payment, now)
                 await repository.delete_secret(db, payment_id)
             else:
                 payment = await self._start_step(db, current, ProcessorStep.VOID, now)
                 if payment is None:
-                    raise await self._explain_cancel(db, user_id, payment_id)
+                    raise await self._explain_cancel(db, user_id, payment_id, livemode)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         if payment.status == PaymentStatus.CANCELED.value:
             log.info("payment_canceled", payment_id=str(payment_id))
@@ -355,9 +367,9 @@ class PaymentService:
         return outcome
 
     async def _explain_cancel(
-        self, db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID
+        self, db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, livemode: bool
     ) -> Exception:
-        current = await repository.find_payment(db, user_id, payment_id)
+        current = await repository.find_payment(db, user_id, payment_id, livemode)
         if current is None:
             return PaymentNotFound()
         return PaymentNotCancelable(current.status)
@@ -368,6 +380,8 @@ class PaymentService:
         payment_id: uuid.UUID,
         held: HeldKey | None = None,
         return_url: str | None = None,
+        *,
+        livemode: bool,
     ) -> ProcessOutcome:
         """pending → processing (committed, with the Idempotency-Key's record of it, before
         the processor is asked) → completed or failed; with manual capture requires_capture;
@@ -380,10 +394,10 @@ class PaymentService:
         # The one-statement start has no place for a return_url: a payment given one starts
         # in a transaction.
         if self._db.writes_at_once and (held is None or held.unclaimed) and return_url is None:
-            payment, source = await self._start(user_id, payment_id, held, now)
+            payment, source = await self._start(user_id, payment_id, held, now, livemode)
         else:
             payment, source = await self._start_in_transaction(
-                user_id, payment_id, held, now, return_url
+                user_id, payment_id, held, now, livemode, return_url
             )
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         request = ChargeRequest(
@@ -397,29 +411,36 @@ class PaymentService:
             capture=payment.capture_method != CaptureMethod.MANUAL.value,
             return_url=self._processor_return_url(payment_id, return_url),
         )
-        result = await self._prepare_and_charge(payment_id, request)
+        result = await self._prepare_and_charge(payment_id, request, livemode)
         if result is None:
             log.warning("payment_outcome_unknown", payment_id=str(payment_id))
             return ProcessOutcome(payment=payment, settled=False)
         if result.outcome not in SETTLING:
             # Authorized, or waiting for the customer: recorded with what that takes.
             return await self._recorded(payment, ProcessorStep.CHARGE, result)
-        settled = await self.settle(user_id, payment_id, result, held=held, current=payment)
+        settled = await self.settle(
+            user_id, payment_id, result, livemode=livemode, held=held, current=payment
+        )
         if settled is None:
             # Reconciliation recorded this same charge (one reference, one charge) while we
             # waited for the processor: answer with what it recorded, not a stale `processing`.
-            settled = await repository.find_payment(self._db, user_id, payment_id)
+            settled = await repository.find_payment(self._db, user_id, payment_id, livemode)
             if settled is None or settled.status == PaymentStatus.PROCESSING.value:
                 return ProcessOutcome(payment=settled or payment, settled=False)
         return ProcessOutcome(payment=settled, settled=True)
 
     async def _start(
-        self, user_id: uuid.UUID, payment_id: uuid.UUID, held: HeldKey | None, now: datetime
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        held: HeldKey | None,
+        now: datetime,
+        livemode: bool,
     ) -> tuple[Payment, CardData | WalletData]:
         """PostgreSQL: read the payment and its source, then move it to processing with its
         event, its pending charge, its CVC destroyed and the key's claim in one statement,
         only if it is still as read."""
-        found = await repository.find_payment_and_secret(self._db, user_id, payment_id)
+        found = await repository.find_payment_and_secret(self._db, user_id, payment_id, livemode)
         if found is None:
             raise PaymentNotFound
         current, secret = found
@@ -435,11 +456,13 @@ class PaymentService:
         params: dict[str, Any] = {
             "payment": payment_id,
             "owner": user_id,
+            "in_livemode": livemode,
             "seen_status": current.status,
             "now": now,
             **EventService.record_values(user_id, "payment.processing", payment_object(moved), now),
             **TransactionService.charge_values(
                 user_id=user_id,
+                livemode=livemode,
                 payment_id=payment_id,
                 amount=current.amount,
                 currency=current.currency,
@@ -456,7 +479,7 @@ class PaymentService:
         if held is not None:
             held.claimed = True
         if row is None:  # another request moved it since it was read
-            raise await self._explain_refusal(self._db, user_id, payment_id, "processed")
+            raise await self._explain_refusal(self._db, user_id, payment_id, livemode, "processed")
         return moved, source
 
     async def _start_in_transaction(
@@ -465,6 +488,7 @@ class PaymentService:
         payment_id: uuid.UUID,
         held: HeldKey | None,
         now: datetime,
+        livemode: bool,
         return_url: str | None = None,
     ) -> tuple[Payment, CardData | WalletData]:
         async with self._db.transaction() as db:
@@ -474,6 +498,7 @@ class PaymentService:
                 user_id,
                 payment_id,
                 PaymentStatus.PROCESSING,
+                livemode=livemode,
                 count_attempt=True,
                 sources=STEP_SOURCES[ProcessorStep.CHARGE],
                 updated_at=now,
@@ -481,7 +506,7 @@ class PaymentService:
                 return_url=return_url,
             )
             if payment is None:
-                raise await self._explain_refusal(db, user_id, payment_id, "processed")
+                raise await self._explain_refusal(db, user_id, payment_id, livemode, "processed")
             await self.record_event(db, payment, now)
             secret = await repository.find_secret(db, payment_id)
             source = self._open_source(payment, secret)
@@ -490,6 +515,7 @@ class PaymentService:
             await TransactionService.record_charge(
                 db,
                 user_id=user_id,
+                livemode=livemode,
                 payment_id=payment_id,
                 amount=payment.amount,
                 currency=payment.currency,
@@ -498,11 +524,12 @@ class PaymentService:
             )
         return payment, source
 
-    async def _charge(self, request: ChargeRequest) -> ChargeResult | None:
+    async def _charge(self, request: ChargeRequest, livemode: bool) -> ChargeResult | None:
+        processor = self._processors.of(livemode)
         answer = await call_processor(
-            self._processor.name,
+            processor.name,
             "charge",
-            self._processor.charge(request),
+            processor.charge(request),
             seconds=self._processor_timeout,
             reference=request.reference,
             outcome=lambda result: result.outcome.value,
@@ -510,30 +537,31 @@ class PaymentService:
         return None if answer is None else answer.value
 
     async def _prepare_and_charge(
-        self, payment_id: uuid.UUID, request: ChargeRequest
+        self, payment_id: uuid.UUID, request: ChargeRequest, livemode: bool
     ) -> ChargeResult | None:
         """Charge, preparing first unless the processor's reference is already stored; the
         definite outcome, or None when it is unknown."""
         if request.processor_reference is None:
-            prepared = await self._prepare(payment_id, request)
+            prepared = await self._prepare(payment_id, request, livemode)
             if not isinstance(prepared, ChargeRequest):
                 return prepared  # declined before anything could move, or unknown
             request = prepared
-        return await self._charge(request)
+        return await self._charge(request, livemode)
 
     async def _prepare(
-        self, payment_id: uuid.UUID, request: ChargeRequest
+        self, payment_id: uuid.UUID, request: ChargeRequest, livemode: bool
     ) -> ChargeRequest | ChargeResult | None:
         """Let the processor register the charge, and store its reference on the payment in
         a short transaction of its own — before anything can move money — so that
         reconciliation can always find what a charge did. The request to charge with; the
         result when the processor already declined; None when the outcome is unknown (no
         answer, or the payment was settled by another worker meanwhile)."""
+        processor = self._processors.of(livemode)
         try:
             answer = await call_processor(
-                self._processor.name,
+                processor.name,
                 "prepare",
-                self._processor.prepare_charge(request),
+                processor.prepare_charge(request),
                 seconds=self._processor_timeout,
                 reference=request.reference,
                 outcome=lambda _reference: "prepared",
@@ -554,7 +582,12 @@ class PaymentService:
         """Where the processor's own authentication page sends the customer: kassa's return
         page (which resumes the payment, then sends them on to `return_url`). The
         simulator's page is kassa's and resumes the payment itself."""
-        if return_url is None or self._return_pages is None or self._processor.name == "simulator":
+        # Test mode is always the simulator, whose page is kassa's own.
+        if (
+            return_url is None
+            or self._return_pages is None
+            or self._processors.live.name == "simulator"
+        ):
             return return_url
         return self._return_pages.url_for(payment_id)
 
@@ -580,7 +613,9 @@ class PaymentService:
         if settled is None:
             # Reconciliation recorded this same answer (one reference, one effect) while we
             # waited for the processor: answer with what it recorded, not a stale `processing`.
-            settled = await repository.find_payment(self._db, payment.user_id, payment.id)
+            settled = await repository.find_payment(
+                self._db, payment.user_id, payment.id, payment.livemode
+            )
             if settled is None or settled.status == PaymentStatus.PROCESSING.value:
                 return ProcessOutcome(payment=settled or payment, settled=False)
         return ProcessOutcome(payment=settled, settled=True)
@@ -601,6 +636,7 @@ class PaymentService:
                 user_id,
                 payment_id,
                 plan.target,
+                livemode=processing.livemode,
                 sources=frozenset({PaymentStatus.PROCESSING}),
                 step=step,
                 updated_at=now,
@@ -676,6 +712,7 @@ class PaymentService:
             current.user_id,
             current.id,
             PaymentStatus.PROCESSING,
+            livemode=current.livemode,
             sources=STEP_SOURCES[step],
             updated_at=now,
             processor_step=step.value,
@@ -691,6 +728,8 @@ class PaymentService:
         payment_id: uuid.UUID,
         amount: int | None,
         held: HeldKey | None = None,
+        *,
+        livemode: bool,
     ) -> ProcessOutcome:
         """requires_capture → processing (capture) → completed with `amount_captured` (all
         of the authorization, or `amount` of it; the rest is released). One capture per
@@ -698,7 +737,7 @@ class PaymentService:
         now = self._clock()
         async with self._db.transaction() as db:
             await commit_effect(db, held, "capture", payment_id)
-            current = await repository.find_payment(db, user_id, payment_id)
+            current = await repository.find_payment(db, user_id, payment_id, livemode)
             if current is None:
                 raise PaymentNotFound
             if current.status != PaymentStatus.REQUIRES_CAPTURE.value:
@@ -710,7 +749,7 @@ class PaymentService:
                 db, current, ProcessorStep.CAPTURE, now, capture_amount=wanted
             )
             if payment is None:
-                current = await repository.find_payment(db, user_id, payment_id)
+                current = await repository.find_payment(db, user_id, payment_id, livemode)
                 raise PaymentNotCapturable(current.status if current else "gone")
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         return await self._capture(payment)
@@ -723,10 +762,11 @@ class PaymentService:
             amount=payment.capture_amount,
             currency=payment.currency,
         )
+        processor = self._processors.of(payment.livemode)
         answer = await call_processor(
-            self._processor.name,
+            processor.name,
             "capture",
-            self._processor.capture(request),
+            processor.capture(request),
             seconds=self._processor_timeout,
             reference=request.reference,
             outcome=lambda result: result.outcome.value,
@@ -738,10 +778,11 @@ class PaymentService:
 
     async def _void(self, payment: Payment) -> ProcessOutcome:
         reference = payment.processor_reference or charge_reference(payment.id)
+        processor = self._processors.of(payment.livemode)
         answer = await call_processor(
-            self._processor.name,
+            processor.name,
             "void",
-            self._processor.void(reference),
+            processor.void(reference),
             seconds=self._processor_timeout,
             reference=reference,
             outcome=lambda result: result.outcome.value,
@@ -753,10 +794,11 @@ class PaymentService:
 
     async def _lookup(self, payment: Payment) -> ChargeResult | Unknown | None:
         looked_up = payment.processor_reference or charge_reference(payment.id)
+        processor = self._processors.of(payment.livemode)
         answer = await call_processor(
-            self._processor.name,
+            processor.name,
             "lookup",
-            self._processor.lookup_charge(looked_up),
+            processor.lookup_charge(looked_up),
             seconds=self._processor_timeout,
             reference=looked_up,
             outcome=lambda found: "none" if found is None else found.outcome.value,
@@ -784,6 +826,7 @@ class PaymentService:
                 payment.user_id,
                 payment.id,
                 PaymentStatus.PROCESSING,
+                livemode=payment.livemode,
                 sources=RESUMABLE,
                 updated_at=now,
                 processor_step=ProcessorStep.CHARGE.value,
@@ -840,6 +883,7 @@ class PaymentService:
         payment_id: uuid.UUID,
         result: ChargeResult,
         *,
+        livemode: bool,
         held: HeldKey | None = None,
         current: Payment | None = None,
     ) -> Payment | None:
@@ -865,6 +909,7 @@ class PaymentService:
             params: dict[str, Any] = {
                 "payment": payment_id,
                 "owner": user_id,
+                "in_livemode": livemode,
                 "target": target.value,
                 "reference": result.processor_reference,
                 "failure_code": failure_code,
@@ -899,6 +944,7 @@ class PaymentService:
                 user_id,
                 payment_id,
                 target,
+                livemode=livemode,
                 updated_at=now,
                 processor_reference=result.processor_reference,
                 failure_code=failure_code,
@@ -1025,10 +1071,12 @@ class PaymentService:
         reference = charge_reference(payment.id)
         # The processor's own reference when it prepared the charge, else kassa's.
         looked_up = payment.processor_reference or reference
+        # The processor of the payment's mode: the one its charge went to.
+        processor = self._processors.of(payment.livemode)
         answer = await call_processor(
-            self._processor.name,
+            processor.name,
             "lookup",
-            self._processor.lookup_charge(looked_up),
+            processor.lookup_charge(looked_up),
             seconds=self._processor_timeout,
             reference=looked_up,
             outcome=lambda found: "none" if found is None else found.outcome.value,
@@ -1060,11 +1108,11 @@ class PaymentService:
                     processor_reference=payment.processor_reference,
                     attempt=attempt,
                 )
-                result = await self._prepare_and_charge(payment.id, request)
+                result = await self._prepare_and_charge(payment.id, request, payment.livemode)
                 if result is None:
                     return False
         if result.outcome in SETTLING:
-            await self.settle(payment.user_id, payment.id, result)
+            await self.settle(payment.user_id, payment.id, result, livemode=payment.livemode)
         else:
             await self.record(payment, ProcessorStep.CHARGE, result)
         return True
@@ -1131,9 +1179,11 @@ class PaymentService:
     # Refund support: called by the refunds service inside its own transaction.
 
     @staticmethod
-    async def find(db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment | None:
-        """The caller's payment as it stands (no lock)."""
-        return await repository.find_payment(db, user_id, payment_id)
+    async def find(
+        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, *, livemode: bool
+    ) -> Payment | None:
+        """The caller's payment of that mode as it stands (no lock)."""
+        return await repository.find_payment(db, user_id, payment_id, livemode)
 
     # PostgreSQL: a refund's changes to its payment inside the refund's own statements,
     # decided on the payment as the refund read it (`seen_values`).
@@ -1162,11 +1212,11 @@ class PaymentService:
 
     @staticmethod
     async def lock_refundable(
-        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID
+        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, *, livemode: bool
     ) -> Payment | None:
-        """The payment, locked until the transaction ends; a detached copy whose refund
-        changes (`reserve_refund`, `release_refund`) `save_refund` writes back."""
-        return await repository.lock_payment(db, user_id, payment_id)
+        """The payment (of that mode), locked until the transaction ends; a detached copy
+        whose refund changes (`reserve_refund`, `release_refund`) `save_refund` writes back."""
+        return await repository.lock_payment(db, user_id, payment_id, livemode)
 
     @staticmethod
     async def save_refund(db: Runner, payment: Payment) -> None:
@@ -1174,9 +1224,9 @@ class PaymentService:
 
     @staticmethod
     async def processor_reference(
-        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID
+        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, *, livemode: bool
     ) -> str | None:
-        payment = await repository.find_payment(db, user_id, payment_id)
+        payment = await repository.find_payment(db, user_id, payment_id, livemode)
         return None if payment is None else payment.processor_reference
 
     @staticmethod

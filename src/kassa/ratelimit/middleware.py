@@ -1,5 +1,11 @@
 """The per-client-IP limit over every `/api` route, then the per-user limit for requests with a
-valid bearer token, with the contract's RateLimit-* headers (those of the tighter limit)."""
+valid login token, with the contract's RateLimit-* headers (those of the tighter limit).
+
+A request with a valid API key counts against its key alone, at its mode's rate
+(`KASSA_KEY_RATE_LIMIT_LIVE` / `_TEST`): one count, one Redis call. The per-IP limit stays for
+every other request — no token, a refused token or key (so guessing keys spends the IP's
+budget), login tokens, and `/api/auth/*` (login and registration) whatever the request
+carries."""
 
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ from kassa.observability.metrics import RATE_LIMITED
 from kassa.ratelimit.limiter import RateLimiter, Verdict
 
 log = structlog.get_logger("kassa.ratelimit")
+# Login, registration and the other account routes keep the client's limit whatever key the
+# request carries: a key never buys a budget for guessing passwords.
+_ACCOUNT_ROUTES = "/api/auth/"
 
 
 class RateLimitMiddleware:
@@ -28,13 +37,15 @@ class RateLimitMiddleware:
         limiter: RateLimiter,
         trusted: Sequence[Network],
         user_limiter: RateLimiter | None = None,
+        key_limiters: tuple[RateLimiter, RateLimiter] | None = None,
     ) -> None:
         self.app = app
         self.limiter = limiter
         self.trusted = tuple(trusted)
         self.user_limiter = user_limiter
+        self.key_limiters = key_limiters  # (test, live)
         # Each limit's series exists from the start, at 0, so rate() sees the first refusal.
-        for named in (limiter, user_limiter):
+        for named in (limiter, user_limiter, *(key_limiters or ())):
             if named is not None:
                 RATE_LIMITED.labels(named.name)
 
@@ -45,12 +56,23 @@ class RateLimitMiddleware:
         state = scope.setdefault("state", {})
         ip = client_ip(scope, self.trusted)
         state["client_ip"] = ip
-        # The client's limit, then (when it allows) the user's: one round trip for both.
         principal = authenticated(scope)
-        user_key = None if principal is None else str(principal.user_id)
-        verdict, user_verdict = await self.limiter.hit_with(
-            client_key(ip), self.user_limiter, user_key
-        )
+        if (
+            principal is not None
+            and principal.key_id is not None
+            and self.key_limiters
+            and not scope["path"].startswith(_ACCOUNT_ROUTES)
+        ):
+            # A key's request counts against the key alone: one count, one round trip.
+            key_limiter = self.key_limiters[1 if principal.livemode else 0]
+            verdict = await key_limiter.hit(str(principal.key_id))
+            user_verdict = None
+        else:
+            # The client's limit, then (when it allows) the user's: one round trip for both.
+            user_key = None if principal is None else str(principal.user_id)
+            verdict, user_verdict = await self.limiter.hit_with(
+                client_key(ip), self.user_limiter, user_key
+            )
         if (
             verdict.allowed
             and user_verdict is not None

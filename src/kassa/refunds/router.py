@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request, status
 
 from kassa.auditlog.deps import RequestActor
-from kassa.auth.deps import CurrentPrincipal
+from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.idempotency.deps import HeldKeyDep
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
 from kassa.pagination import Page
@@ -20,12 +20,14 @@ from kassa.web import path_id, problem_responses, reject_unknown_query
 router = APIRouter(
     prefix="/api/payments",
     tags=["refunds"],
-    dependencies=[reject_unknown_query],
+    dependencies=[reject_unknown_query, requires_scope("refunds")],
 )
 
 
 # GET /api/refunds, beside the payment routes' prefix.
-lists_router = APIRouter(prefix="/api", tags=["refunds"], dependencies=[reject_unknown_query])
+lists_router = APIRouter(
+    prefix="/api", tags=["refunds"], dependencies=[reject_unknown_query, requires_scope("read")]
+)
 
 
 async def get_refund_service(request: Request) -> RefundService:
@@ -106,7 +108,13 @@ async def refund_payment(
     """Refund part or all of a completed payment; with no amount, refund what is left."""
     request = body or RefundRequest()
     refund = await refunds.refund(
-        principal.user_id, payment_id, request.amount, request.reason, held, actor
+        principal.user_id,
+        payment_id,
+        request.amount,
+        request.reason,
+        held,
+        actor,
+        livemode=principal.livemode,
     )
     return RefundOut.model_validate(refund, from_attributes=True)
 
@@ -115,8 +123,10 @@ def committed_answers(refunds: RefundService) -> dict[str, AnswerFor]:
     """A retried keyed refund whose refund committed is answered with that refund as it
     stands: 201, `pending` until the processor's outcome is known."""
 
-    async def refunded(user_id: uuid.UUID, refund_id: uuid.UUID) -> CommittedAnswer | None:
-        refund = await refunds.find(user_id, refund_id)
+    async def refunded(
+        user_id: uuid.UUID, livemode: bool, refund_id: uuid.UUID
+    ) -> CommittedAnswer | None:
+        refund = await refunds.find(user_id, refund_id, livemode=livemode)
         if refund is None:
             return None
         body = RefundOut.model_validate(refund, from_attributes=True).model_dump_json().encode()

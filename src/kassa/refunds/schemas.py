@@ -33,6 +33,7 @@ class RefundOut(BaseModel):
     currency: str
     status: Literal["pending", "succeeded", "failed"]
     reason: str | None
+    livemode: bool = Field(description="Whether this is a live-mode object (false: test mode)")
     created_at: datetime
 
 

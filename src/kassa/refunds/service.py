@@ -34,6 +34,7 @@ from kassa.payments.models import Payment
 from kassa.payments.service import PaymentService, ReconcileReport, changed, refundable_amount
 from kassa.processors.base import Outcome, Processor, RefundRequest
 from kassa.processors.calls import call_processor
+from kassa.processors.modes import Processors
 from kassa.refunds import repository
 from kassa.refunds.errors import PaymentNotRefundable, RefundExceedsRefundable
 from kassa.refunds.models import Refund
@@ -79,6 +80,7 @@ def _refund_row(
         "id": refund_id,
         "payment_id": payment.id,
         "user_id": payment.user_id,
+        "livemode": payment.livemode,
         "amount": wanted,
         "currency": payment.currency,
         "status": "pending",
@@ -119,12 +121,12 @@ class RefundService:
     def __init__(
         self,
         db: Database,
-        processor: Processor,
+        processors: Processor | Processors,
         clock: Callable[[], datetime],
         processor_timeout: float = 15.0,
     ) -> None:
         self._db = db
-        self._processor = processor
+        self._processors = Processors.either(processors)
         self._clock = clock
         self._processor_timeout = processor_timeout
 
@@ -136,21 +138,23 @@ class RefundService:
         reason: str | None,
         held: HeldKey | None = None,
         actor: Actor | None = None,
+        *,
+        livemode: bool,
     ) -> Refund:
         """Reserve the amount and record the refund `pending` (with the Idempotency-Key's
-        record of it and its audit event, in that transaction), ask the processor, then
-        settle."""
+        record of it and its audit event, in that transaction), ask the processor of the
+        payment's mode, then settle. A payment of the other mode is not found."""
         now = self._clock()
         refund_id = new_id()
         reserved = None
         actor = actor or Actor(user_id)
         if self._db.writes_at_once and (held is None or held.unclaimed):
             reserved = await self._reserve(
-                user_id, payment_id, amount, reason, held, now, refund_id, actor
+                user_id, payment_id, amount, reason, held, now, refund_id, actor, livemode
             )
         if reserved is None:
             reserved = await self._reserve_locked(
-                user_id, payment_id, amount, reason, held, now, refund_id, actor
+                user_id, payment_id, amount, reason, held, now, refund_id, actor, livemode
             )
         refund, payment = reserved
         REFUNDS.labels("pending", refund.currency).inc()
@@ -160,7 +164,8 @@ class RefundService:
                 charge_reference=payment.processor_reference or "",
                 amount=refund.amount,
                 currency=refund.currency,
-            )
+            ),
+            livemode=payment.livemode,
         )
         if outcome is None:
             log.warning("refund_outcome_unknown", refund_id=str(refund.id))
@@ -185,12 +190,13 @@ class RefundService:
         now: datetime,
         refund_id: uuid.UUID,
         actor: Actor,
+        livemode: bool,
     ) -> tuple[Refund, Payment] | None:
         """PostgreSQL: read the payment, then hold the amount on it and record the refund,
         its event, its audit event, its transaction and the key's claim in one statement,
         only if the payment is still as read. The refund and the payment as reserved; None
         when the payment changed meanwhile (the locked path decides then)."""
-        payment = await PaymentService.find(self._db, user_id, payment_id)
+        payment = await PaymentService.find(self._db, user_id, payment_id, livemode=livemode)
         wanted = self._refundable(payment, amount)
         assert payment is not None
         reserved = changed(
@@ -209,6 +215,7 @@ class RefundService:
             **_audit_values(actor, refund, payment, now),
             **TransactionService.refund_values(
                 user_id=user_id,
+                livemode=payment.livemode,
                 payment_id=payment_id,
                 refund_id=refund_id,
                 amount=wanted,
@@ -250,11 +257,14 @@ class RefundService:
         now: datetime,
         refund_id: uuid.UUID,
         actor: Actor,
+        livemode: bool,
     ) -> tuple[Refund, Payment]:
         """Reserve under the payment's row lock, step by step in one transaction."""
         async with self._db.transaction() as db:
             await commit_effect(db, held, "refund", refund_id)
-            payment = await PaymentService.lock_refundable(db, user_id, payment_id)
+            payment = await PaymentService.lock_refundable(
+                db, user_id, payment_id, livemode=livemode
+            )
             wanted = self._refundable(payment, amount)
             assert payment is not None
             PaymentService.reserve_refund(payment, wanted, now)
@@ -267,6 +277,7 @@ class RefundService:
             await TransactionService.record_refund(
                 db,
                 user_id=user_id,
+                livemode=payment.livemode,
                 payment_id=payment_id,
                 refund_id=refund.id,
                 amount=wanted,
@@ -277,16 +288,23 @@ class RefundService:
             )
         return refund, payment
 
-    async def find(self, user_id: uuid.UUID, refund_id: uuid.UUID) -> Refund | None:
-        """One of the user's refunds as it stands."""
+    async def find(
+        self, user_id: uuid.UUID, refund_id: uuid.UUID, *, livemode: bool
+    ) -> Refund | None:
+        """One of the user's refunds of one mode as it stands."""
         refund = await repository.get_refund(self._db, refund_id)
-        return refund if refund is not None and refund.user_id == user_id else None
+        if refund is None or refund.user_id != user_id or refund.livemode != livemode:
+            return None
+        return refund
 
-    async def _call_processor(self, request: RefundRequest) -> tuple[Outcome, str] | None:
+    async def _call_processor(
+        self, request: RefundRequest, *, livemode: bool
+    ) -> tuple[Outcome, str] | None:
+        processor = self._processors.of(livemode)
         answer = await call_processor(
-            self._processor.name,
+            processor.name,
             "refund",
-            self._processor.refund(request),
+            processor.refund(request),
             seconds=self._processor_timeout,
             reference=request.reference,
             outcome=lambda result: result.outcome.value,
@@ -305,7 +323,9 @@ class RefundService:
         while True:
             stale = await repository.list_stale_pending(self._db, cutoff, after, batch_size)
             references = {
-                r.id: await PaymentService.processor_reference(self._db, r.user_id, r.payment_id)
+                r.id: await PaymentService.processor_reference(
+                    self._db, r.user_id, r.payment_id, livemode=r.livemode
+                )
                 for r in stale
             }
             if not stale:
@@ -319,7 +339,8 @@ class RefundService:
                         charge_reference=references[refund.id] or "",
                         amount=refund.amount,
                         currency=refund.currency,
-                    )
+                    ),
+                    livemode=refund.livemode,
                 )
                 if outcome is None:
                     report.unresolved += 1
@@ -356,7 +377,9 @@ class RefundService:
             refund = await repository.get_refund(db, refund_id)
             if refund is None or refund.status != "pending":
                 return None
-            payment = await PaymentService.lock_refundable(db, user_id, refund.payment_id)
+            payment = await PaymentService.lock_refundable(
+                db, user_id, refund.payment_id, livemode=refund.livemode
+            )
             if payment is None:
                 return None
             # Re-read under the payment's lock so two settlers cannot both apply it.

@@ -60,13 +60,14 @@ async def list_transactions(
     db: Runner,
     user_id: uuid.UUID,
     *,
+    livemode: bool,
     limit: int,
     cursor: Cursor | None,
     type_: str | None,
     status: str | None,
 ) -> Sequence[Transaction]:
     t = _TRANSACTION.c
-    query = select(_TRANSACTION).where(t.user_id == user_id)
+    query = select(_TRANSACTION).where(t.user_id == user_id, t.livemode == livemode)
     if type_ is not None:
         query = query.where(t.type == type_)
     if status is not None:

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from kassa.auth.deps import CurrentPrincipal
+from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.transactions.schemas import (
     TransactionList,
     TransactionOut,
@@ -17,7 +17,7 @@ from kassa.web import problem_responses, reject_unknown_query
 router = APIRouter(
     prefix="/api",
     tags=["transactions"],
-    dependencies=[reject_unknown_query],
+    dependencies=[reject_unknown_query, requires_scope("read")],
 )
 
 
@@ -42,7 +42,12 @@ async def list_transactions(
 ) -> Any:
     """The caller's charges and refunds, newest first, with cursor pagination."""
     page = await service.list(
-        principal.user_id, limit=limit, cursor=cursor, type_=type, status=status
+        principal.user_id,
+        livemode=principal.livemode,
+        limit=limit,
+        cursor=cursor,
+        type_=type,
+        status=status,
     )
     return TransactionList(
         data=[TransactionOut.model_validate(t, from_attributes=True) for t in page.data],

@@ -20,6 +20,7 @@ class TransactionOut(BaseModel):
     payment_method: Annotated[
         str, Field(json_schema_extra={"enum": ["credit_card", "debit_card", "digital_wallet"]})
     ]
+    livemode: bool = Field(description="Whether this is a live-mode object (false: test mode)")
     created_at: datetime
 
 

@@ -25,6 +25,7 @@ class TransactionPage:
 def _row(
     type_: str,
     user_id: uuid.UUID,
+    livemode: bool,
     payment_id: uuid.UUID,
     refund_id: uuid.UUID | None,
     amount: int,
@@ -36,6 +37,7 @@ def _row(
     return {
         "id": new_id(),
         "user_id": user_id,
+        "livemode": livemode,
         "type": type_,
         "payment_id": payment_id,
         "refund_id": refund_id,
@@ -67,6 +69,7 @@ class TransactionService:
     def charge_values(
         *,
         user_id: uuid.UUID,
+        livemode: bool,
         payment_id: uuid.UUID,
         amount: int,
         currency: str,
@@ -77,6 +80,7 @@ class TransactionService:
             _row(
                 "charge",
                 user_id,
+                livemode,
                 payment_id,
                 None,
                 amount,
@@ -91,6 +95,7 @@ class TransactionService:
     def refund_values(
         *,
         user_id: uuid.UUID,
+        livemode: bool,
         payment_id: uuid.UUID,
         refund_id: uuid.UUID,
         amount: int,
@@ -102,6 +107,7 @@ class TransactionService:
             _row(
                 "refund",
                 user_id,
+                livemode,
                 payment_id,
                 refund_id,
                 amount,
@@ -121,19 +127,21 @@ class TransactionService:
         db: Runner,
         *,
         user_id: uuid.UUID,
+        livemode: bool,
         payment_id: uuid.UUID,
         amount: int,
         currency: str,
         payment_method: str,
         now: datetime,
     ) -> None:
-        """Add the pending `charge` of a payment whose processing starts; call inside the
-        transaction that moves the payment to `processing`."""
+        """Add the pending `charge` of a payment whose processing starts (of its mode); call
+        inside the transaction that moves the payment to `processing`."""
         await repository.insert(
             db,
             {
                 "id": new_id(),
                 "user_id": user_id,
+                "livemode": livemode,
                 "type": "charge",
                 "payment_id": payment_id,
                 "refund_id": None,
@@ -151,6 +159,7 @@ class TransactionService:
         db: Runner,
         *,
         user_id: uuid.UUID,
+        livemode: bool,
         payment_id: uuid.UUID,
         refund_id: uuid.UUID,
         amount: int,
@@ -164,6 +173,7 @@ class TransactionService:
             {
                 "id": new_id(),
                 "user_id": user_id,
+                "livemode": livemode,
                 "type": "refund",
                 "payment_id": payment_id,
                 "refund_id": refund_id,
@@ -201,6 +211,7 @@ class TransactionService:
         self,
         user_id: uuid.UUID,
         *,
+        livemode: bool,
         limit: int,
         cursor: str | None,
         type_: str | None,
@@ -208,7 +219,13 @@ class TransactionService:
     ) -> TransactionPage:
         after = Cursor.decode(cursor) if cursor else None
         rows = await repository.list_transactions(
-            self._db, user_id, limit=limit + 1, cursor=after, type_=type_, status=status
+            self._db,
+            user_id,
+            livemode=livemode,
+            limit=limit + 1,
+            cursor=after,
+            type_=type_,
+            status=status,
         )
         page = rows[:limit]
         has_more = len(rows) > limit

@@ -16,7 +16,9 @@ _ENDPOINT = table_of(WebhookEndpoint)
 _DELIVERY = table_of(WebhookDelivery)
 _ATTEMPT = table_of(WebhookAttempt)
 _GET_ENDPOINT = select(_ENDPOINT).where(
-    _ENDPOINT.c.id == bindparam("endpoint"), _ENDPOINT.c.user_id == bindparam("owner")
+    _ENDPOINT.c.id == bindparam("endpoint"),
+    _ENDPOINT.c.user_id == bindparam("owner"),
+    _ENDPOINT.c.livemode == bindparam("livemode"),
 )
 _LOCK_ENDPOINT = select(_ENDPOINT).where(_ENDPOINT.c.id == bindparam("endpoint")).with_for_update()
 _LOCK_DELIVERY = select(_DELIVERY).where(_DELIVERY.c.id == bindparam("delivery")).with_for_update()
@@ -25,9 +27,12 @@ _SAVE_DELIVERY = update(_DELIVERY).where(_DELIVERY.c.id == bindparam("delivery")
 
 
 async def get_endpoint(
-    db: Runner, user_id: uuid.UUID, endpoint_id: uuid.UUID
+    db: Runner, user_id: uuid.UUID, endpoint_id: uuid.UUID, livemode: bool
 ) -> WebhookEndpoint | None:
-    row = await db.first(_GET_ENDPOINT, {"endpoint": endpoint_id, "owner": user_id})
+    """One of the user's endpoints of one mode."""
+    row = await db.first(
+        _GET_ENDPOINT, {"endpoint": endpoint_id, "owner": user_id, "livemode": livemode}
+    )
     return None if row is None else record_of(WebhookEndpoint, row)
 
 
@@ -49,28 +54,39 @@ async def save_endpoint(db: Runner, endpoint: WebhookEndpoint) -> None:
     await db.execute(_SAVE_ENDPOINT, {"endpoint": endpoint.id, **values})
 
 
-async def count_endpoints(db: Runner, user_id: uuid.UUID) -> int:
+async def count_endpoints(db: Runner, user_id: uuid.UUID, livemode: bool) -> int:
     result = await db.scalar(
-        select(func.count()).select_from(_ENDPOINT).where(_ENDPOINT.c.user_id == user_id)
+        select(func.count())
+        .select_from(_ENDPOINT)
+        .where(_ENDPOINT.c.user_id == user_id, _ENDPOINT.c.livemode == livemode)
     )
     return int(result or 0)
 
 
-async def list_endpoints(db: Runner, user_id: uuid.UUID) -> Sequence[WebhookEndpoint]:
+async def list_endpoints(
+    db: Runner, user_id: uuid.UUID, livemode: bool
+) -> Sequence[WebhookEndpoint]:
     rows = await db.rows(
         select(_ENDPOINT)
-        .where(_ENDPOINT.c.user_id == user_id)
+        .where(_ENDPOINT.c.user_id == user_id, _ENDPOINT.c.livemode == livemode)
         .order_by(_ENDPOINT.c.created_at, _ENDPOINT.c.id)
     )
     return [record_of(WebhookEndpoint, row) for row in rows]
 
 
-async def delete_endpoint(db: Runner, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> bool | None:
-    """Deletes the endpoint; its deliveries and attempts go with it (ON DELETE CASCADE).
-    The deleted endpoint's mode (livemode), or None when there was no such endpoint."""
+async def delete_endpoint(
+    db: Runner, user_id: uuid.UUID, endpoint_id: uuid.UUID, livemode: bool
+) -> bool | None:
+    """Deletes the user's endpoint of that mode; its deliveries and attempts go with it (ON
+    DELETE CASCADE). The deleted endpoint's mode (livemode), or None when there was no such
+    endpoint."""
     row = await db.first(
         delete(_ENDPOINT)
-        .where(_ENDPOINT.c.id == endpoint_id, _ENDPOINT.c.user_id == user_id)
+        .where(
+            _ENDPOINT.c.id == endpoint_id,
+            _ENDPOINT.c.user_id == user_id,
+            _ENDPOINT.c.livemode == livemode,
+        )
         .returning(_ENDPOINT.c.livemode)
     )
     return None if row is None else bool(row["livemode"])

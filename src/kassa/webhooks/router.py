@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from kassa.auditlog.deps import RequestActor
-from kassa.auth.deps import CurrentPrincipal
+from kassa.auth.deps import CurrentPrincipal, requires_scope
 from kassa.web import path_id, problem_responses, reject_unknown_query
 from kassa.webhooks.errors import WebhookNotFound
 from kassa.webhooks.models import WebhookAttempt, WebhookEndpoint
@@ -23,7 +23,7 @@ from kassa.webhooks.service import WebhookService
 router = APIRouter(
     prefix="/api/webhooks",
     tags=["webhooks"],
-    dependencies=[reject_unknown_query],
+    dependencies=[reject_unknown_query, requires_scope("webhooks")],
 )
 
 
@@ -43,6 +43,7 @@ def webhook_out(endpoint: WebhookEndpoint) -> WebhookOut:
         events=endpoint.events,
         status="enabled" if endpoint.enabled else "disabled",
         disabled_at=endpoint.disabled_at,
+        livemode=endpoint.livemode,
         created_at=endpoint.created_at,
     )
 
@@ -66,7 +67,9 @@ async def create_webhook(
 ) -> Any:
     """Register a URL for the caller's events. The answer holds the signing secret — the only
     time it is shown. Deliveries are signed per Standard Webhooks with it."""
-    created = await webhooks.create(principal.user_id, body.url, body.events, actor)
+    created = await webhooks.create(
+        principal.user_id, body.url, body.events, actor, livemode=principal.livemode
+    )
     return CreatedWebhookOut(**webhook_out(created.endpoint).model_dump(), secret=created.secret)
 
 
@@ -78,7 +81,12 @@ async def create_webhook(
 )
 async def list_webhooks(principal: CurrentPrincipal, webhooks: WebhookServiceDep) -> Any:
     """The caller's webhook endpoints (never their secrets)."""
-    return WebhookList(data=[webhook_out(e) for e in await webhooks.list(principal.user_id)])
+    return WebhookList(
+        data=[
+            webhook_out(e)
+            for e in await webhooks.list(principal.user_id, livemode=principal.livemode)
+        ]
+    )
 
 
 @router.get(
@@ -91,7 +99,9 @@ async def get_webhook(
     webhook_id: WebhookId, principal: CurrentPrincipal, webhooks: WebhookServiceDep
 ) -> Any:
     """One of the caller's webhook endpoints (never its secret)."""
-    return webhook_out(await webhooks.get(principal.user_id, webhook_id))
+    return webhook_out(
+        await webhooks.get(principal.user_id, webhook_id, livemode=principal.livemode)
+    )
 
 
 @router.delete(
@@ -108,7 +118,7 @@ async def delete_webhook(
     actor: RequestActor,
 ) -> Response:
     """Delete an endpoint: nothing more is sent to it."""
-    await webhooks.delete(principal.user_id, webhook_id, actor)
+    await webhooks.delete(principal.user_id, webhook_id, actor, livemode=principal.livemode)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -126,7 +136,9 @@ async def list_deliveries(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Any:
     """Every delivery attempt made to the endpoint, newest first, with cursor pagination."""
-    page = await webhooks.list_attempts(principal.user_id, webhook_id, limit=limit, cursor=cursor)
+    page = await webhooks.list_attempts(
+        principal.user_id, webhook_id, livemode=principal.livemode, limit=limit, cursor=cursor
+    )
     return AttemptList(
         data=[attempt_out(a) for a in page.data],
         has_more=page.has_more,

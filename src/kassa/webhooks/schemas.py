@@ -38,6 +38,7 @@ class WebhookOut(BaseModel):
         description="disabled after failing for the whole retry window (about three days)"
     )
     disabled_at: datetime | None
+    livemode: bool = Field(description="Whether this is a live-mode object (false: test mode)")
     created_at: datetime
 
 

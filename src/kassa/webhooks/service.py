@@ -44,7 +44,11 @@ ALL_EVENTS = "*"
 _ENDPOINT = table_of(WebhookEndpoint)
 _ENABLED_ENDPOINTS = (
     select(_ENDPOINT.c.id, _ENDPOINT.c.events)
-    .where(_ENDPOINT.c.user_id == bindparam("owner"), _ENDPOINT.c.enabled.is_(True))
+    .where(
+        _ENDPOINT.c.user_id == bindparam("owner"),
+        _ENDPOINT.c.livemode == bindparam("livemode"),
+        _ENDPOINT.c.enabled.is_(True),
+    )
     .order_by(_ENDPOINT.c.created_at, _ENDPOINT.c.id)
 )
 _DELIVERY = table_of(WebhookDelivery)
@@ -52,8 +56,9 @@ _DELIVERY = table_of(WebhookDelivery)
 
 def queue_for_subscribers(event: CTE) -> Insert:
     """PostgreSQL: the deliveries of the event that `event` (an INSERT … RETURNING id, type,
-    user_id, created_at) writes, one per enabled endpoint of its user subscribed to its type,
-    with the JSON bound as `body`: `enqueue` in the same statement as the event's insert."""
+    user_id, livemode, created_at) writes, one per enabled endpoint of its user and mode
+    subscribed to its type, with the JSON bound as `body`: `enqueue` in the same statement as
+    the event's insert."""
     return deliveries_of(event).add_cte(event)
 
 
@@ -77,6 +82,7 @@ def deliveries_of(event: CTE) -> Insert:
         due,
     ).where(
         endpoint.c.user_id == event.c.user_id,
+        endpoint.c.livemode == event.c.livemode,
         endpoint.c.enabled.is_(True),
         or_(events.has_key(event.c.type), events.has_key(ALL_EVENTS)),
     )
@@ -118,9 +124,11 @@ def subscribed(events: Sequence[str], event_type: str) -> bool:
     return ALL_EVENTS in events or event_type in events
 
 
-async def _subscribers(db: Runner, user_id: uuid.UUID, event_type: str) -> list[uuid.UUID]:
-    """The user's enabled endpoints subscribed to `event_type`, oldest first."""
-    rows = await db.rows(_ENABLED_ENDPOINTS, {"owner": user_id})
+async def _subscribers(
+    db: Runner, user_id: uuid.UUID, livemode: bool, event_type: str
+) -> list[uuid.UUID]:
+    """The user's enabled endpoints of one mode subscribed to `event_type`, oldest first."""
+    rows = await db.rows(_ENABLED_ENDPOINTS, {"owner": user_id, "livemode": livemode})
     return [row["id"] for row in rows if subscribed(row["events"], event_type)]
 
 
@@ -189,10 +197,12 @@ class WebhookService:
         url: str,
         events: Sequence[str],
         actor: Actor | None = None,
+        *,
+        livemode: bool,
     ) -> CreatedEndpoint:
-        """A new enabled endpoint. Its URL must be allowed now (after DNS resolution) and is
-        checked again before every delivery. Audited (`webhook_endpoint.created`) in the
-        transaction that adds it."""
+        """A new enabled endpoint of one mode (it receives that mode's events only). Its URL
+        must be allowed now (after DNS resolution) and is checked again before every
+        delivery. Audited (`webhook_endpoint.created`) in the transaction that adds it."""
         subscriptions = self._check_events(events)
         try:
             target = parse_url(url, require_https=self._require_https)
@@ -214,11 +224,13 @@ class WebhookService:
             secret_key_id=sealed.kid,
             secret_sealed=sealed.blob,
             enabled=True,
+            livemode=livemode,
             created_at=now,
             updated_at=now,
         )
         async with self._db.transaction() as db:
-            if await repository.count_endpoints(db, user_id) >= MAX_ENDPOINTS_PER_USER:
+            # Each mode has its own allowance: test endpoints never crowd out live ones.
+            if await repository.count_endpoints(db, user_id, livemode) >= MAX_ENDPOINTS_PER_USER:
                 raise TooManyWebhooks(MAX_ENDPOINTS_PER_USER)
             await repository.insert_endpoint(db, endpoint)
             await AuditLog.record(
@@ -233,24 +245,31 @@ class WebhookService:
             )
         return CreatedEndpoint(endpoint=endpoint, secret=secret)
 
-    async def list(self, user_id: uuid.UUID) -> Sequence[WebhookEndpoint]:
-        return await repository.list_endpoints(self._db, user_id)
+    async def list(self, user_id: uuid.UUID, *, livemode: bool) -> Sequence[WebhookEndpoint]:
+        return await repository.list_endpoints(self._db, user_id, livemode)
 
-    async def get(self, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> WebhookEndpoint:
-        endpoint = await repository.get_endpoint(self._db, user_id, endpoint_id)
+    async def get(
+        self, user_id: uuid.UUID, endpoint_id: uuid.UUID, *, livemode: bool
+    ) -> WebhookEndpoint:
+        endpoint = await repository.get_endpoint(self._db, user_id, endpoint_id, livemode)
         if endpoint is None:
             raise WebhookNotFound
         return endpoint
 
     async def delete(
-        self, user_id: uuid.UUID, endpoint_id: uuid.UUID, actor: Actor | None = None
+        self,
+        user_id: uuid.UUID,
+        endpoint_id: uuid.UUID,
+        actor: Actor | None = None,
+        *,
+        livemode: bool,
     ) -> None:
         """The endpoint, its queued deliveries and its attempts are gone; a delivery in flight
         finishes but is not recorded. Audited (`webhook_endpoint.deleted`) in the same
-        transaction."""
+        transaction. Another mode's endpoint is not found."""
         async with self._db.transaction() as db:
-            livemode = await repository.delete_endpoint(db, user_id, endpoint_id)
-            if livemode is None:
+            deleted = await repository.delete_endpoint(db, user_id, endpoint_id, livemode)
+            if deleted is None:
                 raise WebhookNotFound
             await AuditLog.record(
                 db,
@@ -260,7 +279,7 @@ class WebhookService:
                 object_id=endpoint_id,
                 at=self._clock(),
                 user_id=user_id,
-                livemode=livemode,
+                livemode=deleted,
             )
 
     # Vault rotation: signing secrets are sealed by the vault like card data, so
@@ -299,12 +318,18 @@ class WebhookService:
         )
 
     async def list_attempts(
-        self, user_id: uuid.UUID, endpoint_id: uuid.UUID, *, limit: int, cursor: str | None
+        self,
+        user_id: uuid.UUID,
+        endpoint_id: uuid.UUID,
+        *,
+        livemode: bool,
+        limit: int,
+        cursor: str | None,
     ) -> AttemptPage:
         """Every delivery attempt to one of the caller's endpoints, newest first."""
         after = Cursor.decode(cursor) if cursor else None
         async with self._db.snapshot() as db:
-            if await repository.get_endpoint(db, user_id, endpoint_id) is None:
+            if await repository.get_endpoint(db, user_id, endpoint_id, livemode) is None:
                 raise WebhookNotFound
             rows = await repository.list_attempts(db, endpoint_id, limit=limit + 1, cursor=after)
         page = rows[:limit]
@@ -319,6 +344,7 @@ class WebhookService:
         db: Runner,
         *,
         user_id: uuid.UUID,
+        livemode: bool,
         event_id: uuid.UUID,
         event_type: str,
         body: Callable[[], str],
@@ -327,7 +353,7 @@ class WebhookService:
         """Queue the event's JSON (`body()`, made only when some endpoint wants it), due now,
         for every enabled endpoint of the user subscribed to `event_type`; the number
         queued."""
-        wanted = await _subscribers(db, user_id, event_type)
+        wanted = await _subscribers(db, user_id, livemode, event_type)
         if not wanted:
             return 0
         text = body()
@@ -350,6 +376,7 @@ class WebhookService:
         db: Runner,
         *,
         user_id: uuid.UUID,
+        livemode: bool,
         event_id: uuid.UUID,
         event_type: str,
         body: str,
@@ -361,7 +388,7 @@ class WebhookService:
         existing = {
             d.endpoint_id: d for d in await repository.lock_deliveries_of_event(db, event_id)
         }
-        wanted = await _subscribers(db, user_id, event_type)
+        wanted = await _subscribers(db, user_id, livemode, event_type)
         fresh = [
             delivery_row(
                 endpoint_id,

@@ -1,5 +1,6 @@
 """Contains all the data models used in inputs/outputs"""
 
+from .api_key_scope import ApiKeyScope
 from .attempt_list import AttemptList
 from .attempt_out import AttemptOut
 from .audit_action import AuditAction
@@ -14,15 +15,20 @@ from .card_details_out import CardDetailsOut
 from .card_payment_request import CardPaymentRequest
 from .card_payment_request_capture_type_0 import CardPaymentRequestCaptureType0
 from .card_payment_request_payment_method import CardPaymentRequestPaymentMethod
+from .create_key_request import CreateKeyRequest
 from .create_webhook_request import CreateWebhookRequest
+from .created_key_out import CreatedKeyOut
 from .created_webhook_out import CreatedWebhookOut
 from .delivery_status import DeliveryStatus
 from .event_data import EventData
 from .event_list import EventList
 from .event_out import EventOut
 from .event_type import EventType
+from .key_list import KeyList
+from .key_out import KeyOut
 from .login_request import LoginRequest
 from .metadata import Metadata
+from .mode import Mode
 from .next_action_out import NextActionOut
 from .password_change_request import PasswordChangeRequest
 from .payment_list import PaymentList
@@ -58,6 +64,7 @@ from .webhook_out import WebhookOut
 from .webhook_status import WebhookStatus
 
 __all__ = (
+    "ApiKeyScope",
     "AttemptList",
     "AttemptOut",
     "AuditAction",
@@ -72,15 +79,20 @@ __all__ = (
     "CardPaymentRequest",
     "CardPaymentRequestCaptureType0",
     "CardPaymentRequestPaymentMethod",
+    "CreatedKeyOut",
     "CreatedWebhookOut",
+    "CreateKeyRequest",
     "CreateWebhookRequest",
     "DeliveryStatus",
     "EventData",
     "EventList",
     "EventOut",
     "EventType",
+    "KeyList",
+    "KeyOut",
     "LoginRequest",
     "Metadata",
+    "Mode",
     "NextActionOut",
     "PasswordChangeRequest",
     "PaymentList",

@@ -22,6 +22,7 @@ class CreatedWebhookOut:
         events (list[str]):
         status (WebhookStatus):
         disabled_at (datetime.datetime | None):
+        livemode (bool): Whether this is a live-mode object (false: test mode)
         created_at (datetime.datetime):
         secret (str): The signing secret (whsec_…), shown only in this response
     """
@@ -31,6 +32,7 @@ class CreatedWebhookOut:
     events: list[str]
     status: WebhookStatus
     disabled_at: datetime.datetime | None
+    livemode: bool
     created_at: datetime.datetime
     secret: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
@@ -50,6 +52,8 @@ class CreatedWebhookOut:
         else:
             disabled_at = self.disabled_at
 
+        livemode = self.livemode
+
         created_at = self.created_at.isoformat()
 
         secret = self.secret
@@ -63,6 +67,7 @@ class CreatedWebhookOut:
                 "events": events,
                 "status": status,
                 "disabled_at": disabled_at,
+                "livemode": livemode,
                 "created_at": created_at,
                 "secret": secret,
             }
@@ -96,6 +101,8 @@ class CreatedWebhookOut:
 
         disabled_at = _parse_disabled_at(d.pop("disabled_at"))
 
+        livemode = d.pop("livemode")
+
         created_at = datetime.datetime.fromisoformat(d.pop("created_at"))
 
         secret = d.pop("secret")
@@ -106,6 +113,7 @@ class CreatedWebhookOut:
             events=events,
             status=status,
             disabled_at=disabled_at,
+            livemode=livemode,
             created_at=created_at,
             secret=secret,
         )

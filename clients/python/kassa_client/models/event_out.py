@@ -23,12 +23,14 @@ class EventOut:
     Attributes:
         id (UUID):
         type_ (EventType):
+        livemode (bool): Whether this is a live-mode object (false: test mode)
         created_at (datetime.datetime):
         data (EventData):
     """
 
     id: UUID
     type_: EventType
+    livemode: bool
     created_at: datetime.datetime
     data: EventData
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
@@ -37,6 +39,8 @@ class EventOut:
         id = str(self.id)
 
         type_ = self.type_.value
+
+        livemode = self.livemode
 
         created_at = self.created_at.isoformat()
 
@@ -48,6 +52,7 @@ class EventOut:
             {
                 "id": id,
                 "type": type_,
+                "livemode": livemode,
                 "created_at": created_at,
                 "data": data,
             }
@@ -64,6 +69,8 @@ class EventOut:
 
         type_ = EventType(d.pop("type"))
 
+        livemode = d.pop("livemode")
+
         created_at = datetime.datetime.fromisoformat(d.pop("created_at"))
 
         data = EventData.from_dict(d.pop("data"))
@@ -71,6 +78,7 @@ class EventOut:
         event_out = cls(
             id=id,
             type_=type_,
+            livemode=livemode,
             created_at=created_at,
             data=data,
         )

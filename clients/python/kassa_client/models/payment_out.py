@@ -42,6 +42,7 @@ class PaymentOut:
         metadata (Metadata): Up to 20 string keys (1–40 characters) to string values
         failure_code (None | str):
         failure_message (None | str):
+        livemode (bool): Whether this is a live-mode object (false: test mode)
         created_at (datetime.datetime):
         updated_at (datetime.datetime):
     """
@@ -61,6 +62,7 @@ class PaymentOut:
     metadata: Metadata
     failure_code: None | str
     failure_message: None | str
+    livemode: bool
     created_at: datetime.datetime
     updated_at: datetime.datetime
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
@@ -110,6 +112,8 @@ class PaymentOut:
         failure_message: None | str
         failure_message = self.failure_message
 
+        livemode = self.livemode
+
         created_at = self.created_at.isoformat()
 
         updated_at = self.updated_at.isoformat()
@@ -133,6 +137,7 @@ class PaymentOut:
                 "metadata": metadata,
                 "failure_code": failure_code,
                 "failure_message": failure_message,
+                "livemode": livemode,
                 "created_at": created_at,
                 "updated_at": updated_at,
             }
@@ -221,6 +226,8 @@ class PaymentOut:
 
         failure_message = _parse_failure_message(d.pop("failure_message"))
 
+        livemode = d.pop("livemode")
+
         created_at = datetime.datetime.fromisoformat(d.pop("created_at"))
 
         updated_at = datetime.datetime.fromisoformat(d.pop("updated_at"))
@@ -241,6 +248,7 @@ class PaymentOut:
             metadata=metadata,
             failure_code=failure_code,
             failure_message=failure_message,
+            livemode=livemode,
             created_at=created_at,
             updated_at=updated_at,
         )

@@ -23,6 +23,7 @@ class RefundOut:
         currency (str):
         status (TransactionStatus):
         reason (None | str):
+        livemode (bool): Whether this is a live-mode object (false: test mode)
         created_at (datetime.datetime):
     """
 
@@ -32,6 +33,7 @@ class RefundOut:
     currency: str
     status: TransactionStatus
     reason: None | str
+    livemode: bool
     created_at: datetime.datetime
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -49,6 +51,8 @@ class RefundOut:
         reason: None | str
         reason = self.reason
 
+        livemode = self.livemode
+
         created_at = self.created_at.isoformat()
 
         field_dict: dict[str, Any] = {}
@@ -61,6 +65,7 @@ class RefundOut:
                 "currency": currency,
                 "status": status,
                 "reason": reason,
+                "livemode": livemode,
                 "created_at": created_at,
             }
         )
@@ -87,6 +92,8 @@ class RefundOut:
 
         reason = _parse_reason(d.pop("reason"))
 
+        livemode = d.pop("livemode")
+
         created_at = datetime.datetime.fromisoformat(d.pop("created_at"))
 
         refund_out = cls(
@@ -96,6 +103,7 @@ class RefundOut:
             currency=currency,
             status=status,
             reason=reason,
+            livemode=livemode,
             created_at=created_at,
         )
 

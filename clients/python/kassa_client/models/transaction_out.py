@@ -26,6 +26,7 @@ class TransactionOut:
         currency (str):
         status (TransactionStatus):
         payment_method (PaymentMethod):
+        livemode (bool): Whether this is a live-mode object (false: test mode)
         created_at (datetime.datetime):
     """
 
@@ -36,6 +37,7 @@ class TransactionOut:
     currency: str
     status: TransactionStatus
     payment_method: PaymentMethod
+    livemode: bool
     created_at: datetime.datetime
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -54,6 +56,8 @@ class TransactionOut:
 
         payment_method = self.payment_method.value
 
+        livemode = self.livemode
+
         created_at = self.created_at.isoformat()
 
         field_dict: dict[str, Any] = {}
@@ -67,6 +71,7 @@ class TransactionOut:
                 "currency": currency,
                 "status": status,
                 "payment_method": payment_method,
+                "livemode": livemode,
                 "created_at": created_at,
             }
         )
@@ -90,6 +95,8 @@ class TransactionOut:
 
         payment_method = PaymentMethod(d.pop("payment_method"))
 
+        livemode = d.pop("livemode")
+
         created_at = datetime.datetime.fromisoformat(d.pop("created_at"))
 
         transaction_out = cls(
@@ -100,6 +107,7 @@ class TransactionOut:
             currency=currency,
             status=status,
             payment_method=payment_method,
+            livemode=livemode,
             created_at=created_at,
         )
 

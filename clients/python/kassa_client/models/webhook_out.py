@@ -22,6 +22,7 @@ class WebhookOut:
         events (list[str]):
         status (WebhookStatus):
         disabled_at (datetime.datetime | None):
+        livemode (bool): Whether this is a live-mode object (false: test mode)
         created_at (datetime.datetime):
     """
 
@@ -30,6 +31,7 @@ class WebhookOut:
     events: list[str]
     status: WebhookStatus
     disabled_at: datetime.datetime | None
+    livemode: bool
     created_at: datetime.datetime
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -48,6 +50,8 @@ class WebhookOut:
         else:
             disabled_at = self.disabled_at
 
+        livemode = self.livemode
+
         created_at = self.created_at.isoformat()
 
         field_dict: dict[str, Any] = {}
@@ -59,6 +63,7 @@ class WebhookOut:
                 "events": events,
                 "status": status,
                 "disabled_at": disabled_at,
+                "livemode": livemode,
                 "created_at": created_at,
             }
         )
@@ -91,6 +96,8 @@ class WebhookOut:
 
         disabled_at = _parse_disabled_at(d.pop("disabled_at"))
 
+        livemode = d.pop("livemode")
+
         created_at = datetime.datetime.fromisoformat(d.pop("created_at"))
 
         webhook_out = cls(
@@ -99,6 +106,7 @@ class WebhookOut:
             events=events,
             status=status,
             disabled_at=disabled_at,
+            livemode=livemode,
             created_at=created_at,
         )
 

@@ -7,6 +7,7 @@ from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.audit_action import AuditAction
 from ...models.audit_event_list import AuditEventList
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...types import UNSET, Response, Unset
 
@@ -16,9 +17,13 @@ def _get_kwargs(
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
     action: AuditAction | None | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -66,6 +71,11 @@ def _parse_response(
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 413:
         response_413 = Problem.from_dict(response.json())
@@ -120,6 +130,7 @@ def sync_detailed(
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
     action: AuditAction | None | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[AuditEventList | Problem]:
     """List Audit Events
@@ -131,6 +142,7 @@ def sync_detailed(
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
         action (AuditAction | None | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -145,6 +157,7 @@ def sync_detailed(
         limit=limit,
         cursor=cursor,
         action=action,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -161,6 +174,7 @@ def sync(
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
     action: AuditAction | None | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> AuditEventList | Problem | None:
     """List Audit Events
@@ -172,6 +186,7 @@ def sync(
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
         action (AuditAction | None | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -187,6 +202,7 @@ def sync(
         limit=limit,
         cursor=cursor,
         action=action,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -197,6 +213,7 @@ async def asyncio_detailed(
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
     action: AuditAction | None | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[AuditEventList | Problem]:
     """List Audit Events
@@ -208,6 +225,7 @@ async def asyncio_detailed(
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
         action (AuditAction | None | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -222,6 +240,7 @@ async def asyncio_detailed(
         limit=limit,
         cursor=cursor,
         action=action,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -236,6 +255,7 @@ async def asyncio(
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
     action: AuditAction | None | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> AuditEventList | Problem | None:
     """List Audit Events
@@ -247,6 +267,7 @@ async def asyncio(
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
         action (AuditAction | None | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -263,6 +284,7 @@ async def asyncio(
             limit=limit,
             cursor=cursor,
             action=action,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

@@ -5,6 +5,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...models.user_out import UserOut
 from ...types import UNSET, Response, Unset
@@ -12,9 +13,13 @@ from ...types import UNSET, Response, Unset
 
 def _get_kwargs(
     *,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -86,6 +91,7 @@ def _build_response(*, client: AuthenticatedClient | Client, response: httpx.Res
 def sync_detailed(
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | UserOut]:
     """Profile
@@ -93,6 +99,7 @@ def sync_detailed(
      The authenticated user.
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -104,6 +111,7 @@ def sync_detailed(
     """
 
     kwargs = _get_kwargs(
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -117,6 +125,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | UserOut | None:
     """Profile
@@ -124,6 +133,7 @@ def sync(
      The authenticated user.
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -136,6 +146,7 @@ def sync(
 
     return sync_detailed(
         client=client,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -143,6 +154,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | UserOut]:
     """Profile
@@ -150,6 +162,7 @@ async def asyncio_detailed(
      The authenticated user.
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -161,6 +174,7 @@ async def asyncio_detailed(
     """
 
     kwargs = _get_kwargs(
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -172,6 +186,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | UserOut | None:
     """Profile
@@ -179,6 +194,7 @@ async def asyncio(
      The authenticated user.
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -192,6 +208,7 @@ async def asyncio(
     return (
         await asyncio_detailed(
             client=client,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

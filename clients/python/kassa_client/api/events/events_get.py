@@ -7,6 +7,7 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.event_out import EventOut
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...types import UNSET, Response, Unset
 
@@ -14,9 +15,13 @@ from ...types import UNSET, Response, Unset
 def _get_kwargs(
     event_id: str,
     *,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -41,6 +46,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 404:
         response_404 = Problem.from_dict(response.json())
@@ -96,6 +106,7 @@ def sync_detailed(
     event_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[EventOut | Problem]:
     """Get Event
@@ -104,6 +115,7 @@ def sync_detailed(
 
     Args:
         event_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -116,6 +128,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         event_id=event_id,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -130,6 +143,7 @@ def sync(
     event_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> EventOut | Problem | None:
     """Get Event
@@ -138,6 +152,7 @@ def sync(
 
     Args:
         event_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -151,6 +166,7 @@ def sync(
     return sync_detailed(
         event_id=event_id,
         client=client,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -159,6 +175,7 @@ async def asyncio_detailed(
     event_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[EventOut | Problem]:
     """Get Event
@@ -167,6 +184,7 @@ async def asyncio_detailed(
 
     Args:
         event_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -179,6 +197,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         event_id=event_id,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -191,6 +210,7 @@ async def asyncio(
     event_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> EventOut | Problem | None:
     """Get Event
@@ -199,6 +219,7 @@ async def asyncio(
 
     Args:
         event_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -213,6 +234,7 @@ async def asyncio(
         await asyncio_detailed(
             event_id=event_id,
             client=client,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

@@ -7,6 +7,7 @@ from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.event_list import EventList
 from ...models.event_type import EventType
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...types import UNSET, Response, Unset
 
@@ -16,9 +17,13 @@ def _get_kwargs(
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
     type_: EventType | None | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -64,6 +69,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 413:
         response_413 = Problem.from_dict(response.json())
@@ -116,6 +126,7 @@ def sync_detailed(
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
     type_: EventType | None | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[EventList | Problem]:
     """List Events
@@ -126,6 +137,7 @@ def sync_detailed(
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
         type_ (EventType | None | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -140,6 +152,7 @@ def sync_detailed(
         limit=limit,
         cursor=cursor,
         type_=type_,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -156,6 +169,7 @@ def sync(
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
     type_: EventType | None | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> EventList | Problem | None:
     """List Events
@@ -166,6 +180,7 @@ def sync(
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
         type_ (EventType | None | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -181,6 +196,7 @@ def sync(
         limit=limit,
         cursor=cursor,
         type_=type_,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -191,6 +207,7 @@ async def asyncio_detailed(
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
     type_: EventType | None | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[EventList | Problem]:
     """List Events
@@ -201,6 +218,7 @@ async def asyncio_detailed(
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
         type_ (EventType | None | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -215,6 +233,7 @@ async def asyncio_detailed(
         limit=limit,
         cursor=cursor,
         type_=type_,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -229,6 +248,7 @@ async def asyncio(
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
     type_: EventType | None | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> EventList | Problem | None:
     """List Events
@@ -239,6 +259,7 @@ async def asyncio(
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
         type_ (EventType | None | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -255,6 +276,7 @@ async def asyncio(
             limit=limit,
             cursor=cursor,
             type_=type_,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

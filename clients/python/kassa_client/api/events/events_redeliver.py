@@ -6,6 +6,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...models.redelivery_out import RedeliveryOut
 from ...types import UNSET, Response, Unset
@@ -14,9 +15,13 @@ from ...types import UNSET, Response, Unset
 def _get_kwargs(
     event_id: str,
     *,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -43,6 +48,11 @@ def _parse_response(
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 404:
         response_404 = Problem.from_dict(response.json())
@@ -100,6 +110,7 @@ def sync_detailed(
     event_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | RedeliveryOut]:
     """Redeliver Event
@@ -109,6 +120,7 @@ def sync_detailed(
 
     Args:
         event_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -121,6 +133,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         event_id=event_id,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -135,6 +148,7 @@ def sync(
     event_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | RedeliveryOut | None:
     """Redeliver Event
@@ -144,6 +158,7 @@ def sync(
 
     Args:
         event_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -157,6 +172,7 @@ def sync(
     return sync_detailed(
         event_id=event_id,
         client=client,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -165,6 +181,7 @@ async def asyncio_detailed(
     event_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | RedeliveryOut]:
     """Redeliver Event
@@ -174,6 +191,7 @@ async def asyncio_detailed(
 
     Args:
         event_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -186,6 +204,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         event_id=event_id,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -198,6 +217,7 @@ async def asyncio(
     event_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | RedeliveryOut | None:
     """Redeliver Event
@@ -207,6 +227,7 @@ async def asyncio(
 
     Args:
         event_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -221,6 +242,7 @@ async def asyncio(
         await asyncio_detailed(
             event_id=event_id,
             client=client,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

@@ -6,6 +6,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.payment_out import PaymentOut
 from ...models.problem import Problem
 from ...types import UNSET, Response, Unset
@@ -15,11 +16,15 @@ def _get_kwargs(
     payment_id: str,
     *,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
     if not isinstance(idempotency_key, Unset):
         headers["Idempotency-Key"] = idempotency_key
+
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
 
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
@@ -50,6 +55,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 404:
         response_404 = Problem.from_dict(response.json())
@@ -113,6 +123,7 @@ def sync_detailed(
     *,
     client: AuthenticatedClient,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentOut | Problem]:
     """Cancel Payment
@@ -123,6 +134,7 @@ def sync_detailed(
     Args:
         payment_id (str):
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -136,6 +148,7 @@ def sync_detailed(
     kwargs = _get_kwargs(
         payment_id=payment_id,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -151,6 +164,7 @@ def sync(
     *,
     client: AuthenticatedClient,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentOut | Problem | None:
     """Cancel Payment
@@ -161,6 +175,7 @@ def sync(
     Args:
         payment_id (str):
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -175,6 +190,7 @@ def sync(
         payment_id=payment_id,
         client=client,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -184,6 +200,7 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentOut | Problem]:
     """Cancel Payment
@@ -194,6 +211,7 @@ async def asyncio_detailed(
     Args:
         payment_id (str):
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -207,6 +225,7 @@ async def asyncio_detailed(
     kwargs = _get_kwargs(
         payment_id=payment_id,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -220,6 +239,7 @@ async def asyncio(
     *,
     client: AuthenticatedClient,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentOut | Problem | None:
     """Cancel Payment
@@ -230,6 +250,7 @@ async def asyncio(
     Args:
         payment_id (str):
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -245,6 +266,7 @@ async def asyncio(
             payment_id=payment_id,
             client=client,
             idempotency_key=idempotency_key,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

@@ -7,6 +7,7 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.capture_payment_request import CapturePaymentRequest
+from ...models.mode import Mode
 from ...models.payment_out import PaymentOut
 from ...models.problem import Problem
 from ...types import UNSET, Response, Unset
@@ -17,11 +18,15 @@ def _get_kwargs(
     *,
     body: CapturePaymentRequest | Unset = UNSET,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
     if not isinstance(idempotency_key, Unset):
         headers["Idempotency-Key"] = idempotency_key
+
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
 
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
@@ -62,6 +67,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 404:
         response_404 = Problem.from_dict(response.json())
@@ -126,6 +136,7 @@ def sync_detailed(
     client: AuthenticatedClient,
     body: CapturePaymentRequest | Unset = UNSET,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentOut | Problem]:
     """Capture Payment
@@ -137,6 +148,7 @@ def sync_detailed(
     Args:
         payment_id (str):
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CapturePaymentRequest | Unset):
 
@@ -152,6 +164,7 @@ def sync_detailed(
         payment_id=payment_id,
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -168,6 +181,7 @@ def sync(
     client: AuthenticatedClient,
     body: CapturePaymentRequest | Unset = UNSET,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentOut | Problem | None:
     """Capture Payment
@@ -179,6 +193,7 @@ def sync(
     Args:
         payment_id (str):
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CapturePaymentRequest | Unset):
 
@@ -195,6 +210,7 @@ def sync(
         client=client,
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -205,6 +221,7 @@ async def asyncio_detailed(
     client: AuthenticatedClient,
     body: CapturePaymentRequest | Unset = UNSET,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentOut | Problem]:
     """Capture Payment
@@ -216,6 +233,7 @@ async def asyncio_detailed(
     Args:
         payment_id (str):
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CapturePaymentRequest | Unset):
 
@@ -231,6 +249,7 @@ async def asyncio_detailed(
         payment_id=payment_id,
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -245,6 +264,7 @@ async def asyncio(
     client: AuthenticatedClient,
     body: CapturePaymentRequest | Unset = UNSET,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentOut | Problem | None:
     """Capture Payment
@@ -256,6 +276,7 @@ async def asyncio(
     Args:
         payment_id (str):
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CapturePaymentRequest | Unset):
 
@@ -273,6 +294,7 @@ async def asyncio(
             client=client,
             body=body,
             idempotency_key=idempotency_key,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

@@ -6,6 +6,7 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.card_payment_request import CardPaymentRequest
+from ...models.mode import Mode
 from ...models.payment_out import PaymentOut
 from ...models.problem import Problem
 from ...models.wallet_payment_request import WalletPaymentRequest
@@ -16,11 +17,15 @@ def _get_kwargs(
     *,
     body: CardPaymentRequest | WalletPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
     if not isinstance(idempotency_key, Unset):
         headers["Idempotency-Key"] = idempotency_key
+
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
 
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
@@ -56,6 +61,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 413:
         response_413 = Problem.from_dict(response.json())
@@ -109,6 +119,7 @@ def sync_detailed(
     client: AuthenticatedClient,
     body: CardPaymentRequest | WalletPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentOut | Problem]:
     """Create Payment
@@ -118,6 +129,7 @@ def sync_detailed(
 
     Args:
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CardPaymentRequest | WalletPaymentRequest):
 
@@ -132,6 +144,7 @@ def sync_detailed(
     kwargs = _get_kwargs(
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -147,6 +160,7 @@ def sync(
     client: AuthenticatedClient,
     body: CardPaymentRequest | WalletPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentOut | Problem | None:
     """Create Payment
@@ -156,6 +170,7 @@ def sync(
 
     Args:
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CardPaymentRequest | WalletPaymentRequest):
 
@@ -171,6 +186,7 @@ def sync(
         client=client,
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -180,6 +196,7 @@ async def asyncio_detailed(
     client: AuthenticatedClient,
     body: CardPaymentRequest | WalletPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentOut | Problem]:
     """Create Payment
@@ -189,6 +206,7 @@ async def asyncio_detailed(
 
     Args:
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CardPaymentRequest | WalletPaymentRequest):
 
@@ -203,6 +221,7 @@ async def asyncio_detailed(
     kwargs = _get_kwargs(
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -216,6 +235,7 @@ async def asyncio(
     client: AuthenticatedClient,
     body: CardPaymentRequest | WalletPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentOut | Problem | None:
     """Create Payment
@@ -225,6 +245,7 @@ async def asyncio(
 
     Args:
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CardPaymentRequest | WalletPaymentRequest):
 
@@ -241,6 +262,7 @@ async def asyncio(
             client=client,
             body=body,
             idempotency_key=idempotency_key,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

@@ -6,6 +6,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.payment_list import PaymentList
 from ...models.payment_method import PaymentMethod
 from ...models.payment_status import PaymentStatus
@@ -26,9 +27,13 @@ def _get_kwargs(
     amount_gte: int | None | Unset = UNSET,
     amount_lte: int | None | Unset = UNSET,
     metadata: PaymentsListMetadata | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -129,6 +134,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
 
         return response_401
 
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
+
     if response.status_code == 413:
         response_413 = Problem.from_dict(response.json())
 
@@ -189,6 +199,7 @@ def sync_detailed(
     amount_gte: int | None | Unset = UNSET,
     amount_lte: int | None | Unset = UNSET,
     metadata: PaymentsListMetadata | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentList | Problem]:
     """List Payments
@@ -207,6 +218,7 @@ def sync_detailed(
         amount_gte (int | None | Unset): Minor units, at least
         amount_lte (int | None | Unset): Minor units, at most
         metadata (PaymentsListMetadata | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -228,6 +240,7 @@ def sync_detailed(
         amount_gte=amount_gte,
         amount_lte=amount_lte,
         metadata=metadata,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -251,6 +264,7 @@ def sync(
     amount_gte: int | None | Unset = UNSET,
     amount_lte: int | None | Unset = UNSET,
     metadata: PaymentsListMetadata | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentList | Problem | None:
     """List Payments
@@ -269,6 +283,7 @@ def sync(
         amount_gte (int | None | Unset): Minor units, at least
         amount_lte (int | None | Unset): Minor units, at most
         metadata (PaymentsListMetadata | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -291,6 +306,7 @@ def sync(
         amount_gte=amount_gte,
         amount_lte=amount_lte,
         metadata=metadata,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -308,6 +324,7 @@ async def asyncio_detailed(
     amount_gte: int | None | Unset = UNSET,
     amount_lte: int | None | Unset = UNSET,
     metadata: PaymentsListMetadata | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentList | Problem]:
     """List Payments
@@ -326,6 +343,7 @@ async def asyncio_detailed(
         amount_gte (int | None | Unset): Minor units, at least
         amount_lte (int | None | Unset): Minor units, at most
         metadata (PaymentsListMetadata | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -347,6 +365,7 @@ async def asyncio_detailed(
         amount_gte=amount_gte,
         amount_lte=amount_lte,
         metadata=metadata,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -368,6 +387,7 @@ async def asyncio(
     amount_gte: int | None | Unset = UNSET,
     amount_lte: int | None | Unset = UNSET,
     metadata: PaymentsListMetadata | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentList | Problem | None:
     """List Payments
@@ -386,6 +406,7 @@ async def asyncio(
         amount_gte (int | None | Unset): Minor units, at least
         amount_lte (int | None | Unset): Minor units, at most
         metadata (PaymentsListMetadata | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -409,6 +430,7 @@ async def asyncio(
             amount_gte=amount_gte,
             amount_lte=amount_lte,
             metadata=metadata,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

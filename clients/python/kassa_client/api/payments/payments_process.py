@@ -5,6 +5,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.payment_out import PaymentOut
 from ...models.problem import Problem
 from ...models.process_payment_request import ProcessPaymentRequest
@@ -15,11 +16,15 @@ def _get_kwargs(
     *,
     body: ProcessPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
     if not isinstance(idempotency_key, Unset):
         headers["Idempotency-Key"] = idempotency_key
+
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
 
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
@@ -57,6 +62,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 404:
         response_404 = Problem.from_dict(response.json())
@@ -120,6 +130,7 @@ def sync_detailed(
     client: AuthenticatedClient,
     body: ProcessPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentOut | Problem]:
     """Process Payment
@@ -132,6 +143,7 @@ def sync_detailed(
 
     Args:
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (ProcessPaymentRequest):
 
@@ -146,6 +158,7 @@ def sync_detailed(
     kwargs = _get_kwargs(
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -161,6 +174,7 @@ def sync(
     client: AuthenticatedClient,
     body: ProcessPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentOut | Problem | None:
     """Process Payment
@@ -173,6 +187,7 @@ def sync(
 
     Args:
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (ProcessPaymentRequest):
 
@@ -188,6 +203,7 @@ def sync(
         client=client,
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -197,6 +213,7 @@ async def asyncio_detailed(
     client: AuthenticatedClient,
     body: ProcessPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentOut | Problem]:
     """Process Payment
@@ -209,6 +226,7 @@ async def asyncio_detailed(
 
     Args:
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (ProcessPaymentRequest):
 
@@ -223,6 +241,7 @@ async def asyncio_detailed(
     kwargs = _get_kwargs(
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -236,6 +255,7 @@ async def asyncio(
     client: AuthenticatedClient,
     body: ProcessPaymentRequest,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentOut | Problem | None:
     """Process Payment
@@ -248,6 +268,7 @@ async def asyncio(
 
     Args:
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (ProcessPaymentRequest):
 
@@ -264,6 +285,7 @@ async def asyncio(
             client=client,
             body=body,
             idempotency_key=idempotency_key,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

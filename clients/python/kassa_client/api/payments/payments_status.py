@@ -6,6 +6,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.payment_status_out import PaymentStatusOut
 from ...models.problem import Problem
 from ...types import UNSET, Response, Unset
@@ -14,9 +15,13 @@ from ...types import UNSET, Response, Unset
 def _get_kwargs(
     payment_id: str,
     *,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -43,6 +48,11 @@ def _parse_response(
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 404:
         response_404 = Problem.from_dict(response.json())
@@ -100,6 +110,7 @@ def sync_detailed(
     payment_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentStatusOut | Problem]:
     """Get Payment Status
@@ -108,6 +119,7 @@ def sync_detailed(
 
     Args:
         payment_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -120,6 +132,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         payment_id=payment_id,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -134,6 +147,7 @@ def sync(
     payment_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentStatusOut | Problem | None:
     """Get Payment Status
@@ -142,6 +156,7 @@ def sync(
 
     Args:
         payment_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -155,6 +170,7 @@ def sync(
     return sync_detailed(
         payment_id=payment_id,
         client=client,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -163,6 +179,7 @@ async def asyncio_detailed(
     payment_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[PaymentStatusOut | Problem]:
     """Get Payment Status
@@ -171,6 +188,7 @@ async def asyncio_detailed(
 
     Args:
         payment_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -183,6 +201,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         payment_id=payment_id,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -195,6 +214,7 @@ async def asyncio(
     payment_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> PaymentStatusOut | Problem | None:
     """Get Payment Status
@@ -203,6 +223,7 @@ async def asyncio(
 
     Args:
         payment_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -217,6 +238,7 @@ async def asyncio(
         await asyncio_detailed(
             payment_id=payment_id,
             client=client,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

@@ -6,6 +6,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...models.refund_out import RefundOut
 from ...models.refund_request import RefundRequest
@@ -17,11 +18,15 @@ def _get_kwargs(
     *,
     body: RefundRequest | Unset = UNSET,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
     if not isinstance(idempotency_key, Unset):
         headers["Idempotency-Key"] = idempotency_key
+
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
 
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
@@ -57,6 +62,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 404:
         response_404 = Problem.from_dict(response.json())
@@ -119,6 +129,7 @@ def sync_detailed(
     client: AuthenticatedClient,
     body: RefundRequest | Unset = UNSET,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | RefundOut]:
     """Refund Payment
@@ -128,6 +139,7 @@ def sync_detailed(
     Args:
         payment_id (str):
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (RefundRequest | Unset):
 
@@ -143,6 +155,7 @@ def sync_detailed(
         payment_id=payment_id,
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -159,6 +172,7 @@ def sync(
     client: AuthenticatedClient,
     body: RefundRequest | Unset = UNSET,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | RefundOut | None:
     """Refund Payment
@@ -168,6 +182,7 @@ def sync(
     Args:
         payment_id (str):
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (RefundRequest | Unset):
 
@@ -184,6 +199,7 @@ def sync(
         client=client,
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -194,6 +210,7 @@ async def asyncio_detailed(
     client: AuthenticatedClient,
     body: RefundRequest | Unset = UNSET,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | RefundOut]:
     """Refund Payment
@@ -203,6 +220,7 @@ async def asyncio_detailed(
     Args:
         payment_id (str):
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (RefundRequest | Unset):
 
@@ -218,6 +236,7 @@ async def asyncio_detailed(
         payment_id=payment_id,
         body=body,
         idempotency_key=idempotency_key,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -232,6 +251,7 @@ async def asyncio(
     client: AuthenticatedClient,
     body: RefundRequest | Unset = UNSET,
     idempotency_key: str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | RefundOut | None:
     """Refund Payment
@@ -241,6 +261,7 @@ async def asyncio(
     Args:
         payment_id (str):
         idempotency_key (str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (RefundRequest | Unset):
 
@@ -258,6 +279,7 @@ async def asyncio(
             client=client,
             body=body,
             idempotency_key=idempotency_key,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

@@ -5,6 +5,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...models.refund_list import RefundList
 from ...types import UNSET, Response, Unset
@@ -14,9 +15,13 @@ def _get_kwargs(
     *,
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -53,6 +58,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 413:
         response_413 = Problem.from_dict(response.json())
@@ -106,6 +116,7 @@ def sync_detailed(
     client: AuthenticatedClient,
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | RefundList]:
     """List Refunds
@@ -115,6 +126,7 @@ def sync_detailed(
     Args:
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -128,6 +140,7 @@ def sync_detailed(
     kwargs = _get_kwargs(
         limit=limit,
         cursor=cursor,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -143,6 +156,7 @@ def sync(
     client: AuthenticatedClient,
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | RefundList | None:
     """List Refunds
@@ -152,6 +166,7 @@ def sync(
     Args:
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -166,6 +181,7 @@ def sync(
         client=client,
         limit=limit,
         cursor=cursor,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -175,6 +191,7 @@ async def asyncio_detailed(
     client: AuthenticatedClient,
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | RefundList]:
     """List Refunds
@@ -184,6 +201,7 @@ async def asyncio_detailed(
     Args:
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -197,6 +215,7 @@ async def asyncio_detailed(
     kwargs = _get_kwargs(
         limit=limit,
         cursor=cursor,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -210,6 +229,7 @@ async def asyncio(
     client: AuthenticatedClient,
     limit: int | Unset = 20,
     cursor: None | str | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | RefundList | None:
     """List Refunds
@@ -219,6 +239,7 @@ async def asyncio(
     Args:
         limit (int | Unset):  Default: 20.
         cursor (None | str | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -234,6 +255,7 @@ async def asyncio(
             client=client,
             limit=limit,
             cursor=cursor,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

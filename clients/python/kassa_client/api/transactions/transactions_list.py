@@ -5,6 +5,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...models.transaction_list import TransactionList
 from ...models.transaction_status import TransactionStatus
@@ -18,9 +19,13 @@ def _get_kwargs(
     cursor: None | str | Unset = UNSET,
     type_: None | TransactionType | Unset = UNSET,
     status: None | TransactionStatus | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -78,6 +83,11 @@ def _parse_response(
 
         return response_401
 
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
+
     if response.status_code == 413:
         response_413 = Problem.from_dict(response.json())
 
@@ -132,6 +142,7 @@ def sync_detailed(
     cursor: None | str | Unset = UNSET,
     type_: None | TransactionType | Unset = UNSET,
     status: None | TransactionStatus | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | TransactionList]:
     """List Transactions
@@ -143,6 +154,7 @@ def sync_detailed(
         cursor (None | str | Unset):
         type_ (None | TransactionType | Unset):
         status (None | TransactionStatus | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -158,6 +170,7 @@ def sync_detailed(
         cursor=cursor,
         type_=type_,
         status=status,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -175,6 +188,7 @@ def sync(
     cursor: None | str | Unset = UNSET,
     type_: None | TransactionType | Unset = UNSET,
     status: None | TransactionStatus | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | TransactionList | None:
     """List Transactions
@@ -186,6 +200,7 @@ def sync(
         cursor (None | str | Unset):
         type_ (None | TransactionType | Unset):
         status (None | TransactionStatus | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -202,6 +217,7 @@ def sync(
         cursor=cursor,
         type_=type_,
         status=status,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -213,6 +229,7 @@ async def asyncio_detailed(
     cursor: None | str | Unset = UNSET,
     type_: None | TransactionType | Unset = UNSET,
     status: None | TransactionStatus | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | TransactionList]:
     """List Transactions
@@ -224,6 +241,7 @@ async def asyncio_detailed(
         cursor (None | str | Unset):
         type_ (None | TransactionType | Unset):
         status (None | TransactionStatus | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -239,6 +257,7 @@ async def asyncio_detailed(
         cursor=cursor,
         type_=type_,
         status=status,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -254,6 +273,7 @@ async def asyncio(
     cursor: None | str | Unset = UNSET,
     type_: None | TransactionType | Unset = UNSET,
     status: None | TransactionStatus | Unset = UNSET,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | TransactionList | None:
     """List Transactions
@@ -265,6 +285,7 @@ async def asyncio(
         cursor (None | str | Unset):
         type_ (None | TransactionType | Unset):
         status (None | TransactionStatus | Unset):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -282,6 +303,7 @@ async def asyncio(
             cursor=cursor,
             type_=type_,
             status=status,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

@@ -7,6 +7,7 @@ from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.create_webhook_request import CreateWebhookRequest
 from ...models.created_webhook_out import CreatedWebhookOut
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...types import UNSET, Response, Unset
 
@@ -14,9 +15,13 @@ from ...types import UNSET, Response, Unset
 def _get_kwargs(
     *,
     body: CreateWebhookRequest,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -50,6 +55,11 @@ def _parse_response(
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 413:
         response_413 = Problem.from_dict(response.json())
@@ -102,6 +112,7 @@ def sync_detailed(
     *,
     client: AuthenticatedClient,
     body: CreateWebhookRequest,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[CreatedWebhookOut | Problem]:
     """Create Webhook
@@ -110,6 +121,7 @@ def sync_detailed(
     time it is shown. Deliveries are signed per Standard Webhooks with it.
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CreateWebhookRequest):
 
@@ -123,6 +135,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -137,6 +150,7 @@ def sync(
     *,
     client: AuthenticatedClient,
     body: CreateWebhookRequest,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> CreatedWebhookOut | Problem | None:
     """Create Webhook
@@ -145,6 +159,7 @@ def sync(
     time it is shown. Deliveries are signed per Standard Webhooks with it.
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CreateWebhookRequest):
 
@@ -159,6 +174,7 @@ def sync(
     return sync_detailed(
         client=client,
         body=body,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -167,6 +183,7 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
     body: CreateWebhookRequest,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[CreatedWebhookOut | Problem]:
     """Create Webhook
@@ -175,6 +192,7 @@ async def asyncio_detailed(
     time it is shown. Deliveries are signed per Standard Webhooks with it.
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CreateWebhookRequest):
 
@@ -188,6 +206,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         body=body,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -200,6 +219,7 @@ async def asyncio(
     *,
     client: AuthenticatedClient,
     body: CreateWebhookRequest,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> CreatedWebhookOut | Problem | None:
     """Create Webhook
@@ -208,6 +228,7 @@ async def asyncio(
     time it is shown. Deliveries are signed per Standard Webhooks with it.
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
         body (CreateWebhookRequest):
 
@@ -223,6 +244,7 @@ async def asyncio(
         await asyncio_detailed(
             client=client,
             body=body,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

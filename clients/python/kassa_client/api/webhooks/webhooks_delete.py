@@ -6,6 +6,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...types import UNSET, Response, Unset
 
@@ -13,9 +14,13 @@ from ...types import UNSET, Response, Unset
 def _get_kwargs(
     webhook_id: str,
     *,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -39,6 +44,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 404:
         response_404 = Problem.from_dict(response.json())
@@ -94,6 +104,7 @@ def sync_detailed(
     webhook_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Any | Problem]:
     """Delete Webhook
@@ -102,6 +113,7 @@ def sync_detailed(
 
     Args:
         webhook_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -114,6 +126,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         webhook_id=webhook_id,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -128,6 +141,7 @@ def sync(
     webhook_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Any | Problem | None:
     """Delete Webhook
@@ -136,6 +150,7 @@ def sync(
 
     Args:
         webhook_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -149,6 +164,7 @@ def sync(
     return sync_detailed(
         webhook_id=webhook_id,
         client=client,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -157,6 +173,7 @@ async def asyncio_detailed(
     webhook_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Any | Problem]:
     """Delete Webhook
@@ -165,6 +182,7 @@ async def asyncio_detailed(
 
     Args:
         webhook_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -177,6 +195,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         webhook_id=webhook_id,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -189,6 +208,7 @@ async def asyncio(
     webhook_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Any | Problem | None:
     """Delete Webhook
@@ -197,6 +217,7 @@ async def asyncio(
 
     Args:
         webhook_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -211,6 +232,7 @@ async def asyncio(
         await asyncio_detailed(
             webhook_id=webhook_id,
             client=client,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

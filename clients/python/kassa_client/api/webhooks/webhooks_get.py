@@ -6,6 +6,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...models.webhook_out import WebhookOut
 from ...types import UNSET, Response, Unset
@@ -14,9 +15,13 @@ from ...types import UNSET, Response, Unset
 def _get_kwargs(
     webhook_id: str,
     *,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -41,6 +46,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 404:
         response_404 = Problem.from_dict(response.json())
@@ -98,6 +108,7 @@ def sync_detailed(
     webhook_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | WebhookOut]:
     """Get Webhook
@@ -106,6 +117,7 @@ def sync_detailed(
 
     Args:
         webhook_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -118,6 +130,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         webhook_id=webhook_id,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -132,6 +145,7 @@ def sync(
     webhook_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | WebhookOut | None:
     """Get Webhook
@@ -140,6 +154,7 @@ def sync(
 
     Args:
         webhook_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -153,6 +168,7 @@ def sync(
     return sync_detailed(
         webhook_id=webhook_id,
         client=client,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -161,6 +177,7 @@ async def asyncio_detailed(
     webhook_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | WebhookOut]:
     """Get Webhook
@@ -169,6 +186,7 @@ async def asyncio_detailed(
 
     Args:
         webhook_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -181,6 +199,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         webhook_id=webhook_id,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -193,6 +212,7 @@ async def asyncio(
     webhook_id: str,
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | WebhookOut | None:
     """Get Webhook
@@ -201,6 +221,7 @@ async def asyncio(
 
     Args:
         webhook_id (str):
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -215,6 +236,7 @@ async def asyncio(
         await asyncio_detailed(
             webhook_id=webhook_id,
             client=client,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed

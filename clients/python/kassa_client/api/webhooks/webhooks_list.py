@@ -5,6 +5,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.mode import Mode
 from ...models.problem import Problem
 from ...models.webhook_list import WebhookList
 from ...types import UNSET, Response, Unset
@@ -12,9 +13,13 @@ from ...types import UNSET, Response, Unset
 
 def _get_kwargs(
     *,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(kassa_mode, Unset):
+        headers["Kassa-Mode"] = str(kassa_mode)
+
     if not isinstance(x_request_id, Unset):
         headers["X-Request-ID"] = x_request_id
 
@@ -37,6 +42,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = Problem.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 413:
         response_413 = Problem.from_dict(response.json())
@@ -88,6 +98,7 @@ def _build_response(
 def sync_detailed(
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | WebhookList]:
     """List Webhooks
@@ -95,6 +106,7 @@ def sync_detailed(
      The caller's webhook endpoints (never their secrets).
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -106,6 +118,7 @@ def sync_detailed(
     """
 
     kwargs = _get_kwargs(
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -119,6 +132,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | WebhookList | None:
     """List Webhooks
@@ -126,6 +140,7 @@ def sync(
      The caller's webhook endpoints (never their secrets).
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -138,6 +153,7 @@ def sync(
 
     return sync_detailed(
         client=client,
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     ).parsed
 
@@ -145,6 +161,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Response[Problem | WebhookList]:
     """List Webhooks
@@ -152,6 +169,7 @@ async def asyncio_detailed(
      The caller's webhook endpoints (never their secrets).
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -163,6 +181,7 @@ async def asyncio_detailed(
     """
 
     kwargs = _get_kwargs(
+        kassa_mode=kassa_mode,
         x_request_id=x_request_id,
     )
 
@@ -174,6 +193,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
+    kassa_mode: Mode | Unset = UNSET,
     x_request_id: str | Unset = UNSET,
 ) -> Problem | WebhookList | None:
     """List Webhooks
@@ -181,6 +201,7 @@ async def asyncio(
      The caller's webhook endpoints (never their secrets).
 
     Args:
+        kassa_mode (Mode | Unset):
         x_request_id (str | Unset):
 
     Raises:
@@ -194,6 +215,7 @@ async def asyncio(
     return (
         await asyncio_detailed(
             client=client,
+            kassa_mode=kassa_mode,
             x_request_id=x_request_id,
         )
     ).parsed
