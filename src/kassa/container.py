@@ -17,7 +17,7 @@ from kassa.auth.passwords import Argon2Params, Passwords
 from kassa.auth.service import AuthService
 from kassa.auth.tokens import TokenCodec
 from kassa.checkout.service import CheckoutService
-from kassa.db import Database, create_engine, utcnow
+from kassa.db import Database, open_database, utcnow
 from kassa.edge.pages import FormGuard
 from kassa.events.service import EVENT_TYPES, EventService
 from kassa.idempotency.service import IdempotencyService
@@ -119,8 +119,7 @@ def build_container(
     resolver: Resolver = system_resolver,
     passwords: Passwords | None = None,
 ) -> Container:
-    engine = create_engine(settings.resolved_database_url, pool_size=settings.database_pool_size)
-    db = Database(engine)
+    db = open_database(settings.resolved_database_url, pool_size=settings.database_pool_size)
     instrument_pool(db)
     redis_timeout = settings.redis_timeout_ms / 1000
     storage = storage or create_storage(
