@@ -20,6 +20,7 @@ NOT_FOUND = {
     "event_id": "event_not_found",
     "webhook_id": "webhook_not_found",
     "key_id": "api_key_not_found",
+    "session_id": "checkout_session_not_found",
 }
 MALFORMED = ["abc", "3f2a1b0c9d8e4f7a8b6c5d4e3f2a1b0c", "{3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1b0c}"]
 
