@@ -86,8 +86,10 @@ async def capture_lifecycles(
             log.append(Statement(sql, rows, many))
 
         def _transaction(connection: Any, verb: str) -> None:
-            # An autocommit session (kassa's single-statement reads) sends no BEGIN at all.
-            if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            # kassa's pool is in autocommit (a statement alone sends no BEGIN at all); only its
+            # transactions ask for an isolation level, and only they send BEGIN and COMMIT.
+            level = connection.get_execution_options().get("isolation_level")
+            if level is not None and level != "AUTOCOMMIT":
                 log.append(Statement(verb))
 
         for verb in ("begin", "commit", "rollback"):
