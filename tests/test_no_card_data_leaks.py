@@ -166,7 +166,7 @@ async def test_no_card_number_or_cvc_anywhere_after_a_whole_lifecycle(
     def card(**overrides: Any) -> dict[str, Any]:
         number = random_visa()
         numbers.append(number)
-        return card_details(number, cvc=cvc, holder_name="Ada Lovelace", **overrides)
+        return card_details(number, cvc=cvc, holder_name="Sam Cardholder", **overrides)
 
     user = await register_user(client)
     keyed = {**user.headers, "Idempotency-Key": f"order-{uuid.uuid4().hex}"}

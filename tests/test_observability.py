@@ -75,7 +75,7 @@ async def walk_lifecycle(client: httpx.AsyncClient) -> dict[str, Any]:
     user = await register_user(client)
     profile = await client.get("/api/auth/profile", headers=user.headers)
     assert profile.status_code == 200
-    details = card_details(CARD, cvc=CVC, holder_name="Ada Lovelace")
+    details = card_details(CARD, cvc=CVC, holder_name="Sam Cardholder")
     created = await client.post(
         "/api/payments",
         json=payment_body(amount=5000, details=details),

@@ -73,7 +73,7 @@ async def create_and_process(traced: Traced) -> tuple[User, str]:
     user = await register_user(traced.client)
     created = await traced.client.post(
         "/api/payments",
-        json=payment_body(details=card_details(CARD, cvc=CVC, holder_name="Ada Lovelace")),
+        json=payment_body(details=card_details(CARD, cvc=CVC, holder_name="Sam Cardholder")),
         headers=user.headers,
     )
     assert created.status_code == 201, created.text

@@ -53,7 +53,7 @@ def merchant(server: Server) -> dict[str, str]:
         email = f"shop-{threading.get_ident()}-{id(server)}@example.com"
         password = "correct horse battery staple"
         client.post(
-            "/api/auth/register", json={"name": "Ada's Shop", "email": email, "password": password}
+            "/api/auth/register", json={"name": "Corner Shop", "email": email, "password": password}
         )
         login = client.post("/api/auth/login", json={"email": email, "password": password})
         assert login.status_code == 200, login.text

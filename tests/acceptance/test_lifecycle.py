@@ -26,7 +26,7 @@ def register_and_login(client: httpx.Client) -> dict[str, Any]:
     email = f"acc-{uuid.uuid4().hex[:12]}@example.com"
     password = "acceptance " + secrets.token_hex(8)
     registered = client.post(
-        "/api/auth/register", json={"name": "Ada Lovelace", "email": email, "password": password}
+        "/api/auth/register", json={"name": "Sam Cardholder", "email": email, "password": password}
     )
     assert registered.status_code == 201, registered.text
     login = client.post("/api/auth/login", json={"email": email, "password": password})
@@ -51,7 +51,7 @@ def card_payment(amount: int = 2500, currency: str = "USD") -> dict[str, Any]:
             "exp_month": 12,
             "exp_year": 2099,
             "cvc": CVC,
-            "holder_name": "Ada Lovelace",
+            "holder_name": "Sam Cardholder",
         },
         "description": "acceptance",
     }

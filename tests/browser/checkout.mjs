@@ -18,7 +18,7 @@ async function fillCard(page, number) {
   await page.keyboard.press("Tab");
   await page.keyboard.type("123");
   await page.keyboard.press("Tab");
-  await page.keyboard.type("Ada Lovelace");
+  await page.keyboard.type("Sam Cardholder");
 }
 
 try {

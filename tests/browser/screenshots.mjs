@@ -5,7 +5,7 @@ import { launch } from "./launch.mjs";
 
 const base = process.env.KASSA_URL;
 const out = process.env.OUT_DIR;
-const email = "ada@example.com";
+const email = "shop@example.com";
 const password = "correct horse battery staple";
 
 async function api(path, body, token) {
@@ -21,7 +21,7 @@ async function api(path, body, token) {
   return response.status === 204 ? null : response.json();
 }
 
-await api("/auth/register", { name: "Ada's Tea House", email, password });
+await api("/auth/register", { name: "Corner Tea House", email, password });
 const { access_token: token } = await api("/auth/login", { email, password });
 const card = (number) => ({ number, exp_month: 12, exp_year: 2030, cvc: "123", holder_name: "Grace Hopper" });
 for (const [amount, currency, number] of [

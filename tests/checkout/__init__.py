@@ -47,6 +47,6 @@ def card_form(number: str = "4242424242424242", **overrides: str) -> dict[str, s
         "number": number,
         "expiry": "12/34",
         "cvc": "123",
-        "holder_name": "Ada Lovelace",
+        "holder_name": "Sam Cardholder",
         **overrides,
     }

@@ -101,7 +101,8 @@ def register(anonymous: Client) -> tuple[TokenOut, UserOut]:
     email = f"py-{uuid.uuid4().hex}@example.com"
     password = f"walk {uuid.uuid4().hex}"
     user = auth_register.sync(
-        client=anonymous, body=RegisterRequest(name="Ada Lovelace", email=email, password=password)
+        client=anonymous,
+        body=RegisterRequest(name="Sam Cardholder", email=email, password=password),
     )
     assert isinstance(user, UserOut), user
     tokens = auth_login.sync(client=anonymous, body=LoginRequest(email=email, password=password))

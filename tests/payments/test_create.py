@@ -47,7 +47,7 @@ async def _refused(api: Api, body: Any, *fields: str) -> dict[str, Any]:
 
 async def test_card_payment_is_created_pending_with_exactly_the_contract_fields(api: Api) -> None:
     body = payment_body(
-        details=card_details(holder_name="Ada Lovelace"),
+        details=card_details(holder_name="Sam Cardholder"),
         description="Order 42",
         metadata={"order": "42"},
     )
@@ -70,7 +70,7 @@ async def test_card_payment_is_created_pending_with_exactly_the_contract_fields(
         "last4": "4242",
         "exp_month": 12,
         "exp_year": 2099,
-        "holder_name": "Ada Lovelace",
+        "holder_name": "Sam Cardholder",
     }
 
 

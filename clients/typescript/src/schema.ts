@@ -764,7 +764,7 @@ export interface components {
          *         "cvc": "123",
          *         "exp_month": 12,
          *         "exp_year": 2099,
-         *         "holder_name": "Ada Lovelace",
+         *         "holder_name": "Sam Cardholder",
          *         "number": "4242424242424242"
          *       },
          *       "metadata": {

@@ -67,7 +67,7 @@ const card = {
   exp_month: 12,
   exp_year: 2099,
   cvc: "123",
-  holder_name: "Ada Lovelace",
+  holder_name: "Sam Cardholder",
 };
 
 async function pay(
@@ -96,7 +96,7 @@ test("a payment's life with the TypeScript client", async (t) => {
   let dashboard = anonymous;
   await t.test("register, and log in once to create an API key", async () => {
     const user = unwrap(
-      await anonymous.POST("/api/auth/register", { body: { name: "Ada Lovelace", email, password } }),
+      await anonymous.POST("/api/auth/register", { body: { name: "Sam Cardholder", email, password } }),
     );
     assert.equal(user.email, email);
     const tokens = unwrap(await anonymous.POST("/api/auth/login", { body: { email, password } }));

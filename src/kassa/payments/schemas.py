@@ -55,7 +55,7 @@ CARD_PAYMENT_EXAMPLE: dict[str, Any] = {
         "exp_month": 12,
         "exp_year": 2099,
         "cvc": "123",
-        "holder_name": "Ada Lovelace",
+        "holder_name": "Sam Cardholder",
     },
     "description": "Order 1001",
     "metadata": {"order_id": "1001"},
