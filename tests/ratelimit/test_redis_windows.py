@@ -244,6 +244,9 @@ async def test_a_request_with_a_token_counts_both_limits_in_one_round_trip_the_i
     prefix = unique_prefix()
     api: Api = await api_factory(
         redis_url=private_redis.url,
+        # What is sent is the point here, not how fast: a loaded machine must not make the
+        # call time out into the in-process fallback, which sends nothing.
+        redis_timeout_ms=2000,
         redis_key_prefix=prefix,
         rate_limit="100/minute;1000/hour",
         user_rate_limit="50/minute;500/hour",
@@ -268,6 +271,9 @@ async def test_a_request_the_ip_limit_refuses_spends_nothing_of_the_user_limit(
     prefix = unique_prefix()
     api: Api = await api_factory(
         redis_url=private_redis.url,
+        # What is sent is the point here, not how fast: a loaded machine must not make the
+        # call time out into the in-process fallback, which sends nothing.
+        redis_timeout_ms=2000,
         redis_key_prefix=prefix,
         rate_limit="3/minute",
         user_rate_limit="50/minute",
