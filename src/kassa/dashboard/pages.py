@@ -503,6 +503,37 @@ async def _keyed(
     )
 
 
+async def _act_on_payment(
+    request: Request,
+    container: Container,
+    visitor: Visitor,
+    form: Mapping[str, str],
+    payment_id: str,
+    action: str,
+    run: Callable[[HeldKey], Awaitable[uuid.UUID]],
+    notice: str,
+) -> Response:
+    """Run a payment's action once per form (its key), then back to the payment's page: with
+    `notice` when it was done, or the refusal's message and status when it was not."""
+    try:
+        await _keyed(container, visitor, action, form.get("key", ""), run)
+    except KassaError as refused:
+        return await _payment_view(
+            request,
+            container,
+            visitor,
+            payment_id,
+            error=refused.detail,
+            status_code=refused.status,
+        )
+    return keep(
+        see_other(f"{PATH}/payments/{payment_id.lower()}?notice={notice}"),
+        visitor,
+        container.auth,
+        container.forms,
+    )
+
+
 @router.post("/payments/{payment_id}/refund")
 async def refund(payment_id: str, request: Request, container: ContainerDep) -> Response:
     try:
@@ -544,22 +575,8 @@ async def refund(payment_id: str, request: Request, container: ContainerDep) -> 
         )
         return made.id
 
-    try:
-        await _keyed(container, visitor, "refund", form.get("key", ""), run)
-    except KassaError as refused:
-        return await _payment_view(
-            request,
-            container,
-            visitor,
-            payment_id,
-            error=refused.detail,
-            status_code=refused.status,
-        )
-    return keep(
-        see_other(f"{PATH}/payments/{payment.id}?notice=refunded"),
-        visitor,
-        container.auth,
-        container.forms,
+    return await _act_on_payment(
+        request, container, visitor, form, payment_id, "refund", run, "refunded"
     )
 
 
@@ -582,22 +599,8 @@ async def cancel(payment_id: str, request: Request, container: ContainerDep) -> 
         )
         return outcome.payment.id
 
-    try:
-        await _keyed(container, visitor, "cancel", form.get("key", ""), run)
-    except KassaError as refused:
-        return await _payment_view(
-            request,
-            container,
-            visitor,
-            payment_id,
-            error=refused.detail,
-            status_code=refused.status,
-        )
-    return keep(
-        see_other(f"{PATH}/payments/{parsed}?notice=canceled"),
-        visitor,
-        container.auth,
-        container.forms,
+    return await _act_on_payment(
+        request, container, visitor, form, payment_id, "cancel", run, "canceled"
     )
 
 
@@ -635,22 +638,8 @@ async def capture(payment_id: str, request: Request, container: ContainerDep) ->
         )
         return outcome.payment.id
 
-    try:
-        await _keyed(container, visitor, "capture", form.get("key", ""), run)
-    except KassaError as refused:
-        return await _payment_view(
-            request,
-            container,
-            visitor,
-            payment_id,
-            error=refused.detail,
-            status_code=refused.status,
-        )
-    return keep(
-        see_other(f"{PATH}/payments/{payment.id}?notice=captured"),
-        visitor,
-        container.auth,
-        container.forms,
+    return await _act_on_payment(
+        request, container, visitor, form, payment_id, "capture", run, "captured"
     )
 
 
