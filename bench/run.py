@@ -655,15 +655,16 @@ def redis_cleanup(redis_url: str, prefix: str) -> int:
     """Delete this run's keys (never FLUSHALL: the server may be shared)."""
 
     async def run() -> int:
-        import coredis
+        import redis.asyncio
 
-        client: coredis.Redis[bytes] = coredis.Redis.from_url(redis_url)
-        keys: list[str | bytes] = [
-            key async for key in client.scan_iter(match=f"{prefix}*", count=1000)
-        ]
-        if keys:
-            await client.delete(keys)
-        return len(keys)
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+            return len(keys)
+        finally:
+            await client.aclose()
 
     return asyncio.run(run())
 

@@ -801,11 +801,14 @@ def scratch_database() -> Iterator[str]:
 
 
 async def _drop_keys(prefix: str) -> None:
-    import coredis
+    import redis.asyncio
 
-    client: Any = coredis.Redis.from_url(REDIS_URL)
-    async for key in client.scan_iter(match=f"{prefix}*"):
-        await client.delete([key])
+    client: Any = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        async for key in client.scan_iter(match=f"{prefix}*"):
+            await client.delete(key)
+    finally:
+        await client.aclose()
 
 
 def vault_keys() -> str:

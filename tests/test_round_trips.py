@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import asyncpg
-import coredis
 import httpx
 import pytest
+import redis.asyncio
 
 from kassa.app import create_app
 from kassa.container import build_container
@@ -224,13 +224,14 @@ async def test_the_redis_counter_sees_each_command() -> None:
     proxy = CountingProxy(REDIS, RedisReader)
     await proxy.start()
     key = f"kassa-trips-{uuid.uuid4().hex}"
-    client: coredis.Redis[bytes] = coredis.Redis(host="127.0.0.1", port=proxy.port)
+    client = redis.asyncio.Redis(host="127.0.0.1", port=proxy.port)
     try:
         await client.ping()
         proxy.tally.reset()
         await client.set(key, "x" * 100_000, ex=5)
         await client.get(key)
-        await client.delete([key])
+        await client.delete(key)
         assert proxy.tally.count == 3
     finally:
+        await client.aclose()
         await proxy.close()

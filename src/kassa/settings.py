@@ -202,8 +202,8 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("redis://", "rediss://", "redis+unix://")):
             raise ValueError("use redis://HOST:PORT/DB or rediss://...")
-        if importlib.util.find_spec("coredis") is None:
-            raise ValueError("Redis rate limits need the coredis package, which is not installed")
+        if importlib.util.find_spec("redis") is None:
+            raise ValueError("Redis rate limits need the redis package, which is not installed")
         return value
 
     @field_validator("stripe_api_base")

@@ -18,14 +18,17 @@ from dataclasses import dataclass
 from time import monotonic
 from typing import TypeVar, cast
 
+import redis.asyncio
 import structlog
 from limits import RateLimitItem, parse, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.storage.redis.coredis import CoredisBridge
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from prometheus_client import Counter, Gauge
+from redis.asyncio.retry import Retry
+from redis.backoff import ConstantBackoff
 
 LOGIN_FAILURE_LIMIT = parse("10/15minutes")
 LOGIN_LOCKOUT = parse("1/30minutes")
@@ -38,6 +41,11 @@ REDIS_TIMEOUT_SECONDS = 0.1
 # After a storage failure, the next this-many seconds skip the storage (no request waits for
 # a dead or hung Redis); then one request tries it again while the others count in-process.
 RETRY_STORAGE_AFTER_SECONDS = 1.0
+# A dropped connection or a timed-out read is tried again twice, 10 ms apart, within the
+# Redis timeout (redis-py's own default waits up to seconds between tries, which the timeout
+# would always cut short: the call would fail over to the in-process count instead).
+REDIS_RETRIES = 2
+REDIS_RETRY_BACKOFF_SECONDS = 0.01
 
 log = structlog.get_logger("kassa.ratelimit")
 RATE_LIMIT_ERRORS = Counter(
@@ -75,16 +83,24 @@ class InProcessStorage(MemoryStorage):
 def create_storage(
     redis_url: str | None, *, prefix: str = "kassa", timeout: float = REDIS_TIMEOUT_SECONDS
 ) -> Storage:
+    """The in-process storage without `redis_url`; else limits' Redis storage on redis-py's
+    asyncio client (hiredis parses its replies), its keys under `prefix`, every connect and
+    read bounded by `timeout` seconds, its errors raised as limits' `StorageError`."""
     if not redis_url:
         return InProcessStorage()
     storage = storage_from_string(
         f"async+{redis_url}",
+        implementation="redispy",
         key_prefix=prefix,
         wrap_exceptions=True,
-        connect_timeout=timeout,
-        stream_timeout=timeout,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
     )
-    assert isinstance(storage, Storage)
+    assert isinstance(storage, RedisStorage)
+    assert isinstance(storage.bridge, RedispyBridge)
+    client = storage.bridge.get_connection()
+    assert isinstance(client, redis.asyncio.Redis)
+    client.set_retry(Retry(ConstantBackoff(REDIS_RETRY_BACKOFF_SECONDS), REDIS_RETRIES))
     return storage
 
 
@@ -267,32 +283,36 @@ return counted
 
 class RedisWindows:
     """Counts a hit in all of one limit's windows with one EVALSHA, on the storage's own
-    coredis client and through coredis' `Script`, which loads the script again and retries
+    redis-py client and through redis-py's `Script`, which loads the script again and retries
     once when Redis answers NOSCRIPT (after a restart or a SCRIPT FLUSH)."""
 
-    def __init__(self, storage: RedisStorage, bridge: CoredisBridge) -> None:
+    def __init__(
+        self, storage: RedisStorage, bridge: RedispyBridge, client: redis.asyncio.Redis
+    ) -> None:
         self._bridge = bridge
-        self._script = bridge.get_connection().register_script(_HIT_WINDOWS_LUA)
+        self._script = client.register_script(_HIT_WINDOWS_LUA)
         self._base_exceptions = storage.base_exceptions
         self._wrap_exceptions = storage.wrap_exceptions
 
     @classmethod
     def of(cls, storage: Storage) -> RedisWindows | None:
-        """The script counter for a Redis storage on coredis; None for any other storage,
+        """The script counter for a Redis storage on redis-py; None for any other storage,
         and for a Redis Cluster, which refuses a script over keys in several hash slots."""
         if (
             isinstance(storage, RedisStorage)
             and storage.MODE != "CLUSTER"
-            and isinstance(storage.bridge, CoredisBridge)
+            and isinstance(storage.bridge, RedispyBridge)
         ):
-            return cls(storage, storage.bridge)
+            client = storage.bridge.get_connection()
+            if isinstance(client, redis.asyncio.Redis):
+                return cls(storage, storage.bridge, client)
         return None
 
     async def hit(self, windows: list[tuple[str, RateLimitItem]]) -> list[tuple[int, int]]:
         keys = tuple(self._bridge.prefixed_key(window) for window, _ in windows)
         args = (*(item.amount for _, item in windows), *(item.get_expiry() for _, item in windows))
         try:
-            reply = await self._script.execute(keys, args)
+            reply = await self._script(keys, args)
         except self._base_exceptions as exc:
             # As limits' own storage calls do, so FailOpen sees the same errors either way.
             if self._wrap_exceptions:
