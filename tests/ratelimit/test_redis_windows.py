@@ -19,6 +19,7 @@ from limits import parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
 from prometheus_client import REGISTRY
+from redis._parsers import _AsyncHiredisParser
 
 from kassa.ratelimit.limiter import (
     RETRY_STORAGE_AFTER_SECONDS,
@@ -305,10 +306,108 @@ async def test_the_script_is_loaded_again_after_a_script_flush(private_redis: Ow
         seen = await monitor.commands()
     assert (verdict.allowed, verdict.remaining) == (True, 1)
     assert errors_counted("ip") == errors
-    # coredis may take a fresh connection for the retry, which first says HELLO.
-    sent = [c.args[:2] for c in seen if c.from_client and c.name != "HELLO"]
+    # The client may take a fresh connection for the retry, which first introduces itself.
+    sent = [c.args[:2] for c in seen if c.from_client and c.name not in {"HELLO", "CLIENT"}]
     assert [args[0].upper() for args in sent] == ["EVALSHA", "SCRIPT", "EVALSHA"]
     assert sent[1][1].upper() == "LOAD"
+
+
+class DroppingProxy:
+    """Forwards a local port to a Redis; after `drop_next()`, the next command any client
+    sends is swallowed and that client's connection closed, unanswered (as a Redis that
+    restarted or a load balancer that cut an idle connection would leave it)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.connections = 0
+        self._drop = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> DroppingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def drop_next(self) -> None:
+        self._drop = True
+
+    async def _serve(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        self.connections += 1
+        server_in, server_out = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        for source, sink, upward in ((client_in, server_out, True), (server_in, client_out, False)):
+            task = asyncio.create_task(self._pipe(source, sink, client_out, upward))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(
+        self,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        client_out: asyncio.StreamWriter,
+        upward: bool,
+    ) -> None:
+        try:
+            while data := await source.read(65536):
+                if upward and self._drop:
+                    self._drop = False
+                    client_out.close()
+                    break
+                sink.write(data)
+                await sink.drain()
+        except OSError:
+            pass
+        finally:
+            sink.close()
+
+
+async def test_a_connection_dropped_in_the_middle_of_a_hit_is_tried_again_within_the_timeout(
+    private_redis: OwnRedis,
+) -> None:
+    async with DroppingProxy(private_redis.port) as proxy:
+        store = LimitStore(redis_storage_at(f"redis://127.0.0.1:{proxy.port}/0"), timeout=2.0)
+        limiter = RateLimiter(store, RATE)
+        assert (await limiter.hit(CLIENT)).remaining == 2  # connects, loads the script
+        errors = errors_counted("ip")
+        proxy.drop_next()
+        started = time.monotonic()
+        verdict = await limiter.hit(CLIENT)
+        elapsed = time.monotonic() - started
+    # Redis's count, on a second connection: not the in-process fallback, not a lost hit.
+    assert proxy.connections == 2
+    assert (verdict.allowed, verdict.remaining) == (True, 1)
+    assert errors_counted("ip") == errors
+    assert not store.degraded
+    # Well within the default Redis timeout (100 ms): the client waits 10 ms, not seconds.
+    assert elapsed < 0.1
+
+
+async def test_replies_are_parsed_by_hiredis(shared_storage: RedisStorage) -> None:
+    await RateLimiter(shared_storage, RATE).hit(CLIENT)
+    pool = shared_storage.bridge.get_connection().connection_pool  # type: ignore[attr-defined]
+    connection = await pool.get_connection()
+    try:
+        assert isinstance(connection._parser, _AsyncHiredisParser)
+    finally:
+        await pool.release(connection)
+
+
+async def test_a_password_in_the_url_is_sent(private_redis: OwnRedis) -> None:
+    admin = redis_storage_at(private_redis.url).bridge.get_connection()
+    await admin.config_set("requirepass", "s3cret-for-tests")  # type: ignore[attr-defined]
+    without = LimitStore(redis_storage_at(private_redis.url))
+    assert not await without.check()
+    with_password = redis_storage_at(f"redis://:s3cret-for-tests@127.0.0.1:{private_redis.port}/0")
+    assert await LimitStore(with_password).check()
+    assert (await RateLimiter(with_password, RATE).hit(CLIENT)).remaining == 2
+    assert await with_password.get(MINUTE.key_for("ip", CLIENT)) == 1
 
 
 async def test_an_unreachable_redis_is_counted_in_process() -> None:
