@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import pytest
+import trustme
 from limits import parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
@@ -29,7 +32,7 @@ from kassa.ratelimit.limiter import (
     Verdict,
 )
 from tests.conftest import Api, register_user
-from tests.edge.conftest import OwnRedis
+from tests.edge.conftest import REDIS_SERVER, OwnRedis, _unavailable, free_port
 from tests.ratelimit.conftest import redis_storage_at, unique_prefix
 
 RATE = "3/minute;100/hour"
@@ -479,3 +482,52 @@ async def test_the_verdict_is_the_first_refusal_else_the_least_remaining(
         new, old = await limiter.hit(CLIENT), await reference.hit(CLIENT)
         assert (new.allowed, new.limit, new.remaining) == (old.allowed, old.limit, old.remaining)
         assert abs(new.reset_after - old.reset_after) <= 1
+
+
+@dataclass(frozen=True)
+class TlsRedis:
+    process: subprocess.Popen[bytes]
+    url: str  # rediss://, with the password and the CA that signed the server's certificate
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
+    """A `redis-server` of this test's own on a TLS port only, with a password."""
+    if REDIS_SERVER is None:
+        _unavailable("redis-server is not installed")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
+    cert.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"),
+            *("--tls-cert-file", str(tmp_path / "cert.pem")),
+            *("--tls-key-file", str(tmp_path / "key.pem")),
+            *("--tls-auth-clients", "no", "--requirepass", "s3cret-for-tests"),
+            *("--save", "", "--appendonly", "no", "--dir", str(tmp_path)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ca_file = tmp_path / "ca.pem"
+    yield TlsRedis(process, f"rediss://:s3cret-for-tests@127.0.0.1:{port}/0?ssl_ca_certs={ca_file}")
+    process.kill()
+    process.wait(timeout=10)
+
+
+async def test_a_rediss_url_with_a_password_counts_over_tls(tls_redis: TlsRedis) -> None:
+    storage = redis_storage_at(tls_redis.url)
+    deadline = time.monotonic() + 10
+    while not await storage.check():
+        if tls_redis.process.poll() is not None:
+            _unavailable("redis-server was built without TLS")
+        assert time.monotonic() < deadline, "redis-server did not answer over TLS"
+        await asyncio.sleep(0.05)
+    store = LimitStore(storage, timeout=2.0)
+    verdicts = [await RateLimiter(store, RATE).hit(CLIENT) for _ in range(2)]
+    assert [v.remaining for v in verdicts] == [2, 1]
+    assert not store.degraded
+    assert await storage.get(MINUTE.key_for("ip", CLIENT)) == 2
