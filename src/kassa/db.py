@@ -40,7 +40,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, ExceptionContext, Row, RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, class_mapper
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeDecorator
@@ -83,9 +83,17 @@ def values_of(record: Base) -> dict[str, Any]:
 
 def record_of(model: type[M], row: Mapping[Any, Any]) -> M:
     """A transient instance of `model` from a Core result row (column names mapped to
-    attribute names), for code that reads ORM objects."""
+    attribute names), for code that reads ORM objects.
+
+    The values go straight into the instance's state, as the ORM itself loads a row: through
+    the constructor each one would fire the change events that only a session (which kassa
+    does not use) reads, about 25 µs for a payment, ten times a lifecycle."""
     names = _attribute_names(model)
-    return model(**{names[column]: value for column, value in row.items()})
+    record: M = class_mapper(model).class_manager.new_instance()
+    state = record.__dict__
+    for column, value in row.items():
+        state[names[column]] = value
+    return record
 
 
 class UTCDateTime(TypeDecorator[datetime]):
