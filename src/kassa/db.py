@@ -341,22 +341,28 @@ def gated_insert(
     return insert(table).from_select([c.name for c in columns], row).returning(*returned).cte(name)
 
 
+@functools.cache
+def _row_defaults(table: Table) -> tuple[frozenset[str], tuple[tuple[str, Any], ...]]:
+    """`table`'s column names, and each column's scalar default (or None), in order."""
+    defaults = tuple(
+        (
+            column.name,
+            column.default.arg
+            if isinstance(column.default, ColumnDefault) and column.default.is_scalar
+            else None,
+        )
+        for column in table.c
+    )
+    return frozenset(name for name, _ in defaults), defaults
+
+
 def bound_row(table: Table, prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
     """The parameters of a `gated_insert` of `values` (by column name): every column, a
     missing one at its scalar default (or NULL)."""
-    unknown = set(values) - set(table.c.keys())
-    if unknown:
-        raise KeyError(f"not columns of {table.name}: {sorted(unknown)}")
-    out: dict[str, Any] = {}
-    for column in table.c:
-        if column.name in values:
-            value = values[column.name]
-        elif isinstance(column.default, ColumnDefault) and column.default.is_scalar:
-            value = column.default.arg
-        else:
-            value = None
-        out[f"{prefix}{column.name}"] = value
-    return out
+    names, defaults = _row_defaults(table)
+    if not names.issuperset(values):
+        raise KeyError(f"not columns of {table.name}: {sorted(set(values) - names)}")
+    return {f"{prefix}{name}": values.get(name, default) for name, default in defaults}
 
 
 _INSERTS: dict[str, Any] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
