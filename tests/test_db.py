@@ -84,3 +84,33 @@ def test_the_served_app_freezes_what_start_up_built(
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
+
+
+def test_record_of_reads_a_row_into_a_transient_record_by_attribute_name() -> None:
+    from sqlalchemy import inspect
+
+    from kassa.db import record_of, table_of, values_of
+    from kassa.payments.models import Payment
+
+    row = {c.name: None for c in table_of(Payment).c}
+    ident = uuid.uuid4()
+    row.update(id=ident, amount=2500, currency="USD", status="pending")
+    payment = record_of(Payment, row)
+    assert (payment.id, payment.amount, payment.currency, payment.status) == (
+        ident,
+        2500,
+        "USD",
+        "pending",
+    )
+    assert inspect(payment).transient  # no session, no identity
+    payment.status = "completed"  # an ordinary ORM attribute: values_of sees the change
+    assert values_of(payment)["status"] == "completed"
+    assert values_of(payment)["amount"] == 2500
+
+
+def test_record_of_refuses_a_column_the_model_does_not_have() -> None:
+    from kassa.db import record_of
+    from kassa.payments.models import Payment
+
+    with pytest.raises(KeyError, match="no_such_column"):
+        record_of(Payment, {"no_such_column": 1})

@@ -31,6 +31,8 @@ __all__ = [
 
 # The attribute that marks a dependency reading `name[KEY]` parameters (see `query_map`).
 _QUERY_MAP = "kassa_query_map"
+# The attribute a route keeps its known query parameters in (see `_known_query`).
+_KNOWN_QUERY = "kassa_known_query"
 
 
 def _map_key(name: str, key: str) -> str | None:
@@ -40,8 +42,12 @@ def _map_key(name: str, key: str) -> str | None:
     return None
 
 
-async def _reject_unknown_query(request: Request) -> None:
-    route = request.scope.get("route")
+def _known_query(route: object) -> tuple[frozenset[str], frozenset[str]]:
+    """The query parameter names `route` declares, and the names of its `query_map`s
+    (walked once per route, then kept on it)."""
+    known: tuple[frozenset[str], frozenset[str]] | None = getattr(route, _KNOWN_QUERY, None)
+    if known is not None:
+        return known
     dependant = getattr(route, "dependant", None)
     allowed: set[str] = set()
     maps: set[str] = set()
@@ -53,6 +59,16 @@ async def _reject_unknown_query(request: Request) -> None:
             if (name := getattr(current.call, _QUERY_MAP, None)) is not None:
                 maps.add(name)
             stack.extend(current.dependencies)
+    known = (frozenset(allowed), frozenset(maps))
+    if route is not None:
+        setattr(route, _KNOWN_QUERY, known)
+    return known
+
+
+async def _reject_unknown_query(request: Request) -> None:
+    if not request.scope.get("query_string"):
+        return  # nothing to check (most requests)
+    allowed, maps = _known_query(request.scope.get("route"))
     errors: list[FieldError] = []
     seen: set[str] = set()
     for key, value in request.query_params.multi_items():
