@@ -8,6 +8,9 @@ it is not the customer's decline) and logs Stripe's type and message for the ope
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import logging
 import os
 import signal
@@ -46,16 +49,24 @@ def stock_localstripe_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def logged(caplog: pytest.LogCaptureFixture) -> Any:
-    """kassa's log events written during the test through the standard library, as
-    configure_logging() routes them; call it for the `stripe_request_refused` events."""
-    configure_logging("INFO", "json")
+def logged(capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
+    """kassa's log lines as configure_logging() renders them on stdout: configured here into
+    a buffer (capsys holds stdout only once the test runs), or again by a test that builds
+    an app, into capsys; call it for the `stripe_request_refused` events."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        configure_logging("INFO", "json")
 
     def refusals() -> list[dict[str, Any]]:
-        events = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
+        out = buffer.getvalue() + capsys.readouterr().out
+        events = [json.loads(line) for line in out.splitlines() if line.strip()]
         return [e for e in events if e.get("event") == "stripe_request_refused"]
 
-    return refusals
+    yield refusals
+    # capsys closes its buffer after the test; park the handler until logging is set again.
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.stream = io.StringIO()
 
 
 async def test_a_refused_request_fails_with_processor_error_and_logs_stripes_words(
@@ -87,12 +98,10 @@ async def test_a_refused_request_fails_with_processor_error_and_logs_stripes_wor
 
 
 async def test_the_user_sees_a_failed_payment_with_processor_error_not_a_decline(
-    api_factory: Any, stock_localstripe_url: str, logged: Any, caplog: pytest.LogCaptureFixture
+    api_factory: Any, stock_localstripe_url: str, logged: Any
 ) -> None:
     processor = stripe_processor(stock_localstripe_url, MemoryCustomerStore())
     api = await api_factory(processor=processor, log_level="INFO")
-    # Building the app configured logging afresh, without pytest's capturing handler.
-    logging.getLogger().addHandler(caplog.handler)
     user = await register_user(api.client)
     payment = await create_payment(api.client, user, details=card_details())
     response = await api.client.post(

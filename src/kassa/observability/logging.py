@@ -7,6 +7,11 @@ replaced whatever key or message they hide in.
 With `KASSA_LOG_FILE` the same rendered line is also appended to that file, rotated by size;
 every process of `kassa serve --workers N` (and a `kassa worker` beside them) may share one
 file: writes and rotation take a lock file beside it (`.__<name>.lock`).
+
+kassa's own lines (`structlog.get_logger(name)`) are filtered, rendered and written by structlog
+itself, without a `logging.LogRecord` each; other libraries' lines (uvicorn, alembic) go
+through the standard library and `ProcessorFormatter`, with the same processors, to the same
+handlers, so both come out in one shape.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 import structlog
@@ -193,7 +198,7 @@ def log_file_of(settings: Settings) -> LogFile | None:
 
 class _RenderOnce(logging.Formatter):
     """Renders a record once for all handlers, so the file gets the very line stdout got
-    (same timestamp), redacted once."""
+    (same timestamp), redacted once. A record of one of kassa's own lines arrives rendered."""
 
     _ATTRIBUTE = "_kassa_rendered"
 
@@ -217,7 +222,7 @@ class _RotatingFileHandler(ConcurrentRotatingFileHandler):
         return
 
 
-def _file_handler(target: LogFile) -> logging.Handler:
+def _file_handler(target: LogFile) -> _RotatingFileHandler:
     """Open (creating) the log file now, so a bad path stops start-up in one line instead of
     failing on the first write."""
     path = target.path.expanduser().absolute()
@@ -243,6 +248,91 @@ def _file_handler(target: LogFile) -> logging.Handler:
     )
 
 
+class _Outputs:
+    """Where kassa's own lines go, rendered: the very handlers the standard library's lines
+    go to (stdout's, and the rotated file's when there is one), so rotation, the file's lock,
+    a test's swapped stream and a failed write's handling are the same for both.
+
+    Also structlog's logger factory: `structlog.get_logger(name)` gets a `_Output` of that
+    name, which `add_logger_name` reads."""
+
+    def __init__(
+        self,
+        stdout: logging.StreamHandler[TextIO],
+        file: _RotatingFileHandler | None,
+        guess_name: structlog.stdlib.LoggerFactory,
+    ) -> None:
+        self._stdout = stdout
+        self._file = file
+        self._guess_name = guess_name
+        self._by_name: dict[str, _Output] = {}
+
+    def __call__(self, *args: Any) -> _Output:
+        # A logger without a name is named for the module that asked, as the standard
+        # library's factory names it.
+        name = str(args[0]) if args else self._guess_name().name
+        output = self._by_name.get(name)
+        if output is None:
+            output = self._by_name[name] = _Output(name, self)
+        return output
+
+    def write(self, name: str, levelno: int, line: str) -> None:
+        stdout = self._stdout
+        try:
+            # What `StreamHandler.emit` does, under the handler's lock as `handle` takes it.
+            stdout.acquire()
+            try:
+                stdout.stream.write(line + stdout.terminator)
+                stdout.flush()
+            finally:
+                stdout.release()
+        except RecursionError:
+            raise
+        except Exception:
+            stdout.handleError(_record_of(name, levelno, line))
+        if self._file is not None:
+            self._file.handle(_record_of(name, levelno, line))
+
+
+def _record_of(name: str, levelno: int, line: str) -> logging.LogRecord:
+    """A record carrying a rendered line, for a handler's own path (the file's rotation and
+    lock, a failed write's report): built only where one is needed."""
+    return logging.makeLogRecord(
+        {
+            "name": name,
+            "levelno": levelno,
+            "levelname": logging.getLevelName(levelno),
+            "msg": line,
+            _RenderOnce._ATTRIBUTE: line,
+        }
+    )
+
+
+class _Output:
+    """structlog's wrapped logger for one name: gets each line rendered, as a string."""
+
+    __slots__ = ("_outputs", "name")
+
+    def __init__(self, name: str, outputs: _Outputs) -> None:
+        self.name = name
+        self._outputs = outputs
+
+    def debug(self, line: str) -> None:
+        self._outputs.write(self.name, logging.DEBUG, line)
+
+    def info(self, line: str) -> None:
+        self._outputs.write(self.name, logging.INFO, line)
+
+    def warning(self, line: str) -> None:
+        self._outputs.write(self.name, logging.WARNING, line)
+
+    def error(self, line: str) -> None:
+        self._outputs.write(self.name, logging.ERROR, line)
+
+    def critical(self, line: str) -> None:
+        self._outputs.write(self.name, logging.CRITICAL, line)
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json", file: LogFile | None = None) -> None:
     """Send structlog and the standard library (uvicorn, alembic) through one redacting
     pipeline, to stdout and, when given, to a rotated `file` (the same lines). Raises
@@ -261,17 +351,6 @@ def configure_logging(level: str = "INFO", fmt: str = "json", file: LogFile | No
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    structlog.configure(
-        processors=[
-            *shared[:1],
-            structlog.stdlib.filter_by_level,
-            *shared[1:],
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[
@@ -287,6 +366,18 @@ def configure_logging(level: str = "INFO", fmt: str = "json", file: LogFile | No
     shared_formatter = _RenderOnce(formatter) if file_handler is not None else formatter
     for each in handlers:
         each.setFormatter(shared_formatter)
+    structlog.configure(
+        processors=[*shared, redact, renderer],
+        logger_factory=_Outputs(
+            handler,
+            file_handler,
+            structlog.stdlib.LoggerFactory(ignore_frame_names=[__name__]),
+        ),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        # A cached logger would keep the level and outputs of the configuration it was first
+        # used under; tests, and `kassa` commands before their app, configure again.
+        cache_logger_on_first_use=False,
+    )
     root = logging.getLogger()
     for old in root.handlers:
         if isinstance(old, _RotatingFileHandler):
