@@ -20,6 +20,7 @@ from kassa.container import Container, build_container
 from kassa.dashboard.pages import router as dashboard_pages
 from kassa.edge.cors import ProblemCORSMiddleware, cors_options
 from kassa.edge.headers import HeaderLimitMiddleware
+from kassa.edge.held import HeldConnectionMiddleware
 from kassa.edge.jsondepth import JsonDepthMiddleware
 from kassa.edge.pages import STATIC_PATH, static_files
 from kassa.errors import UnhandledErrorMiddleware, install_error_handlers
@@ -103,7 +104,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(dashboard_pages)
     app.include_router(audit_router)
     # Added last = runs first: request id, access log and security headers wrap everything,
-    # then CORS (a preflight is answered before it spends any limit), authentication (once:
+    # then CORS (a preflight is answered before it spends any limit), the request's held
+    # database connection (its statements share one checkout), authentication (once:
     # every later layer and route reads its outcome), the rate limits (so every
     # /api answer, 413, 431 and 500 included, counts and carries RateLimit-*), the header,
     # body-size and JSON-nesting caps, and idempotency just outside the routes. A crash in a
@@ -129,6 +131,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         ),
     )
     app.add_middleware(AuthenticationMiddleware, auth=container.auth, keys=container.keys)
+    app.add_middleware(HeldConnectionMiddleware, db=container.db)
     if settings.cors_origin_list:
         app.add_middleware(ProblemCORSMiddleware, **cors_options(settings.cors_origin_list))
     app.add_middleware(UnhandledErrorMiddleware)

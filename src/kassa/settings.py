@@ -74,8 +74,8 @@ class Settings(BaseSettings):
 
     database_url: str = ""
     # Connections each process keeps open to PostgreSQL (its pool never opens more). A
-    # request holds one only for its short transactions (milliseconds; never across a
-    # processor call), so a few serve a worker's whole load: see the README's arithmetic.
+    # request holds one for its statements (milliseconds; never across a processor call or
+    # a password hash), so a few serve a worker's whole load: see the README's arithmetic.
     database_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
     redis_url: str | None = None
     env: Literal["development", "production", "test"] = "development"

@@ -23,6 +23,8 @@ import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from kassa.db import release_held_connection
+
 HASHING_SLOTS = 2
 # OWASP Password Storage Cheat Sheet, Argon2id: "m=19456 (19 MiB), t=2, p=1".
 DEFAULT_MEMORY_KIB = 19_456
@@ -78,6 +80,7 @@ class Passwords:
         return self._hasher.hash(_DUMMY_PASSWORD)
 
     async def hash(self, password: str) -> str:
+        await release_held_connection()  # a hash takes tens of ms: no connection waits on it
         return await anyio.to_thread.run_sync(self._hasher.hash, password, limiter=_limiter())
 
     def _verify(self, password_hash: str | None, password: str) -> bool:
@@ -91,6 +94,7 @@ class Passwords:
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """Whether `password` matches; an unknown user (`None`) costs one verification too."""
+        await release_held_connection()  # a hash takes tens of ms: no connection waits on it
         return await anyio.to_thread.run_sync(
             self._verify, password_hash, password, limiter=_limiter()
         )

@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from kassa.db import release_held_connection
 from kassa.observability.metrics import PROCESSOR_CALLS
 from kassa.observability.tracing import processor_span
 from kassa.processors.base import ChargeDeclined, ProcessorUnavailable
@@ -39,6 +40,9 @@ async def call_processor(
 
     A ChargeDeclined passes through (recorded under the outcome it carries): the processor
     answered, and the answer is no."""
+    # The processor may take seconds to answer: the request's connection goes back to the
+    # pool meanwhile (the simulator's own record, if any, takes one as any statement does).
+    await release_held_connection()
     started = asyncio.get_running_loop().time()
     label = "unknown"
     with processor_span(processor, operation) as record_outcome:
