@@ -258,3 +258,28 @@ async def test_each_request_checks_out_one_connection(
     # status: the session check and the read; create: the session check and the write.
     assert checkouts.count == 2
     assert checkouts.out == 0
+
+
+async def test_a_request_waiting_on_another_never_keeps_its_connection_from_it(
+    pg: Database,
+) -> None:
+    # A pool of one. Request A holds the connection and waits for a lock that request B
+    # holds while B needs a statement: B takes A's idle connection back instead of waiting
+    # for ever (as a first request loading a shared key would, with others queued behind).
+    lock = asyncio.Lock()
+    b_has_lock = asyncio.Event()
+
+    async def a() -> Any:
+        async with pg.held_connection():
+            await pg.scalar(ONE)
+            await b_has_lock.wait()
+            async with lock:
+                return await pg.scalar(text("SELECT 'a'"))
+
+    async def b() -> Any:
+        async with pg.held_connection(), lock:
+            b_has_lock.set()
+            await asyncio.sleep(0.05)  # A is waiting for the lock, holding its connection
+            return await pg.scalar(text("SELECT 'b'"))
+
+    assert await asyncio.wait_for(asyncio.gather(a(), b()), timeout=10) == ["a", "b"]

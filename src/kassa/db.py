@@ -482,7 +482,7 @@ class _Held:
     (a task the request started waits for the request's statement rather than take a second
     connection); a statement after the request ended takes a pooled connection of its own."""
 
-    __slots__ = ("connection", "database", "ended", "lock", "turn")
+    __slots__ = ("__weakref__", "connection", "database", "ended", "lock", "turn")
 
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -497,6 +497,7 @@ class _Held:
                 if self.connection is None:
                     self.turn = await self.database._take_turn()
                     self.connection = await self.database._autocommit.connect()
+                    self.database._holding.add(self)
                 return read(await self.connection.execute(statement, params))
             except BaseException:
                 # A failed statement may have broken the connection (or been cancelled half
@@ -511,6 +512,7 @@ class _Held:
             await self._give_back()
 
     async def _give_back(self) -> None:
+        self.database._holding.discard(self)
         connection, self.connection = self.connection, None
         turn, self.turn = self.turn, None
         try:
@@ -564,6 +566,8 @@ class Database(Runner):
         self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+        # Requests holding a connection (see `held_connection`), to take idle ones back.
+        self._holding: set[_Held] = set()
 
     async def _take_turn(self) -> asyncio.Semaphore | None:
         """Wait for a turn at the pool (None: no turns to wait for). SQLAlchemy's async pool
@@ -577,8 +581,20 @@ class Database(Runner):
         turns = self._turns.get(loop)
         if turns is None:
             turns = self._turns[loop] = asyncio.Semaphore(self._pool_size)
+        if turns.locked():
+            await self._take_back_idle()
         await turns.acquire()
         return turns
+
+    async def _take_back_idle(self) -> None:
+        """Someone must wait for a connection: every request holding one between its
+        statements gives it back now (its next statement waits its turn like any other).
+        So a held connection never makes anyone wait — whatever the holder is waiting for
+        meanwhile (a lock, another request) — and holding is only the saving of a checkout
+        while connections are free."""
+        idle = [held for held in self._holding if not held.lock.locked()]
+        for held in idle:
+            await held._give_back()
 
     @contextlib.asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
