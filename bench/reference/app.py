@@ -41,6 +41,7 @@ from argon2.exceptions import VerificationError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from starlette.requests import ClientDisconnect
 
 from bench.reference import sql
 from bench.reference.resp import Redis
@@ -371,6 +372,12 @@ def create_app(config: Config | None = None, log: TextIO | None = None) -> Acces
     @app.exception_handler(Refusal)
     async def refused(_request: Request, error: Refusal) -> Response:
         return answer(error.status, error.body())
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(_request: Request, _error: ClientDisconnect) -> Response:
+        # The client left before its body arrived (wrk stopping mid-request): nothing
+        # happened and nobody is listening; 499, as nginx logs it, not a 500 and a traceback.
+        return answer(499, b"")
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -366,3 +366,42 @@ async def test_seeded_tokens_are_live_sessions_the_app_accepts(reference: Refere
     forged = await seed_tokens(reference.dsn, "another secret " * 3, 1)
     auth = {"Authorization": f"Bearer {forged[0]}"}
     assert (await reference.client.get("/api/payments/x/status", headers=auth)).status_code == 401
+
+
+async def test_a_client_that_leaves_before_its_body_is_logged_499_not_a_server_error(
+    reference: Reference,
+) -> None:
+    headers = await reference.user()
+    app = reference.client._transport.app  # type: ignore[attr-defined]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/payments/process",
+        "raw_path": b"/api/payments/process",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", headers["Authorization"].encode()),
+            (b"idempotency-key", b"gone-1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"40"),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("ref", 80),
+        "state": {},
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)  # no exception escapes
+    assert sent[0]["status"] == 499
+    line = orjson.loads(reference.log.getvalue().splitlines()[-1])
+    assert (line["path"], line["status"]) == ("/api/payments/process", 499)
