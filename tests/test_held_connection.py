@@ -282,4 +282,30 @@ async def test_a_request_waiting_on_another_never_keeps_its_connection_from_it(
             await asyncio.sleep(0.05)  # A is waiting for the lock, holding its connection
             return await pg.scalar(text("SELECT 'b'"))
 
-    assert await asyncio.wait_for(asyncio.gather(a(), b()), timeout=10) == ["a", "b"]
+    assert list(await asyncio.wait_for(asyncio.gather(a(), b()), timeout=10)) == ["a", "b"]
+
+
+async def test_a_turn_not_given_in_the_pool_s_timeout_is_the_pool_s_timeout_error(
+    postgres_url: str,
+) -> None:
+    # A request's turn never comes while another holds the only connection in a
+    # transaction: after the pool's own timeout it gets the error the pool would give
+    # (answered 503, database unavailable), not a wait for ever.
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from kassa.db import database_unavailable
+
+    engine = create_async_engine(
+        postgres_url, pool_size=1, max_overflow=0, pool_timeout=0.3, isolation_level="AUTOCOMMIT"
+    )
+    db = Database(engine, pooled_autocommit=True)
+    try:
+        async with db.transaction() as tx:
+            await tx.scalar(ONE)
+            with pytest.raises(sa_exc.TimeoutError) as raised:
+                await asyncio.wait_for(db.scalar(ONE), timeout=10)
+            assert database_unavailable(raised.value)
+        assert await db.scalar(ONE) == 1  # and the turn is there again once it is free
+    finally:
+        await db.dispose()

@@ -563,6 +563,7 @@ class Database(Runner):
         # event loop, as the handle may outlive a loop (tests, the CLI's steps).
         pool = engine.sync_engine.pool
         self._pool_size = pool.size() if isinstance(pool, QueuePool) else None
+        self._pool_timeout = pool.timeout() if isinstance(pool, QueuePool) else None
         self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
@@ -583,7 +584,14 @@ class Database(Runner):
             turns = self._turns[loop] = asyncio.Semaphore(self._pool_size)
         if turns.locked():
             await self._take_back_idle()
-        await turns.acquire()
+        try:
+            await asyncio.wait_for(turns.acquire(), self._pool_timeout)
+        except TimeoutError:
+            # As the pool itself would say after its timeout: the database is out of reach
+            # for now (a 503 the client may retry), rather than a request waiting for ever.
+            raise sa_exc.TimeoutError(
+                f"no turn at the pool of {self._pool_size} within {self._pool_timeout} s"
+            ) from None
         return turns
 
     async def _take_back_idle(self) -> None:
