@@ -584,6 +584,9 @@ class Database(Runner):
             turns = self._turns[loop] = asyncio.Semaphore(self._pool_size)
         if turns.locked():
             await self._take_back_idle()
+        if not turns.locked():
+            await turns.acquire()  # free: taken at once, without a timer
+            return turns
         try:
             await asyncio.wait_for(turns.acquire(), self._pool_timeout)
         except TimeoutError:
