@@ -482,7 +482,7 @@ class _Held:
     (a task the request started waits for the request's statement rather than take a second
     connection); a statement after the request ended takes a pooled connection of its own."""
 
-    __slots__ = ("__weakref__", "connection", "database", "ended", "lock", "turn")
+    __slots__ = ("connection", "database", "ended", "lock", "turn")
 
     def __init__(self, database: Database) -> None:
         self.database = database
