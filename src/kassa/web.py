@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.params import Depends as DependsParam
 
-from kassa.auth.deps import CurrentPrincipal
+from kassa.auth.deps import confirmed_principal
 from kassa.db import parse_id
 from kassa.errors import FieldError, KassaError, ValidationFailed
 from kassa.openapi import problem_responses
@@ -136,15 +136,19 @@ def id_or_not_found(raw: str, not_found: Callable[[], KassaError]) -> uuid.UUID:
 
 def path_id(name: str, not_found: Callable[[], KassaError]) -> DependsParam:
     """A dependency that hands the route the `{name}` path parameter as a `uuid.UUID`, or
-    answers 404 with `not_found`'s problem document when it is malformed. It depends on the
-    caller's principal so that, as for any other id, an unauthenticated request gets its 401
-    before anything is said about the id."""
+    answers 404 with `not_found`'s problem document when it is malformed. As for any other
+    id, an unauthenticated request (or one whose session has ended) gets its 401 before
+    anything is said about the id; a well-formed id leaves the session check to the route."""
 
     async def parse(
-        _principal: CurrentPrincipal,
+        request: Request,
         raw: Annotated[str, Path(alias=name, title=name.replace("_", " ").title())],
     ) -> uuid.UUID:
-        return id_or_not_found(raw, not_found)
+        parsed = parse_id(raw)
+        if parsed is None:
+            await confirmed_principal(request)
+            raise not_found()
+        return parsed
 
     dependency: DependsParam = Depends(parse)
     return dependency

@@ -101,7 +101,7 @@ async def test_a_scope_refusal_says_nothing_about_the_object(api: Api) -> None:
 
 
 async def test_kassa_mode_chooses_the_mode_of_a_login_token(api: Api) -> None:
-    from kassa.auth.middleware import AuthenticationMiddleware
+    from kassa.auth.middleware import Authentication, AuthenticationMiddleware
 
     user = await register_user(api.client)
     key = await create_key(api.client, user, mode="live")
@@ -113,7 +113,9 @@ async def test_kassa_mode_chooses_the_mode_of_a_login_token(api: Api) -> None:
 
     async def mode_of(token: str, header: str | None) -> bool:
         headers = [(b"kassa-mode", header.encode())] if header is not None else []
-        principal = await middleware._authenticate({"headers": headers}, token)
+        principal, _owed = await middleware._authenticate(
+            {"headers": headers}, token, Authentication()
+        )
         return principal.livemode
 
     assert await mode_of(user.access_token, None) is False

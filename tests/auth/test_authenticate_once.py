@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kassa.auth.service import Principal
+from kassa.auth.sessions import SessionCheck
 from tests.conftest import Api, payment_body, register_user
 
 
@@ -16,13 +17,13 @@ from tests.conftest import Api, payment_body, register_user
 def authentications(api: Api, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every token the auth service is asked to verify, in order."""
     seen: list[str] = []
-    verify = api.container.auth.authenticate
+    verify = api.container.auth.verify_token
 
-    async def spy(token: str) -> Principal:
+    def spy(token: str) -> tuple[Principal, SessionCheck]:
         seen.append(token)
-        return await verify(token)
+        return verify(token)
 
-    monkeypatch.setattr(api.container.auth, "authenticate", spy)
+    monkeypatch.setattr(api.container.auth, "verify_token", spy)
     return seen
 
 

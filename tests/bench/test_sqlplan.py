@@ -296,4 +296,6 @@ async def test_the_capture_records_every_statement_kassa_sends(postgres_url: str
     assert "INSERT INTO idempotency_record" in create[-1]
     process = " ".join(statement.sql for statement in capture.parts["process"])
     assert "INSERT INTO simulator_charge" in process
-    assert capture.parts["status"][0].sql.startswith("SELECT user_account.id")
+    (status,) = capture.parts["status"]  # the payment, and whether the session is live
+    assert status.sql.startswith("SELECT payment.id")
+    assert "auth_session" in status.sql

@@ -166,6 +166,29 @@ async def test_two_rates_answer_as_limits_own_calls_did_and_refuse_the_fourth_hi
         )
 
 
+@pytest.mark.parametrize("shared", [True, False])
+async def test_a_hit_given_back_leaves_every_window_one_lower_and_never_below_zero(
+    shared_storage: RedisStorage, shared: bool
+) -> None:
+    store = LimitStore(shared_storage) if shared else LimitStore(MemoryStorage())
+    limiter = RateLimiter(store, RATE, name="user")
+    key = uuid.uuid4().hex
+    for _ in range(3):
+        await limiter.hit(key)
+    await limiter.give_back(key)
+    allowed = await limiter.hit(key)  # the third count again, not a fourth
+    assert (allowed.allowed, allowed.remaining) == (True, 0)
+    assert not (await limiter.hit(key)).allowed
+    # Never below zero, and nothing created for a window that holds no count.
+    other = uuid.uuid4().hex
+    await limiter.give_back(other)
+    await limiter.give_back(other)
+    assert (await limiter.hit(other)).remaining == 2
+    if shared:
+        assert await shared_storage.get(MINUTE.key_for("user", other)) == 1
+        assert await shared_storage.get(HOUR.key_for("user", other)) == 1
+
+
 async def test_the_windows_are_limits_keys_with_each_rates_expiry(
     shared_storage: RedisStorage,
 ) -> None:

@@ -24,9 +24,6 @@ _ACTIVE_BY_HASH = (
         _KEY.c.livemode,
         _KEY.c.scopes,
         _USER.c.id.label("user_id"),
-        _USER.c.name,
-        _USER.c.email,
-        _USER.c.created_at,
     )
     .select_from(_KEY.join(_USER, _USER.c.id == _KEY.c.user_id))
     .where(_KEY.c.secret_hash == bindparam("secret_hash"), _KEY.c.revoked_at.is_(None))
@@ -83,8 +80,8 @@ async def insert_key(
 
 
 async def get_active_by_hash(db: Runner, secret_hash: bytes) -> RowMapping | None:
-    """The unrevoked key with this secret hash, with its user's id, name, email and
-    created_at; None when there is none."""
+    """The unrevoked key with this secret hash (id, livemode, scopes) and its user's id;
+    None when there is none."""
     return await db.first(_ACTIVE_BY_HASH, {"secret_hash": secret_hash})
 
 

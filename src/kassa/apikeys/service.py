@@ -165,9 +165,6 @@ class ApiKeyService:
         return Principal(
             user_id=found["user_id"],
             session_id=None,
-            name=found["name"],
-            email=found["email"],
-            created_at=found["created_at"],
             livemode=bool(found["livemode"]),
             key_id=found["id"],
             scopes=_ALL_SCOPES if scopes is None else frozenset(scopes),

@@ -2,11 +2,16 @@
 headers are read.
 
 For an `/api` request with `Authorization: Bearer <token>`, the token is verified before the
-rate limits — a login token (signature, expiry and a live session) or an API key (`sk_…`,
+rate limits — a login token's signature and expiry (no database), or an API key (`sk_…`,
 one indexed lookup of its keyed hash) — and the outcome is kept in the request's state: the
 principal, with the mode it acts in, or the error that refused it. The rate limits, the
 Idempotency-Key claim and the routes' `CurrentPrincipal` read that outcome and never the
 headers.
+
+A login token's session is checked in the database later in the same request, before the
+request reads or writes anything else (`kassa.auth.sessions`): the check it still owes is
+kept beside the principal (`Authentication.owed`) until a route's dependency, or its first
+read, pays it. The rate limits count such a request against the token's user meanwhile.
 
 Modes: a key acts in its own mode; a login token acts in test mode unless the request
 carries `Kassa-Mode: live`. `Kassa-Mode` other than `test` or `live`, or naming the other
@@ -22,18 +27,43 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from kassa.apikeys.service import ApiKeyService, is_api_key
 from kassa.auth.errors import InvalidMode
 from kassa.auth.service import AuthService, Principal
+from kassa.auth.sessions import SessionCheck
 
 STATE = "authentication"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Authentication:
     """What authenticating a request's bearer token gave: a principal, or the error the
     route raises when it needs one (an `Unauthorized`, or the database's failure, which the
-    route's error handling answers and logs)."""
+    route's error handling answers and logs) — and, for a login token, the session check
+    the request still owes (None once it is paid or handed to the route's first read)."""
 
     principal: Principal | None = None
     error: Exception | None = None
+    owed: SessionCheck | None = None
+    auth: AuthService | None = None  # pays `owed`
+
+    async def confirmed(self) -> Principal:
+        """The principal, its session check paid now if still owed; the refusal otherwise
+        (an ended session's before any other)."""
+        if self.owed is not None:
+            assert self.auth is not None
+            await self.auth.confirm(self.owed)  # raises: still owed
+            self.owed = None
+        if self.principal is None:
+            assert self.error is not None
+            raise self.error
+        return self.principal
+
+    async def handed_on(self) -> tuple[Principal, SessionCheck | None]:
+        """The principal and the check still owed, which the caller takes over (its first
+        read must carry it); the refusal when there is no principal."""
+        if self.principal is None:
+            await self.confirmed()
+        assert self.principal is not None
+        owed, self.owed = self.owed, None
+        return self.principal, owed
 
 
 def bearer_token(scope: Scope) -> str | None:
@@ -62,9 +92,22 @@ def requested_mode(scope: Scope) -> bool | None:
 
 
 def authenticated(scope: Scope) -> Principal | None:
-    """The request's principal, when its bearer token authenticated."""
+    """The request's principal, when its bearer token authenticated — a login token's
+    session perhaps not checked yet (`confirmed` waits for that)."""
     outcome = scope.get("state", {}).get(STATE)
     return outcome.principal if isinstance(outcome, Authentication) else None
+
+
+async def confirmed(scope: Scope) -> Principal | None:
+    """The request's principal, its session checked; None when it has none, or when the
+    check or the token refused it (the route answers that refusal)."""
+    outcome = scope.get("state", {}).get(STATE)
+    if not isinstance(outcome, Authentication) or outcome.principal is None:
+        return None
+    try:
+        return await outcome.confirmed()
+    except Exception:  # the route raises it again, and answers
+        return None
 
 
 class AuthenticationMiddleware:
@@ -78,27 +121,34 @@ class AuthenticationMiddleware:
             token = bearer_token(scope)
             if token is not None:
                 state = scope.setdefault("state", {})
+                outcome = state[STATE] = Authentication(auth=self.auth)
                 try:
-                    principal = await self._authenticate(scope, token)
+                    principal, owed = await self._authenticate(scope, token, outcome)
                 except Exception as error:  # kept for the route that needs a principal
-                    state[STATE] = Authentication(error=error)
+                    outcome.error = error
                 else:
-                    state[STATE] = Authentication(principal=principal)
+                    outcome.principal, outcome.owed = principal, owed
                     state["user_id"] = str(principal.user_id)
                     if principal.key_id is not None:
                         state["api_key_id"] = str(principal.key_id)
         await self.app(scope, receive, send)
 
-    async def _authenticate(self, scope: Scope, token: str) -> Principal:
+    async def _authenticate(
+        self, scope: Scope, token: str, outcome: Authentication
+    ) -> tuple[Principal, SessionCheck | None]:
+        """The principal and its owed session check; a refusal of its mode keeps the check
+        owed in `outcome` (an ended session is refused first)."""
+        owed: SessionCheck | None = None
         if is_api_key(token):
             principal = await self.keys.authenticate(token)
         else:
-            principal = await self.auth.authenticate(token)
+            principal, owed = self.auth.verify_token(token)
+            outcome.owed = owed
         mode = requested_mode(scope)
         if mode is None or mode == principal.livemode:
-            return principal
+            return principal, owed
         if principal.is_key:
             raise InvalidMode(
                 "Kassa-Mode names the other mode than this API key's; a key acts in its own."
             )
-        return principal.with_mode(mode)
+        return principal.with_mode(mode), owed

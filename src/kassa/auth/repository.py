@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
@@ -13,17 +12,6 @@ from kassa.db import Runner, record_of, table_of, values_of
 
 _SESSION = table_of(AuthSession)
 _USER = table_of(User)
-# Asked on every authenticated request: built once, only the columns a principal needs.
-_ACTIVE_SESSION_USER = (
-    select(_USER.c.id, _USER.c.name, _USER.c.email, _USER.c.created_at)
-    .select_from(_SESSION.join(_USER, _USER.c.id == _SESSION.c.user_id))
-    .where(
-        _SESSION.c.id == bindparam("session"),
-        _SESSION.c.user_id == bindparam("owner"),
-        _SESSION.c.revoked_at.is_(None),
-        _SESSION.c.expires_at > bindparam("now"),
-    )
-)
 _GET_USER = select(_USER).where(_USER.c.id == bindparam("user"))
 _USER_BY_EMAIL_KEY = select(_USER).where(_USER.c.email_key == bindparam("email_key"))
 _INSERT_USER = _USER.insert()
@@ -66,26 +54,6 @@ async def set_password_hash(
         _SET_PASSWORD, {"user": user_id, "password_hash": password_hash, "updated_at": now}
     )
     return written == 1
-
-
-@dataclass(frozen=True, slots=True)
-class SessionUser:
-    id: uuid.UUID
-    name: str
-    email: str
-    created_at: datetime
-
-
-async def get_active_session_user(
-    db: Runner, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime
-) -> SessionUser | None:
-    """The user of a session that is neither revoked nor expired; None otherwise."""
-    found = await db.first(
-        _ACTIVE_SESSION_USER, {"session": session_id, "owner": user_id, "now": now}
-    )
-    if found is None:
-        return None
-    return SessionUser(found["id"], found["name"], found["email"], found["created_at"])
 
 
 async def advance_refresh_generation(

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from kassa.auditlog.deps import RequestActor
-from kassa.auth.deps import AuthServiceDep, CurrentPrincipal, LoginPrincipal
+from kassa.auth.deps import AuthServiceDep, CheckedInFirstRead, LoginPrincipal
 from kassa.auth.schemas import (
     LoginRequest,
     PasswordChangeRequest,
@@ -62,14 +62,9 @@ async def login(body: LoginRequest, auth: AuthServiceDep, actor: RequestActor) -
     response_model=UserOut,
     responses=problem_responses(401),
 )
-async def profile(principal: CurrentPrincipal) -> Any:
+async def profile(caller: CheckedInFirstRead, auth: AuthServiceDep) -> Any:
     """The authenticated user."""
-    return UserOut(
-        id=principal.user_id,
-        name=principal.name,
-        email=principal.email,
-        created_at=principal.created_at,
-    )
+    return UserOut(**await auth.profile(caller.principal, caller.session))
 
 
 @router.post(

@@ -7,12 +7,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 
 from kassa.auditlog.service import Actor, AuditLog
-from kassa.auth import repository
+from kassa.auth import repository, sessions
 from kassa.auth.errors import (
     EmailTaken,
     InvalidCredentials,
@@ -23,6 +24,7 @@ from kassa.auth.errors import (
 )
 from kassa.auth.models import AuthSession, User
 from kassa.auth.passwords import Passwords
+from kassa.auth.sessions import SessionCheck
 from kassa.auth.tokens import InvalidToken, TokenCodec
 from kassa.db import Database, new_id
 from kassa.errors import Unauthorized
@@ -48,9 +50,6 @@ class Principal:
 
     user_id: uuid.UUID
     session_id: uuid.UUID | None
-    name: str
-    email: str
-    created_at: datetime
     # The mode the request acts in: every object it reads, writes or lists is of this mode.
     livemode: bool = False
     key_id: uuid.UUID | None = None
@@ -186,23 +185,41 @@ class AuthService:
             expires_in=int(self._tokens.access_ttl.total_seconds()),
         )
 
-    async def authenticate(self, access_token: str) -> Principal:
+    def verify_token(self, access_token: str) -> tuple[Principal, SessionCheck]:
+        """The principal of a login token whose signature and expiry hold, and the session
+        check the request still owes (see `kassa.auth.sessions`); no database."""
+        now = self._clock()
         try:
-            claims = self._tokens.decode(access_token, "access", now=self._clock())
+            claims = self._tokens.decode(access_token, "access", now=now)
         except InvalidToken:
             raise Unauthorized("The bearer token is invalid or expired.") from None
-        user = await repository.get_active_session_user(
-            self._db, claims.session_id, claims.user_id, self._clock()
-        )
+        principal = Principal(user_id=claims.user_id, session_id=claims.session_id)
+        return principal, SessionCheck(claims.session_id, claims.user_id, now)
+
+    async def confirm(self, check: SessionCheck | None) -> None:
+        """Pay a request's session check with a statement of its own."""
+        await sessions.confirm(self._db, check)
+
+    async def authenticate(self, access_token: str) -> Principal:
+        """A login token's principal, its session checked now."""
+        principal, check = self.verify_token(access_token)
+        await self.confirm(check)
+        return principal
+
+    async def profile(self, principal: Principal, check: SessionCheck | None) -> dict[str, Any]:
+        """The caller's user (id, name, email, created_at); a login token's session check,
+        when still owed, is paid by this same read."""
+        if check is not None:
+            return await sessions.session_user(self._db, check)
+        user = await repository.get_user(self._db, principal.user_id)
         if user is None:
-            raise Unauthorized("The session has ended; log in again.")
-        return Principal(
-            user_id=user.id,
-            session_id=claims.session_id,
-            name=user.name,
-            email=user.email,
-            created_at=user.created_at,
-        )
+            raise Unauthorized()
+        return {
+            "id": user.id,
+            "name": user.name,
+            "email": user.email,
+            "created_at": user.created_at,
+        }
 
     def reissue_access(self, principal: Principal) -> str:
         """A fresh access token for the principal's session, which stays the one that can be

@@ -1,8 +1,9 @@
 """`Idempotency-Key` on every POST under /api/payments.
 
 The middleware takes the caller's principal (keys are per user; authenticated once, by
-`AuthenticationMiddleware`), claims the key, runs the
-request with the buffered body (the claim it holds in the request's state, for the service
+`AuthenticationMiddleware`; a login token's session is checked before a key is claimed or
+replayed — by the route itself where the claim rides on its effect), claims the key, runs
+the request with the buffered body (the claim it holds in the request's state, for the service
 that commits the effect), and stores or releases the response. Requests that fail before
 the business rules (401, 429, malformed or invalid bodies, 5xx) are not kept, so the client
 may retry them — unless their effect committed: then a retry is answered from that effect
@@ -20,7 +21,7 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kassa.auth.middleware import authenticated
+from kassa.auth.middleware import authenticated, confirmed
 from kassa.errors import problem_response
 from kassa.idempotency.service import (
     AnswerFor,
@@ -127,6 +128,11 @@ class IdempotencyMiddleware:
             # Another request holds the key (nothing of this one was written, or kept):
             # answer as a retry of that one, through the claim as it stands.
             replay_receive = _replaying(body, receive)
+        elif await confirmed(scope) is None:
+            # The session has ended (or could not be checked): no claim, no replay; the
+            # route answers the refusal.
+            await self.app(scope, replay_receive, send)
+            return
         claim = await self.service.claim(principal.user_id, key, fingerprint)
         if claim.kind is ClaimKind.REUSED:
             await problem_response(
@@ -186,6 +192,10 @@ class IdempotencyMiddleware:
             held.conflict = not await self.service.keep(held, status, body, content_type)
         elif held.claimed:
             await self.service.release_held(held)
+        elif status in _NOT_KEPT_STATUSES:
+            # Refused for who sent it (an ended session, a missing scope) before anything
+            # was claimed: answered as it is, never from what the key holds.
+            pass
         else:
             # Refused before anything was claimed (a body that fails validation): a key
             # already used answers as it would have (reused, replayed, in use).

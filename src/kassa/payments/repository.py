@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from kassa.auth import sessions
+from kassa.auth.sessions import LIVE_SESSION, SessionCheck
 from kassa.db import Runner, bound_row, gated_insert, happened, record_of, table_of
 from kassa.pagination import Cursor, before_cursor
 from kassa.payments.models import Payment, PaymentSecret
@@ -42,6 +44,7 @@ _OWN_PAYMENT = (
     & (_PAYMENT.c.livemode == bindparam("in_livemode"))
 )
 _GET_PAYMENT = select(_PAYMENT).where(_OWN_PAYMENT)
+_GET_PAYMENT_CHECKED = select(_PAYMENT, LIVE_SESSION).where(_OWN_PAYMENT)
 _LOCK_PAYMENT = _GET_PAYMENT.with_for_update()
 _SAVE_REFUND_AMOUNTS = update(_PAYMENT).where(_PAYMENT.c.id == bindparam("payment"))
 _GET_SECRET = select(_SECRET).where(_SECRET.c.payment_id == bindparam("payment"))
@@ -81,12 +84,24 @@ async def insert_payment(db: Runner, payment: dict[str, Any], secret: dict[str, 
 
 
 async def find_payment(
-    db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, livemode: bool
+    db: Runner,
+    user_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    livemode: bool,
+    session: SessionCheck | None = None,
 ) -> Payment | None:
-    row = await db.first(
-        _GET_PAYMENT, {"payment": payment_id, "owner": user_id, "in_livemode": livemode}
-    )
-    return None if row is None else record_of(Payment, row)
+    """The user's payment of that mode. With `session`, the read also pays the request's
+    session check (`Unauthorized` when the session has ended, found or not)."""
+    params = {"payment": payment_id, "owner": user_id, "in_livemode": livemode}
+    if session is None:
+        row = await db.first(_GET_PAYMENT, params)
+        return None if row is None else record_of(Payment, row)
+    row = await db.first(_GET_PAYMENT_CHECKED, {**params, **session.params()})
+    if row is None:
+        await sessions.confirm(db, session)
+        return None
+    sessions.require_live(row)
+    return record_of(Payment, {c.name: row[c.name] for c in _PAYMENT.c})
 
 
 async def find_secret(db: Runner, payment_id: uuid.UUID) -> PaymentSecret | None:
@@ -278,14 +293,28 @@ _GET_WITH_SECRET = (
 )
 
 
+_GET_WITH_SECRET_CHECKED = _GET_WITH_SECRET.add_columns(LIVE_SESSION)
+
+
 async def find_payment_and_secret(
-    db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, livemode: bool
+    db: Runner,
+    user_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    livemode: bool,
+    session: SessionCheck | None = None,
 ) -> tuple[Payment, PaymentSecret | None] | None:
     """The payment (of that mode) and its vaulted source (None when destroyed), in one
-    read."""
-    row = await db.first(
-        _GET_WITH_SECRET, {"payment": payment_id, "owner": user_id, "in_livemode": livemode}
-    )
+    read; with `session`, that read also pays the request's session check (as
+    `find_payment`)."""
+    params = {"payment": payment_id, "owner": user_id, "in_livemode": livemode}
+    if session is None:
+        row = await db.first(_GET_WITH_SECRET, params)
+    else:
+        row = await db.first(_GET_WITH_SECRET_CHECKED, {**params, **session.params()})
+        if row is None:
+            await sessions.confirm(db, session)
+        else:
+            sessions.require_live(row)
     if row is None:
         return None
     payment = record_of(Payment, {c.name: row[c.name] for c in _PAYMENT.c})

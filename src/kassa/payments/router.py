@@ -5,12 +5,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
-from kassa.auth.deps import CurrentPrincipal, requires_scope
+from kassa.auth.deps import Caller, CheckedInFirstRead, CurrentPrincipal, requires_scope
+from kassa.db import parse_id
 from kassa.errors import KassaError
 from kassa.idempotency.deps import HeldKeyDep
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
 from kassa.payments.errors import PaymentNotFound
 from kassa.payments.lists import PaymentFilters, PaymentLists
+from kassa.payments.models import Payment
 from kassa.payments.schemas import (
     AmountFilter,
     CapturePaymentRequest,
@@ -30,7 +32,6 @@ from kassa.payments.schemas import (
 from kassa.payments.service import PaymentService
 from kassa.payments.states import PaymentStatus
 from kassa.web import (
-    id_or_not_found,
     path_id,
     problem_responses,
     query_map,
@@ -55,6 +56,7 @@ async def get_payment_lists(request: Request) -> PaymentLists:
     return lists
 
 
+NO_PAYMENT = uuid.UUID(int=0)
 PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
 PaymentId = Annotated[uuid.UUID, path_id("payment_id", PaymentNotFound)]
 
@@ -140,7 +142,7 @@ async def list_payments(
 )
 async def process_payment(
     body: ProcessPaymentRequest,
-    principal: CurrentPrincipal,
+    caller: CheckedInFirstRead,
     payments: PaymentServiceDep,
     response: Response,
     held: HeldKeyDep,
@@ -150,9 +152,17 @@ async def process_payment(
     `next_action` when the card asks for 3-D Secure (send the customer to its `url`; they come
     back to `return_url`) — or 202 with `processing` when the outcome is not known yet
     (reconciliation settles it)."""
-    payment_id = id_or_not_found(body.target, PaymentNotFound)
+    principal = caller.principal
+    # A malformed id names nothing the caller owns: it is looked up as the nil id, which no
+    # payment has, so the read still pays the session check (401 first) and answers 404.
+    payment_id = parse_id(body.target) or NO_PAYMENT
     outcome = await payments.process(
-        principal.user_id, payment_id, held, body.return_url, livemode=principal.livemode
+        principal.user_id,
+        payment_id,
+        held,
+        body.return_url,
+        livemode=principal.livemode,
+        session=caller.session,
     )
     if not outcome.settled:
         response.status_code = status.HTTP_202_ACCEPTED
@@ -166,12 +176,10 @@ async def process_payment(
     responses=problem_responses(401, 404, 422),
 )
 async def get_payment(
-    payment_id: PaymentId, principal: CurrentPrincipal, payments: PaymentServiceDep
+    payment_id: PaymentId, caller: CheckedInFirstRead, payments: PaymentServiceDep
 ) -> Any:
     """One of the caller's payments."""
-    return payment_out(
-        await payments.get(principal.user_id, payment_id, livemode=principal.livemode)
-    )
+    return payment_out(await _payment_of(caller, payment_id, payments))
 
 
 @router.get(
@@ -181,11 +189,17 @@ async def get_payment(
     responses=problem_responses(401, 404, 422),
 )
 async def get_payment_status(
-    payment_id: PaymentId, principal: CurrentPrincipal, payments: PaymentServiceDep
+    payment_id: PaymentId, caller: CheckedInFirstRead, payments: PaymentServiceDep
 ) -> Any:
     """The status and amounts of one of the caller's payments."""
-    payment = await payments.get(principal.user_id, payment_id, livemode=principal.livemode)
-    return payment_status_out(payment)
+    return payment_status_out(await _payment_of(caller, payment_id, payments))
+
+
+async def _payment_of(caller: Caller, payment_id: uuid.UUID, payments: PaymentService) -> Payment:
+    principal = caller.principal
+    return await payments.get(
+        principal.user_id, payment_id, livemode=principal.livemode, session=caller.session
+    )
 
 
 _UNKNOWN: dict[int | str, dict[str, Any]] = {

@@ -22,6 +22,8 @@ import structlog
 from sqlalchemy import CTE, ColumnElement, Select
 from sqlalchemy.exc import IntegrityError
 
+from kassa.auth import sessions
+from kassa.auth.sessions import SessionCheck
 from kassa.db import Database, Runner, new_id, record_of, values_of
 from kassa.events.service import EventService
 from kassa.idempotency.service import (
@@ -306,9 +308,17 @@ class PaymentService:
         )
         return payment
 
-    async def get(self, user_id: uuid.UUID, payment_id: uuid.UUID, *, livemode: bool) -> Payment:
-        """One of the user's payments of one mode (another mode's is not found)."""
-        payment = await repository.find_payment(self._db, user_id, payment_id, livemode)
+    async def get(
+        self,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        *,
+        livemode: bool,
+        session: SessionCheck | None = None,
+    ) -> Payment:
+        """One of the user's payments of one mode (another mode's is not found); the read
+        pays the request's `session` check, if it still owes one."""
+        payment = await repository.find_payment(self._db, user_id, payment_id, livemode, session)
         if payment is None:
             raise PaymentNotFound
         return payment
@@ -382,20 +392,23 @@ class PaymentService:
         return_url: str | None = None,
         *,
         livemode: bool,
+        session: SessionCheck | None = None,
     ) -> ProcessOutcome:
         """pending → processing (committed, with the Idempotency-Key's record of it, before
         the processor is asked) → completed or failed; with manual capture requires_capture;
         requires_action when the card asks for 3-D Secure (the customer comes back to
-        `return_url`)."""
+        `return_url`). The first read pays the request's `session` check, if still owed."""
         https = return_url is None or return_url.startswith("https://")
         if self._require_https_return and not https:
+            await sessions.confirm(self._db, session)
             raise ReturnUrlNotAllowed
         now = self._clock()
         # The one-statement start has no place for a return_url: a payment given one starts
         # in a transaction.
         if self._db.writes_at_once and (held is None or held.unclaimed) and return_url is None:
-            payment, source = await self._start(user_id, payment_id, held, now, livemode)
+            payment, source = await self._start(user_id, payment_id, held, now, livemode, session)
         else:
+            await sessions.confirm(self._db, session)
             payment, source = await self._start_in_transaction(
                 user_id, payment_id, held, now, livemode, return_url
             )
@@ -436,11 +449,14 @@ class PaymentService:
         held: HeldKey | None,
         now: datetime,
         livemode: bool,
+        session: SessionCheck | None,
     ) -> tuple[Payment, CardData | WalletData]:
-        """PostgreSQL: read the payment and its source, then move it to processing with its
-        event, its pending charge, its CVC destroyed and the key's claim in one statement,
-        only if it is still as read."""
-        found = await repository.find_payment_and_secret(self._db, user_id, payment_id, livemode)
+        """PostgreSQL: read the payment and its source (paying the session check), then move
+        it to processing with its event, its pending charge, its CVC destroyed and the key's
+        claim in one statement, only if it is still as read."""
+        found = await repository.find_payment_and_secret(
+            self._db, user_id, payment_id, livemode, session
+        )
         if found is None:
             raise PaymentNotFound
         current, secret = found
@@ -1180,10 +1196,16 @@ class PaymentService:
 
     @staticmethod
     async def find(
-        db: Runner, user_id: uuid.UUID, payment_id: uuid.UUID, *, livemode: bool
+        db: Runner,
+        user_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        *,
+        livemode: bool,
+        session: SessionCheck | None = None,
     ) -> Payment | None:
-        """The caller's payment of that mode as it stands (no lock)."""
-        return await repository.find_payment(db, user_id, payment_id, livemode)
+        """The caller's payment of that mode as it stands (no lock); the read pays the
+        request's `session` check, if still owed."""
+        return await repository.find_payment(db, user_id, payment_id, livemode, session)
 
     # PostgreSQL: a refund's changes to its payment inside the refund's own statements,
     # decided on the payment as the refund read it (`seen_values`).

@@ -281,6 +281,19 @@ return counted
 """
 
 
+# A hit given back: each window (KEYS) loses one count, never below zero, and a window that
+# has ended stays ended (nothing is created).
+_GIVE_BACK_LUA = """
+for i = 1, #KEYS do
+    local count = tonumber(redis.call("GET", KEYS[i]) or "0")
+    if count > 0 then
+        redis.call("DECR", KEYS[i])
+    end
+end
+return #KEYS
+"""
+
+
 class RedisWindows:
     """Counts a hit in all of one limit's windows with one EVALSHA, on the storage's own
     redis-py client and through redis-py's `Script`, which loads the script again and retries
@@ -291,6 +304,7 @@ class RedisWindows:
     ) -> None:
         self._bridge = bridge
         self._script = client.register_script(_HIT_WINDOWS_LUA)
+        self._give_back = client.register_script(_GIVE_BACK_LUA)
         self._base_exceptions = storage.base_exceptions
         self._wrap_exceptions = storage.wrap_exceptions
 
@@ -320,6 +334,15 @@ class RedisWindows:
             raise
         values = [int(value) for value in cast("list[int]", reply)]
         return [(count, max(1, ttl)) for count, ttl in zip(values[::2], values[1::2], strict=True)]
+
+    async def give_back(self, windows: list[str]) -> None:
+        keys = tuple(self._bridge.prefixed_key(window) for window in windows)
+        try:
+            await self._give_back(keys, ())
+        except self._base_exceptions as exc:
+            if self._wrap_exceptions:
+                raise StorageError(exc) from exc
+            raise
 
 
 def _stricter_verdict(local: Verdict, shared: Verdict) -> Verdict:
@@ -380,6 +403,24 @@ class RateLimiter:
             return self._verdict(first), (second._verdict(rest) if rest else None)
 
         return await self._store.run(self.name, call, _stricter_pair)
+
+    async def give_back(self, key: str) -> None:
+        """Undo one allowed hit of `key` in every window (a request that turned out not to
+        be `key`'s to count: a login token whose session had ended)."""
+
+        async def call(storage: Storage) -> None:
+            windows = [window for window, _ in self._windows(key)]
+            redis = self._store.redis_windows
+            if redis is not None and storage is self._store.storage:
+                await redis.give_back(windows)
+                return
+            for window in windows:
+                if isinstance(storage, MemoryStorage):
+                    await storage.decr(window)  # never below zero
+                elif await storage.get(window) > 0:
+                    await storage.incr(window, 1, amount=-1)
+
+        await self._store.run(self.name, call)
 
     def _windows(self, key: str) -> list[tuple[str, RateLimitItem]]:
         return [(item.key_for(self.name, key), item) for item in self._items]

@@ -39,9 +39,12 @@ def counted(scope: Scope) -> bool:
 
 
 class RateLimitMiddleware:
-    """The user limit counts only requests whose token authenticated (signature, expiry and
-    a live session, checked once by `AuthenticationMiddleware` just outside), so a forged or
-    revoked token cannot spend a real user's budget."""
+    """The user limit counts only requests whose token authenticated (an API key found
+    unrevoked, or a login token's signature and expiry, checked once by
+    `AuthenticationMiddleware` just outside), so a forged or expired token cannot spend a real
+    user's budget. A login token's session is checked in the database later in the request;
+    when it had ended (the answer is 401), the user's count is given back, so a revoked token
+    does not spend its user's budget either (one more Redis call, on that refusal only)."""
 
     def __init__(
         self,
@@ -96,12 +99,21 @@ class RateLimitMiddleware:
             await self._refuse(verdict, extra, scope, receive, send)
             return
 
+        refused = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal refused
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *extra]
+                refused = message["status"] == 401
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+        if refused and user_verdict is not None and self.user_limiter is not None:
+            # A login token whose session had ended (checked in the database only after
+            # this count): its request was not its user's to count.
+            assert principal is not None
+            await self.user_limiter.give_back(str(principal.user_id))
 
     async def _refuse(
         self,

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request, status
 
 from kassa.auditlog.deps import RequestActor
-from kassa.auth.deps import CurrentPrincipal, requires_scope
+from kassa.auth.deps import CheckedInFirstRead, CurrentPrincipal, requires_scope
 from kassa.idempotency.deps import HeldKeyDep
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
 from kassa.pagination import Page
@@ -99,7 +99,7 @@ async def list_payment_refunds(
 )
 async def refund_payment(
     payment_id: Annotated[uuid.UUID, path_id("payment_id", PaymentNotFound)],
-    principal: CurrentPrincipal,
+    caller: CheckedInFirstRead,
     refunds: Annotated[RefundService, Depends(get_refund_service)],
     held: HeldKeyDep,
     actor: RequestActor,
@@ -108,13 +108,14 @@ async def refund_payment(
     """Refund part or all of a completed payment; with no amount, refund what is left."""
     request = body or RefundRequest()
     refund = await refunds.refund(
-        principal.user_id,
+        caller.principal.user_id,
         payment_id,
         request.amount,
         request.reason,
         held,
         actor,
-        livemode=principal.livemode,
+        livemode=caller.principal.livemode,
+        session=caller.session,
     )
     return RefundOut.model_validate(refund, from_attributes=True)
 

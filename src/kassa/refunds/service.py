@@ -18,6 +18,8 @@ from sqlalchemy import CTE, Select
 from sqlalchemy.exc import IntegrityError
 
 from kassa.auditlog.service import Actor, AuditLog
+from kassa.auth import sessions
+from kassa.auth.sessions import SessionCheck
 from kassa.db import Database, new_id, record_of, values_of
 from kassa.events.service import EventService
 from kassa.idempotency.service import (
@@ -140,19 +142,23 @@ class RefundService:
         actor: Actor | None = None,
         *,
         livemode: bool,
+        session: SessionCheck | None = None,
     ) -> Refund:
         """Reserve the amount and record the refund `pending` (with the Idempotency-Key's
         record of it and its audit event, in that transaction), ask the processor of the
-        payment's mode, then settle. A payment of the other mode is not found."""
+        payment's mode, then settle. A payment of the other mode is not found. The first
+        read pays the request's `session` check, if still owed."""
         now = self._clock()
         refund_id = new_id()
         reserved = None
         actor = actor or Actor(user_id)
         if self._db.writes_at_once and (held is None or held.unclaimed):
             reserved = await self._reserve(
-                user_id, payment_id, amount, reason, held, now, refund_id, actor, livemode
+                user_id, payment_id, amount, reason, held, now, refund_id, actor, livemode, session
             )
+            session = None  # paid by that read
         if reserved is None:
+            await sessions.confirm(self._db, session)
             reserved = await self._reserve_locked(
                 user_id, payment_id, amount, reason, held, now, refund_id, actor, livemode
             )
@@ -191,12 +197,16 @@ class RefundService:
         refund_id: uuid.UUID,
         actor: Actor,
         livemode: bool,
+        session: SessionCheck | None,
     ) -> tuple[Refund, Payment] | None:
-        """PostgreSQL: read the payment, then hold the amount on it and record the refund,
-        its event, its audit event, its transaction and the key's claim in one statement,
-        only if the payment is still as read. The refund and the payment as reserved; None
-        when the payment changed meanwhile (the locked path decides then)."""
-        payment = await PaymentService.find(self._db, user_id, payment_id, livemode=livemode)
+        """PostgreSQL: read the payment (paying the session check), then hold the amount on
+        it and record the refund, its event, its audit event, its transaction and the key's
+        claim in one statement, only if the payment is still as read. The refund and the
+        payment as reserved; None when the payment changed meanwhile (the locked path
+        decides then)."""
+        payment = await PaymentService.find(
+            self._db, user_id, payment_id, livemode=livemode, session=session
+        )
         wanted = self._refundable(payment, amount)
         assert payment is not None
         reserved = changed(

@@ -1,0 +1,95 @@
+"""A login token's session, checked in the statement that needs it.
+
+A login token names a session that logout, a password change or a refresh reuse can revoke
+at any moment; every request made with it must find the session live in the database. The
+token's signature and expiry are checked without the database when the request arrives
+(`AuthService.verify_token`); what is left is a `SessionCheck`, which the request pays in
+one of two ways:
+
+- a separate statement (`confirm`), before anything else the request does, as every route
+  taking `CurrentPrincipal` or `LoginPrincipal` does;
+- carried in the request's first read (`LIVE_SESSION` as a column beside what it reads, with
+  `SessionCheck.params`), by the few hot routes that take `CheckedInFirstRead`: the read
+  answers whether the session is live, and nothing is written or answered before it has.
+
+Either way the check runs in the database on every request, so a revoke applies to the
+next request on every host.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, bindparam, exists, select
+
+from kassa.auth.models import AuthSession, User
+from kassa.db import Runner, table_of
+from kassa.errors import Unauthorized
+
+_SESSION = table_of(AuthSession)
+_USER = table_of(User)
+
+
+def session_ended() -> Unauthorized:
+    return Unauthorized("The session has ended; log in again.")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCheck:
+    """The check a request made with a login token still owes: its session, its user, and
+    the instant the request arrived (a session that expires later is live)."""
+
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    now: datetime
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "check_session": self.session_id,
+            "check_owner": self.user_id,
+            "check_now": self.now,
+        }
+
+
+_LIVE = (
+    _SESSION.join(_USER, _USER.c.id == _SESSION.c.user_id),
+    (
+        _SESSION.c.id == bindparam("check_session"),
+        _SESSION.c.user_id == bindparam("check_owner"),
+        _SESSION.c.revoked_at.is_(None),
+        _SESSION.c.expires_at > bindparam("check_now", type_=_SESSION.c.expires_at.type),
+    ),
+)
+# A column for another statement: true when the session is live.
+LIVE_SESSION: ColumnElement[bool] = (
+    exists().select_from(_LIVE[0]).where(*_LIVE[1]).label("session_live")
+)
+_SESSION_USER = (
+    select(_USER.c.id, _USER.c.name, _USER.c.email, _USER.c.created_at)
+    .select_from(_LIVE[0])
+    .where(*_LIVE[1])
+)
+
+
+async def session_user(db: Runner, check: SessionCheck) -> dict[str, Any]:
+    """The user of a live session (id, name, email, created_at); `Unauthorized` when the
+    session is revoked or expired."""
+    row = await db.first(_SESSION_USER, check.params())
+    if row is None:
+        raise session_ended()
+    return dict(row)
+
+
+async def confirm(db: Runner, check: SessionCheck | None) -> None:
+    """Pay `check` with a statement of its own (nothing to pay: None)."""
+    if check is not None:
+        await session_user(db, check)
+
+
+def require_live(row: Any) -> None:
+    """After a read that carried `LIVE_SESSION`: `Unauthorized` unless it found it live."""
+    if not row["session_live"]:
+        raise session_ended()
