@@ -39,7 +39,7 @@ REDIS = ("127.0.0.1", 6379)
 # simulator's record included), one Redis call per request for all its limits.
 DATABASE_CEILINGS = {
     "login": 5,  # the user; then the session and its audit row in one transaction
-    "create": 2,  # the session check; the payment, its source, event and key in one statement
+    "create": 1,  # the payment, its source, event and key, while the session is live
     # The hot routes' first read carries the session check (kassa.auth.sessions).
     "process": 4,  # read (and the session); move to processing; the simulator's record; settle
     "status": 1,

@@ -331,15 +331,18 @@ def gated_insert(
     name: str,
     *,
     returning: Sequence[str] = (),
+    when: ColumnElement[bool] | None = None,
 ) -> CTE:
     """`INSERT INTO table SELECT :<prefix><column>, … WHERE <gate happened>` as a CTE named
     `name`: one row, every column bound (`bound_row` fills them), written only when `gate`
-    returned a row (always, with no gate). Returns `returning` (default: the first
-    primary-key column)."""
+    returned a row (always, with no gate) and `when` holds. Returns `returning` (default:
+    the first primary-key column)."""
     columns = list(table.c)
     row = select(*(bindparam(f"{prefix}{c.name}", type_=c.type) for c in columns))
     if gate is not None:
         row = row.where(happened(gate))
+    if when is not None:
+        row = row.where(when)
     returned = [table.c[n] for n in returning] or list(table.primary_key.columns)[:1]
     return insert(table).from_select([c.name for c in columns], row).returning(*returned).cte(name)
 

@@ -224,6 +224,21 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 RETRY_AFTER_SECONDS = 2
 
 
+def error_response(exc: Exception) -> Response:
+    """The answer to `exc` outside the routes' handlers: its problem document for a
+    `KassaError`, else 500 (503 when the database is out of reach)."""
+    if isinstance(exc, KassaError):
+        return problem_response(
+            status=exc.status,
+            code=exc.code,
+            detail=exc.detail,
+            title=exc.title,
+            errors=exc.errors,
+            headers=exc.headers,
+        )
+    return _internal_error(exc)
+
+
 def _internal_error(exc: Exception) -> Response:
     """500, or 503 `service_unavailable` with Retry-After when the database is out of reach
     (nothing was done that the client cannot retry). The traceback goes to the log

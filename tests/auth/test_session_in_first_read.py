@@ -1,6 +1,6 @@
 """A login token's session is checked in the database on every request; the hot routes
-(a payment, its status, processing it, refunding it, the profile) carry that check in their
-first read instead of a statement of its own (kassa.auth.sessions).
+(creating a payment, reading it, its status, processing it, refunding it, the profile) carry
+that check in their first statement instead of a statement of its own (kassa.auth.sessions).
 
 Each test here ends the session and then sends the request with its still-signed token: the
 answer must be 401, and nothing may change — no payment moved, no refund, no charge at the
@@ -22,13 +22,21 @@ from kassa.auth.deps import caller_checked_in_first_read
 from kassa.auth.service import Principal
 from kassa.auth.sessions import SessionCheck
 from kassa.payments import repository as payments_repository
-from tests.conftest import Api, User, completed_payment, create_payment, register_user
+from tests.conftest import (
+    Api,
+    User,
+    completed_payment,
+    create_payment,
+    payment_body,
+    register_user,
+)
 
 ENDED = "The session has ended; log in again."
 # The routes that take `CheckedInFirstRead`: each has its revoked-session test below. A route
 # added to this set must pay the check in its first read and get a test here.
 FOLDED = {
     ("GET", "/api/auth/profile"),
+    ("POST", "/api/payments"),
     ("GET", "/api/payments/{payment_id}"),
     ("GET", "/api/payments/{payment_id}/status"),
     ("POST", "/api/payments/process"),
@@ -118,6 +126,24 @@ async def test_the_profile_after_logout_is_401_and_before_it_the_user(api: Api) 
     assert (response.json()["id"], response.json()["email"]) == (user.id, user.email)
     await _logout(api, user)
     _assert_ended(await api.client.get("/api/auth/profile", headers=user.headers))
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+async def test_creating_after_logout_is_401_and_writes_nothing(api: Api, keyed: bool) -> None:
+    user = await register_user(api.client)
+    key = uuid.uuid4().hex
+    headers = {**user.headers, "Idempotency-Key": key} if keyed else user.headers
+    await _logout(api, user)
+    _assert_ended(await api.client.post("/api/payments", json=payment_body(), headers=headers))
+    fresh = await _again(api, user)
+    listed = await api.client.get("/api/payments", headers=fresh.headers)
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["data"] == []
+    if keyed:  # the key was not claimed: a new session may use it
+        again = await api.client.post(
+            "/api/payments", json=payment_body(), headers={**fresh.headers, "Idempotency-Key": key}
+        )
+        assert again.status_code == 201, again.text
 
 
 @pytest.mark.parametrize("keyed", [False, True])
@@ -227,3 +253,48 @@ async def test_a_session_revoked_after_the_token_was_verified_is_refused_by_the_
     fresh = await _again(api, user)
     status = (await _payment(api, fresh, payment["id"]))["status"]
     assert status == ("pending" if api.container.db.writes_at_once else "completed")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/payments/process", {"payment_id": 12}),
+        ("/api/payments/{id}/refund", {"amount": "all of it"}),
+        ("/api/payments", {"amount": -1}),
+    ],
+)
+async def test_a_body_refused_before_the_first_read_is_401_when_the_session_has_ended(
+    api: Api, path: str, body: dict[str, Any]
+) -> None:
+    """The body fails validation before any statement runs; the answer still waits for the
+    session check, and an ended session is 401, not 422."""
+    user = await register_user(api.client)
+    payment = await completed_payment(api.client, user)
+    target = path.replace("{id}", payment["id"])
+    refused = await api.client.post(target, json=body, headers=user.headers)
+    assert refused.status_code == 422, refused.text
+    await _logout(api, user)
+    _assert_ended(await api.client.post(target, json=body, headers=user.headers))
+
+
+@pytest.mark.parametrize("route", ["process", "refund"])
+async def test_a_malformed_id_after_logout_keeps_nothing_under_the_key(
+    api: Api, route: str
+) -> None:
+    user = await register_user(api.client)
+    key = uuid.uuid4().hex
+    path = "/api/payments/process" if route == "process" else "/api/payments/nope/refund"
+    body = {"payment_id": "nope"} if route == "process" else {}
+    await _logout(api, user)
+    ended = await api.client.post(path, json=body, headers={**user.headers, "Idempotency-Key": key})
+    _assert_ended(ended)
+    fresh = await _again(api, user)
+    payment = await (
+        create_payment(api.client, fresh)
+        if route == "process"
+        else completed_payment(api.client, fresh)
+    )
+    path = path.replace("nope", payment["id"])
+    body = {"payment_id": payment["id"]} if route == "process" else {}
+    used = await api.client.post(path, json=body, headers={**fresh.headers, "Idempotency-Key": key})
+    assert used.status_code in (200, 201), used.text

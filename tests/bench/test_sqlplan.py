@@ -284,16 +284,17 @@ async def test_run_part_issues_one_lifecycle_on_an_asyncpg_connection(
 
 
 async def test_the_capture_records_every_statement_kassa_sends(postgres_url: str) -> None:
-    """Every statement kassa sends (authentication, the statement of several writes with
-    the Idempotency-Key's claim, the simulator's record) is in the capture, so the floor and
+    """Every statement kassa sends (the statement of several writes with the session check
+    and the Idempotency-Key's claim, the simulator's record) is in the capture, so the floor and
     pgbench run all of kassa's SQL."""
     from bench.sqlplan import capture_lifecycles
 
     (capture,) = await capture_lifecycles(postgres_url, count=1)
     create = [statement.sql for statement in capture.parts["create"]]
-    assert create[0].startswith("SELECT")  # the session's user
-    assert create[-1].startswith("WITH made_payment AS")  # the payment, its event, the key
-    assert "INSERT INTO idempotency_record" in create[-1]
+    made = create[-1]  # the payment, its event, the key, while the session is live
+    assert made.startswith("WITH made_payment AS")
+    assert [sql for sql in create if "auth_session" in sql] == [made]
+    assert "INSERT INTO idempotency_record" in made
     process = " ".join(statement.sql for statement in capture.parts["process"])
     assert "INSERT INTO simulator_charge" in process
     (status,) = capture.parts["status"]  # the payment, and whether the session is live

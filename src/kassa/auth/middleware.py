@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.apikeys.service import ApiKeyService, is_api_key
 from kassa.auth.errors import InvalidMode
 from kassa.auth.service import AuthService, Principal
 from kassa.auth.sessions import SessionCheck
+from kassa.errors import error_response
 
 STATE = "authentication"
 
@@ -45,25 +46,31 @@ class Authentication:
     auth: AuthService | None = None  # pays `owed`
 
     async def confirmed(self) -> Principal:
-        """The principal, its session check paid now if still owed; the refusal otherwise
+        """The principal, its session check paid now if still unpaid; the refusal otherwise
         (an ended session's before any other)."""
         if self.owed is not None:
             assert self.auth is not None
-            await self.auth.confirm(self.owed)  # raises: still owed
-            self.owed = None
+            await self.auth.confirm(self.owed)
         if self.principal is None:
             assert self.error is not None
             raise self.error
         return self.principal
 
     async def handed_on(self) -> tuple[Principal, SessionCheck | None]:
-        """The principal and the check still owed, which the caller takes over (its first
-        read must carry it); the refusal when there is no principal."""
+        """The principal and its session check, still unpaid unless something paid it; the
+        caller's first read must carry it (None: nothing owed). The refusal when there is
+        no principal."""
         if self.principal is None:
             await self.confirmed()
         assert self.principal is not None
-        owed, self.owed = self.owed, None
-        return self.principal, owed
+        if self.owed is not None and self.owed.live:
+            return self.principal, None
+        return self.principal, self.owed
+
+    @property
+    def session_ended(self) -> bool:
+        """Whether the database answered that the login token's session had ended."""
+        return self.owed is not None and self.owed.live is False
 
 
 def bearer_token(scope: Scope) -> str | None:
@@ -89,6 +96,11 @@ def requested_mode(scope: Scope) -> bool | None:
                 raise InvalidMode("Kassa-Mode must be `test` or `live`.")
             return mode
     return None
+
+
+def authentication(scope: Scope) -> Authentication | None:
+    outcome = scope.get("state", {}).get(STATE)
+    return outcome if isinstance(outcome, Authentication) else None
 
 
 def authenticated(scope: Scope) -> Principal | None:
@@ -131,7 +143,34 @@ class AuthenticationMiddleware:
                     state["user_id"] = str(principal.user_id)
                     if principal.key_id is not None:
                         state["api_key_id"] = str(principal.key_id)
+                if outcome.owed is not None:
+                    await self.app(scope, receive, self._paid_first(scope, receive, send, outcome))
+                    return
         await self.app(scope, receive, send)
+
+    def _paid_first(
+        self, scope: Scope, receive: Receive, send: Send, outcome: Authentication
+    ) -> Send:
+        """`send`, once the request's session check is paid: an answer to a request whose
+        session has ended is replaced by 401, whatever it was (a 422 for its body, a 404 for
+        a malformed id — refusals made before the route's first read)."""
+        replaced = False
+
+        async def send_paid(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the replaced answer's body
+            owed = outcome.owed
+            if message["type"] == "http.response.start" and owed is not None and owed.live is None:
+                try:
+                    await self.auth.confirm(owed)
+                except Exception as exc:
+                    replaced = True
+                    await error_response(exc)(scope, receive, send)
+                    return
+            await send(message)
+
+        return send_paid
 
     async def _authenticate(
         self, scope: Scope, token: str, outcome: Authentication

@@ -13,7 +13,9 @@ one of two ways:
   answers whether the session is live, and nothing is written or answered before it has.
 
 Either way the check runs in the database on every request, so a revoke applies to the
-next request on every host.
+next request on every host. And whatever a route does, `AuthenticationMiddleware` pays a
+check still unpaid before the answer leaves: a request refused before its first read (a body
+that fails validation, a malformed id) still answers 401 when its session has ended.
 """
 
 from __future__ import annotations
@@ -37,14 +39,16 @@ def session_ended() -> Unauthorized:
     return Unauthorized("The session has ended; log in again.")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class SessionCheck:
-    """The check a request made with a login token still owes: its session, its user, and
-    the instant the request arrived (a session that expires later is live)."""
+    """The check a request made with a login token owes: its session, its user, and the
+    instant the request arrived (a session that expires later is live). `live` is what the
+    database answered, once it has (None before)."""
 
     session_id: uuid.UUID
     user_id: uuid.UUID
     now: datetime
+    live: bool | None = None
 
     def params(self) -> dict[str, Any]:
         return {
@@ -52,6 +56,12 @@ class SessionCheck:
             "check_owner": self.user_id,
             "check_now": self.now,
         }
+
+    def answered(self, live: bool) -> None:
+        """Record the database's answer; `Unauthorized` when the session has ended."""
+        self.live = live
+        if not live:
+            raise session_ended()
 
 
 _LIVE = (
@@ -63,10 +73,10 @@ _LIVE = (
         _SESSION.c.expires_at > bindparam("check_now", type_=_SESSION.c.expires_at.type),
     ),
 )
-# A column for another statement: true when the session is live.
-LIVE_SESSION: ColumnElement[bool] = (
-    exists().select_from(_LIVE[0]).where(*_LIVE[1]).label("session_live")
-)
+# A condition for another statement (a write made only while the session is live), and
+# the same as a column (a read that answers whether it is).
+SESSION_IS_LIVE: ColumnElement[bool] = exists().select_from(_LIVE[0]).where(*_LIVE[1])
+LIVE_SESSION: ColumnElement[bool] = SESSION_IS_LIVE.label("session_live")
 _SESSION_USER = (
     select(_USER.c.id, _USER.c.name, _USER.c.email, _USER.c.created_at)
     .select_from(_LIVE[0])
@@ -78,18 +88,21 @@ async def session_user(db: Runner, check: SessionCheck) -> dict[str, Any]:
     """The user of a live session (id, name, email, created_at); `Unauthorized` when the
     session is revoked or expired."""
     row = await db.first(_SESSION_USER, check.params())
-    if row is None:
-        raise session_ended()
+    check.answered(row is not None)
+    assert row is not None
     return dict(row)
 
 
 async def confirm(db: Runner, check: SessionCheck | None) -> None:
-    """Pay `check` with a statement of its own (nothing to pay: None)."""
-    if check is not None:
-        await session_user(db, check)
-
-
-def require_live(row: Any) -> None:
-    """After a read that carried `LIVE_SESSION`: `Unauthorized` unless it found it live."""
-    if not row["session_live"]:
+    """Pay `check` with a statement of its own, unless it is paid (or None: nothing owed);
+    `Unauthorized` when the session has ended (again, without a statement, if known)."""
+    if check is None or check.live:
+        return
+    if check.live is False:
         raise session_ended()
+    await session_user(db, check)
+
+
+def require_live(row: Any, check: SessionCheck) -> None:
+    """After a read that carried `LIVE_SESSION`: `Unauthorized` unless it found it live."""
+    check.answered(bool(row["session_live"]))

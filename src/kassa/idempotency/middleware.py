@@ -185,6 +185,10 @@ class IdempotencyMiddleware:
             raise
         if held.conflict:
             return []
+        if not held.claimed and await confirmed(scope) is None:
+            # Refused before its first read paid the session check, and the session has
+            # ended: neither kept nor answered from the key (the answer becomes 401).
+            return messages
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
         if should_keep(status, body):
             # Kept on this request's own claim, or on a new record — unless another request

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
+    ColumnElement,
     Insert,
     bindparam,
     case,
@@ -101,11 +102,12 @@ def claim_values(row: dict[str, Any]) -> dict[str, Any]:
     return bound_row(_RECORD, "k_", row)
 
 
-def claim_part(gate: CTE) -> CTE:
+def claim_part(gate: CTE, when: ColumnElement[bool] | None = None) -> CTE:
     """PostgreSQL: the key's claim (parameters `k_<column>`, a `HeldKey.claim_row`), inserted
     with the effect's statement: its effect committed when `gate` returned a row (the effect
     happened), else only claimed (in flight, no effect), so the request's refusal can be
-    kept on it. A second claim of the key fails the whole statement (the unique index)."""
+    kept on it. A second claim of the key fails the whole statement (the unique index).
+    `when`: claimed only while it holds (a request whose session has ended claims nothing)."""
     effect_made = happened(gate)
     columns = list(_RECORD.c)
 
@@ -118,6 +120,8 @@ def claim_part(gate: CTE) -> CTE:
         "effect_id": case((effect_made, bound("effect_id")), else_=null()),
     }
     row = select(*(chosen.get(c.name, bound(c.name)) for c in columns))
+    if when is not None:
+        row = row.where(when)
     return (
         insert(_RECORD)
         .from_select([c.name for c in columns], row)

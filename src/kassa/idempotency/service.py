@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import CTE
+from sqlalchemy import CTE, ColumnElement
 from sqlalchemy.exc import IntegrityError
 
 from kassa.db import Database, Runner, new_id
@@ -245,8 +245,8 @@ class IdempotencyService:
     # PostgreSQL: the claim and the kept response inside the effect's own statement.
 
     @staticmethod
-    def claim_part(gate: CTE) -> CTE:
-        return repository.claim_part(gate)
+    def claim_part(gate: CTE, when: ColumnElement[bool] | None = None) -> CTE:
+        return repository.claim_part(gate, when)
 
     @staticmethod
     def complete_part(gate: CTE) -> CTE:

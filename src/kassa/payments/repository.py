@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from kassa.auth import sessions
-from kassa.auth.sessions import LIVE_SESSION, SessionCheck
+from kassa.auth.sessions import LIVE_SESSION, SESSION_IS_LIVE, SessionCheck
 from kassa.db import Runner, bound_row, gated_insert, happened, record_of, table_of
 from kassa.pagination import Cursor, before_cursor
 from kassa.payments.models import Payment, PaymentSecret
@@ -100,7 +100,7 @@ async def find_payment(
     if row is None:
         await sessions.confirm(db, session)
         return None
-    sessions.require_live(row)
+    sessions.require_live(row, session)
     return record_of(Payment, {c.name: row[c.name] for c in _PAYMENT.c})
 
 
@@ -314,7 +314,7 @@ async def find_payment_and_secret(
         if row is None:
             await sessions.confirm(db, session)
         else:
-            sessions.require_live(row)
+            sessions.require_live(row, session)
     if row is None:
         return None
     payment = record_of(Payment, {c.name: row[c.name] for c in _PAYMENT.c})
@@ -328,10 +328,13 @@ def create_values(payment: dict[str, Any], secret: dict[str, Any]) -> dict[str, 
     return {**bound_row(_PAYMENT, "p_", payment), **bound_row(_SECRET, "s_", secret)}
 
 
-def creating(parts: Callable[[CTE], Sequence[CTE]]) -> Select[Any]:
+def creating(parts: Callable[[CTE], Sequence[CTE]], *, checked: bool = False) -> Select[Any]:
     """The payment and its vaulted source inserted, with `parts(made)` (its event, the
-    key's claim) in the same statement."""
-    made = gated_insert(_PAYMENT, "p_", None, "made_payment")
+    key's claim) in the same statement. `checked`: only while the request's session is live
+    (`SessionCheck.params`); nothing is written, and no row returned, once it has ended."""
+    made = gated_insert(
+        _PAYMENT, "p_", None, "made_payment", when=SESSION_IS_LIVE if checked else None
+    )
     sealed = gated_insert(_SECRET, "s_", made, "sealed_source")
     return select(made.c.id).add_cte(sealed, *parts(made))
 

@@ -70,14 +70,17 @@ PaymentId = Annotated[uuid.UUID, path_id("payment_id", PaymentNotFound)]
 )
 async def create_payment(
     body: Annotated[CreatePaymentRequest, Body()],
-    principal: CurrentPrincipal,
+    caller: CheckedInFirstRead,
     payments: PaymentServiceDep,
     held: HeldKeyDep,
 ) -> Any:
     """Create a `pending` payment. Card numbers are checked (Luhn, expiry, CVC) and vaulted;
     only brand, last4 and expiry are ever returned."""
+    principal = caller.principal
     return payment_out(
-        await payments.create(principal.user_id, body, held, livemode=principal.livemode)
+        await payments.create(
+            principal.user_id, body, held, livemode=principal.livemode, session=caller.session
+        )
     )
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import CTE, ColumnElement, Select
 from sqlalchemy.exc import IntegrityError
 
 from kassa.auth import sessions
-from kassa.auth.sessions import SessionCheck
+from kassa.auth.sessions import SESSION_IS_LIVE, SessionCheck
 from kassa.db import Database, Runner, new_id, record_of, values_of
 from kassa.events.service import EventService
 from kassa.idempotency.service import (
@@ -129,12 +129,13 @@ class ProcessOutcome:
 
 
 @functools.cache
-def _create_statement(keyed: bool) -> Select[Any]:
+def _create_statement(keyed: bool, checked: bool) -> Select[Any]:
     def parts(made: CTE) -> list[CTE]:
-        claim = [IdempotencyService.claim_part(made)] if keyed else []
+        live = SESSION_IS_LIVE if checked else None
+        claim = [IdempotencyService.claim_part(made, live)] if keyed else []
         return [*EventService.record_part(made), *claim]
 
-    return repository.creating(parts)
+    return repository.creating(parts, checked=checked)
 
 
 @functools.cache
@@ -203,10 +204,12 @@ class PaymentService:
         held: HeldKey | None = None,
         *,
         livemode: bool,
+        session: SessionCheck | None = None,
     ) -> Payment:
         """A `pending` payment of one mode; the card number and CVC are sealed, never stored
         in clear. With an Idempotency-Key, the key records this payment in the same
-        transaction."""
+        transaction. The statement that writes it pays the request's `session` check, if
+        still owed (nothing is written once the session has ended)."""
         if request.amount > self._max_amount:
             raise AmountTooLarge(self._max_amount)
         now = self._clock()
@@ -286,13 +289,19 @@ class PaymentService:
                 params |= IdempotencyService.claim_values(
                     held.claim_row("create", payment_id, answer)
                 )
+            if session is not None:
+                params |= session.params()
+            statement = _create_statement(held is not None, session is not None)
             try:
-                await self._db.first(_create_statement(held is not None), params)
+                made = await self._db.first(statement, params)
             except IntegrityError as exc:
                 raise claim_conflict(held, exc) or exc from None
+            if session is not None:
+                session.answered(made is not None)
             if held is not None:
                 held.claimed = held.kept = True
         else:
+            await sessions.confirm(self._db, session)
             async with self._db.transaction() as db:
                 await commit_effect(db, held, "create", payment_id, answer)
                 await repository.insert_payment(db, columns, secret)

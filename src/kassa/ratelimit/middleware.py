@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kassa.auth.middleware import authenticated
+from kassa.auth.middleware import authenticated, authentication
 from kassa.edge.proxy import Network, client_ip, client_key
 from kassa.errors import problem_response
 from kassa.observability.metrics import RATE_LIMITED
@@ -99,20 +99,18 @@ class RateLimitMiddleware:
             await self._refuse(verdict, extra, scope, receive, send)
             return
 
-        refused = False
-
         async def send_with_headers(message: Message) -> None:
-            nonlocal refused
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *extra]
-                refused = message["status"] == 401
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-        if refused and user_verdict is not None and self.user_limiter is not None:
+        outcome = authentication(scope)
+        if outcome is not None and outcome.session_ended and user_verdict is not None:
             # A login token whose session had ended (checked in the database only after
             # this count): its request was not its user's to count.
             assert principal is not None
+            assert self.user_limiter is not None
             await self.user_limiter.give_back(str(principal.user_id))
 
     async def _refuse(
