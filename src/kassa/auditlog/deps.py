@@ -11,7 +11,7 @@ from kassa.auditlog.service import Actor
 from kassa.auth.middleware import authenticated
 
 
-async def request_actor(request: Request) -> Actor:
+def actor_of(request: Request) -> Actor:
     """Who sends this request: the principal authentication found (its user, and its key's
     id when it came with an API key), the client IP the edge computed and the request id."""
     state = request.scope.get("state", {})
@@ -23,6 +23,10 @@ async def request_actor(request: Request) -> Actor:
         ip=state.get("client_ip"),
         request_id=state.get("request_id"),
     )
+
+
+async def request_actor(request: Request) -> Actor:
+    return actor_of(request)
 
 
 RequestActor = Annotated[Actor, Depends(request_actor)]

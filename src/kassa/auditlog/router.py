@@ -6,12 +6,10 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from kassa.auditlog.schemas import AuditEventList, AuditEventOut
 from kassa.auditlog.service import AuditAction, AuditLog
-from kassa.auth.deps import CurrentPrincipal, requires_scope
-from kassa.web import problem_responses, reject_unknown_query
+from kassa.auth.deps import CurrentPrincipal
+from kassa.web import guarded, problem_responses
 
-router = APIRouter(
-    prefix="/api", tags=["audit"], dependencies=[reject_unknown_query, requires_scope("read")]
-)
+router = APIRouter(prefix="/api", tags=["audit"], dependencies=[guarded("read")])
 
 
 async def get_audit_log(request: Request) -> AuditLog:

@@ -7,9 +7,15 @@
   sessions, password changes).
 - `CheckedInFirstRead`: as `CurrentPrincipal`, but the session check is handed to the
   route, whose service carries it in the request's first read (`kassa.auth.sessions`): one
-  round trip fewer on the hot routes (a payment's status, processing it, refunding it).
-- `requires_scope(scope)`: a router's dependency; a key without `scope` (or, for a GET,
-  without `read`) gets 403 `insufficient_scope`. Login tokens hold every scope.
+  round trip fewer on the hot routes (creating a payment, reading it, its status, processing
+  it, refunding it, the profile).
+- `refuse_out_of_scope(request, scope)`: a key without `scope` (or, for a GET, without
+  `read`) gets 403 `insufficient_scope` (`kassa.web.guarded` runs it for every /api
+  router). Login tokens hold every scope.
+
+Each principal dependency is itself the login token's security scheme (declared in the
+OpenAPI document), with the API key's scheme beside it where a key is accepted: one or two
+dependencies per route, not three.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPBearer
 
 from kassa.auth.errors import InsufficientScope, LoginTokenRequired
@@ -35,9 +40,8 @@ class _DocumentedBearer(HTTPBearer):
         return None
 
 
-bearer_scheme = _DocumentedBearer(
-    scheme_name="HTTPBearer", auto_error=False, description="An access token from /api/auth/login"
-)
+_LOGIN_SCHEME = "HTTPBearer"
+_LOGIN_SCHEME_TEXT = "An access token from /api/auth/login"
 api_key_scheme = _DocumentedBearer(
     scheme_name="ApiKey",
     bearerFormat="sk_test_… / sk_live_…",
@@ -66,59 +70,67 @@ async def confirmed_principal(request: Request) -> Principal:
     return await _outcome(request).confirmed()
 
 
-async def current_principal(
-    request: Request,
-    _token: Annotated[None, Depends(bearer_scheme)],
-    _key: Annotated[None, Depends(api_key_scheme)],
-) -> Principal:
-    return await _outcome(request).confirmed()
-
-
-async def login_principal(
-    request: Request, _token: Annotated[None, Depends(bearer_scheme)]
-) -> Principal:
-    principal = await _outcome(request).confirmed()
-    if principal.is_key:
-        raise LoginTokenRequired
-    return principal
-
-
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """A route's principal and the session check its first read must carry (None: nothing
-    owed — an API key, or a check already paid)."""
+    """A route's principal and the session check its first statement must carry (None:
+    nothing owed — an API key, or a check already paid)."""
 
     principal: Principal
     session: SessionCheck | None
 
 
-async def caller_checked_in_first_read(
-    request: Request,
-    _token: Annotated[None, Depends(bearer_scheme)],
-    _key: Annotated[None, Depends(api_key_scheme)],
-) -> Caller:
-    principal, owed = await _outcome(request).handed_on()
-    return Caller(principal, owed)
+# Each principal dependency is itself the login token's security scheme (so the OpenAPI
+# document declares it, and a request solves one dependency, not one per scheme); those that
+# also take an API key declare that scheme beside it.
+
+
+class _LoginToken(HTTPBearer):
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        principal = await _outcome(request).confirmed()
+        if principal.is_key:
+            raise LoginTokenRequired
+        return principal
+
+
+class _TokenOrKey(HTTPBearer):
+    async def __call__(  # type: ignore[override]
+        self, request: Request, _key: Annotated[None, Depends(api_key_scheme)]
+    ) -> Principal:
+        return await _outcome(request).confirmed()
+
+
+class _TokenOrKeyCheckedInFirstRead(HTTPBearer):
+    async def __call__(  # type: ignore[override]
+        self, request: Request, _key: Annotated[None, Depends(api_key_scheme)]
+    ) -> Caller:
+        principal, owed = await _outcome(request).handed_on()
+        return Caller(principal, owed)
+
+
+current_principal = _TokenOrKey(
+    scheme_name=_LOGIN_SCHEME, auto_error=False, description=_LOGIN_SCHEME_TEXT
+)
+login_principal = _LoginToken(
+    scheme_name=_LOGIN_SCHEME, auto_error=False, description=_LOGIN_SCHEME_TEXT
+)
+caller_checked_in_first_read = _TokenOrKeyCheckedInFirstRead(
+    scheme_name=_LOGIN_SCHEME, auto_error=False, description=_LOGIN_SCHEME_TEXT
+)
 
 
 _READS = frozenset({"GET", "HEAD"})
 
 
-def requires_scope(scope: str) -> DependsParam:
-    """A router dependency: its GETs need the `read` scope, everything else `scope`. Runs
-    before the route's own dependencies; without a principal it leaves the 401 to them."""
-
-    async def check(request: Request) -> None:
-        outcome = request.scope.get("state", {}).get(STATE)
-        principal = outcome.principal if isinstance(outcome, Authentication) else None
-        if principal is None:
-            return
-        needed = "read" if request.method in _READS else scope
-        if needed not in principal.scopes:
-            raise InsufficientScope(needed)
-
-    dependency: DependsParam = Depends(check)
-    return dependency
+def refuse_out_of_scope(request: Request, scope: str) -> None:
+    """403 `insufficient_scope` for a key without `scope` (for a GET, without `read`); no
+    principal: nothing to refuse here (the route answers 401)."""
+    outcome = request.scope.get("state", {}).get(STATE)
+    principal = outcome.principal if isinstance(outcome, Authentication) else None
+    if principal is None:
+        return
+    needed = "read" if request.method in _READS else scope
+    if needed not in principal.scopes:
+        raise InsufficientScope(needed)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -5,16 +5,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request, status
 
-from kassa.auth.deps import CurrentPrincipal, requires_scope
+from kassa.auth.deps import CurrentPrincipal
 from kassa.checkout.errors import CheckoutSessionNotFound
 from kassa.checkout.schemas import CheckoutSessionOut, CreateCheckoutSessionRequest
 from kassa.checkout.service import CheckoutService
-from kassa.web import path_id, problem_responses, reject_unknown_query
+from kassa.web import guarded, path_id, problem_responses
 
 router = APIRouter(
     prefix="/api/checkout/sessions",
     tags=["checkout"],
-    dependencies=[reject_unknown_query, requires_scope("checkout")],
+    dependencies=[guarded("checkout")],
 )
 
 

@@ -5,16 +5,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
-from kassa.auth.deps import CurrentPrincipal, requires_scope
+from kassa.auth.deps import CurrentPrincipal
 from kassa.events.errors import EventNotFound
 from kassa.events.schemas import EventList, EventOut, EventType, RedeliveryOut
 from kassa.events.service import EventService, event_out
-from kassa.web import path_id, problem_responses, reject_unknown_query
+from kassa.web import guarded, path_id, problem_responses
 
 router = APIRouter(
     prefix="/api/events",
     tags=["events"],
-    dependencies=[reject_unknown_query, requires_scope("webhooks")],
+    dependencies=[guarded("webhooks")],
 )
 
 

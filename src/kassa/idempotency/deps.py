@@ -10,9 +10,14 @@ from kassa.idempotency.middleware import STATE
 from kassa.idempotency.service import HeldKey
 
 
-async def held_key(request: Request) -> HeldKey | None:
-    held = getattr(request.state, STATE, None)
+def held_key_of(request: Request) -> HeldKey | None:
+    """The claim the request holds (a hot route reads it without a dependency of its own)."""
+    held = request.scope.get("state", {}).get(STATE)
     return held if isinstance(held, HeldKey) else None
+
+
+async def held_key(request: Request) -> HeldKey | None:
+    return held_key_of(request)
 
 
 HeldKeyDep = Annotated[HeldKey | None, Depends(held_key)]

@@ -5,10 +5,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
-from kassa.auth.deps import Caller, CheckedInFirstRead, CurrentPrincipal, requires_scope
+from kassa.auth.deps import Caller, CheckedInFirstRead, CurrentPrincipal
 from kassa.db import parse_id
 from kassa.errors import KassaError
-from kassa.idempotency.deps import HeldKeyDep
+from kassa.idempotency.deps import HeldKeyDep, held_key_of
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
 from kassa.payments.errors import PaymentNotFound
 from kassa.payments.lists import PaymentFilters, PaymentLists
@@ -32,23 +32,27 @@ from kassa.payments.schemas import (
 from kassa.payments.service import PaymentService
 from kassa.payments.states import PaymentStatus
 from kassa.web import (
+    guarded,
     path_id,
     problem_responses,
     query_map,
     query_map_parameter,
-    reject_unknown_query,
 )
 
 router = APIRouter(
     prefix="/api/payments",
     tags=["payments"],
-    dependencies=[reject_unknown_query, requires_scope("payments")],
+    dependencies=[guarded("payments")],
 )
 
 
-async def get_payment_service(request: Request) -> PaymentService:
+def payments_of(request: Request) -> PaymentService:
     service: PaymentService = request.app.state.container.payments
     return service
+
+
+async def get_payment_service(request: Request) -> PaymentService:
+    return payments_of(request)
 
 
 async def get_payment_lists(request: Request) -> PaymentLists:
@@ -71,17 +75,19 @@ PaymentId = Annotated[uuid.UUID, path_id("payment_id", PaymentNotFound)]
 async def create_payment(
     body: Annotated[CreatePaymentRequest, Body()],
     caller: CheckedInFirstRead,
-    payments: PaymentServiceDep,
-    held: HeldKeyDep,
+    request: Request,
 ) -> Any:
     """Create a `pending` payment. Card numbers are checked (Luhn, expiry, CVC) and vaulted;
     only brand, last4 and expiry are ever returned."""
     principal = caller.principal
-    return payment_out(
-        await payments.create(
-            principal.user_id, body, held, livemode=principal.livemode, session=caller.session
-        )
+    payment = await payments_of(request).create(
+        principal.user_id,
+        body,
+        held_key_of(request),
+        livemode=principal.livemode,
+        session=caller.session,
     )
+    return payment_out(payment)
 
 
 @router.get(
@@ -146,9 +152,8 @@ async def list_payments(
 async def process_payment(
     body: ProcessPaymentRequest,
     caller: CheckedInFirstRead,
-    payments: PaymentServiceDep,
+    request: Request,
     response: Response,
-    held: HeldKeyDep,
 ) -> Any:
     """Ask the processor to charge a pending payment: 200 with `completed` or `failed` — or,
     with manual capture, `requires_capture` (authorized); `requires_action` with
@@ -159,10 +164,10 @@ async def process_payment(
     # A malformed id names nothing the caller owns: it is looked up as the nil id, which no
     # payment has, so the read still pays the session check (401 first) and answers 404.
     payment_id = parse_id(body.target) or NO_PAYMENT
-    outcome = await payments.process(
+    outcome = await payments_of(request).process(
         principal.user_id,
         payment_id,
-        held,
+        held_key_of(request),
         body.return_url,
         livemode=principal.livemode,
         session=caller.session,
@@ -178,11 +183,9 @@ async def process_payment(
     response_model=PaymentOut,
     responses=problem_responses(401, 404, 422),
 )
-async def get_payment(
-    payment_id: PaymentId, caller: CheckedInFirstRead, payments: PaymentServiceDep
-) -> Any:
+async def get_payment(payment_id: PaymentId, caller: CheckedInFirstRead, request: Request) -> Any:
     """One of the caller's payments."""
-    return payment_out(await _payment_of(caller, payment_id, payments))
+    return payment_out(await _payment_of(caller, payment_id, request))
 
 
 @router.get(
@@ -192,15 +195,15 @@ async def get_payment(
     responses=problem_responses(401, 404, 422),
 )
 async def get_payment_status(
-    payment_id: PaymentId, caller: CheckedInFirstRead, payments: PaymentServiceDep
+    payment_id: PaymentId, caller: CheckedInFirstRead, request: Request
 ) -> Any:
     """The status and amounts of one of the caller's payments."""
-    return payment_status_out(await _payment_of(caller, payment_id, payments))
+    return payment_status_out(await _payment_of(caller, payment_id, request))
 
 
-async def _payment_of(caller: Caller, payment_id: uuid.UUID, payments: PaymentService) -> Payment:
+async def _payment_of(caller: Caller, payment_id: uuid.UUID, request: Request) -> Payment:
     principal = caller.principal
-    return await payments.get(
+    return await payments_of(request).get(
         principal.user_id, payment_id, livemode=principal.livemode, session=caller.session
     )
 

@@ -5,9 +5,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, status
 
-from kassa.auditlog.deps import RequestActor
-from kassa.auth.deps import CheckedInFirstRead, CurrentPrincipal, requires_scope
-from kassa.idempotency.deps import HeldKeyDep
+from kassa.auditlog.deps import actor_of
+from kassa.auth.deps import CheckedInFirstRead, CurrentPrincipal
+from kassa.idempotency.deps import held_key_of
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
 from kassa.pagination import Page
 from kassa.payments.errors import PaymentNotFound
@@ -15,24 +15,26 @@ from kassa.refunds.lists import RefundLists
 from kassa.refunds.models import Refund
 from kassa.refunds.schemas import RefundList, RefundOut, RefundRequest
 from kassa.refunds.service import RefundService
-from kassa.web import path_id, problem_responses, reject_unknown_query
+from kassa.web import guarded, path_id, problem_responses
 
 router = APIRouter(
     prefix="/api/payments",
     tags=["refunds"],
-    dependencies=[reject_unknown_query, requires_scope("refunds")],
+    dependencies=[guarded("refunds")],
 )
 
 
 # GET /api/refunds, beside the payment routes' prefix.
-lists_router = APIRouter(
-    prefix="/api", tags=["refunds"], dependencies=[reject_unknown_query, requires_scope("read")]
-)
+lists_router = APIRouter(prefix="/api", tags=["refunds"], dependencies=[guarded("read")])
+
+
+def refunds_of(request: Request) -> RefundService:
+    service: RefundService = request.app.state.container.refunds
+    return service
 
 
 async def get_refund_service(request: Request) -> RefundService:
-    service: RefundService = request.app.state.container.refunds
-    return service
+    return refunds_of(request)
 
 
 async def get_refund_lists(request: Request) -> RefundLists:
@@ -100,20 +102,18 @@ async def list_payment_refunds(
 async def refund_payment(
     payment_id: Annotated[uuid.UUID, path_id("payment_id", PaymentNotFound)],
     caller: CheckedInFirstRead,
-    refunds: Annotated[RefundService, Depends(get_refund_service)],
-    held: HeldKeyDep,
-    actor: RequestActor,
+    request: Request,
     body: Annotated[RefundRequest | None, Body()] = None,
 ) -> Any:
     """Refund part or all of a completed payment; with no amount, refund what is left."""
-    request = body or RefundRequest()
-    refund = await refunds.refund(
+    asked = body or RefundRequest()
+    refund = await refunds_of(request).refund(
         caller.principal.user_id,
         payment_id,
-        request.amount,
-        request.reason,
-        held,
-        actor,
+        asked.amount,
+        asked.reason,
+        held_key_of(request),
+        actor_of(request),
         livemode=caller.principal.livemode,
         session=caller.session,
     )

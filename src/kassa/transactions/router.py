@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from kassa.auth.deps import CurrentPrincipal, requires_scope
+from kassa.auth.deps import CurrentPrincipal
 from kassa.transactions.schemas import (
     TransactionList,
     TransactionOut,
@@ -12,12 +12,12 @@ from kassa.transactions.schemas import (
     TransactionType,
 )
 from kassa.transactions.service import TransactionService
-from kassa.web import problem_responses, reject_unknown_query
+from kassa.web import guarded, problem_responses
 
 router = APIRouter(
     prefix="/api",
     tags=["transactions"],
-    dependencies=[reject_unknown_query, requires_scope("read")],
+    dependencies=[guarded("read")],
 )
 
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from kassa.auditlog.deps import RequestActor
-from kassa.auth.deps import CurrentPrincipal, requires_scope
-from kassa.web import path_id, problem_responses, reject_unknown_query
+from kassa.auth.deps import CurrentPrincipal
+from kassa.web import guarded, path_id, problem_responses
 from kassa.webhooks.errors import WebhookNotFound
 from kassa.webhooks.models import WebhookAttempt, WebhookEndpoint
 from kassa.webhooks.schemas import (
@@ -23,7 +23,7 @@ from kassa.webhooks.service import WebhookService
 router = APIRouter(
     prefix="/api/webhooks",
     tags=["webhooks"],
-    dependencies=[reject_unknown_query, requires_scope("webhooks")],
+    dependencies=[guarded("webhooks")],
 )
 
 
