@@ -9,9 +9,11 @@ Idempotency-Key claim and the routes' `CurrentPrincipal` read that outcome and n
 headers.
 
 A login token's session is checked in the database later in the same request, before the
-request reads or writes anything else (`kassa.auth.sessions`): the check it still owes is
-kept beside the principal (`Authentication.owed`) until a route's dependency, or its first
-read, pays it. The rate limits count such a request against the token's user meanwhile.
+request reads or writes anything else (`kassa.auth.sessions`): the check it owes is kept
+beside the principal (`Authentication.owed`) until a route's dependency, or its first
+statement, pays it — and, failing those, this middleware before the answer leaves. The rate
+limits count such a request against the token's user meanwhile (and give the count back
+when the session turns out to have ended).
 
 Modes: a key acts in its own mode; a login token acts in test mode unless the request
 carries `Kassa-Mode: live`. `Kassa-Mode` other than `test` or `live`, or naming the other
@@ -38,7 +40,7 @@ class Authentication:
     """What authenticating a request's bearer token gave: a principal, or the error the
     route raises when it needs one (an `Unauthorized`, or the database's failure, which the
     route's error handling answers and logs) — and, for a login token, the session check
-    the request still owes (None once it is paid or handed to the route's first read)."""
+    the request owes (its `live` is None until the database has answered it)."""
 
     principal: Principal | None = None
     error: Exception | None = None

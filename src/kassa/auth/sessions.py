@@ -8,9 +8,11 @@ one of two ways:
 
 - a separate statement (`confirm`), before anything else the request does, as every route
   taking `CurrentPrincipal` or `LoginPrincipal` does;
-- carried in the request's first read (`LIVE_SESSION` as a column beside what it reads, with
-  `SessionCheck.params`), by the few hot routes that take `CheckedInFirstRead`: the read
-  answers whether the session is live, and nothing is written or answered before it has.
+- carried in the request's first statement, by the few hot routes that take
+  `CheckedInFirstRead`: a read carries `LIVE_SESSION` as a column beside what it reads, a
+  write (creating a payment) `SESSION_IS_LIVE` as its condition, both with
+  `SessionCheck.params`; nothing is written or answered before the database has said the
+  session is live.
 
 Either way the check runs in the database on every request, so a revoke applies to the
 next request on every host. And whatever a route does, `AuthenticationMiddleware` pays a
