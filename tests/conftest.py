@@ -264,6 +264,14 @@ async def create_payment(client: httpx.AsyncClient, user: User, **kwargs: Any) -
     return body
 
 
+async def fetch_payment(client: httpx.AsyncClient, user: User, payment_id: str) -> dict[str, Any]:
+    """GET /api/payments/{id} as `user`, which must answer 200."""
+    response = await client.get(f"/api/payments/{payment_id}", headers=user.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 async def completed_payment(client: httpx.AsyncClient, user: User, **kwargs: Any) -> dict[str, Any]:
     payment = await create_payment(client, user, **kwargs)
     response = await client.post(

@@ -163,14 +163,7 @@ def validation_errors(raw: Sequence[Mapping[str, Any]]) -> list[FieldError]:
 
 async def _kassa_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KassaError)
-    return problem_response(
-        status=exc.status,
-        code=exc.code,
-        detail=exc.detail,
-        title=exc.title,
-        errors=exc.errors,
-        headers=exc.headers,
-    )
+    return error_response(exc)
 
 
 async def _request_validation(request: Request, exc: Exception) -> Response:

@@ -22,11 +22,13 @@ from kassa.auth.deps import caller_checked_in_first_read
 from kassa.auth.service import Principal
 from kassa.auth.sessions import SessionCheck
 from kassa.payments import repository as payments_repository
+from tests.auth.test_sessions import second_session
 from tests.conftest import (
     Api,
     User,
     completed_payment,
     create_payment,
+    fetch_payment,
     payment_body,
     register_user,
 )
@@ -53,23 +55,6 @@ def _assert_ended(response: httpx.Response) -> None:
 async def _logout(api: Api, user: User) -> None:
     response = await api.client.post("/api/auth/logout", headers=user.headers)
     assert response.status_code == 204, response.text
-
-
-async def _again(api: Api, user: User) -> User:
-    """A fresh session of the same user (a new token)."""
-    response = await api.client.post(
-        "/api/auth/login", json={"email": user.email, "password": user.password}
-    )
-    assert response.status_code == 200, response.text
-    tokens = response.json()
-    return User(user.id, user.email, user.password, tokens["access_token"], tokens["refresh_token"])
-
-
-async def _payment(api: Api, user: User, payment_id: str) -> dict[str, Any]:
-    response = await api.client.get(f"/api/payments/{payment_id}", headers=user.headers)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def _refunds(api: Api, user: User, payment_id: str) -> list[dict[str, Any]]:
@@ -135,7 +120,7 @@ async def test_creating_after_logout_is_401_and_writes_nothing(api: Api, keyed: 
     headers = {**user.headers, "Idempotency-Key": key} if keyed else user.headers
     await _logout(api, user)
     _assert_ended(await api.client.post("/api/payments", json=payment_body(), headers=headers))
-    fresh = await _again(api, user)
+    fresh = await second_session(api, user)
     listed = await api.client.get("/api/payments", headers=fresh.headers)
     assert listed.status_code == 200, listed.text
     assert listed.json()["data"] == []
@@ -158,8 +143,8 @@ async def test_processing_after_logout_is_401_and_charges_nothing(api: Api, keye
             "/api/payments/process", json={"payment_id": payment["id"]}, headers=headers
         )
     )
-    fresh = await _again(api, user)
-    assert (await _payment(api, fresh, payment["id"]))["status"] == "pending"
+    fresh = await second_session(api, user)
+    assert (await fetch_payment(api.client, fresh, payment["id"]))["status"] == "pending"
     if keyed:  # the key was not claimed: a new session may use it for this payment
         again = await api.client.post(
             "/api/payments/process",
@@ -181,8 +166,8 @@ async def test_refunding_after_logout_is_401_and_refunds_nothing(api: Api, keyed
             f"/api/payments/{payment['id']}/refund", json={"amount": 100}, headers=headers
         )
     )
-    fresh = await _again(api, user)
-    after = await _payment(api, fresh, payment["id"])
+    fresh = await second_session(api, user)
+    after = await fetch_payment(api.client, fresh, payment["id"])
     assert (after["status"], after["amount_refunded"]) == ("completed", 0)
     assert await _refunds(api, fresh, payment["id"]) == []
 
@@ -250,8 +235,8 @@ async def test_a_session_revoked_after_the_token_was_verified_is_refused_by_the_
     if api.container.db.writes_at_once:  # PostgreSQL: the one-statement start reads first
         assert reads == 1
         _assert_ended(response)
-    fresh = await _again(api, user)
-    status = (await _payment(api, fresh, payment["id"]))["status"]
+    fresh = await second_session(api, user)
+    status = (await fetch_payment(api.client, fresh, payment["id"]))["status"]
     assert status == ("pending" if api.container.db.writes_at_once else "completed")
 
 
@@ -288,7 +273,7 @@ async def test_a_malformed_id_after_logout_keeps_nothing_under_the_key(
     await _logout(api, user)
     ended = await api.client.post(path, json=body, headers={**user.headers, "Idempotency-Key": key})
     _assert_ended(ended)
-    fresh = await _again(api, user)
+    fresh = await second_session(api, user)
     payment = await (
         create_payment(api.client, fresh)
         if route == "process"

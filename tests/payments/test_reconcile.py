@@ -36,6 +36,7 @@ from tests.conftest import (
     card_details,
     completed_payment,
     create_payment,
+    fetch_payment,
     payment_body,
     register_user,
 )
@@ -108,13 +109,6 @@ async def _process(api: Api, user: User, payment_id: str) -> Any:
     )
 
 
-async def _payment(api: Api, user: User, payment_id: str) -> dict[str, Any]:
-    response = await api.client.get(f"/api/payments/{payment_id}", headers=user.headers)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 async def _transactions(api: Api, user: User, kind: str) -> list[dict[str, Any]]:
     response = await api.client.get(
         "/api/transactions", params={"type": kind}, headers=user.headers
@@ -151,7 +145,7 @@ async def test_charge_whose_answer_was_lost_is_recorded_by_reconcile_without_a_s
 
     await api.container.payments.reconcile(older_than=NOW)
 
-    settled = await _payment(api, user, payment["id"])
+    settled = await fetch_payment(api.client, user, payment["id"])
     assert (settled["status"], settled["failure_code"]) == ("completed", None)
     assert len(processor.charges_for(user)) == 1  # reconcile looked the charge up, never re-sent it
     assert await processor.money_moved(user) == {_reference(payment): 1}
@@ -171,7 +165,7 @@ async def test_charge_whose_request_was_lost_is_charged_exactly_once_by_reconcil
 
     await api.container.payments.reconcile(older_than=NOW)
 
-    assert (await _payment(api, user, payment["id"]))["status"] == "completed"
+    assert (await fetch_payment(api.client, user, payment["id"]))["status"] == "completed"
     ours = processor.charges_for(user)
     assert [r.reference for r in ours] == [_reference(payment)] * 2  # the same reference again
     assert await processor.money_moved(user) == {_reference(payment): 1}
@@ -194,7 +188,7 @@ async def test_declined_charge_whose_answer_was_lost_fails_with_its_failure_code
 
     await api.container.payments.reconcile(older_than=NOW)
 
-    failed = await _payment(api, user, payment["id"])
+    failed = await fetch_payment(api.client, user, payment["id"])
     assert (failed["status"], failed["failure_code"]) == ("failed", "insufficient_funds")
     assert failed["failure_message"]
     assert len(processor.charges_for(user)) == 1
@@ -253,7 +247,7 @@ async def test_two_reconcilers_racing_settle_each_payment_once(api_factory: Any)
     )
 
     for payment in payments:
-        assert (await _payment(api, user, payment["id"]))["status"] == "completed"
+        assert (await fetch_payment(api.client, user, payment["id"]))["status"] == "completed"
         assert await _charge_postings(api, payment["id"]) == 1
     assert await processor.money_moved(user) == {_reference(p): 1 for p in payments}
     charges = await _transactions(api, user, "charge")
@@ -359,12 +353,14 @@ async def test_worker_round_reconciles_and_purges_expired_idempotency_keys(
 
     worker = Worker(api.container, interval=1.0, older_than=timedelta(minutes=5))
     await worker.run_round()  # nothing is old enough yet
-    assert (await _payment(api, user, payment["id"]))["status"] == "processing"
+    assert (await fetch_payment(api.client, user, payment["id"]))["status"] == "processing"
 
     clock.now += timedelta(minutes=10)
     await worker.run_round()
-    assert (await _payment(api, user, payment["id"]))["status"] == "completed"
-    assert (await _payment(api, user, uncharged["id"]))["status"] == "pending"  # not touched
+    assert (await fetch_payment(api.client, user, payment["id"]))["status"] == "completed"
+    assert (await fetch_payment(api.client, user, uncharged["id"]))[
+        "status"
+    ] == "pending"  # not touched
     status = await api.client.get(f"/api/payments/{refunded['id']}/status", headers=user.headers)
     assert (status.json()["status"], status.json()["amount_refunded"]) == (
         "partially_refunded",
@@ -411,11 +407,11 @@ async def test_a_payment_reconcile_cannot_settle_does_not_stop_the_others(
     report = await api.container.payments.reconcile(older_than=NOW)
 
     assert report.unresolved >= 1
-    assert (await _payment(api, user, stuck["id"]))["status"] == "processing"
-    assert (await _payment(api, user, fine["id"]))["status"] == "completed"
+    assert (await fetch_payment(api.client, user, stuck["id"]))["status"] == "processing"
+    assert (await fetch_payment(api.client, user, fine["id"]))["status"] == "completed"
     processor.broken = ""
     await api.container.payments.reconcile(older_than=NOW)
-    assert (await _payment(api, user, stuck["id"]))["status"] == "completed"
+    assert (await fetch_payment(api.client, user, stuck["id"]))["status"] == "completed"
     assert await processor.money_moved(user) == {_reference(stuck): 1, _reference(fine): 1}
 
 
@@ -466,5 +462,5 @@ async def test_reconcile_times_and_counts_its_lookups_like_every_processor_call(
     assert (await _process(api, user, payment["id"])).status_code == 202
     before = lookups()
     await api.container.payments.reconcile(older_than=NOW)
-    assert (await _payment(api, user, payment["id"]))["status"] == "completed"
+    assert (await fetch_payment(api.client, user, payment["id"]))["status"] == "completed"
     assert lookups() >= before + 1

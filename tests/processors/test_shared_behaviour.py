@@ -24,7 +24,15 @@ from kassa.processors.base import (
     WalletData,
 )
 from kassa.processors.faults import Fault, FaultInjectingProcessor
-from tests.conftest import Api, User, card_details, create_payment, register_user, stored
+from tests.conftest import (
+    Api,
+    User,
+    card_details,
+    create_payment,
+    fetch_payment,
+    register_user,
+    stored,
+)
 from tests.processors.conftest import Backend
 
 CONTRACT_FAILURE_CODES = {code.value for code in FailureCode}
@@ -157,13 +165,6 @@ async def _reconcile(api: Api) -> None:
     await api.container.payments.reconcile(older_than=timedelta(0))
 
 
-async def _payment(api: Api, user: User, payment_id: str) -> dict[str, Any]:
-    response = await api.client.get(f"/api/payments/{payment_id}", headers=user.headers)
-    assert response.status_code == 200
-    body: dict[str, Any] = response.json()
-    return body
-
-
 async def _stored_reference(api: Api, payment_id: str) -> str | None:
     from kassa.payments.models import Payment
 
@@ -214,7 +215,7 @@ async def test_the_processor_reference_is_stored_before_the_charge(
         assert stored is not None
         assert stored.startswith("pi_")
     await _reconcile(api)
-    assert (await _payment(api, user, payment["id"]))["status"] == "completed"
+    assert (await fetch_payment(api.client, user, payment["id"]))["status"] == "completed"
     assert await backend.money_moved(user.id, [payment["id"]], store_db) == 1
 
 
@@ -245,7 +246,7 @@ async def test_an_unknown_outcome_stays_processing_and_reconciles_to_one_charge(
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "processing"
     await _reconcile(api)
-    settled = await _payment(api, user, payment["id"])
+    settled = await fetch_payment(api.client, user, payment["id"])
     if operation == "prepare_charge" and not backend.takes_cards_without_cvc:
         # The card must be sent again, and the CVC is gone (destroyed when processing
         # started): localstripe refuses such a request (400, no code), so the payment fails
@@ -268,7 +269,7 @@ async def test_a_decline_whose_answer_was_lost_reconciles_to_failed(
     payment = await create_payment(api.client, user, details=details)
     assert (await _process(api, user, payment["id"])).status_code == 202
     await _reconcile(api)
-    settled = await _payment(api, user, payment["id"])
+    settled = await fetch_payment(api.client, user, payment["id"])
     assert (settled["status"], settled["failure_code"]) == ("failed", "card_declined")
     assert await backend.money_moved(user.id, [payment["id"]], store_db) == 0
 
@@ -285,10 +286,10 @@ async def test_full_and_partial_refunds_through_kassa(
     base = f"/api/payments/{payment['id']}/refund"
     part = await api.client.post(base, json={"amount": 1200}, headers=user.headers)
     assert (part.status_code, part.json()["status"]) == (201, "succeeded")
-    assert (await _payment(api, user, payment["id"]))["status"] == "partially_refunded"
+    assert (await fetch_payment(api.client, user, payment["id"]))["status"] == "partially_refunded"
     rest = await api.client.post(base, headers=user.headers)
     assert (rest.status_code, rest.json()["amount"]) == (201, 3800)
-    settled = await _payment(api, user, payment["id"])
+    settled = await fetch_payment(api.client, user, payment["id"])
     assert (settled["status"], settled["amount_refunded"]) == ("refunded", 5000)
     charge = await _stored_reference(api, payment["id"])
     assert charge is not None
@@ -309,7 +310,7 @@ async def test_a_refund_whose_answer_was_lost_is_settled_once(
     )
     assert refund.json()["status"] == "pending"
     await api.container.refunds.reconcile(older_than=timedelta(0))
-    settled = await _payment(api, user, payment["id"])
+    settled = await fetch_payment(api.client, user, payment["id"])
     assert (settled["status"], settled["amount_refunded"]) == ("partially_refunded", 400)
     charge = await _stored_reference(api, payment["id"])
     assert charge is not None

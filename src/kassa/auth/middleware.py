@@ -153,9 +153,10 @@ class AuthenticationMiddleware:
     def _paid_first(
         self, scope: Scope, receive: Receive, send: Send, outcome: Authentication
     ) -> Send:
-        """`send`, once the request's session check is paid: an answer to a request whose
-        session has ended is replaced by 401, whatever it was (a 422 for its body, a 404 for
-        a malformed id — refusals made before the route's first read)."""
+        """`send`, once the request's session check is paid (a statement only when nothing
+        paid it yet): an answer to a request whose session has ended is replaced by 401,
+        whatever it was (a 422 for its body, a 404 for a malformed id — refusals made before
+        the route's first read)."""
         replaced = False
 
         async def send_paid(message: Message) -> None:
@@ -163,7 +164,12 @@ class AuthenticationMiddleware:
             if replaced:
                 return  # the replaced answer's body
             owed = outcome.owed
-            if message["type"] == "http.response.start" and owed is not None and owed.live is None:
+            if (
+                message["type"] == "http.response.start"
+                and owed is not None
+                and not owed.live
+                and message["status"] != 401
+            ):
                 try:
                     await self.auth.confirm(owed)
                 except Exception as exc:

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from kassa.auth.deps import Caller, CheckedInFirstRead, CurrentPrincipal
-from kassa.db import parse_id
 from kassa.errors import KassaError
 from kassa.idempotency.deps import HeldKeyDep, held_key_of
 from kassa.idempotency.service import AnswerFor, CommittedAnswer
@@ -33,6 +32,7 @@ from kassa.payments.service import PaymentService
 from kassa.payments.states import PaymentStatus
 from kassa.web import (
     guarded,
+    id_or_not_found,
     path_id,
     problem_responses,
     query_map,
@@ -60,7 +60,6 @@ async def get_payment_lists(request: Request) -> PaymentLists:
     return lists
 
 
-NO_PAYMENT = uuid.UUID(int=0)
 PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
 PaymentId = Annotated[uuid.UUID, path_id("payment_id", PaymentNotFound)]
 
@@ -161,9 +160,7 @@ async def process_payment(
     back to `return_url`) — or 202 with `processing` when the outcome is not known yet
     (reconciliation settles it)."""
     principal = caller.principal
-    # A malformed id names nothing the caller owns: it is looked up as the nil id, which no
-    # payment has, so the read still pays the session check (401 first) and answers 404.
-    payment_id = parse_id(body.target) or NO_PAYMENT
+    payment_id = id_or_not_found(body.target, PaymentNotFound)
     outcome = await payments_of(request).process(
         principal.user_id,
         payment_id,

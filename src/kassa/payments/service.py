@@ -409,7 +409,6 @@ class PaymentService:
         `return_url`). The first read pays the request's `session` check, if still owed."""
         https = return_url is None or return_url.startswith("https://")
         if self._require_https_return and not https:
-            await sessions.confirm(self._db, session)
             raise ReturnUrlNotAllowed
         now = self._clock()
         # The one-statement start has no place for a return_url: a payment given one starts

@@ -33,10 +33,6 @@ def refunds_of(request: Request) -> RefundService:
     return service
 
 
-async def get_refund_service(request: Request) -> RefundService:
-    return refunds_of(request)
-
-
 async def get_refund_lists(request: Request) -> RefundLists:
     lists: RefundLists = request.app.state.container.refund_lists
     return lists
