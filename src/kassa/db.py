@@ -48,6 +48,8 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool, QueuePool
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import TypeDecorator
 
+from kassa.ids import random_uuid
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -124,7 +126,7 @@ def utcnow() -> datetime:
 
 
 def new_id() -> uuid.UUID:
-    return uuid.uuid4()
+    return random_uuid()
 
 
 def parse_id(raw: str) -> uuid.UUID | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import Sequence
 
 import structlog
@@ -19,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.edge.csp import DEFAULT_POLICY
 from kassa.edge.proxy import Network, is_https
+from kassa.ids import random_hex
 from kassa.observability.metrics import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -65,7 +65,7 @@ def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.fullmatch(value):
             return str(value.decode("ascii"))
-    return uuid.uuid4().hex
+    return random_hex()
 
 
 class RequestContextMiddleware:

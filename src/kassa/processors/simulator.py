@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kassa.db import utcnow
+from kassa.ids import random_hex
 from kassa.processors.base import (
     FAILURE_MESSAGES,
     CaptureRequest,
@@ -129,7 +129,7 @@ class SimulatorProcessor:
         # reference gets that one answer.
         self.charge_attempts += 1
         number = request.card.number if request.card is not None else None
-        processor_reference = f"sim_ch_{uuid.uuid4().hex}"
+        processor_reference = f"sim_ch_{random_hex()}"
         if number in AUTHENTICATING_CARDS:
             kept = await self._store.put_charge(
                 request.reference,
@@ -277,7 +277,7 @@ class SimulatorProcessor:
 
     async def refund(self, request: RefundRequest) -> RefundResult:
         result = RefundResult(
-            outcome=Outcome.SUCCEEDED, processor_reference=f"sim_re_{uuid.uuid4().hex}"
+            outcome=Outcome.SUCCEEDED, processor_reference=f"sim_re_{random_hex()}"
         )
         return await self._store.put_refund(
             request.reference, result, request.charge_reference, request.amount, request.currency
