@@ -4,6 +4,7 @@ server's own proxy-header handling is off, so loopback is not trusted by default
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -31,6 +32,13 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPV6_CLIENT_PREFIX = 64
 
 
+# Every request parses its peer's address (and a proxy's hops) twice; clients repeat, so the
+# last few thousand spellings are remembered (a bounded cache: a flood of new ones only
+# evicts).
+_REMEMBERED = 4096
+
+
+@functools.lru_cache(maxsize=_REMEMBERED)
 def parse_address(text: str) -> Address | None:
     """An address written as a proxy may write it — `2001:DB8::1`, `[2001:db8::1]:443`,
     `192.0.2.1:8080`, an IPv4-mapped IPv6 — or None when it is not one (`unknown`, garbage)."""
@@ -49,6 +57,7 @@ def parse_address(text: str) -> Address | None:
     return address
 
 
+@functools.lru_cache(maxsize=_REMEMBERED)
 def client_key(address: str) -> str:
     """The rate-limit key of a client address: the canonical IPv4 address, the /64 of an
     IPv6 address (every spelling of one address, and every address of one /64, share it);
@@ -59,6 +68,13 @@ def client_key(address: str) -> str:
     if isinstance(parsed, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((parsed, IPV6_CLIENT_PREFIX), strict=False))
     return str(parsed)
+
+
+@functools.lru_cache(maxsize=_REMEMBERED)
+def _canonical(text: str) -> str:
+    """`text` as its address's canonical spelling; as it is when it is no address."""
+    parsed = parse_address(text)
+    return str(parsed) if parsed is not None else text
 
 
 def _is_trusted(address: Address | None, trusted: Sequence[Network]) -> bool:
@@ -84,9 +100,8 @@ def client_ip(scope: Scope, trusted: Sequence[Network]) -> str:
     are not addresses (`unknown`, garbage) are skipped; the address is returned in its
     canonical form (`2001:DB8:0::1` is `2001:db8::1`)."""
     peer = _peer(scope)
-    parsed_peer = parse_address(peer)
-    canonical_peer = str(parsed_peer) if parsed_peer is not None else peer
-    if not trusted or not _is_trusted(parsed_peer, trusted):
+    canonical_peer = _canonical(peer)
+    if not trusted or not _is_trusted(parse_address(peer), trusted):
         return canonical_peer
     for hop in reversed(_header_values(scope, b"x-forwarded-for")):
         address = parse_address(hop)
