@@ -8,8 +8,10 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from kassa.edge.jsondepth import repeated_key
+from kassa.edge.jsondepth import repeated_key, repeats_no_key
 from tests.conftest import Api, card_details, register_user
 
 JSON = {"Content-Type": "application/json"}
@@ -32,6 +34,55 @@ JSON = {"Content-Type": "application/json"}
 )
 def test_repeated_key_finds_the_path(body: bytes, path: str | None) -> None:
     assert repeated_key(body) == path
+
+
+@pytest.mark.parametrize(
+    ("body", "clean"),
+    [
+        (b'{"a": 1, "b": {"c": 2}}', True),
+        (b'{"a": "b:", "c" : [1, {"d": 1, "e": "\\":"}]}', True),  # colons inside strings
+        (b'{"k\\"": 1, "k": 2}', True),  # an escaped quote ends no key
+        (b'{"a"\n :\t1, "a" : 2}', False),  # whitespace before the colon
+        (b'{"a": {"b": 1, "b": 2}}', False),
+        (b'{"\\u0061": 1, "a": 2}', False),  # two spellings of one key
+        (b"[1, 2]", True),
+        (b'{"a": NaN}', False),  # the routes' parser takes it; the slow reading decides
+        (b'{"a": 123456789012345678901234567890, "a": 1}', False),
+        (b"not json", False),
+    ],
+)
+def test_the_quick_check_passes_only_bodies_without_a_repeat(body: bytes, clean: bool) -> None:
+    """A body the quick check passes has no repeated key by the slow reading; one it does
+    not pass goes to the slow reading, which has the last word."""
+    assert repeats_no_key(body) is clean
+    if clean:
+        assert repeated_key(body) is None
+
+
+def _json_text(draw: st.DrawFn, depth: int = 0) -> str:
+    """JSON text whose objects may repeat keys (which `json.dumps` of a dict cannot write)."""
+    kind = draw(st.sampled_from(["scalar", "array", "object"] if depth < 3 else ["scalar"]))
+    if kind == "scalar":
+        return json.dumps(draw(st.one_of(st.integers(), st.text(max_size=6), st.booleans())))
+    items = draw(st.integers(min_value=0, max_value=4))
+    if kind == "array":
+        return "[" + ", ".join(_json_text(draw, depth + 1) for _ in range(items)) + "]"
+    keys = st.sampled_from(["a", "b", 'q"', "a:", "\\"])
+    pairs = (
+        f"{json.dumps(draw(keys))}{draw(st.sampled_from([':', ' :', ': ']))}"
+        f"{_json_text(draw, depth + 1)}"
+        for _ in range(items)
+    )
+    return "{" + ", ".join(pairs) + "}"
+
+
+@given(st.composite(_json_text)())
+def test_the_quick_check_and_the_slow_reading_agree(text: str) -> None:
+    body = text.encode()
+    if repeats_no_key(body):
+        assert repeated_key(body) is None
+    else:
+        assert repeated_key(body) is not None
 
 
 def _payment_body_text(amount_twice: bool) -> str:

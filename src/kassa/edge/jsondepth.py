@@ -16,6 +16,7 @@ import json
 import re
 from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.errors import FieldError, problem_response
@@ -24,6 +25,8 @@ from kassa.text import text_problem
 MAX_JSON_DEPTH = 32
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# Every string of a body, with the colon that follows it when it is a key.
+_STRING_OR_KEY = re.compile(rb'"(?:[^"\\]++|\\.)*+"(\s*:)?', re.DOTALL)
 
 
 def json_depth(body: bytes) -> int:
@@ -74,10 +77,34 @@ def _path_to_repeat(value: Any) -> list[str] | None:
     return None
 
 
+def _keys_kept(value: Any) -> int:
+    """How many keys the objects of a parsed body hold, at every depth."""
+    if isinstance(value, dict):
+        return len(value) + sum(_keys_kept(child) for child in value.values())
+    if isinstance(value, list):
+        return sum(_keys_kept(child) for child in value)
+    return 0
+
+
+def repeats_no_key(body: bytes) -> bool:
+    """True when `body` is JSON in which no object repeats a key: as many keys as its text
+    writes were kept by a (C) parser, which keeps one of each. False when some object may
+    repeat one, or the parser refuses what the routes' parser may take (`NaN`, integers
+    past 64 bits): `repeated_key` then reads the body slowly and says which."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    written = sum(1 for colon in _STRING_OR_KEY.findall(body) if colon)
+    return written == _keys_kept(parsed)
+
+
 def repeated_key(body: bytes) -> str | None:
     """The path (`details.cvc`, `metadata`) of the first key some object of `body` repeats;
     None when there is none or `body` is not JSON (the route's own parser says so). A part of
     the path that may not be shown (control characters, a card number) reads `*`."""
+    if repeats_no_key(body):
+        return None
     repeats = False
 
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
