@@ -177,7 +177,9 @@ class OpenLoop:
         stays in the request's latency."""
         try:
             status, answer = await connection.request(method, path, headers, body)
-        except (asyncio.IncompleteReadError, ConnectionResetError) as error:
+        except (asyncio.IncompleteReadError, ConnectionError) as error:
+            # Reset, or a broken pipe: which one a closed connection gives depends on
+            # whether the request's write or the answer's read met the close first.
             partial = getattr(error, "partial", b"")
             if not connection.used or partial:
                 raise

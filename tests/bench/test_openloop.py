@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import orjson
 import pytest
 
-from bench.openloop import OpenLoop, due_times, lifecycle_parts, percentile
+from bench.openloop import Connection, OpenLoop, clock, due_times, lifecycle_parts, percentile
 
 
 def test_due_times_are_evenly_spaced_at_the_rate_from_zero() -> None:
@@ -120,3 +120,49 @@ async def test_a_kept_alive_connection_the_server_closed_is_replaced_not_counted
         result = await OpenLoop("127.0.0.1", port, ["t"]).run("closing", rate=40, seconds=0.2)
     assert (result.completed, result.errors) == (8, 0), result.notes
     assert server.paths.count("POST /api/payments/process") == 8
+
+
+class _ClosedUnderfoot(Connection):
+    """A reused connection whose peer closed it: the request's write broke the pipe."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.used = 1
+        self.error = error
+        self.closed = False
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, bytes]:
+        raise self.error
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Fresh(Connection):
+    def __init__(self) -> None:
+        self.used = 0
+        self.idle_since = clock()
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, bytes]:
+        self.used += 1
+        return 200, b"{}"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        BrokenPipeError(32, "Broken pipe"),
+        ConnectionResetError(104, "reset"),
+        ConnectionAbortedError(),
+    ],
+)
+async def test_a_reused_connection_broken_either_way_is_replaced_once(error: OSError) -> None:
+    loop = OpenLoop("127.0.0.1", 1, ["t"])
+    fresh = _Fresh()
+    loop.idle.append(fresh)
+    broken = _ClosedUnderfoot(error)
+    connection, status, _ = await loop._send(broken, "GET", "/", {}, b"")
+    assert (connection, status, broken.closed) == (fresh, 200, True)
