@@ -357,8 +357,12 @@ def parse(model: type[Body], body: bytes) -> Body:
         raise Refusal(422, "validation_error", f"{field}: {first['msg']}") from None
 
 
-def create_app(config: Config | None = None, log: TextIO | None = None) -> AccessLog:
-    lean = Lean(config or Config.from_env())
+def create_app(
+    config: Config | None = None, log: TextIO | None = None, lean: Lean | None = None
+) -> AccessLog:
+    """`lean`, if given, is used instead of `Lean(config)` (bench/ladder.py swaps its layers)."""
+    if lean is None:
+        lean = Lean(config or Config.from_env())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
