@@ -202,23 +202,27 @@ async def admin(dsn: str, sql: str) -> None:
         await connection.close()
 
 
+async def kassa_tokens(app: App, count: int) -> list[str]:
+    """`count` users registered and logged in through kassa's own API (its ASGI callable)."""
+    tokens = []
+    for index in range(count):
+        email = f"inproc-{uuid.uuid4().hex[:8]}-{index}@example.com"
+        registration = {"name": "bench", "email": email, "password": PASSWORD}
+        status, body = await call(app, "POST", "/api/auth/register", {}, orjson.dumps(registration))
+        if status != 201:
+            raise RuntimeError(f"register {status}: {body[:300]!r}")
+        login = {"email": email, "password": PASSWORD}
+        status, body = await call(app, "POST", "/api/auth/login", {}, orjson.dumps(login))
+        tokens.append(orjson.loads(body)["access_token"])
+    return tokens
+
+
 async def kassa_run(url: str, args: argparse.Namespace) -> None:
     from kassa.app import create_app_from_env
 
     app = create_app_from_env()
     async with Lifespan(app):
-        tokens = []
-        for index in range(args.concurrency):
-            email = f"inproc-{uuid.uuid4().hex[:8]}-{index}@example.com"
-            registration = {"name": "bench", "email": email, "password": PASSWORD}
-            status, body = await call(
-                app, "POST", "/api/auth/register", {}, orjson.dumps(registration)
-            )
-            if status != 201:
-                raise RuntimeError(f"register {status}: {body[:300]!r}")
-            login = {"email": email, "password": PASSWORD}
-            status, body = await call(app, "POST", "/api/auth/login", {}, orjson.dumps(login))
-            tokens.append(orjson.loads(body)["access_token"])
+        tokens = await kassa_tokens(app, args.concurrency)
         await measure("kassa", app, tokens, args.lifecycles, args.concurrency, args.profile)
 
 
@@ -240,6 +244,25 @@ async def reference_run(dsn: str, redis_url: str, prefix: str, args: argparse.Na
         )
 
 
+def kassa_environment(url: str, redis_url: str, prefix: str) -> dict[str, str]:
+    """kassa's settings for an in-process run: limits out of the way, cheap password hashes
+    (users are made through the API), JSON log lines at INFO as served."""
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    return {
+        "KASSA_DATABASE_URL": url,
+        "KASSA_REDIS_URL": redis_url,
+        "KASSA_REDIS_KEY_PREFIX": prefix,
+        "KASSA_RATE_LIMIT": "10000000/minute",
+        "KASSA_USER_RATE_LIMIT": "10000000/minute",
+        "KASSA_JWT_SECRET": secrets.token_urlsafe(48),
+        "KASSA_VAULT_KEYS": f"bench:{key}",
+        "KASSA_LOG_LEVEL": "INFO",
+        "KASSA_LOG_FORMAT": "json",
+        "KASSA_ARGON2_MEMORY_KIB": "8",
+        "KASSA_ARGON2_TIME_COST": "1",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lifecycles", type=int, default=400)
@@ -254,22 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     kassa_db, lean_db = f"kassa_inproc_{tag}", f"kassa_inproc_{tag}_lean"
     base = admin_dsn.rsplit("/", 1)[0]
     url = f"{base}/{kassa_db}".replace("postgresql://", "postgresql+asyncpg://", 1)
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-    os.environ.update(
-        {
-            "KASSA_DATABASE_URL": url,
-            "KASSA_REDIS_URL": redis_url,
-            "KASSA_REDIS_KEY_PREFIX": f"kassa-inproc-{tag}",
-            "KASSA_RATE_LIMIT": "10000000/minute",
-            "KASSA_USER_RATE_LIMIT": "10000000/minute",
-            "KASSA_JWT_SECRET": secrets.token_urlsafe(48),
-            "KASSA_VAULT_KEYS": f"bench:{key}",
-            "KASSA_LOG_LEVEL": "INFO",
-            "KASSA_LOG_FORMAT": "json",
-            "KASSA_ARGON2_MEMORY_KIB": "8",
-            "KASSA_ARGON2_TIME_COST": "1",
-        }
-    )
+    os.environ.update(kassa_environment(url, redis_url, f"kassa-inproc-{tag}"))
     asyncio.run(admin(admin_dsn, f'CREATE DATABASE "{kassa_db}"'))
     asyncio.run(admin(admin_dsn, f'CREATE DATABASE "{lean_db}"'))
     try:

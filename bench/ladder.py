@@ -22,6 +22,11 @@ Redis key prefix of its own; access lines go to /dev/null. CPU is the process's,
 lifecycle; the table gives medians over the rounds.
 
     .venv/bin/python -m bench.ladder [--lifecycles 800] [--concurrency 8] [--rounds 3]
+                                     [--with-kassa]
+
+`--with-kassa` adds kassa itself as a last rung, in the same rounds and process (its own
+database, migrated; users made through its API; its log lines to the same sink): the step
+from the mandated stack to kassa is what kassa's own code costs on the same lifecycle.
 
 A diagnostic, like bench.inproc; not part of `make test` or `make bench`.
 """
@@ -30,11 +35,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -57,7 +64,19 @@ from redis.exceptions import NoScriptError
 from sqlalchemy import RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bench.inproc import App, Lifespan, Message, Receive, Send, admin, lifecycles, say
+from bench.inproc import (
+    BIN,
+    App,
+    Lifespan,
+    Message,
+    Receive,
+    Send,
+    admin,
+    kassa_environment,
+    kassa_tokens,
+    lifecycles,
+    say,
+)
 from bench.reference import app as reference
 from bench.reference import checks as reference_checks
 from bench.reference import sql
@@ -65,6 +84,7 @@ from bench.reference.app import RATE_SCRIPT, RATE_SHA, Config, Lean, Refusal, Sc
 
 LAYERS = ("sqlalchemy", "redis-py/limits", "structlog", "prometheus", "pydantic answers")
 RUNGS = ("lean", *(f"+ {layer}" for layer in LAYERS))
+KASSA = "kassa"
 
 
 class AlchemyLean(Lean):
@@ -266,31 +286,55 @@ async def rung(level: int, config: Config, sink: TextIO) -> AsyncIterator[Rung]:
             yield Rung(RUNGS[level], app, lean, registry)
 
 
+async def measured(app: App, tokens: list[str], count: int, warmup: int, concurrency: int) -> float:
+    """CPU ms per lifecycle over `count` lifecycles, after `warmup` of them."""
+    await lifecycles(app, tokens, warmup, concurrency)
+    gc.collect()
+    cpu = time.process_time()
+    await lifecycles(app, tokens, count, concurrency)
+    return 1000 * (time.process_time() - cpu) / count
+
+
+async def kassa_rung(count: int, warmup: int, concurrency: int) -> float:
+    """kassa itself (settings from the environment, see `main`), on a fresh app."""
+    from kassa.app import create_app_from_env
+
+    app = create_app_from_env()
+    async with Lifespan(app):
+        tokens = await kassa_tokens(app, concurrency)
+        return await measured(app, tokens, count, warmup, concurrency)
+
+
 async def run_ladder(
     dsn: str, redis_url: str, prefix: str, args: argparse.Namespace, sink: TextIO
 ) -> list[list[float]]:
-    """Per round, every rung's CPU ms per lifecycle (after its warm-up), in RUNGS order."""
+    """Per round, every rung's CPU ms per lifecycle (after its warm-up), in RUNGS order
+    (then kassa's, with `args.with_kassa`)."""
     secret = secrets.token_urlsafe(48)
     count, concurrency = args.lifecycles, args.concurrency
     warmup = args.warmup if args.warmup is not None else max(20, count // 10)
     runs = []
     for number in range(1, args.rounds + 1):
         run = []
-        for level, name in enumerate(RUNGS):
-            config = Config(dsn, redis_url, f"{prefix}-{level}", secret, secrets.token_bytes(32))
+        for level, name in enumerate(rungs_of(args)):
             wall = time.perf_counter()
-            async with rung(level, config, sink) as built:
-                tokens = await reference_checks.seed_tokens(dsn, secret, concurrency)
-                await lifecycles(built.app, tokens, warmup, concurrency)
-                gc.collect()
-                cpu = time.process_time()
-                await lifecycles(built.app, tokens, count, concurrency)
-                ms = 1000 * (time.process_time() - cpu) / count
+            if name == KASSA:
+                ms = await kassa_rung(count, warmup, concurrency)
+            else:
+                key = secrets.token_bytes(32)
+                config = Config(dsn, redis_url, f"{prefix}-{level}", secret, key)
+                async with rung(level, config, sink) as built:
+                    tokens = await reference_checks.seed_tokens(dsn, secret, concurrency)
+                    ms = await measured(built.app, tokens, count, warmup, concurrency)
             wall = time.perf_counter() - wall
             say(f"round {number}/{args.rounds}  {name:18} {ms:7.3f} ms/lifecycle  ({wall:.1f} s)")
             run.append(ms)
         runs.append(run)
     return runs
+
+
+def rungs_of(args: argparse.Namespace) -> tuple[str, ...]:
+    return (*RUNGS, KASSA) if args.with_kassa else RUNGS
 
 
 def table(runs: Sequence[Sequence[float]], names: Sequence[str] = RUNGS) -> str:
@@ -321,20 +365,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, help="lifecycles first (a tenth, at least 20)")
+    parser.add_argument("--with-kassa", action="store_true", help="kassa as a last rung")
     args = parser.parse_args(argv)
     admin_dsn = os.environ.get("BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     tag = uuid.uuid4().hex[:8]
     database, prefix = f"kassa_ladder_{tag}", f"kassa-ladder-{tag}"
-    dsn = f"{admin_dsn.rsplit('/', 1)[0]}/{database}"
-    asyncio.run(admin(admin_dsn, f'CREATE DATABASE "{database}"'))
+    base = admin_dsn.rsplit("/", 1)[0]
+    dsn = f"{base}/{database}"
+    databases = [database, f"{database}_kassa"] if args.with_kassa else [database]
+    for name in databases:
+        asyncio.run(admin(admin_dsn, f'CREATE DATABASE "{name}"'))
     try:
         asyncio.run(reference_checks.apply_schema(dsn))
-        with open(os.devnull, "w", encoding="utf-8") as sink:  # every rung's access lines
-            runs = uvloop.run(run_ladder(dsn, redis_url, prefix, args, sink))
-        print(table(runs), flush=True)
+        with open(os.devnull, "w", encoding="utf-8") as sink:  # every rung's log lines
+            if args.with_kassa:
+                url = f"{base}/{databases[1]}".replace("postgresql://", "postgresql+asyncpg://", 1)
+                os.environ.update(kassa_environment(url, redis_url, f"{prefix}-kassa"))
+                subprocess.run([str(BIN / "kassa"), "migrate"], check=True, capture_output=True)
+            with contextlib.redirect_stdout(sink):  # kassa logs to stdout
+                runs = uvloop.run(run_ladder(dsn, redis_url, prefix, args, sink))
+        print(table(runs, rungs_of(args)), flush=True)
     finally:
-        asyncio.run(admin(admin_dsn, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        for name in databases:
+            asyncio.run(admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         asyncio.run(forget(redis_url, prefix))
     return 0
 

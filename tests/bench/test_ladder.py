@@ -21,8 +21,9 @@ import orjson
 import pytest
 from sqlalchemy import event, make_url
 
-from bench.inproc import call, lifecycles
+from bench.inproc import call, kassa_environment, lifecycles
 from bench.ladder import (
+    KASSA,
     RUNGS,
     AlchemyLean,
     PaymentAnswer,
@@ -31,6 +32,7 @@ from bench.ladder import (
     pydantic_payment_body,
     run_ladder,
     rung,
+    rungs_of,
     table,
 )
 from bench.openloop import PAYMENT
@@ -205,7 +207,9 @@ async def test_every_rung_sends_the_lean_rungs_statements_and_redis_calls(where:
 
 
 async def test_a_small_ladder_times_every_rung_and_tables_them(where: Where) -> None:
-    args = argparse.Namespace(lifecycles=LIFECYCLES, concurrency=CONCURRENCY, rounds=2, warmup=2)
+    args = argparse.Namespace(
+        lifecycles=LIFECYCLES, concurrency=CONCURRENCY, rounds=2, warmup=2, with_kassa=False
+    )
     runs = await run_ladder(where.dsn, where.redis_url, where.prefix, args, io.StringIO())
     assert len(runs) == 2
     assert all(len(run) == len(RUNGS) and all(ms > 0 for ms in run) for run in runs)
@@ -213,6 +217,23 @@ async def test_a_small_ladder_times_every_rung_and_tables_them(where: Where) -> 
     assert len(rows) == 1 + len(RUNGS)
     assert [row[:20].strip() for row in rows[1:]] == list(RUNGS)
     assert rows[1].split()[1:3] == [f"{(runs[0][0] + runs[1][0]) / 2:.3f}", "1.00"]
+
+
+async def test_kassa_runs_as_the_last_rung_on_the_settings_it_is_given(
+    where: Where, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = kassa_environment(postgres_url, where.redis_url, f"{where.prefix}-kassa")
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    args = argparse.Namespace(
+        lifecycles=LIFECYCLES, concurrency=CONCURRENCY, rounds=1, warmup=2, with_kassa=True
+    )
+    assert rungs_of(args) == (*RUNGS, KASSA)
+    runs = await run_ladder(where.dsn, where.redis_url, where.prefix, args, io.StringIO())
+    assert len(runs[0]) == len(RUNGS) + 1
+    assert all(ms > 0 for ms in runs[0])
+    rows = table(runs, rungs_of(args)).splitlines()
+    assert rows[-1].split()[:2] == [KASSA, f"{runs[0][-1]:.3f}"]
 
 
 def test_the_table_gives_medians_steps_and_ratios() -> None:
