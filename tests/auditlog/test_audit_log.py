@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from kassa.auditlog.models import AuditEvent
 from kassa.auditlog.service import ACTIONS, Actor, AuditLog
 from kassa.db import table_of
-from tests.conftest import Api, User, completed_payment, register_user
+from tests.conftest import Api, User, completed_payment, create_payment, register_user
 from tests.lists import get_list, walk
 from tests.payments import assert_problem
 
@@ -169,6 +169,87 @@ async def test_an_idempotent_replay_of_a_refund_is_not_audited_twice(api: Api) -
         )
         assert response.status_code == 201
     assert len(await _events(api, user, action="refund.created")) == 1
+
+
+async def _authorized(api: Api, user: User, amount: int = 1000) -> dict[str, Any]:
+    """A manual-capture payment, processed: authorized and waiting (`requires_capture`)."""
+    payment = await create_payment(api.client, user, amount=amount, capture="manual")
+    processed = await api.client.post(
+        "/api/payments/process", json={"payment_id": payment["id"]}, headers=user.headers
+    )
+    assert processed.json()["status"] == "requires_capture", processed.text
+    return payment
+
+
+async def test_a_capture_is_audited_with_its_amount_once_and_a_refused_one_not(api: Api) -> None:
+    user = await register_user(api.client)
+    payment = await _authorized(api, user, amount=1000)
+    path = f"/api/payments/{payment['id']}/capture"
+    headers = {**user.headers, "X-Request-ID": "capture-1", "Idempotency-Key": "capture-once"}
+    for _ in range(2):  # the repeat is a replay: one capture, one audit event
+        captured = await api.client.post(path, json={"amount": 600}, headers=headers)
+        assert captured.status_code == 200, captured.text
+    [event] = await _events(api, user, action="payment.capture_requested")
+    assert (event["object_type"], event["object_id"]) == ("payment", payment["id"])
+    assert (event["actor_type"], event["actor_id"]) == ("user", user.id)
+    assert (event["ip"], event["request_id"]) == (CLIENT_IP, "capture-1")
+    assert event["details"] == {"amount": 600, "currency": "USD"}
+    assert event["livemode"] is False
+    # Captured already: a second capture is refused (409) and leaves no audit event.
+    again = await api.client.post(path, json={"amount": 100}, headers=user.headers)
+    assert again.status_code == 409
+    # More than was authorized: refused before anything starts, and not audited either.
+    other = await _authorized(api, user, amount=500)
+    too_much = await api.client.post(
+        f"/api/payments/{other['id']}/capture", json={"amount": 501}, headers=user.headers
+    )
+    assert too_much.status_code == 422
+    assert len(await _events(api, user, action="payment.capture_requested")) == 1
+
+
+@pytest.mark.parametrize("authorized", [False, True])
+async def test_a_cancel_is_audited_with_the_status_it_left(api: Api, authorized: bool) -> None:
+    user = await register_user(api.client)
+    if authorized:
+        payment = await _authorized(api, user)
+    else:
+        payment = await create_payment(api.client, user)
+    path = f"/api/payments/{payment['id']}/cancel"
+    headers = {**user.headers, "X-Request-ID": "cancel-1"}
+    canceled = await api.client.post(path, headers=headers)
+    assert canceled.json()["status"] == "canceled", canceled.text
+    [event] = await _events(api, user, action="payment.cancel_requested")
+    assert (event["object_type"], event["object_id"]) == ("payment", payment["id"])
+    assert (event["actor_type"], event["request_id"]) == ("user", "cancel-1")
+    status_was = "requires_capture" if authorized else "pending"
+    assert event["details"] == {"status_was": status_was, "currency": "USD"}
+    again = await api.client.post(path, headers=user.headers)
+    assert again.status_code == 409
+    assert len(await _events(api, user, action="payment.cancel_requested")) == 1
+
+
+async def test_a_capture_whose_audit_row_fails_does_not_start(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit row is written in the transaction that moves the payment to its capture:
+    when it cannot be written the payment stays authorized, and a capture later succeeds."""
+    user = await register_user(api.client)
+    payment = await _authorized(api, user)
+
+    async def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("the audit log is out of reach")
+
+    monkeypatch.setattr(AuditLog, "record", staticmethod(refuse))
+    path = f"/api/payments/{payment['id']}/capture"
+    failed = await api.client.post(path, headers=user.headers)
+    assert failed.status_code == 500
+    monkeypatch.undo()
+    status = await api.client.get(f"/api/payments/{payment['id']}/status", headers=user.headers)
+    assert status.json()["status"] == "requires_capture"
+    captured = await api.client.post(path, headers=user.headers)
+    assert captured.json()["status"] == "completed"
+    [event] = await _events(api, user, action="payment.capture_requested")
+    assert event["details"] == {"amount": 1000, "currency": "USD"}
 
 
 async def test_webhook_endpoint_creation_and_deletion_are_audited(api_factory: Any) -> None:

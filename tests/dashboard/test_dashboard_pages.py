@@ -175,6 +175,12 @@ async def test_a_pending_payment_can_be_canceled(api: Api) -> None:
         assert canceled.status_code == 303
     after = await api.client.get(f"/api/payments/{payment['id']}", headers=user.headers)
     assert after.json()["status"] == "canceled"
+    audited = await api.client.get(
+        "/api/audit-events", params={"action": "payment.cancel_requested"}, headers=user.headers
+    )
+    [event] = audited.json()["data"]
+    assert (event["actor_type"], event["actor_id"]) == ("user", user.id)
+    assert (event["object_id"], event["details"]["status_was"]) == (payment["id"], "pending")
 
 
 async def test_signing_out_revokes_the_session_everywhere(api: Api) -> None:

@@ -639,7 +639,7 @@ export interface components {
          * AuditAction
          * @enum {string}
          */
-        AuditAction: "login" | "login_failed" | "password_changed" | "refund.created" | "webhook_endpoint.created" | "webhook_endpoint.deleted" | "webhook_endpoint.secret_rotated" | "api_key.created" | "api_key.revoked";
+        AuditAction: "login" | "login_failed" | "password_changed" | "refund.created" | "payment.capture_requested" | "payment.cancel_requested" | "webhook_endpoint.created" | "webhook_endpoint.deleted" | "webhook_endpoint.secret_rotated" | "api_key.created" | "api_key.revoked";
         /** AuditEventList */
         AuditEventList: {
             /** Data */

@@ -595,7 +595,11 @@ async def cancel(payment_id: str, request: Request, container: ContainerDep) -> 
 
     async def run(held: HeldKey) -> uuid.UUID:
         outcome = await container.payments.cancel(
-            user_id, parsed, held, livemode=visitor.principal.livemode
+            user_id,
+            parsed,
+            held,
+            livemode=visitor.principal.livemode,
+            actor=_actor(request, visitor),
         )
         return outcome.payment.id
 
@@ -634,7 +638,12 @@ async def capture(payment_id: str, request: Request, container: ContainerDep) ->
 
     async def run(held: HeldKey) -> uuid.UUID:
         outcome = await container.payments.capture(
-            user_id, payment.id, amount, held, livemode=payment.livemode
+            user_id,
+            payment.id,
+            amount,
+            held,
+            livemode=payment.livemode,
+            actor=_actor(request, visitor),
         )
         return outcome.payment.id
 

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
+from kassa.auditlog.deps import actor_of
 from kassa.auth.deps import Caller, CheckedInFirstRead, CurrentPrincipal
 from kassa.errors import KassaError
 from kassa.idempotency.deps import HeldKeyDep, held_key_of
@@ -225,6 +226,7 @@ async def capture_payment(
     payments: PaymentServiceDep,
     response: Response,
     held: HeldKeyDep,
+    request: Request,
     body: Annotated[CapturePaymentRequest | None, Body()] = None,
 ) -> Any:
     """Capture an authorized (`requires_capture`) payment, all of it or `amount` of it: 200
@@ -232,7 +234,12 @@ async def capture_payment(
     authorization is released. One capture per payment."""
     amount = body.amount if body is not None else None
     outcome = await payments.capture(
-        principal.user_id, payment_id, amount, held, livemode=principal.livemode
+        principal.user_id,
+        payment_id,
+        amount,
+        held,
+        livemode=principal.livemode,
+        actor=actor_of(request),
     )
     if not outcome.settled:
         response.status_code = status.HTTP_202_ACCEPTED
@@ -251,11 +258,12 @@ async def cancel_payment(
     payments: PaymentServiceDep,
     response: Response,
     held: HeldKeyDep,
+    request: Request,
 ) -> Any:
     """Cancel a `pending`, `requires_action` or `requires_capture` payment: 200 `canceled`
     (an authorization is voided at the processor); its vaulted card data is destroyed."""
     outcome = await payments.cancel(
-        principal.user_id, payment_id, held, livemode=principal.livemode
+        principal.user_id, payment_id, held, livemode=principal.livemode, actor=actor_of(request)
     )
     if not outcome.settled:
         response.status_code = status.HTTP_202_ACCEPTED

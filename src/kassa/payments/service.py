@@ -22,6 +22,7 @@ import structlog
 from sqlalchemy import CTE, ColumnElement, Select
 from sqlalchemy.exc import IntegrityError
 
+from kassa.auditlog.service import Actor, AuditAction, AuditLog
 from kassa.auth import sessions
 from kassa.auth.sessions import SESSION_IS_LIVE, SessionCheck
 from kassa.db import Database, Runner, new_id, record_of, values_of
@@ -170,6 +171,28 @@ def changed(payment: Payment, **values: Any) -> Payment:
 
 def _secret_context(payment_id: uuid.UUID, part: str) -> bytes:
     return f"payment:{payment_id}:{part}".encode()
+
+
+async def _audit(
+    db: Runner,
+    actor: Actor,
+    action: AuditAction,
+    payment: Payment,
+    now: datetime,
+    **details: str | int,
+) -> None:
+    """The merchant's act on `payment` in the audit log, in the transaction that starts it."""
+    await AuditLog.record(
+        db,
+        actor,
+        action,
+        object_type="payment",
+        object_id=payment.id,
+        at=now,
+        user_id=payment.user_id,
+        livemode=payment.livemode,
+        details={"currency": payment.currency, **details},
+    )
 
 
 class PaymentService:
@@ -347,16 +370,19 @@ class PaymentService:
         held: HeldKey | None = None,
         *,
         livemode: bool,
+        actor: Actor,
     ) -> ProcessOutcome:
         """pending → canceled, the vaulted card data destroyed in the same transaction; or
         requires_action / requires_capture → processing (void) → canceled once the processor
-        has released the authorization (or the charge waiting for its customer)."""
+        has released the authorization (or the charge waiting for its customer). The
+        `actor`'s request is in the audit log when, and only when, the cancel starts."""
         now = self._clock()
         async with self._db.transaction() as db:
             await commit_effect(db, held, "cancel", payment_id)
             current = await repository.find_payment(db, user_id, payment_id, livemode)
             if current is None:
                 raise PaymentNotFound
+            status_was = current.status
             if current.status == PaymentStatus.PENDING.value:
                 payment = await repository.transition(
                     db,
@@ -375,6 +401,7 @@ class PaymentService:
                 payment = await self._start_step(db, current, ProcessorStep.VOID, now)
                 if payment is None:
                     raise await self._explain_cancel(db, user_id, payment_id, livemode)
+            await _audit(db, actor, "payment.cancel_requested", payment, now, status_was=status_was)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         if payment.status == PaymentStatus.CANCELED.value:
             log.info("payment_canceled", payment_id=str(payment_id))
@@ -754,10 +781,12 @@ class PaymentService:
         held: HeldKey | None = None,
         *,
         livemode: bool,
+        actor: Actor,
     ) -> ProcessOutcome:
         """requires_capture → processing (capture) → completed with `amount_captured` (all
         of the authorization, or `amount` of it; the rest is released). One capture per
-        payment: of racing captures and cancels, one wins and the others get 409."""
+        payment: of racing captures and cancels, one wins and the others get 409. The
+        `actor`'s request is in the audit log when, and only when, the capture starts."""
         now = self._clock()
         async with self._db.transaction() as db:
             await commit_effect(db, held, "capture", payment_id)
@@ -775,6 +804,7 @@ class PaymentService:
             if payment is None:
                 current = await repository.find_payment(db, user_id, payment_id, livemode)
                 raise PaymentNotCapturable(current.status if current else "gone")
+            await _audit(db, actor, "payment.capture_requested", payment, now, amount=wanted)
         PAYMENTS.labels(payment.status, payment.payment_method, payment.currency).inc()
         return await self._capture(payment)
 

@@ -7,6 +7,8 @@ class AuditAction(StrEnum):
     LOGIN = "login"
     LOGIN_FAILED = "login_failed"
     PASSWORD_CHANGED = "password_changed"
+    PAYMENT_CANCEL_REQUESTED = "payment.cancel_requested"
+    PAYMENT_CAPTURE_REQUESTED = "payment.capture_requested"
     REFUND_CREATED = "refund.created"
     WEBHOOK_ENDPOINT_CREATED = "webhook_endpoint.created"
     WEBHOOK_ENDPOINT_DELETED = "webhook_endpoint.deleted"
