@@ -252,5 +252,14 @@ async def test_payment_forms_count_against_the_clients_rate_limit(api_factory: A
         for _ in range(4)
     ]
     assert [t.status_code for t in tries[:3]] == [303, 303, 303]
-    assert tries[3].status_code == 429
-    assert "retry-after" in tries[3].headers
+    refused = tries[3]
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) > 0
+    # A person reads it: a page (kassa's stylesheet, no script), not a JSON problem.
+    assert refused.headers["content-type"].startswith("text/html")
+    assert refused.headers["content-security-policy"].startswith(
+        "default-src 'none'; style-src 'self'"
+    )
+    assert "Too many requests" in refused.text
+    assert "Nothing was charged" in refused.text
+    assert f'href="/checkout/{session["id"]}"' in refused.text

@@ -345,3 +345,24 @@ async def test_rotating_a_webhook_secret_signs_with_the_new_one(api_factory: Any
         assert opened == second.group(0)
         audit = await merchant.get("/dashboard/audit")
         assert "webhook_endpoint.secret_rotated" in audit.text
+
+
+async def test_forms_over_the_clients_limit_get_a_page_with_the_way_back(
+    api_factory: Any,
+) -> None:
+    api = await api_factory(rate_limit="5/minute")
+    user = await register_user(api.client)  # 2 of the 5 (register, login)
+    payment = await create_payment(api.client, user)  # 3
+    async with browser(api) as merchant:
+        await sign_in(merchant, user)  # 4 (the sign-in form)
+        page = await merchant.get(f"/dashboard/payments/{payment['id']}")  # a GET: not counted
+        form = {"csrf": csrf_of(page.text), "key": "e" * 32}
+        path = f"/dashboard/payments/{payment['id']}/cancel"
+        answers = [await merchant.post(path, data=form) for _ in range(2)]
+    assert [a.status_code for a in answers] == [303, 429]
+    refused = answers[1]
+    assert refused.headers["content-type"].startswith("text/html")
+    assert int(refused.headers["retry-after"]) > 0
+    assert "Too many requests" in refused.text
+    assert "Nothing was changed" in refused.text
+    assert 'href="/dashboard"' in refused.text

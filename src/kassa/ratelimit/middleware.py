@@ -10,11 +10,15 @@ carries."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import quote
 
 import structlog
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.auth.middleware import authenticated, authentication
+from kassa.edge.pages import render
 from kassa.edge.proxy import Network, client_ip, client_key
 from kassa.errors import problem_response
 from kassa.observability.metrics import RATE_LIMITED
@@ -123,11 +127,28 @@ class RateLimitMiddleware:
     ) -> None:
         RATE_LIMITED.labels(verdict.name).inc()
         log.warning("rate_limited", limit=verdict.name, client_ip=scope["state"].get("client_ip"))
-        response = problem_response(
-            status=429,
-            code="rate_limited",
-            detail="Too many requests; retry after the number of seconds in Retry-After.",
-            headers={"Retry-After": str(verdict.reset_after)},
-        )
+        if scope["path"].startswith("/api"):
+            response: Response = problem_response(
+                status=429,
+                code="rate_limited",
+                detail="Too many requests; retry after the number of seconds in Retry-After.",
+            )
+        else:
+            response = too_many_page(scope, verdict.reset_after)
+        response.headers["Retry-After"] = str(verdict.reset_after)
         response.raw_headers.extend(extra)
         await response(scope, receive, send)
+
+
+def too_many_page(scope: Scope, seconds: int) -> Response:
+    """A form refused by the limits, as a page a person reads (checkout's customer, the
+    dashboard's merchant): nothing was done, how long to wait, and the way back."""
+    parts = scope["path"].split("/")  # "", "checkout" | "dashboard", …
+    checkout = parts[1] == "checkout"
+    context = {
+        "seconds": seconds,
+        "body_class": "checkout" if checkout else "",
+        "back": f"/checkout/{quote(parts[2], safe='')}" if checkout else "/dashboard",
+        "back_label": "Back to the payment page" if checkout else "Back to the dashboard",
+    }
+    return render(Request(scope), "too_many.html", context, status_code=429)
