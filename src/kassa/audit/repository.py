@@ -117,6 +117,20 @@ async def lines_of_unknown_payments(db: Runner, limit: int) -> Sequence[Any]:
     return await db.tuples(query)
 
 
+async def lines_in_the_other_modes_books(db: Runner, limit: int) -> Sequence[Any]:
+    """Ledger lines in another mode's books than their payment's (test money counted as live,
+    or live as test). A line without a mode (written by the release before modes were
+    recorded, during an upgrade) is its payment's and is not one of them."""
+    query = (
+        select(_LEDGER.c.posting_id, _LEDGER.c.payment_id, _LEDGER.c.livemode)
+        .join(_PAYMENT, _PAYMENT.c.id == _LEDGER.c.payment_id)
+        .where(_LEDGER.c.livemode.is_not(None), _LEDGER.c.livemode != _PAYMENT.c.livemode)
+        .distinct()
+        .limit(limit)
+    )
+    return await db.tuples(query)
+
+
 async def payment_totals_that_disagree(db: Runner, batch: Batch, limit: int) -> Sequence[Any]:
     """Payments whose ledger totals, succeeded refunds and amounts disagree: the ledger's
     clearing account holds +amount for a charged payment (0 otherwise) and −amount_refunded

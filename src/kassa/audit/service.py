@@ -108,6 +108,13 @@ class BooksAuditor:
                 note(f"posting {posting_id} sums to {amount} {currency}, not 0")
             for (payment_id,) in await repository.lines_of_unknown_payments(db, limit):
                 note(f"ledger lines for unknown payment {payment_id}")
+            for posting_id, payment_id, livemode in await repository.lines_in_the_other_modes_books(
+                db, limit
+            ):
+                books, mode = ("live", "test") if livemode else ("test", "live")
+                note(
+                    f"posting {posting_id} is in the {books} books; payment {payment_id} is {mode}"
+                )
             for refund_id, payment_id in await repository.postings_of_unknown_refunds(db, limit):
                 note(f"ledger refund posting for unknown refund {refund_id} (payment {payment_id})")
             if self._processor_records:

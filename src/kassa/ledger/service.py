@@ -49,6 +49,7 @@ def _lines(
     currency: str,
     payment_id: uuid.UUID,
     refund_id: uuid.UUID | None,
+    livemode: bool,
     now: datetime,
 ) -> list[dict[str, object]]:
     if sum(amount for _, amount in lines) != 0:
@@ -62,6 +63,7 @@ def _lines(
             "account": account,
             "amount": amount,
             "currency": currency,
+            "livemode": livemode,
             "payment_id": payment_id,
             # The refund id is unique: one posting per refund, recorded on its first line.
             "refund_id": refund_id if index == 0 else None,
@@ -95,6 +97,7 @@ class LedgerService:
         payment_id: uuid.UUID,
         amount: int,
         currency: str,
+        livemode: bool,
         now: datetime,
     ) -> dict[str, object]:
         return _bound(
@@ -104,6 +107,7 @@ class LedgerService:
                 currency=currency,
                 payment_id=payment_id,
                 refund_id=None,
+                livemode=livemode,
                 now=now,
             )
         )
@@ -116,6 +120,7 @@ class LedgerService:
         refund_id: uuid.UUID,
         amount: int,
         currency: str,
+        livemode: bool,
         now: datetime,
     ) -> dict[str, object]:
         return _bound(
@@ -125,6 +130,7 @@ class LedgerService:
                 currency=currency,
                 payment_id=payment_id,
                 refund_id=refund_id,
+                livemode=livemode,
                 now=now,
             )
         )
@@ -137,6 +143,7 @@ class LedgerService:
         payment_id: uuid.UUID,
         amount: int,
         currency: str,
+        livemode: bool,
         now: datetime,
     ) -> None:
         await _post(
@@ -146,6 +153,7 @@ class LedgerService:
             currency=currency,
             payment_id=payment_id,
             refund_id=None,
+            livemode=livemode,
             now=now,
         )
 
@@ -157,6 +165,7 @@ class LedgerService:
         payment_id: uuid.UUID,
         amount: int,
         currency: str,
+        livemode: bool,
         now: datetime,
     ) -> None:
         """An authorization of `amount` granted: held, not revenue."""
@@ -167,6 +176,7 @@ class LedgerService:
             currency=currency,
             payment_id=payment_id,
             refund_id=None,
+            livemode=livemode,
             now=now,
         )
 
@@ -178,6 +188,7 @@ class LedgerService:
         payment_id: uuid.UUID,
         amount: int,
         currency: str,
+        livemode: bool,
         now: datetime,
     ) -> None:
         """The authorization of `amount` captured or voided: the hold goes, whole."""
@@ -188,6 +199,7 @@ class LedgerService:
             currency=currency,
             payment_id=payment_id,
             refund_id=None,
+            livemode=livemode,
             now=now,
         )
 
@@ -200,6 +212,7 @@ class LedgerService:
         refund_id: uuid.UUID,
         amount: int,
         currency: str,
+        livemode: bool,
         now: datetime,
     ) -> None:
         await _post(
@@ -209,6 +222,7 @@ class LedgerService:
             currency=currency,
             payment_id=payment_id,
             refund_id=refund_id,
+            livemode=livemode,
             now=now,
         )
 
@@ -221,6 +235,7 @@ async def _post(
     currency: str,
     payment_id: uuid.UUID,
     refund_id: uuid.UUID | None,
+    livemode: bool,
     now: datetime,
 ) -> None:
     entries = _lines(
@@ -229,6 +244,7 @@ async def _post(
         currency=currency,
         payment_id=payment_id,
         refund_id=refund_id,
+        livemode=livemode,
         now=now,
     )
     await db.execute(_INSERT_ENTRY, entries)

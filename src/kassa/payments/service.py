@@ -707,6 +707,7 @@ class PaymentService:
                     payment_id=payment_id,
                     amount=payment.amount,
                     currency=payment.currency,
+                    livemode=payment.livemode,
                     now=now,
                 )
             if plan.target is PaymentStatus.REQUIRES_CAPTURE and plan.post_hold:
@@ -716,6 +717,7 @@ class PaymentService:
                     payment_id=payment_id,
                     amount=payment.amount,
                     currency=payment.currency,
+                    livemode=payment.livemode,
                     now=now,
                 )
             if plan.captured is not None:
@@ -725,6 +727,7 @@ class PaymentService:
                     payment_id=payment_id,
                     amount=plan.captured,
                     currency=payment.currency,
+                    livemode=payment.livemode,
                     now=now,
                 )
                 await TransactionService.settle_charge(
@@ -982,6 +985,7 @@ class PaymentService:
                     payment_id=payment_id,
                     amount=payment.amount,
                     currency=payment.currency,
+                    livemode=payment.livemode,
                     now=now,
                 )
             if held is not None and keyed:
@@ -1016,6 +1020,7 @@ class PaymentService:
                     payment_id=payment_id,
                     amount=payment.amount,
                     currency=payment.currency,
+                    livemode=payment.livemode,
                     now=now,
                 )
             await repository.delete_secret(db, payment_id)

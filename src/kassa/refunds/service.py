@@ -413,6 +413,7 @@ class RefundService:
                     refund_id=refund_id,
                     amount=refund.amount,
                     currency=refund.currency,
+                    livemode=refund.livemode,
                     now=now,
                 )
             if held is not None and keyed:
@@ -465,6 +466,7 @@ class RefundService:
                 refund_id=refund.id,
                 amount=refund.amount,
                 currency=refund.currency,
+                livemode=refund.livemode,
                 now=now,
             )
         if held is not None:
