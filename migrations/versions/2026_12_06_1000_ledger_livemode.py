@@ -8,7 +8,7 @@ Create Date: 2026-12-06 10:00:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision: str = "ledger_livemode"
 down_revision: str | None = "checkout_sessions"
@@ -25,11 +25,17 @@ def upgrade() -> None:
         "UPDATE ledger_entry SET livemode = "
         "(SELECT payment.livemode FROM payment WHERE payment.id = ledger_entry.payment_id)"
     )
-    op.create_index(
-        "ix_ledger_entry_livemode_account_currency",
-        "ledger_entry",
-        ["livemode", "account", "currency"],
-    )
+    # Built CONCURRENTLY on PostgreSQL (outside the migration's transaction, which commits
+    # first), so the running release's postings are not held up while a large ledger is
+    # indexed.
+    with context.get_context().autocommit_block():
+        op.create_index(
+            "ix_ledger_entry_livemode_account_currency",
+            "ledger_entry",
+            ["livemode", "account", "currency"],
+            postgresql_concurrently=True,
+            if_not_exists=True,
+        )
 
 
 def downgrade() -> None:
