@@ -50,6 +50,9 @@ def _assert_ended(response: httpx.Response) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"].lower().startswith("bearer")
     assert (response.json()["code"], response.json()["detail"]) == ("unauthorized", ENDED)
+    # Every /api answer carries the limits' headers (the contract), whichever layer wrote it.
+    for name in ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"):
+        assert name in response.headers, (name, dict(response.headers))
 
 
 async def _logout(api: Api, user: User) -> None:

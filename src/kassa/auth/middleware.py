@@ -35,6 +35,10 @@ from kassa.errors import error_response
 STATE = "authentication"
 
 
+# The limits' headers the rate limiter adds to every /api answer.
+_LIMIT_HEADERS = b"ratelimit-"
+
+
 @dataclass(slots=True)
 class Authentication:
     """What authenticating a request's bearer token gave: a principal, or the error the
@@ -174,7 +178,15 @@ class AuthenticationMiddleware:
                     await self.auth.confirm(owed)
                 except Exception as exc:
                     replaced = True
-                    await error_response(exc)(scope, receive, send)
+                    refusal = error_response(exc)
+                    # The limits' headers the replaced answer carried (every /api answer
+                    # carries them), on the refusal in its place.
+                    refusal.raw_headers.extend(
+                        (name, value)
+                        for name, value in message.get("headers", ())
+                        if name.lower().startswith(_LIMIT_HEADERS)
+                    )
+                    await refusal(scope, receive, send)
                     return
             await send(message)
 
