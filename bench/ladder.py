@@ -68,9 +68,6 @@ from bench.inproc import (
     BIN,
     App,
     Lifespan,
-    Message,
-    Receive,
-    Send,
     admin,
     kassa_environment,
     kassa_tokens,
@@ -80,7 +77,16 @@ from bench.inproc import (
 from bench.reference import app as reference
 from bench.reference import checks as reference_checks
 from bench.reference import sql
-from bench.reference.app import RATE_SCRIPT, RATE_SHA, Config, Lean, Refusal, Scope, create_app
+from bench.reference.app import (
+    RATE_SCRIPT,
+    RATE_SHA,
+    AccessLog,
+    Config,
+    Lean,
+    Refusal,
+    Scope,
+    create_app,
+)
 
 LAYERS = ("sqlalchemy", "redis-py/limits", "structlog", "prometheus", "pydantic answers")
 RUNGS = ("lean", *(f"+ {layer}" for layer in LAYERS))
@@ -156,13 +162,12 @@ class RedisPyLean(AlchemyLean):
             raise Refusal(429, "rate_limited", "too many requests")
 
 
-class MandatedAccess:
+class MandatedAccess(AccessLog):
     """The reference's access line (same fields) through structlog; given a registry, a
     Prometheus Counter and Histogram per request as well."""
 
     def __init__(self, app: FastAPI, out: TextIO, registry: CollectorRegistry | None) -> None:
-        self.app = app
-        self.state = app.state
+        super().__init__(app, out)
         self.log: Any = structlog.wrap_logger(
             structlog.WriteLogger(out),
             processors=[
@@ -183,30 +188,14 @@ class MandatedAccess:
                 "http_request_duration_seconds", "Time to answer.", labels[:2], registry=registry
             )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            seconds = time.perf_counter() - started
-            client = (scope.get("client") or ("-", 0))[0]
-            method, path, ms = scope["method"], scope["path"], round(1000 * seconds, 2)
-            self.log.info("request", method=method, path=path, status=status, client=client, ms=ms)
-            if self.requests is not None and self.seconds is not None:
-                route = getattr(scope.get("route"), "path", "unmatched")
-                self.requests.labels(method, route, status).inc()
-                self.seconds.labels(method, route).observe(seconds)
+    def record(self, scope: Scope, status: int, seconds: float) -> None:
+        client = (scope.get("client") or ("-", 0))[0]
+        method, path, ms = scope["method"], scope["path"], round(1000 * seconds, 2)
+        self.log.info("request", method=method, path=path, status=status, client=client, ms=ms)
+        if self.requests is not None and self.seconds is not None:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.requests.labels(method, route, status).inc()
+            self.seconds.labels(method, route).observe(seconds)
 
 
 class CardAnswer(BaseModel):

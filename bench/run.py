@@ -56,6 +56,7 @@ import asyncpg
 import httpx
 
 from bench import openloop, wirecount
+from bench.inproc import kassa_environment
 from bench.reference import checks as reference_checks
 from bench.reference import sql as reference_sql
 from bench.report import (
@@ -205,21 +206,9 @@ class Server:
 
 
 def kassa_env(url: str, redis_url: str, prefix: str, work: Path) -> dict[str, str]:
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
-    env.update(
-        {
-            "KASSA_DATABASE_URL": url,
-            "KASSA_REDIS_URL": redis_url,
-            "KASSA_REDIS_KEY_PREFIX": prefix,
-            "KASSA_RATE_LIMIT": "10000000/minute",
-            "KASSA_USER_RATE_LIMIT": "10000000/minute",
-            "KASSA_JWT_SECRET": secrets.token_urlsafe(48),
-            "KASSA_VAULT_KEYS": f"bench:{key}",
-            "KASSA_LOG_LEVEL": "INFO",
-            "KASSA_LOG_FORMAT": "json",
-        }
-    )
+    # Users are registered through the API at the production password cost (`seed_users`).
+    env.update(kassa_environment(url, redis_url, prefix, cheap_passwords=False))
     (work / "env.json").write_text(
         json.dumps({k: v for k, v in env.items() if k.startswith("KASSA_")})
     )
