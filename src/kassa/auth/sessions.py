@@ -23,11 +23,13 @@ that fails validation, a malformed id) still answers 401 when its session has en
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, select
+from sqlalchemy import ColumnElement, RowMapping, bindparam, exists, select
+from sqlalchemy.sql.expression import Executable
 
 from kassa.auth.models import AuthSession, User
 from kassa.db import Runner, table_of
@@ -105,6 +107,15 @@ async def confirm(db: Runner, check: SessionCheck | None) -> None:
     await session_user(db, check)
 
 
-def require_live(row: Any, check: SessionCheck) -> None:
-    """After a read that carried `LIVE_SESSION`: `Unauthorized` unless it found it live."""
-    check.answered(bool(row["session_live"]))
+async def first_checked(
+    db: Runner, statement: Executable, params: Mapping[str, Any], check: SessionCheck
+) -> RowMapping | None:
+    """The first row of a read that carries `LIVE_SESSION`, which pays `check` with it;
+    when the read finds nothing, a statement of its own pays it. `Unauthorized` when the
+    session has ended, found or not."""
+    row = await db.first(statement, {**params, **check.params()})
+    if row is None:
+        await confirm(db, check)
+    else:
+        check.answered(bool(row["session_live"]))
+    return row

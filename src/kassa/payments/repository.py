@@ -96,12 +96,8 @@ async def find_payment(
     if session is None:
         row = await db.first(_GET_PAYMENT, params)
         return None if row is None else record_of(Payment, row)
-    row = await db.first(_GET_PAYMENT_CHECKED, {**params, **session.params()})
-    if row is None:
-        await sessions.confirm(db, session)
-        return None
-    sessions.require_live(row, session)
-    return record_of(Payment, {c.name: row[c.name] for c in _PAYMENT.c})
+    row = await sessions.first_checked(db, _GET_PAYMENT_CHECKED, params, session)
+    return None if row is None else record_of(Payment, {c.name: row[c.name] for c in _PAYMENT.c})
 
 
 async def find_secret(db: Runner, payment_id: uuid.UUID) -> PaymentSecret | None:
@@ -310,11 +306,7 @@ async def find_payment_and_secret(
     if session is None:
         row = await db.first(_GET_WITH_SECRET, params)
     else:
-        row = await db.first(_GET_WITH_SECRET_CHECKED, {**params, **session.params()})
-        if row is None:
-            await sessions.confirm(db, session)
-        else:
-            sessions.require_live(row, session)
+        row = await sessions.first_checked(db, _GET_WITH_SECRET_CHECKED, params, session)
     if row is None:
         return None
     payment = record_of(Payment, {c.name: row[c.name] for c in _PAYMENT.c})
